@@ -1,0 +1,7 @@
+"""nasforge: neural architecture search methods side by side on the same spaces, data and budgets."""
+from .api import build_model, components, evaluate, export, load_arch, search, train
+from .errors import ConfigError, DataError, UserError
+
+__version__ = "0.1.0"
+__all__ = ["search", "train", "evaluate", "export", "load_arch", "build_model", "components", "UserError",
+           "ConfigError", "DataError"]

@@ -7,10 +7,9 @@ import random
 import resource
 import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,14 +98,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-@contextmanager
-def measure_cost(offset: Cost | None = None) -> Iterator[Cost]:
-    """Measure the enclosed block; `offset` carries cost already spent before a resume."""
-    cost = Cost()
-    w0, c0 = time.perf_counter(), time.process_time()
-    try:
-        yield cost
-    finally:
-        cost.wall_s = time.perf_counter() - w0 + (offset.wall_s if offset else 0.0)
-        cost.cpu_s = time.process_time() - c0 + (offset.cpu_s if offset else 0.0)
-        cost.peak_rss_mb = max(peak_rss_mb(), offset.peak_rss_mb if offset else 0.0)
+class CostMeter:
+    """Running cost of a piece of work; `offset` carries cost already spent before a resume."""
+
+    def __init__(self, offset: Cost | None = None) -> None:
+        self.offset = offset or Cost()
+        self._w0, self._c0 = time.perf_counter(), time.process_time()
+
+    def now(self) -> Cost:
+        return Cost(wall_s=time.perf_counter() - self._w0 + self.offset.wall_s,
+                    cpu_s=time.process_time() - self._c0 + self.offset.cpu_s,
+                    peak_rss_mb=max(peak_rss_mb(), self.offset.peak_rss_mb))

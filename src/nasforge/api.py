@@ -1,0 +1,333 @@
+"""The Python API; the CLI is a thin shell over these functions.
+
+    import nasforge
+    result = nasforge.search({"space": "nb201", "method": "single-darts", "budget": {"epochs": 10},
+                              "space_options": {"C": 8, "N": 1}, "subset": 10000})
+    nasforge.train({"arch": result["arch_file"], "train": {"epochs": 5}})
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import config as cfgmod
+from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
+from .errors import ConfigError, UserError
+from .models import MODELS
+from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+from .runs.store import RunDir
+from .strategies.base import Budget, SearchContext
+from .training import TrainConfig, evaluate as evaluate_model, train_model
+from .utils import Cost, CostMeter, atomic_write_json, set_threads
+
+DEFAULT_RUN_ROOT = "runs"
+
+
+def _import_all() -> None:
+    """Importing the modules registers every space, strategy, dataset, estimator and executor."""
+    import importlib
+    import pkgutil
+
+    for pkg in ("spaces", "strategies", "estimators"):
+        mod = importlib.import_module(f"nasforge.{pkg}")
+        for info in pkgutil.iter_modules(mod.__path__):
+            importlib.import_module(f"nasforge.{pkg}.{info.name}")
+    importlib.import_module("nasforge.runs.executors")
+
+
+def components() -> dict[str, list[tuple[str, str]]]:
+    """Everything registered, by kind: what `nasforge list` prints."""
+    _import_all()
+    return {"spaces": list(SPACES.describe()), "strategies": list(STRATEGIES.describe()),
+            "datasets": list(DATASETS.describe()), "estimators": list(ESTIMATORS.describe()),
+            "executors": list(EXECUTORS.describe()), "models": list(MODELS.describe())}
+
+
+@contextmanager
+def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
+    """Accumulate this process's cost into the run (so a resumed run reports the total)."""
+    p = run.file("cost.json")
+    prev = Cost(**json.loads(p.read_text())) if p.exists() else Cost()
+    meter = CostMeter(prev)
+    try:
+        yield meter
+    finally:
+        atomic_write_json(p, meter.now().as_dict())
+
+
+def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
+    return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False))
+
+
+def _space(name: str, data: ImageDataset | None, options: dict[str, Any]):
+    cls = SPACES.get(name)
+    if data is None:
+        return cls(**options)
+    return cls(in_channels=data.in_channels, num_classes=data.num_classes, resolution=data.resolution, **options)
+
+
+def load_arch(path: str | Path) -> dict[str, Any]:
+    """Read an architecture file: {"space", "arch", optional "space_config"} (a result.json works too)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RunDir.RESULT
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"architecture file {p} not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"architecture file {p} is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or "space" not in data or "arch" not in data:
+        raise UserError(f"architecture file {p} must hold a JSON object with 'space' and 'arch'")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+# ---------------------------------------------------------------------------------------------
+def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
+           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
+    """Run a search (and the optional retraining of its result); returns result.json's content."""
+    _import_all()
+    if resume is not None:
+        run = RunDir.open(resume)
+        stored = run.config()
+        stored.pop("command", None)
+        cfg = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, stored)
+    else:
+        cfg = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, config)
+    strategy_cls = STRATEGIES.get(cfg["method"])
+    strategy = strategy_cls(**cfg["hparams"])
+    budget = Budget(**cfg["budget"])
+    needs_data = strategy.kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
+    if strategy.kind == "multi-trial":
+        if cfg["estimator"] is None:
+            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
+                              f"from: {', '.join(ESTIMATORS.names())}")
+        if not budget.trials and not budget.seconds:
+            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
+    elif cfg["estimator"] not in (None,):
+        raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
+    elif not budget.epochs:
+        raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
+    EXECUTORS.get(cfg["executor"]) if cfg["executor"] != "local" else None
+    set_threads(cfg["threads"])
+
+    train = test = None
+    if needs_data:
+        train, test = _datasets(cfg)
+    space = _space(cfg["space"], train, cfg["space_options"])
+    table = _load_table(cfg, space.name)
+    if resume is None:
+        run = RunDir.create(run_root, "search", cfg, name=run_name)
+
+    with _tracked_cost(run) as meter:
+        search_file = run.file("search.json")
+        if search_file.exists():  # the search finished before the interruption
+            found = json.loads(search_file.read_text())
+        else:
+            data = None
+            if strategy.kind == "one-shot":
+                tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"])
+                mean, std = train.stats()
+                data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
+            estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
+            executor = _executor(cfg) if strategy.kind == "multi-trial" else None
+            ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
+                                executor=executor, run=run, table=table)
+            try:
+                res = strategy.search(ctx)
+            finally:
+                if executor is not None and hasattr(executor, "shutdown"):
+                    executor.shutdown()
+            found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
+                     "history_tail": res.history[-1] if res.history else None}
+            atomic_write_json(search_file, found)
+        arch = space.validate(found["arch"])
+        result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
+                                  "method": cfg["method"], "seed": cfg["seed"], "search": found}
+        if table is not None:
+            result["table"] = table.record(arch)
+        if cfg["retrain"]:
+            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"))
+        result["cost"] = meter.now().as_dict()
+    result["run_dir"] = str(run.path)
+    atomic_write_json(run.file("arch.json"), {"space": space.name, "space_config": space.config, "arch": arch})
+    result["arch_file"] = str(run.file("arch.json"))
+    run.write_result(result)
+    return result
+
+
+def _load_table(cfg: dict[str, Any], space: str):
+    if not cfg["tables"]:
+        return None
+    from .benchmarks import MacroTable, NB201Table
+
+    if space == "nb201":
+        return _DatasetTable(NB201Table.load(cfg["tables"]), cfg["table_dataset"])
+    if space == "macro":
+        return MacroTable.load(cfg["tables"])
+    return None
+
+
+class _DatasetTable:
+    """An NB201 table whose `record` also carries the headline number for the configured dataset."""
+
+    def __init__(self, table, dataset: str) -> None:
+        self.table, self.dataset = table, dataset
+
+    def record(self, arch):
+        return self.table.record(arch)
+
+    def __getattr__(self, name):
+        return getattr(self.table, name)
+
+
+def _estimator(cfg: dict[str, Any], space):
+    name = cfg["estimator"]
+    cls = ESTIMATORS.get(name)
+    opts = dict(cfg["estimator_options"])
+    if name == "scratch":
+        opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
+                                 "split_seed": cfg["split_seed"]})
+    if name == "table":
+        if not cfg["tables"]:
+            raise ConfigError("--estimator table needs --tables pointing at the benchmark tables folder")
+        opts.setdefault("tables", str(Path(cfg["tables"]).resolve()))
+        opts.setdefault("dataset", cfg["table_dataset"])
+    try:
+        return cls(**opts)
+    except TypeError as e:
+        raise ConfigError(f"bad options for estimator '{name}': {e}") from None
+
+
+def _executor(cfg: dict[str, Any]):
+    from .runs.executors import make_executor
+
+    return make_executor(cfg["executor"], **cfg["executor_options"])
+
+
+def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir) -> dict[str, Any]:
+    run.path.mkdir(parents=True, exist_ok=True)
+    tcfg = TrainConfig.from_dict(cfg["retrain"])
+    tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
+                         test_subset=cfg["test_subset"])
+    model = space.build(arch, **cfg["retrain_space_options"])
+    out = train_model(model, tr, te, tcfg, run=run)
+    torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
+    return {"test_accuracy": out["final"].get("test_accuracy"), "params": sum(p.numel() for p in model.parameters()),
+            "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
+            "space_options": cfg["retrain_space_options"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# train / evaluate / export
+# ---------------------------------------------------------------------------------------------
+def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset, space_options: dict[str, Any] | None = None):
+    """A model for a named fixed model ("baseline") or an architecture file/dict."""
+    _import_all()
+    if isinstance(arch, str) and arch in MODELS:
+        return MODELS.get(arch)(in_channels=data.in_channels, num_classes=data.num_classes), {"model": arch}
+    if not isinstance(arch, dict) and not Path(str(arch)).exists():
+        raise UserError(f"unknown architecture '{arch}': give a model name ({', '.join(MODELS.names())}) "
+                        "or the path of an architecture JSON file (arch.json or result.json of a search)")
+    spec = arch if isinstance(arch, dict) else load_arch(arch)
+    space_cfg = {k: v for k, v in spec.get("space_config", {}).items()
+                 if k not in ("space", "in_channels", "num_classes", "resolution")}
+    space = _space(spec["space"], data, space_cfg)
+    return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
+
+
+def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
+          resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
+    """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
+    if resume is not None:
+        run = RunDir.open(resume)
+        stored = run.config()
+        stored.pop("command", None)
+        cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, stored)
+    else:
+        cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, config)
+    tcfg = TrainConfig.from_dict(cfg["train"])
+    set_threads(cfg["threads"])
+    train_set, test_set = _datasets(cfg)
+    tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
+    model, described = build_model(cfg["arch"] if not str(cfg["arch"]).endswith(".json") or resume else
+                                   str(Path(cfg["arch"]).resolve()), tr, cfg["space_options"])
+    if resume is None:
+        run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
+    with _tracked_cost(run) as meter:
+        out = train_model(model, tr, te, tcfg, run=run)
+        cost = meter.now().as_dict()
+    torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
+    result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
+              "train_accuracy": out["final"].get("train_accuracy"),
+              "params": sum(p.numel() for p in model.parameters()), "epochs": tcfg.epochs,
+              "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
+              "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
+    run.write_result(result)
+    return result
+
+
+def _load_trained(run_dir: str | Path):
+    """The model of a finished `train` run (or a search run's retrained model) with its normalisation."""
+    run = RunDir.open(run_dir)
+    cfg = run.config()
+    res = run.result()
+    if cfg.get("command") == "search":
+        if "retrain" not in res:
+            raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
+        arch_spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
+        space_options = res["retrain"].get("space_options", {})
+        state_file = Path(res["retrain"]["model_file"])
+        dataset = cfg["dataset"]
+    else:
+        arch_spec = res["model"] if "model" in res else {"space": res["space"], "arch": res["arch"],
+                                                         "space_config": _space_config_of(cfg)}
+        space_options = cfg.get("space_options", {})
+        state_file = Path(res["model_file"])
+        dataset = cfg["dataset"]
+    _, test_set = load_dataset(dataset, cfg.get("data_root"))
+    model, _ = build_model(arch_spec, test_set, space_options)
+    state = torch.load(state_file, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state, cfg, test_set
+
+
+def _space_config_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    arch = cfg["arch"]
+    if isinstance(arch, dict):
+        return arch.get("space_config", {})
+    return load_arch(arch).get("space_config", {})
+
+
+def evaluate(run_dir: str | Path, test_subset: int | None = None) -> dict[str, Any]:
+    """Test accuracy of a trained run's model on the official test set."""
+    from .data import Loader, split_indices
+
+    model, state, cfg, test_set = _load_trained(run_dir)
+    if test_subset:
+        test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
+    loader = Loader(test_set, 500, mean=state["mean"], std=state["std"])
+    t0 = time.perf_counter()
+    metrics = evaluate_model(model, loader)
+    return {**metrics, "images": len(test_set), "images_per_s": len(test_set) / (time.perf_counter() - t0)}
+
+
+def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: int = 64) -> dict[str, Any]:
+    """Export a trained model to ONNX and verify it in onnxruntime against PyTorch's logits."""
+    from .export import export_onnx
+
+    model, state, cfg, test_set = _load_trained(run_dir)
+    from .data import Loader
+
+    x, _ = next(iter(Loader(test_set, check_images, mean=state["mean"], std=state["std"])))
+    return export_onnx(model, x, out, opset=opset)

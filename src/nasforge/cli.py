@@ -1,0 +1,211 @@
+"""`nasforge` command line: a thin typer shell over nasforge.api.
+
+Every UserError becomes one line on stderr and exit code 2 (3 for a diverged training run); usage
+errors from the parser are folded to one line as well.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from . import config as cfgmod
+from . import progress
+from .errors import ConfigError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Neural architecture search methods side by side on the same spaces, data and budgets.")
+out = Console()
+err = Console(stderr=True)
+
+RunRoot = typer.Option("runs", "--out", help="folder that receives the run directory")
+
+
+def _emit(result: dict[str, Any], keys: list[str] | None = None) -> None:
+    shown = {k: result[k] for k in keys if k in result} if keys else result
+    out.print_json(json.dumps(shown, default=str))
+
+
+def _kv(items: Optional[List[str]]) -> dict[str, Any]:
+    return cfgmod.parse_assignments(items)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != {}}
+
+
+@app.command()
+def search(
+    space: Optional[str] = typer.Option(None, help="search space (see `nasforge list`)"),
+    method: Optional[str] = typer.Option(None, help="strategy (see `nasforge list`)"),
+    dataset: Optional[str] = typer.Option(None, help="dataset name"),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
+    download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
+    epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
+    trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
+    seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
+    subset: Optional[int] = typer.Option(None, help="training images used by the search (split in halves)"),
+    batch_size: Optional[int] = typer.Option(None, help="search batch size"),
+    seed: Optional[int] = typer.Option(None),
+    estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table"),
+    executor: Optional[str] = typer.Option(None, help="where trials run: local | ray"),
+    workers: Optional[int] = typer.Option(None, help="ray: parallel trials"),
+    ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
+    tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
+    retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
+    threads: Optional[int] = typer.Option(None, help="torch threads"),
+    hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable)"),
+    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8"),
+    retrain_opt: Optional[List[str]] = typer.Option(None, "--retrain-opt", help="final-network option key=value"),
+    config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
+    resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
+    name: Optional[str] = typer.Option(None, help="run directory name"),
+    run_root: Path = RunRoot,
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Search an architecture; writes a run directory with result.json."""
+    progress.set_enabled(not quiet)
+    if resume is not None:
+        res = api.search(resume=resume)
+    else:
+        flags = _drop_none({
+            "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+            "download": download or None, "subset": subset, "batch_size": batch_size, "seed": seed,
+            "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
+            "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
+            "retrain_space_options": _kv(retrain_opt),
+            "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
+            "executor_options": _drop_none({"workers": workers, "address": ray_address}),
+        })
+        if retrain_epochs:
+            flags["retrain"] = {"epochs": retrain_epochs}
+        file_cfg = cfgmod.load_yaml(config) if config else None
+        res = api.search(cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
+    _emit(res, ["arch", "space", "method", "table", "retrain", "cost", "run_dir", "arch_file"])
+
+
+@app.command()
+def train(
+    arch: Optional[str] = typer.Option(None, help="'baseline' or an architecture JSON (arch.json / result.json)"),
+    dataset: Optional[str] = typer.Option(None),
+    data_root: Optional[Path] = typer.Option(None),
+    download: bool = typer.Option(False, "--download"),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | adamw"),
+    seed: Optional[int] = typer.Option(None),
+    subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
+    test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
+    threads: Optional[int] = typer.Option(None),
+    train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable)"),
+    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=16"),
+    config: Optional[Path] = typer.Option(None),
+    resume: Optional[Path] = typer.Option(None),
+    name: Optional[str] = typer.Option(None),
+    run_root: Path = RunRoot,
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train an architecture from scratch on the full training set and test it."""
+    progress.set_enabled(not quiet)
+    if resume is not None:
+        res = api.train(resume=resume)
+    else:
+        train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                                "seed": seed, **_kv(train_opt)})
+        flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+                            "download": download or None, "subset": subset, "test_subset": test_subset,
+                            "threads": threads, "train": train_cfg, "space_options": _kv(space_opt)})
+        file_cfg = cfgmod.load_yaml(config) if config else None
+        res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
+    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "epochs", "images_per_s", "cost", "run_dir"])
+
+
+@app.command()
+def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
+             test_subset: Optional[int] = typer.Option(None)) -> None:
+    """Test accuracy of a trained model."""
+    _emit(api.evaluate(run_dir, test_subset=test_subset))
+
+
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
+           onnx_file: Path = typer.Option(Path("model.onnx"), "--out", help="ONNX file to write"),
+           opset: int = typer.Option(17)) -> None:
+    """Export a trained model to ONNX, checked in onnxruntime against PyTorch."""
+    _emit(api.export(run_dir, onnx_file, opset=opset))
+
+
+@app.command("list")
+def list_components() -> None:
+    """Every registered search space, strategy, dataset, estimator, executor and model."""
+    for kind, entries in api.components().items():
+        t = Table(title=kind, title_justify="left", show_header=False, box=None)
+        for n, h in entries:
+            t.add_row(f"[bold]{n}[/]", h)
+        out.print(t)
+
+
+@app.command()
+def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, help="benchmark tables folder"),
+         quiet: bool = typer.Option(False, "--quiet")) -> None:
+    """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, print its test accuracy."""
+    progress.set_enabled(not quiet)
+    cfg = cfgmod.load_yaml(Path(__file__).parent / "configs" / "demo.yaml")
+    if tables is None:
+        guess = Path("../shared/data/benchmarks")
+        tables = guess if guess.is_dir() else None
+    if tables is not None:
+        cfg["tables"] = str(tables)
+    res = api.search(cfg, run_root=run_root, run_name=None)
+    summary = {"arch": res["arch"], "fashion_mnist_test_accuracy": res["retrain"]["test_accuracy"],
+               "params": res["retrain"]["params"], "run_dir": res["run_dir"], "cost": res["cost"]}
+    if "table" in res:
+        summary["nb201_cifar10_test_200ep"] = res["table"]["cifar10_test_200"]
+        summary["nb201_cifar100_test_200ep"] = res["table"]["cifar100_test_200"]
+        summary["nb201_imagenet16_120_test_200ep"] = res["table"]["imagenet16-120_test_200"]
+    _emit(summary)
+
+
+def _usage_error_types() -> tuple[type, ...]:
+    # typer >= 0.20 vendors click as typer._click; older versions raise click's own classes
+    types: list[type] = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(mod, fromlist=["UsageError"]).UsageError)
+        except ImportError:
+            pass
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(getattr(e, "exit_code", 0))
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except _usage_error_types() as e:
+        command = e.ctx.command_path if getattr(e, "ctx", None) is not None else "nasforge"
+        if not e.format_message().strip():  # bare `nasforge`: help was printed
+            sys.exit(2)
+        print(f"error: {e.format_message()}; see '{command} --help'", file=sys.stderr)
+        sys.exit(2)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume RUN_DIR (finished epochs and trials are kept)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

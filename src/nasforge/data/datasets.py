@@ -1,0 +1,309 @@
+"""Datasets held in memory as uint8 tensors, and the deterministic splits every run uses.
+
+Formats: IDX (Fashion-MNIST, MNIST), CIFAR-10/100 python pickles, and a folder of images per class.
+A dataset is looked up at an explicit root, then `$NASFORGE_DATA/<name>`, then Debian's install location.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..registry import DATASETS
+from .idx import read_idx
+
+
+@dataclass
+class ImageDataset:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+    num_classes: int
+    name: str = ""
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise DataError(f"{self.name}: images must be uint8 [N, C, H, W], got {tuple(self.images.shape)} "
+                            f"{self.images.dtype}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+    def subset(self, index: torch.Tensor) -> "ImageDataset":
+        return ImageDataset(self.images[index], self.labels[index], self.num_classes, self.name, self.classes)
+
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std in [0, 1] units (from at most 10k images: enough for normalisation)."""
+        x = self.images[:10000].float().div_(255)
+        return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+
+
+@dataclass
+class SearchData:
+    """The two halves a search sees: weights train on `train`, bi-level methods fit alphas on `val`."""
+
+    train: ImageDataset
+    val: ImageDataset
+    batch_size: int = 64
+    augment: dict | None = None
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def loaders(self, seed: int):
+        from .loader import Loader
+
+        aug = self.augment or {}
+        return (Loader(self.train, self.batch_size, shuffle=True, seed=seed, mean=self.mean, std=self.std, **aug),
+                Loader(self.val, self.batch_size, shuffle=True, seed=seed + 7919, mean=self.mean, std=self.std, **aug))
+
+
+# ---------------------------------------------------------------------------------------------
+# locating files
+# ---------------------------------------------------------------------------------------------
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_URLS = {
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+}
+_HOW_TO = {
+    "fashion-mnist": "install Debian's package (apt-get install dataset-fashion-mnist), set NASFORGE_DATA to a folder "
+                     "holding fashion-mnist/, pass --data-root, or use --download",
+    "mnist": "set NASFORGE_DATA to a folder holding mnist/, pass --data-root, or use --download",
+    "cifar10": "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it and pass "
+               "--data-root pointing at cifar-10-batches-py",
+    "cifar100": "download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it and "
+                "pass --data-root pointing at cifar-100-python",
+}
+
+
+def _candidates(name: str, root: str | Path | None) -> list[Path]:
+    out: list[Path] = []
+    if root is not None:
+        out += [Path(root), Path(root) / name]
+    env = os.environ.get("NASFORGE_DATA")
+    if env:
+        out += [Path(env) / name, Path(env)]
+    if name == "fashion-mnist":
+        out.append(DEBIAN_FASHION_MNIST)
+    return out
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for suffix in (".gz", ""):
+        p = folder / (stem + suffix)
+        if p.is_file():
+            return p
+    return None
+
+
+def _locate_idx_folder(name: str, root: str | Path | None) -> Path:
+    searched = _candidates(name, root)
+    for folder in searched:
+        if all(_find_idx(folder, s) for pair in _IDX_FILES.values() for s in pair):
+            return folder
+    where = ", ".join(str(p) for p in searched) or "(no location configured)"
+    raise DataError(f"dataset '{name}' not found (looked in {where}); {_HOW_TO[name]}")
+
+
+def download_idx(name: str, dest: str | Path) -> Path:
+    """Fetch the four IDX files of Fashion-MNIST or MNIST from their official mirrors."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for pair in _IDX_FILES.values():
+        for stem in pair:
+            target = dest / f"{stem}.gz"
+            if target.is_file():
+                continue
+            url = _URLS[name] + f"{stem}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=30) as r:
+                    data = r.read()
+            except OSError as e:
+                raise DataError(f"cannot download {url} ({e}); {_HOW_TO[name]}") from None
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+    return dest
+
+
+def _load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tuple[ImageDataset, ImageDataset]:
+    try:
+        folder = _locate_idx_folder(name, root)
+    except DataError:
+        if not download:
+            raise
+        target = Path(root) if root else Path(os.environ.get("NASFORGE_DATA", "data")) / name
+        folder = download_idx(name, target)
+    out = []
+    for split, (img_stem, lbl_stem) in _IDX_FILES.items():
+        images = read_idx(_find_idx(folder, img_stem))  # type: ignore[arg-type]
+        labels = read_idx(_find_idx(folder, lbl_stem))  # type: ignore[arg-type]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
+        if labels.max() >= 10:
+            raise DataError(f"{folder}: label {int(labels.max())} out of range 0..9")
+        out.append(ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+                                10, name))
+    return out[0], out[1]
+
+
+@DATASETS.register("fashion-mnist", help="Zalando Fashion-MNIST, 28x28 grey, 10 classes (IDX)")
+def fashion_mnist(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    return _load_idx_dataset("fashion-mnist", root, download)
+
+
+@DATASETS.register("mnist", help="MNIST digits, 28x28 grey, 10 classes (IDX)")
+def mnist(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    return _load_idx_dataset("mnist", root, download)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except FileNotFoundError:
+        raise DataError(f"missing file {path}") from None
+    except Exception as e:
+        raise DataError(f"corrupt file {path}: {type(e).__name__}: {e}") from None
+
+
+def _cifar(name: str, folder_name: str, train_files: list[str], test_files: list[str], label_key: bytes,
+           num_classes: int, root: str | Path | None) -> tuple[ImageDataset, ImageDataset]:
+    for folder in _candidates(name, root) + ([Path(root) / folder_name] if root else []):
+        if all((folder / f).is_file() for f in train_files + test_files):
+            break
+    else:
+        raise DataError(f"dataset '{name}' not found (looked for {train_files[0]} in "
+                        f"{', '.join(str(p) for p in _candidates(name, root)) or 'no location'}); {_HOW_TO[name]}")
+    out = []
+    for files in (train_files, test_files):
+        xs, ys = [], []
+        for f in files:
+            d = _unpickle(folder / f)
+            try:
+                x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                y = np.asarray(d[label_key], dtype=np.int64)
+            except (KeyError, ValueError) as e:
+                raise DataError(f"corrupt file {folder / f}: {e}") from None
+            xs.append(x)
+            ys.append(y)
+        out.append(ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)),
+                                num_classes, name))
+    return out[0], out[1]
+
+
+@DATASETS.register("cifar10", help="CIFAR-10 python pickle batches (cifar-10-batches-py)")
+def cifar10(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    return _cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                  b"labels", 10, root)
+
+
+@DATASETS.register("cifar100", help="CIFAR-100 python pickles (cifar-100-python), fine labels")
+def cifar100(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    return _cifar("cifar100", "cifar-100-python", ["train"], ["test"], b"fine_labels", 100, root)
+
+
+@DATASETS.register("image-folder", help="root/{train,test}/<class>/<image>; needs Pillow; resized to 32x32")
+def image_folder(root: str | Path | None = None, download: bool = False, resolution: int = 32) -> tuple[ImageDataset, ImageDataset]:
+    if root is None:
+        raise DataError("dataset 'image-folder' needs --data-root pointing at a folder with train/ and test/ subfolders")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("dataset 'image-folder' needs Pillow: pip install 'nasforge[images]'") from None
+    root = Path(root)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
+    if not classes:
+        raise DataError(f"{root}/train has no class folders; expected root/train/<class>/<image files>")
+    out = []
+    for split in ("train", "test"):
+        xs, ys = [], []
+        for label, cls in enumerate(classes):
+            for f in sorted((root / split / cls).glob("*")):
+                try:
+                    with Image.open(f) as im:
+                        im = im.convert("RGB").resize((resolution, resolution))
+                        xs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+                except OSError as e:
+                    raise DataError(f"unreadable image {f}: {e}") from None
+                ys.append(label)
+        if not xs:
+            raise DataError(f"{root / split} holds no images")
+        out.append(ImageDataset(torch.from_numpy(np.stack(xs)), torch.tensor(ys), len(classes), "image-folder",
+                                tuple(classes)))
+    return out[0], out[1]
+
+
+@DATASETS.register("synthetic", help="random gratings, 1x28x28, 10 classes (smoke tests; no files needed)")
+def synthetic(root: str | Path | None = None, download: bool = False, n_train: int = 2000, n_test: int = 500,
+              channels: int = 1, resolution: int = 28, num_classes: int = 10) -> tuple[ImageDataset, ImageDataset]:
+    """Class k is a noisy sinusoidal grating with one of 5 orientations and 2 frequencies at a random phase:
+    local texture, not position, carries the label, so small CNNs with global pooling learn it in a few steps."""
+    g = torch.Generator().manual_seed(1234)
+    yy, xx = torch.meshgrid(torch.arange(resolution, dtype=torch.float32),
+                            torch.arange(resolution, dtype=torch.float32), indexing="ij")
+
+    def make(n: int) -> ImageDataset:
+        y = torch.randint(0, num_classes, (n,), generator=g)
+        theta = (y % 5).float() * (torch.pi / 5)
+        freq = torch.where(y // 5 % 2 == 0, 1 / 3.0, 1 / 7.0) * 2 * torch.pi
+        phase = torch.rand(n, generator=g) * 2 * torch.pi
+        wave = torch.sin(freq.view(-1, 1, 1) * (xx * theta.cos().view(-1, 1, 1) + yy * theta.sin().view(-1, 1, 1))
+                         + phase.view(-1, 1, 1))
+        img = 128 + 90 * wave.unsqueeze(1) + 30 * torch.randn(n, channels, resolution, resolution, generator=g)
+        return ImageDataset(img.clamp(0, 255).to(torch.uint8), y, num_classes, "synthetic")
+
+    return make(n_train), make(n_test)
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
+    """(train, test) for a registered dataset name."""
+    loader: Callable = DATASETS.get(name)
+    return loader(root=root, download=download)
+
+
+def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:
+    """A fixed permutation of range(n), cut to `subset`; the same seed always gives the same indices."""
+    if subset is not None and not (2 <= subset):
+        raise DataError(f"subset must be at least 2 images, got {subset}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: min(subset, n)] if subset else perm
+
+
+def search_split(train: ImageDataset, seed: int = 0, subset: int | None = None,
+                 train_portion: float = 0.5) -> tuple[ImageDataset, ImageDataset]:
+    """Split the training set into search-train and search-val (DARTS' train_portion=0.5)."""
+    if not 0.0 < train_portion < 1.0:
+        raise DataError(f"train_portion must be in (0, 1), got {train_portion}")
+    idx = split_indices(len(train), seed, subset)
+    cut = int(len(idx) * train_portion)
+    return train.subset(idx[:cut]), train.subset(idx[cut:])
+
+
+def final_split(train: ImageDataset, test: ImageDataset, seed: int = 0, subset: int | None = None,
+                test_subset: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """For final evaluation: the full (or subset of the) training set and the official test set."""
+    tr = train.subset(split_indices(len(train), seed, subset)) if subset else train
+    te = test.subset(split_indices(len(test), seed, test_subset)) if test_subset else test
+    return tr, te

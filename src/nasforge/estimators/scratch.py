@@ -1,0 +1,53 @@
+"""Estimator that trains every candidate from scratch on the search split (the multi-trial ground truth)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from ..data import load_dataset, search_split
+from ..registry import ESTIMATORS, SPACES
+from ..spaces.base import Arch, SearchSpace
+from ..training import TrainConfig, evaluate, train_model
+from .base import Estimator
+
+
+@ESTIMATORS.register("scratch", help="train each architecture from scratch on search-train, score on search-val")
+class ScratchEstimator(Estimator):
+    name = "scratch"
+    trial_fn = "nasforge.estimators.scratch:run_trial"
+
+    def __init__(self, data: dict[str, Any], train: dict[str, Any] | None = None,
+                 space_options: dict[str, Any] | None = None) -> None:
+        self.data = data  # {"dataset", "data_root", "subset", "split_seed"}
+        self.train = TrainConfig.from_dict({"epochs": 1, **(train or {})}).as_dict()
+        self.space_options = space_options or {}
+
+    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
+        # The training seed is fixed per architecture (not per search seed): proxy noise must not
+        # depend on which search proposed the cell (PNAS pitfall "control proxy noise").
+        return {"space": space.config, "arch": arch, "build": self.space_options, "data": self.data,
+                "train": {**self.train, "seed": self.train.get("seed", 0)}}
+
+
+@lru_cache(maxsize=4)
+def _split(dataset: str, root: str | None, subset: int | None, split_seed: int):
+    train, _ = load_dataset(dataset, root)
+    return search_split(train, seed=split_seed, subset=subset)
+
+
+def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+    if threads:
+        torch.set_num_threads(threads)
+    d = spec["data"]
+    tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0))
+    cfg = dict(spec["space"])
+    space = SPACES.get(cfg.pop("space"))(**cfg)
+    model = space.build(arch=spec["arch"], **spec.get("build", {}))
+    train_cfg = TrainConfig.from_dict(spec["train"])
+    mean, std = tr.stats()
+    out = train_model(model, tr, None, train_cfg, mean=mean, std=std)
+    val = evaluate(model, train_cfg.loader(va, mean, std, train=False))
+    return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
+            "params": sum(p.numel() for p in model.parameters()), "train_s": out["cost"]["wall_s"]}

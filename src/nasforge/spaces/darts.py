@@ -1,0 +1,539 @@
+"""DARTS CNN cell space (Liu et al., ICLR 2019): two cell types, 4 intermediate nodes, 14 edges, 8 ops.
+
+A cell reads the outputs of the two previous cells (input nodes 0 and 1, after a 1x1 preprocessing
+conv) and computes intermediate nodes 2..5; each node sums ops applied to earlier nodes, and the cell
+outputs the concatenation of its `concat` nodes. Reduction cells (at depth L//3 and 2L//3) double the
+channels and run every op that reads an input node with stride 2.
+
+Architectures are JSON genotypes, in one of two shapes:
+
+* shared cells (DARTS): ``{"normal": [[op, input], ...], "normal_concat": [2, 3, 4, 5],
+  "reduce": [...], "reduce_concat": [2, 3, 4, 5]}``, every normal cell one copy of ``normal``;
+* unique cells (MANAS): ``{"cells": [{"ops": [[op, input], ...], "concat": [...]}, ...]}``, one
+  entry per cell, the reduction cells being the ones at index L//3 and 2L//3 of the list.
+
+An ``ops`` list is either the standard form, 2 pairs per node in node order (pairs 2k and 2k+1 feed
+node k+2), or the full form, one entry per edge in the order of :func:`cell_edges` (14 entries,
+`none` meaning "no edge"); a node of the full form sums all its inputs. `none` edges are never built.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError, UserError, choices_message
+from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
+from ..registry import SPACES
+from ..supernet import MixedOp, Supernet
+from .base import SearchSpace
+
+OPS: list[str] = list(DARTS_OPS)  # none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3/5x5, dil_conv_3x3/5x5
+NONE = "none"
+
+# The published cells found by first-order (V1) and second-order (V2) DARTS on CIFAR-10.
+DARTS_V1: dict[str, list] = {
+    "normal": [["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["skip_connect", 0], ["sep_conv_3x3", 1],
+               ["skip_connect", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["skip_connect", 2]],
+    "normal_concat": [2, 3, 4, 5],
+    "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 0],
+               ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["avg_pool_3x3", 0]],
+    "reduce_concat": [2, 3, 4, 5],
+}
+DARTS_V2: dict[str, list] = {
+    "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
+               ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
+    "normal_concat": [2, 3, 4, 5],
+    "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+               ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
+    "reduce_concat": [2, 3, 4, 5],
+}
+
+_BUILD_OPTIONS = ("C", "layers", "stem_multiplier", "auxiliary")
+_SUPERNET_OPTIONS = ("C", "layers", "nodes", "stem_multiplier", "unique_cells", "track_running_stats")
+
+
+# --------------------------------------------------------------------------------------------------
+# Cell topology
+def cell_edges(nodes: int = 4) -> list[tuple[int, int]]:
+    """The edges ``(input, node)`` of a cell in the standard order: node 2 from 0, 1; node 3 from 0, 1, 2; ..."""
+    return [(i, j) for j in range(2, nodes + 2) for i in range(j)]
+
+
+def num_edges(nodes: int = 4) -> int:
+    return nodes * (nodes + 3) // 2
+
+
+def reduction_layers(layers: int) -> set[int]:
+    """Depth indices of the reduction cells (one index when L < 3 makes the two coincide)."""
+    return {layers // 3, 2 * layers // 3}
+
+
+def _nodes_from_edges(n_edges: int) -> int:
+    nodes = (math.isqrt(9 + 8 * n_edges) - 3) // 2
+    if nodes < 1 or num_edges(nodes) != n_edges:
+        raise ValueError(f"{n_edges} edges is not a DARTS cell (2+3+...+(n+1) edges for n nodes)")
+    return nodes
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One parsed cell: for every intermediate node the ``(op, input)`` pairs it sums, and the output nodes."""
+
+    nodes: tuple[tuple[tuple[str, int], ...], ...]
+    concat: tuple[int, ...]
+
+    def ops_json(self) -> list[list]:
+        return [[op, i] for inputs in self.nodes for op, i in inputs]
+
+
+def _parse_ops(entries: Any, nodes: int, where: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+    n_pairs, n_full = 2 * nodes, num_edges(nodes)
+    if not isinstance(entries, (list, tuple)) or len(entries) not in (n_pairs, n_full):
+        got = f"{len(entries)} entries" if isinstance(entries, (list, tuple)) else type(entries).__name__
+        raise UserError(f"{where}: expected a list of [op, input] pairs, either {n_pairs} (two inputs per node) "
+                        f"or {n_full} (one per edge, in edge order), got {got}")
+    pairs: list[tuple[str, int]] = []
+    for k, entry in enumerate(entries):
+        if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str)
+                or not isinstance(entry[1], int) or isinstance(entry[1], bool)):
+            raise UserError(f"{where}[{k}]: expected [op_name, input_node], got {entry!r}")
+        if entry[0] not in DARTS_OPS:
+            raise UserError(f"{where}[{k}]: " + choices_message("DARTS op", entry[0], OPS))
+        pairs.append((entry[0], entry[1]))
+    if len(pairs) == n_pairs:  # standard form (for nodes == 1 it coincides with the full form)
+        grouped = [pairs[2 * k: 2 * k + 2] for k in range(nodes)]
+    else:
+        grouped, expected = [], cell_edges(nodes)
+        for k, ((op, i), (want, j)) in enumerate(zip(pairs, expected)):
+            if i != want:
+                raise UserError(f"{where}[{k}]: the {n_full}-entry form lists every edge in order "
+                                f"(node {j} reads nodes 0..{j - 1}); entry {k} must read node {want}, not {i}")
+        for j in range(2, nodes + 2):
+            grouped.append([p for p, (_, node) in zip(pairs, expected) if node == j])
+    for k, inputs in enumerate(grouped):
+        j = k + 2
+        for op, i in inputs:
+            if not 0 <= i < j:
+                raise UserError(f"{where}: node {j} reads node {i}, but it may only read nodes 0..{j - 1} "
+                                "(0, 1 = the two previous cells, 2.. = earlier intermediate nodes)")
+    return tuple(tuple(inputs) for inputs in grouped)
+
+
+def _parse_concat(concat: Any, nodes: int, where: str) -> tuple[int, ...]:
+    valid = range(2, nodes + 2)
+    if concat is None:
+        return tuple(valid)
+    if (not isinstance(concat, (list, tuple, range)) or not concat
+            or any(not isinstance(c, int) or isinstance(c, bool) or c not in valid for c in concat)
+            or len(set(concat)) != len(concat)):
+        raise UserError(f"{where}: expected a non-empty list of distinct intermediate nodes in "
+                        f"{valid.start}..{valid.stop - 1}, got {concat!r}")
+    return tuple(concat)
+
+
+def parse_cell(ops: Any, concat: Any, nodes: int = 4, where: str = "cell") -> CellSpec:
+    """Validate one cell's ops and concat lists (UserError naming `where` if invalid)."""
+    return CellSpec(_parse_ops(ops, nodes, where), _parse_concat(concat, nodes, f"{where} concat"))
+
+
+def parse_arch(arch: Any, nodes: int = 4) -> list[CellSpec] | tuple[CellSpec, CellSpec]:
+    """A genotype -> ``(normal, reduce)`` for shared cells, or a list with one CellSpec per unique cell."""
+    if isinstance(arch, dict) and "cells" in arch:
+        if set(arch) != {"cells"}:
+            raise UserError(f"a unique-cells arch holds only 'cells', got keys {sorted(arch)}")
+        cells = arch["cells"]
+        if not isinstance(cells, list) or not cells:
+            raise UserError("'cells' must be a non-empty list of {'ops': [...], 'concat': [...]} (one per cell)")
+        specs = []
+        for n, cell in enumerate(cells):
+            if not isinstance(cell, dict) or "ops" not in cell or not set(cell) <= {"ops", "concat"}:
+                raise UserError(f"cells[{n}]: expected {{'ops': [[op, input], ...], 'concat': [...]}}, got {cell!r}")
+            specs.append(parse_cell(cell["ops"], cell.get("concat"), nodes, f"cells[{n}] ops"))
+        return specs
+    keys = {"normal", "normal_concat", "reduce", "reduce_concat"}
+    if not isinstance(arch, dict) or not {"normal", "reduce"} <= set(arch) or not set(arch) <= keys:
+        shown = sorted(arch) if isinstance(arch, dict) else type(arch).__name__
+        raise UserError("a DARTS arch is {'normal': [[op, input], ...], 'normal_concat': [2, 3, 4, 5], "
+                        "'reduce': [...], 'reduce_concat': [...]} or {'cells': [...]}; got " + str(shown))
+    return (parse_cell(arch["normal"], arch.get("normal_concat"), nodes, "normal"),
+            parse_cell(arch["reduce"], arch.get("reduce_concat"), nodes, "reduce"))
+
+
+def format_arch(cells: list[CellSpec] | tuple[CellSpec, CellSpec]) -> dict[str, Any]:
+    """The canonical JSON form of parsed cells (inverse of :func:`parse_arch`)."""
+    if isinstance(cells, tuple):
+        normal, reduce = cells
+        return {"normal": normal.ops_json(), "normal_concat": list(normal.concat),
+                "reduce": reduce.ops_json(), "reduce_concat": list(reduce.concat)}
+    return {"cells": [{"ops": c.ops_json(), "concat": list(c.concat)} for c in cells]}
+
+
+def cells_for_depth(parsed: list[CellSpec] | tuple[CellSpec, CellSpec], layers: int) -> list[CellSpec]:
+    """One CellSpec per depth index: copies of normal/reduce for shared cells, the list itself for unique cells."""
+    if isinstance(parsed, tuple):
+        return [parsed[1] if i in reduction_layers(layers) else parsed[0] for i in range(layers)]
+    if len(parsed) != layers:
+        raise ConfigError(f"this unique-cells arch has {len(parsed)} cells, but layers={layers} was requested; "
+                          "drop the layers override (a unique-cells arch fixes its depth)")
+    return list(parsed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deriving genotypes
+def darts_top2_excluding_none(alpha: torch.Tensor, op_names: Sequence[str] = OPS) -> list[list]:
+    """The DARTS rule on one cell's ``alpha [E, K]`` (logits): per node keep the 2 incoming edges whose best
+    non-`none` softmax probability is highest, each with that op. Pairs are listed node by node, the
+    stronger edge first; ties go to the lower input index and the earlier op (as in the DARTS code)."""
+    nodes = _nodes_from_edges(alpha.shape[0])
+    probs = torch.softmax(alpha.detach().float(), dim=-1).tolist()
+    candidates = [k for k, name in enumerate(op_names) if name != NONE]
+    genotype: list[list] = []
+    start = 0
+    for j in range(2, nodes + 2):
+        scored = []  # (best non-none probability, that op, input) for the edges i -> j, i = 0..j-1
+        for i, row in enumerate(probs[start: start + j]):
+            best = max(candidates, key=lambda k: row[k])  # max() keeps the first of equal values
+            scored.append((row[best], op_names[best], i))
+        start += j
+        ranked = sorted(scored, key=lambda t: -t[0])  # stable: equal scores keep input order
+        genotype.extend([op, i] for _, op, i in ranked[:2])
+    return genotype
+
+
+def _path_cell(indices: Sequence[int], nodes: int, top2: bool, op_names: Sequence[str]) -> list[list]:
+    """One cell of a sampled path as ops; with top2, each node keeps its first two non-`none` edges."""
+    entries = [[op_names[k], i] for k, (i, _) in zip(indices, cell_edges(nodes))]
+    if not top2:
+        return entries
+    out: list[list] = []
+    start = 0
+    for j in range(2, nodes + 2):
+        incoming = entries[start: start + j]
+        start += j
+        # A path says nothing about which edges matter more, so take the non-`none` ones, earliest inputs
+        # first; a node with fewer than two keeps `none` edges (it really had no second input).
+        out.extend(sorted(incoming, key=lambda e: (e[0] == NONE, e[1]))[:2])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Networks
+def _preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool, affine: bool) -> tuple[nn.Module, nn.Module]:
+    """1x1 convs bringing both cell inputs to C channels; after a reduction cell, c_{k-2} is also halved."""
+    pre0 = FactorizedReduce(C_pp, C, affine) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=affine)
+    return pre0, ReLUConvBN(C_p, C, 1, 1, 0, affine=affine)
+
+
+def _empty_node(ref: torch.Tensor, reduction: bool) -> torch.Tensor:
+    """The output of a node whose every input is `none`: zeros of the node's shape."""
+    if not reduction:
+        return torch.zeros_like(ref)
+    n, c, h, w = ref.shape
+    return ref.new_zeros(n, c, (h + 1) // 2, (w + 1) // 2)
+
+
+class DartsCell(nn.Module):
+    """A fixed cell: one op per kept edge (`none` edges are not built), nodes sum their inputs."""
+
+    def __init__(self, spec: CellSpec, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, affine=True)
+        self.ops = nn.ModuleList()
+        self.wiring: list[list[tuple[int, int]]] = []  # per node: (input node, index into self.ops)
+        for inputs in spec.nodes:
+            wires = []
+            for op, i in inputs:
+                if op != NONE:
+                    wires.append((i, len(self.ops)))
+                    self.ops.append(DARTS_OPS[op](C, 2 if reduction and i < 2 else 1, True))
+            self.wiring.append(wires)
+        self.concat = spec.concat
+        self.multiplier = len(spec.concat)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for wires in self.wiring:
+            total = None
+            for i, k in wires:
+                h = self.ops[k](states[i])
+                if not isinstance(self.ops[k], Identity):  # DARTS never drops an identity skip
+                    h = drop_path(h, drop_prob, self.training)
+                total = h if total is None else total + h
+            states.append(total if total is not None else _empty_node(states[1], self.reduction))
+        return torch.cat([states[j] for j in self.concat], dim=1)
+
+
+def aux_pool_geometry(size: int) -> tuple[int, int]:
+    """Kernel and stride of the auxiliary head's average pool, so that a `size`-wide map pools to 2 wide.
+
+    DARTS hard-codes kernel 5 / stride 3 for the 8x8 maps of CIFAR; we keep its overlapping windows of
+    ~5/8 of the side for any size (8 -> 5/3 exactly, 7 from 28x28 inputs -> 5/2, 4 -> 3/1)."""
+    if size < 2:
+        raise ConfigError(f"the auxiliary head needs feature maps of at least 2x2 after cell 2L/3, got {size}; "
+                          "use a larger input resolution or auxiliary=False")
+    kernel = min(math.ceil(5 * size / 8), size - 1)
+    return kernel, size - kernel
+
+
+class AuxiliaryHead(nn.Module):
+    """DARTS' CIFAR auxiliary classifier: ReLU, avg-pool to 2x2, 1x1 conv (128), BN, ReLU, 2x2 conv (768), BN,
+    ReLU, linear. The pooling is computed from the incoming feature size (see :func:`aux_pool_geometry`)."""
+
+    def __init__(self, C: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, sh), (kw, sw) = aux_pool_geometry(x.shape[2]), aux_pool_geometry(x.shape[3])
+        x = F.avg_pool2d(F.relu(x), (kh, kw), stride=(sh, sw))
+        return self.classifier(self.features(x).flatten(1))
+
+
+class _Backbone(nn.Module):
+    """Stem conv, L cells (channels doubled at the reduction cells), global pool and classifier."""
+
+    def __init__(self, make_cell: Callable[..., nn.Module], layers: int, C: int, stem_multiplier: int,
+                 in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        c_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        C_pp, C_p, C_cur = c_stem, c_stem, C
+        reduction_prev = False
+        reductions = reduction_layers(layers)
+        self.cells = nn.ModuleList()
+        self.cell_channels: list[int] = []  # output channels of every cell
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_cur *= 2
+            cell = make_cell(i, C_pp, C_p, C_cur, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_cur
+            self.cell_channels.append(C_p)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(x).flatten(1))
+
+
+class DartsNetwork(_Backbone):
+    """The evaluation network of a genotype. Set ``drop_path_prob`` (the training engine ramps it per epoch);
+    with an auxiliary head, training-mode forward returns ``(logits, aux_logits)``."""
+
+    def __init__(self, arch: dict[str, Any], cells: list[CellSpec], C: int, stem_multiplier: int,
+                 in_channels: int, num_classes: int, auxiliary: bool = False) -> None:
+        super().__init__(lambda i, *shape: DartsCell(cells[i], *shape), len(cells), C, stem_multiplier,
+                         in_channels, num_classes)
+        self.arch = arch
+        self.drop_path_prob = 0.0
+        self.aux_index = 2 * len(cells) // 3
+        self.aux_head = AuxiliaryHead(self.cell_channels[self.aux_index], num_classes) if auxiliary else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        s0 = s1 = self.stem(x)
+        aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.aux_index and self.aux_head is not None and self.training:
+                aux = self.aux_head(s1)
+        logits = self.classify(s1)
+        return (logits, aux) if aux is not None else logits
+
+
+class SearchCell(nn.Module):
+    """A supernet cell: a MixedOp of all 8 ops on each of the 14 edges, non-affine BN everywhere."""
+
+    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, affine=False)
+        self.edge_list = cell_edges(nodes)
+        self.edges = nn.ModuleList(
+            MixedOp([DARTS_OPS[name](C, 2 if reduction and i < 2 else 1, False) for name in OPS], OPS)
+            for i, _ in self.edge_list)
+        self.multiplier = nodes
+        self._none = OPS.index(NONE)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor | None,
+                path: list[int] | None) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        total = None
+        for e, (i, j) in enumerate(self.edge_list):
+            if path is None:
+                y = self.edges[e](states[i], weights=weights[e])
+                total = y if total is None else total + y
+            elif path[e] != self._none:  # a sampled `none` adds zeros: skip it instead of computing them
+                y = self.edges[e](states[i], index=path[e])
+                total = y if total is None else total + y
+            if i == j - 1:  # last edge into node j
+                states.append(total if total is not None else _empty_node(states[1], self.reduction))
+                total = None
+        return torch.cat(states[2:], dim=1)
+
+
+def _disable_running_stats(module: nn.Module) -> None:
+    """Always normalise with batch statistics (NB201's `track_running_stats=False` search setting)."""
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.track_running_stats = False
+            bn.running_mean = bn.running_var = bn.num_batches_tracked = None
+
+
+class DartsSupernet(Supernet, _Backbone):
+    """The DARTS search network. Alpha groups ``normal`` and ``reduce`` ([14, 8] each, shared by all cells of
+    that type), or with ``unique_cells`` one group ``cell{i}`` per cell. Weighted mode runs every op (DARTS);
+    after ``set_path`` each edge runs only its sampled op and `none` edges run nothing (MANAS)."""
+
+    def __init__(self, C: int = 16, layers: int = 8, nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3,
+                 num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True) -> None:
+        _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape), layers, C, stem_multiplier,
+                           in_channels, num_classes)
+        if not track_running_stats:
+            _disable_running_stats(self.cells)
+        self.init_supernet()
+        self.op_names = list(OPS)
+        self.nodes = nodes
+        self.unique_cells = unique_cells
+        reductions = reduction_layers(layers)
+        if unique_cells:
+            self.cell_groups = [f"cell{i}" for i in range(layers)]
+        else:
+            self.cell_groups = ["reduce" if i in reductions else "normal" for i in range(layers)]
+        for g in dict.fromkeys(self.cell_groups):
+            self.alphas[g] = nn.Parameter(1e-3 * torch.randn(num_edges(nodes), len(OPS)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._path is not None:
+            paths = {g: p.tolist() for g, p in self._path.items()}  # python ints: no tensor indexing per edge
+            weights = None
+        else:
+            paths, weights = None, self.op_weights()
+        s0 = s1 = self.stem(x)
+        for cell, g in zip(self.cells, self.cell_groups):
+            s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
+        return self.classify(s1)
+
+    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """The DARTS genotype of `scores` (logits per group, default the alphas; pass log-probabilities for a
+        policy): top-2 incoming edges per node by best non-`none` probability, op = argmax excluding `none`."""
+        s = scores if scores is not None else {g: a.detach() for g, a in self.alphas.items()}
+        concat = list(range(2, self.nodes + 2))
+        if self.unique_cells:
+            return {"cells": [{"ops": darts_top2_excluding_none(s[g], self.op_names), "concat": concat}
+                              for g in self.cell_groups]}
+        return {"normal": darts_top2_excluding_none(s["normal"], self.op_names), "normal_concat": concat,
+                "reduce": darts_top2_excluding_none(s["reduce"], self.op_names), "reduce_concat": list(concat)}
+
+    def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = True) -> dict[str, Any]:
+        """The arch of a sampled path. ``top2=False`` keeps all 14 edges (full form, `none` = no edge);
+        ``top2=True`` gives the standard 2-inputs-per-node form, each node keeping its first two non-`none`
+        edges (a path carries no edge ranking; use :meth:`derive` with policy scores to rank edges)."""
+        cells = {g: _path_cell([int(k) for k in path[g]], self.nodes, top2, self.op_names) for g in self.alphas}
+        concat = list(range(2, self.nodes + 2))
+        if self.unique_cells:
+            return {"cells": [{"ops": cells[g], "concat": concat} for g in self.cell_groups]}
+        return {"normal": cells["normal"], "normal_concat": concat, "reduce": cells["reduce"],
+                "reduce_concat": list(concat)}
+
+
+# --------------------------------------------------------------------------------------------------
+# The space
+@SPACES.register("darts", help="DARTS CNN cells: 14 edges x 8 ops, normal + reduce (or unique) cells; arch = genotype")
+class DartsSpace(SearchSpace):
+    name = "darts"
+    supports_weight_sharing = True
+    defaults = {"C": 16, "layers": 8, "nodes": 4, "stem_multiplier": 3, "unique_cells": False}
+
+    def _random_cell(self, rng: random.Random) -> list[list]:
+        ops = OPS[1:]  # never `none`: a sampled genotype has two real inputs per node
+        return [[rng.choice(ops), i] for j in range(2, self.options["nodes"] + 2) for i in rng.sample(range(j), 2)]
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        """A uniformly random genotype in the standard form (2 distinct inputs per node, no `none`)."""
+        concat = list(range(2, self.options["nodes"] + 2))
+        if self.options["unique_cells"]:
+            return {"cells": [{"ops": self._random_cell(rng), "concat": list(concat)}
+                              for _ in range(self.options["layers"])]}
+        return {"normal": self._random_cell(rng), "normal_concat": concat,
+                "reduce": self._random_cell(rng), "reduce_concat": list(concat)}
+
+    def validate(self, arch: Any) -> dict[str, Any]:
+        return format_arch(parse_arch(arch, self.options["nodes"]))
+
+    def mutate(self, arch: Any, rng: random.Random) -> dict[str, Any]:
+        """Change one op or one input of one cell (inputs of a node stay distinct; the full form only changes ops)."""
+        out = self.validate(arch)
+        cells = [c["ops"] for c in out["cells"]] if "cells" in out else [out["normal"], out["reduce"]]
+        ops = rng.choice(cells)
+        full = len(ops) != 2 * self.options["nodes"]
+        k = rng.randrange(len(ops))
+        op, i = ops[k]
+        new_inputs: list[int] = []
+        if not full:  # standard form: pairs 2m, 2m+1 feed node m + 2; keep the node's two inputs distinct
+            node, other = k // 2 + 2, ops[k ^ 1][1]
+            new_inputs = [s for s in range(node) if s not in (i, other)]
+        if new_inputs and rng.random() < 0.5:
+            ops[k] = [op, rng.choice(new_inputs)]
+        else:
+            # the full form uses `none` to drop an edge, so it may mutate to `none`; the standard form may not
+            ops[k] = [rng.choice([o for o in OPS if o != op and (full or o != NONE)]), i]
+        return self.validate(out)
+
+    def build(self, arch: Any, **overrides: Any) -> DartsNetwork:
+        """The evaluation network; overrides ``C``, ``layers``, ``stem_multiplier``, ``auxiliary`` (default False)."""
+        unknown = set(overrides) - set(_BUILD_OPTIONS)
+        if unknown:
+            raise ConfigError(f"unknown build option(s) {sorted(unknown)} for space 'darts'; "
+                              f"valid: {', '.join(_BUILD_OPTIONS)}")
+        parsed = parse_arch(arch, self.options["nodes"])
+        if isinstance(parsed, list):  # unique cells fix the depth
+            layers = overrides.get("layers", len(parsed))
+        else:
+            layers = self._option(overrides, "layers")
+        cells = cells_for_depth(parsed, layers)
+        auxiliary = bool(overrides.get("auxiliary", False))
+        if auxiliary:
+            size = self.resolution
+            for i in sorted(reduction_layers(layers)):
+                if i <= 2 * layers // 3:
+                    size = (size + 1) // 2
+            aux_pool_geometry(size)  # fail now, with a clear message, rather than in the first forward
+        return DartsNetwork(format_arch(parsed), cells, self._option(overrides, "C"),
+                            self._option(overrides, "stem_multiplier"), self.in_channels, self.num_classes,
+                            auxiliary=auxiliary)
+
+    def supernet(self, **overrides: Any) -> DartsSupernet:
+        unknown = set(overrides) - set(_SUPERNET_OPTIONS)
+        if unknown:
+            raise ConfigError(f"unknown supernet option(s) {sorted(unknown)} for space 'darts'; "
+                              f"valid: {', '.join(_SUPERNET_OPTIONS)}")
+        return DartsSupernet(self._option(overrides, "C"), self._option(overrides, "layers"),
+                             self._option(overrides, "nodes"), self._option(overrides, "stem_multiplier"),
+                             self.in_channels, self.num_classes, unique_cells=self._option(overrides, "unique_cells"),
+                             track_running_stats=overrides.get("track_running_stats", True))
+
+    def parameter_free_count(self, arch: Any) -> int:
+        """Parameter-free ops (skip, none, pools) over the genotype's cells (normal + reduce, or every unique cell)."""
+        parsed = parse_arch(arch, self.options["nodes"])
+        return sum(is_parameter_free(op) for cell in parsed for inputs in cell.nodes for op, _ in inputs)
+
+    def describe(self, arch: Any) -> str:
+        def cell(ops: list[list], concat: list[int]) -> str:
+            return " ".join(f"{op}<-{i}" for op, i in ops) + f" | concat {concat}"
+        a = self.validate(arch)
+        if "cells" in a:
+            return "; ".join(f"cell{n}: {cell(c['ops'], c['concat'])}" for n, c in enumerate(a["cells"]))
+        return f"normal: {cell(a['normal'], a['normal_concat'])}; reduce: {cell(a['reduce'], a['reduce_concat'])}"

@@ -1,0 +1,133 @@
+"""The strategy interface and the context a search runs in.
+
+Two families share it:
+- one-shot strategies (darts, single-darts, manas, random-ws, ...) train a supernet from `ctx.data` for
+  `budget.epochs` and derive an architecture;
+- multi-trial strategies (random, evolution, pnas) propose architectures and have them scored by
+  `ctx.estimator` through `ctx.evaluate(archs)`, which runs them on `ctx.executor` and records every trial
+  in the run's journal, so a resumed search re-runs nothing that finished.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from ..errors import ConfigError
+from ..spaces.base import Arch, SearchSpace
+
+if TYPE_CHECKING:
+    from ..data.datasets import SearchData
+    from ..estimators.base import Estimator
+    from ..runs.store import RunDir
+
+
+@dataclass
+class Budget:
+    """How much a search may spend: supernet epochs, trials (evaluated architectures), and/or wall seconds."""
+
+    epochs: int | None = None
+    trials: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "trials", "seconds"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"budget {name} must be positive, got {v}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "trials": self.trials, "seconds": self.seconds}
+
+
+@dataclass
+class SearchResult:
+    arch: Arch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchContext:
+    space: SearchSpace
+    budget: Budget
+    seed: int = 0
+    data: "SearchData | None" = None
+    estimator: "Estimator | None" = None
+    executor: Any = None
+    run: "RunDir | None" = None
+    table: Any = None  # nasforge.benchmarks.NB201Table when configured
+    progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
+    start_time: float = field(default_factory=time.perf_counter)
+    elapsed_before: float = 0.0  # wall seconds spent before a resume
+    _journal: Any = None
+
+    # -- logging and checkpoints ------------------------------------------------------------
+    def log(self, **record: Any) -> None:
+        if self.run is not None:
+            self.run.log(**record)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.save_checkpoint({**state, "elapsed_s": self.elapsed()})
+
+    def restore(self) -> dict[str, Any] | None:
+        if self.run is None:
+            return None
+        state = self.run.load_checkpoint()
+        if state is not None:
+            self.elapsed_before = float(state.get("elapsed_s", 0.0))
+            self.start_time = time.perf_counter()
+        return state
+
+    # -- budget -----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start_time
+
+    def out_of_time(self) -> bool:
+        return self.budget.seconds is not None and self.elapsed() >= self.budget.seconds
+
+    # -- multi-trial evaluation ---------------------------------------------------------------
+    @property
+    def journal(self) -> Any:
+        if self._journal is None:
+            from ..runs.journal import TrialJournal
+
+            path = (self.run.path / "trials.sqlite") if self.run is not None else ":memory:"
+            self._journal = TrialJournal(path)
+        return self._journal
+
+    def evaluate(self, archs: list[Arch], *, round: int | None = None) -> list[dict[str, Any]]:
+        """Score architectures with the estimator; returns one result dict (with "score") per arch."""
+        if self.estimator is None:
+            raise ConfigError("this strategy needs an estimator (--estimator scratch|table)")
+        specs = [self.estimator.trial_spec(self.space, a, seed=self.seed) for a in archs]
+        if self.estimator.runs_in_process or self.executor is None:
+            from ..runs.executors import LocalExecutor
+
+            executor = LocalExecutor()
+        else:
+            executor = self.executor
+        results = executor.run(specs, self.estimator.trial_fn, self.journal)
+        for arch, res in zip(archs, results):
+            self.log(event="trial", round=round, arch=arch, **{k: v for k, v in res.items() if k != "arch"})
+        return results
+
+
+class Strategy(ABC):
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "one-shot"  # or "multi-trial"
+    #: hyperparameter -> default; the CLI accepts overrides as --set key=value
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **hparams: Any) -> None:
+        unknown = set(hparams) - set(self.defaults)
+        if unknown:
+            raise ConfigError(f"unknown hyperparameter(s) {sorted(unknown)} for strategy '{self.name}'; "
+                              f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
+        self.hp = {**self.defaults, **hparams}
+
+    @abstractmethod
+    def search(self, ctx: SearchContext) -> SearchResult:
+        """Run under ctx.budget, checkpointing through ctx.checkpoint so ctx.restore() resumes exactly."""

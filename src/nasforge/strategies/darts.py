@@ -1,0 +1,147 @@
+"""Differentiable search: bi-level DARTS (first and second order) and Single-DARTS (single-level).
+
+The two methods differ only in which batch the architecture gradient comes from and whether the weights
+are unrolled, so both are small `OneShotStrategy` subclasses:
+
+- `darts`: alpha steps on a search-val batch (Adam), then w steps on a search-train batch (SGD); with
+  ``order=2`` the alpha gradient is taken at the virtual weights w' = w - xi * dL_train/dw and corrected by
+  a finite-difference Hessian-vector product (Liu et al. 2019, eq. 7-8).
+- `single-darts`: one loss on one batch, both optimisers step on its gradients (Hou et al. 2021).
+  ``alpha_batch="other"`` is the two-batch ablation: alpha sees a *different* training batch.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import STRATEGIES
+from ..supernet import Supernet
+from .base import SearchContext
+from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
+
+ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "arch_weight_decay": 1e-3,
+                                 "temperature": 1.0, "activation": "softmax"}
+
+
+class _Differentiable(OneShotStrategy):
+    defaults: ClassVar[dict[str, Any]] = {**WEIGHT_DEFAULTS, **ARCH_DEFAULTS}
+
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+        supernet.temperature = float(self.hp["temperature"])
+        supernet.activation = self.hp["activation"]
+        self.alphas = supernet.arch_parameters()
+        self.a_opt = torch.optim.Adam(self.alphas, lr=self.hp["arch_lr"], betas=tuple(self.hp["arch_betas"]),
+                                      weight_decay=self.hp["arch_weight_decay"])
+
+    def strategy_state(self) -> dict[str, Any]:
+        return {"a_opt": self.a_opt.state_dict()}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        self.a_opt.load_state_dict(state["a_opt"])
+
+    def _alpha_grad(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> float:
+        """First-order alpha gradient of CE on (x, y); weight gradients are not computed."""
+        loss = F.cross_entropy(supernet(x), y)
+        check_loss(loss, "architecture step")
+        grads = torch.autograd.grad(loss, self.alphas)
+        for a, g in zip(self.alphas, grads):
+            a.grad = g
+        return loss.item()
+
+    def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y)
+        check_loss(loss, "weight step")
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.w_params)
+        self.weight_step(supernet)
+        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+
+
+@STRATEGIES.register("darts", help="bi-level DARTS (order=1 first order, order=2 unrolled with finite-difference HVP)")
+class DARTS(_Differentiable):
+    name = "darts"
+    second_stream = "val"
+    defaults = {**_Differentiable.defaults, "order": 1}
+
+    def step(self, supernet, batch, second, ctx):
+        (x, y), (xv, yv) = batch, second
+        self.a_opt.zero_grad(set_to_none=True)
+        if self.hp["order"] == 2:
+            val_loss = self.unrolled_alpha_grad(supernet, x, y, xv, yv)
+        else:
+            val_loss = self._alpha_grad(supernet, xv, yv)
+        self.a_opt.step()
+        loss, acc = self._weight_step(supernet, x, y)
+        return {"train_loss": loss, "train_accuracy": acc, "val_loss": val_loss}
+
+    def unrolled_alpha_grad(self, supernet: Supernet, x, y, xv, yv) -> float:
+        """Set alpha.grad to the second-order DARTS gradient; returns the validation loss at w'."""
+        w = self.w_params
+        xi = self.w_opt.param_groups[0]["lr"]
+        mom = self.w_opt.param_groups[0]["momentum"]
+        wd = self.w_opt.param_groups[0]["weight_decay"]
+        loss = F.cross_entropy(supernet(x), y)
+        g_train = torch.autograd.grad(loss, w)
+        original = [p.detach().clone() for p in w]
+        with torch.no_grad():  # virtual step w' = w - xi * (momentum + grad + wd * w), as DARTS' architect
+            for p, g in zip(w, g_train):
+                buf = self.w_opt.state.get(p, {}).get("momentum_buffer")
+                step = g + wd * p
+                if buf is not None:
+                    step = step + mom * buf
+                p.sub_(xi * step)
+        val_loss = F.cross_entropy(supernet(xv), yv)
+        check_loss(val_loss, "unrolled architecture step")
+        grads = torch.autograd.grad(val_loss, self.alphas + w)
+        d_alpha, d_w = grads[: len(self.alphas)], grads[len(self.alphas):]
+        eps = 0.01 / torch.sqrt(sum((g * g).sum() for g in d_w)).clamp_min(1e-12)
+        hvp = []
+        for sign in (1.0, -1.0):  # grad_alpha L_train at w +/- eps * dL_val/dw'
+            with torch.no_grad():
+                for p, p0, g in zip(w, original, d_w):
+                    p.copy_(p0 + sign * eps * g)
+            hvp.append(torch.autograd.grad(F.cross_entropy(supernet(x), y), self.alphas))
+        with torch.no_grad():
+            for p, p0 in zip(w, original):
+                p.copy_(p0)
+        for a, da, gp, gm in zip(self.alphas, d_alpha, hvp[0], hvp[1]):
+            a.grad = da - xi * (gp - gm) / (2 * eps)
+        return val_loss.item()
+
+
+@STRATEGIES.register("single-darts", help="Single-DARTS: w and alpha updated from one loss on the same batch")
+class SingleDARTS(_Differentiable):
+    name = "single-darts"
+    defaults = {**_Differentiable.defaults, "alpha_batch": "same"}
+
+    def setup(self, supernet, ctx):
+        super().setup(supernet, ctx)
+        if self.hp["alpha_batch"] not in ("same", "other"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"unknown alpha_batch '{self.hp['alpha_batch']}'; choose from: other, same")
+
+    @property
+    def second_stream(self):  # type: ignore[override]
+        return "train" if self.hp["alpha_batch"] == "other" else None
+
+    def step(self, supernet, batch, second, ctx):
+        x, y = batch
+        if second is not None:  # two-batch ablation: alpha from another training batch, at the same w
+            self.a_opt.zero_grad(set_to_none=True)
+            self._alpha_grad(supernet, *second)
+            self.a_opt.step()
+            loss, acc = self._weight_step(supernet, x, y)
+            return {"train_loss": loss, "train_accuracy": acc}
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y)
+        check_loss(loss, "single-level step")
+        self.w_opt.zero_grad(set_to_none=True)
+        self.a_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.weight_step(supernet)  # clips w only
+        self.a_opt.step()
+        return {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}

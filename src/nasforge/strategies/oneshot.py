@@ -1,0 +1,196 @@
+"""Shared loop of every weight-sharing (one-shot) strategy.
+
+A one-shot strategy only says what happens on one step (`step`) and how the final architecture is chosen
+(`derive`); this base class owns the supernet, the weight optimiser (SGD + cosine, as DARTS), the batch
+streams, per-epoch diagnostics, atomic checkpoints and exact resume.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import progress
+from ..errors import ConfigError
+from ..ops import is_parameter_free
+from ..supernet import Supernet, entropy
+from ..supernet.hessian import dominant_eigenvalue
+from ..training import check_finite
+from ..utils import seed_everything
+from .base import SearchContext, SearchResult, Strategy
+
+WEIGHT_DEFAULTS: dict[str, Any] = {
+    "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9, "w_weight_decay": None, "w_nesterov": None,
+    "grad_clip": 5.0, "hessian_every": 1, "hessian_iters": 10, "eval_batches": 10,
+}
+
+
+class OneShotStrategy(Strategy):
+    kind = "one-shot"
+    defaults: ClassVar[dict[str, Any]] = dict(WEIGHT_DEFAULTS)
+    #: which extra batch stream `step` needs: None, "val" (search-val half) or "train" (a second train stream)
+    second_stream: ClassVar[str | None] = None
+
+    # -- hooks for subclasses ---------------------------------------------------------------
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+        """Create arch optimisers / agents."""
+
+    def step(self, supernet: Supernet, batch: tuple[torch.Tensor, torch.Tensor],
+             second: tuple[torch.Tensor, torch.Tensor] | None, ctx: SearchContext) -> dict[str, float]:
+        raise NotImplementedError
+
+    def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
+        return supernet.derive()
+
+    def strategy_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def epoch_diagnostics(self, supernet: Supernet, ctx: SearchContext, val_batch) -> dict[str, Any]:
+        return {}
+
+    # -- shared machinery -----------------------------------------------------------------
+    def weight_step(self, supernet: Supernet, loss: torch.Tensor | None = None) -> None:
+        if self.hp["grad_clip"]:
+            nn.utils.clip_grad_norm_(self.w_params, self.hp["grad_clip"])
+        self.w_opt.step()
+
+    def _make_weight_optimizer(self, supernet: Supernet, ctx: SearchContext, epochs: int) -> None:
+        nb201 = ctx.space.name == "nb201"
+        wd = self.hp["w_weight_decay"] if self.hp["w_weight_decay"] is not None else (5e-4 if nb201 else 3e-4)
+        nesterov = self.hp["w_nesterov"] if self.hp["w_nesterov"] is not None else nb201
+        self.w_params = supernet.weight_parameters()
+        self.w_opt = torch.optim.SGD(self.w_params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
+                                     weight_decay=wd, nesterov=nesterov)
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=epochs, eta_min=self.hp["w_lr_min"])
+
+    def search(self, ctx: SearchContext) -> SearchResult:
+        if ctx.data is None:
+            raise ConfigError(f"strategy '{self.name}' trains a supernet and needs a dataset")
+        if not ctx.budget.epochs:
+            raise ConfigError(f"strategy '{self.name}' needs an epoch budget (--epochs N)")
+        if not ctx.space.supports_weight_sharing:
+            raise ConfigError(f"strategy '{self.name}' needs a weight-sharing space; '{ctx.space.name}' has none "
+                              "(use random, evolution or pnas)")
+        epochs = ctx.budget.epochs
+        seed_everything(ctx.seed)
+        supernet = ctx.space.supernet()
+        self._make_weight_optimizer(supernet, ctx, epochs)
+        self.setup(supernet, ctx)
+        train_loader, val_loader = ctx.data.loaders(ctx.seed)
+        second_loader = None
+        if self.second_stream == "val":
+            second_loader = val_loader
+        elif self.second_stream == "train":
+            from ..data.loader import Loader
+
+            second_loader = Loader(ctx.data.train, ctx.data.batch_size, shuffle=True, seed=ctx.seed + 104729,
+                                   mean=ctx.data.mean, std=ctx.data.std, **(ctx.data.augment or {}))
+        history: list[dict[str, Any]] = []
+        start_epoch = 0
+        state = ctx.restore()
+        if state is not None and state.get("kind") == "one-shot":
+            supernet.load_state_dict(state["supernet"])
+            self.w_opt.load_state_dict(state["w_opt"])
+            self.w_sched.load_state_dict(state["w_sched"])
+            self.load_strategy_state(state["strategy"])
+            torch.set_rng_state(state["rng"])
+            start_epoch, history = state["epoch"], state["history"]
+            if ctx.run is not None:
+                ctx.run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
+        steps = len(train_loader)
+        with progress.bar(f"{self.name}", epochs * steps) as pbar:
+            pbar.advance(start_epoch * steps)
+            for epoch in range(start_epoch, epochs):
+                t0 = time.perf_counter()
+                train_loader.set_epoch(epoch)
+                second_iter = self._stream(second_loader, epoch)
+                supernet.train()
+                sums: dict[str, float] = {}
+                seen = 0
+                for x, y in train_loader:
+                    second = next(second_iter) if second_iter is not None else None
+                    stats = self.step(supernet, (x, y), second, ctx)
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(y)
+                    seen += len(y)
+                    pbar.advance()
+                self.w_sched.step()
+                record: dict[str, Any] = {"event": "epoch", "epoch": epoch + 1,
+                                          "images_per_s": seen / (time.perf_counter() - t0),
+                                          **{k: v / seen for k, v in sums.items()}}
+                record.update(self._diagnostics(supernet, ctx, val_loader, epoch))
+                history.append(record)
+                ctx.log(**record)
+                ctx.checkpoint({"kind": "one-shot", "epoch": epoch + 1, "supernet": supernet.state_dict(),
+                                "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+                                "strategy": self.strategy_state(), "rng": torch.get_rng_state(),
+                                "history": history})
+                if ctx.out_of_time():
+                    break
+        arch = ctx.space.validate(self.derive(supernet, ctx))
+        return SearchResult(arch=arch, history=history, metrics={"epochs_run": len(history)})
+
+    @staticmethod
+    def _stream(loader, epoch: int) -> Iterator | None:
+        if loader is None:
+            return None
+
+        def gen():
+            e = epoch * 1000  # distinct epochs of the second stream, independent of its length
+            while True:
+                loader.set_epoch(e)
+                yield from loader
+                e += 1
+
+        return gen()
+
+    def _diagnostics(self, supernet: Supernet, ctx: SearchContext, val_loader, epoch: int) -> dict[str, Any]:
+        """Collapse diagnostics: op distributions, entropies, parameter-free count, Hessian eigenvalue, accuracy."""
+        probs = supernet.probabilities()
+        arch = ctx.space.validate(self.derive(supernet, ctx))
+        out: dict[str, Any] = {
+            "arch": arch,
+            "alpha_softmax": {g: p.tolist() for g, p in probs.items()},
+            "edge_entropy": {g: entropy(p).tolist() for g, p in probs.items()},
+            "mean_entropy": float(torch.cat([entropy(p) for p in probs.values()]).mean()),
+            "parameter_free_ops": ctx.space.parameter_free_count(arch) if hasattr(ctx.space, "parameter_free_count") else None,
+        }
+        if "skip_connect" in supernet.op_names:
+            k = supernet.op_names.index("skip_connect")
+            out["mean_skip_weight"] = float(torch.cat([p[:, k] for p in probs.values()]).mean())
+        val_loader.set_epoch(10_000 + epoch)
+        batches = []
+        for i, b in enumerate(val_loader):
+            if i >= self.hp["eval_batches"]:
+                break
+            batches.append(b)
+        supernet.eval()
+        with torch.no_grad():
+            correct = sum((supernet(x).argmax(1) == y).sum().item() for x, y in batches)
+        out["supernet_val_accuracy"] = correct / sum(len(y) for _, y in batches)
+        supernet.train()
+        he = self.hp["hessian_every"]
+        if he and (epoch + 1) % he == 0 and supernet.path is None and batches:
+            x, y = batches[0]
+            g = torch.Generator().manual_seed(ctx.seed + epoch)
+            out["hessian_eigenvalue"] = dominant_eigenvalue(lambda: F.cross_entropy(supernet(x), y),
+                                                            supernet.arch_parameters(), iters=self.hp["hessian_iters"],
+                                                            generator=g)
+        if ctx.table is not None and ctx.space.name == "nb201":
+            out["table"] = ctx.table.record(arch)
+        out.update(self.epoch_diagnostics(supernet, ctx, batches[0] if batches else None))
+        return out
+
+
+def check_loss(loss: torch.Tensor, where: str) -> None:
+    check_finite(loss, where)
+
+
+def is_free(op: str) -> bool:
+    return is_parameter_free(op)

@@ -1,0 +1,133 @@
+"""Turn architectures into token arrays for the surrogate predictors.
+
+An architecture is a sequence of *groups* (a PNAS block, an NB201 edge, a macro layer); each group has the
+same number of *slots*, and every slot draws its token from one of a few embedding tables. PNAS blocks have
+4 slots ``(I1, I2, O1, O2)``: two input tokens sharing the input table and two op tokens sharing the op table
+(spec 1.4). Cells of different sizes are padded to a common number of groups; ``lengths`` says how many
+groups are real.
+
+Spaces with a fixed edge or layer list (NB201, NAS-Bench-Macro) use one slot per group whose token is the
+(position, choice) pair, so that the block-average of the MLP keeps which op sits on which edge.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass
+class TokenBatch:
+    """Token ids of n architectures: ``tokens`` (n, groups, slots) int64 padded with 0, ``lengths`` (n,)."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.tokens = np.ascontiguousarray(self.tokens, dtype=np.int64)
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        if self.tokens.ndim != 3 or self.lengths.shape != (self.tokens.shape[0],):
+            raise ValueError(f"tokens must be (n, groups, slots) and lengths (n,), got {self.tokens.shape} and {self.lengths.shape}")
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def take(self, index: np.ndarray | Sequence[int] | slice) -> "TokenBatch":
+        return TokenBatch(self.tokens[index], self.lengths[index])
+
+    @staticmethod
+    def concat(batches: Sequence["TokenBatch"]) -> "TokenBatch":
+        """Stack batches, padding to the largest number of groups."""
+        if not batches:
+            raise ValueError("nothing to concatenate")
+        groups = max(b.tokens.shape[1] for b in batches)
+        tokens = [np.pad(b.tokens, ((0, 0), (0, groups - b.tokens.shape[1]), (0, 0))) for b in batches]
+        return TokenBatch(np.concatenate(tokens), np.concatenate([b.lengths for b in batches]))
+
+
+class Tokenizer(ABC):
+    """Maps an architecture (the space's JSON form) to a (groups, slots) int array."""
+
+    #: embedding table used by each slot of a group
+    slot_tables: tuple[int, ...] = ()
+    #: vocabulary size of each table
+    table_sizes: tuple[int, ...] = ()
+
+    @abstractmethod
+    def encode(self, arch: Any) -> np.ndarray:
+        """(groups, slots) token ids of one architecture."""
+
+    def batch(self, archs: Sequence[Any]) -> TokenBatch:
+        encoded = [self.encode(a) for a in archs]
+        if not encoded:
+            return TokenBatch(np.zeros((0, 1, len(self.slot_tables)), np.int64), np.zeros(0, np.int64))
+        groups = max(e.shape[0] for e in encoded)
+        tokens = np.zeros((len(encoded), groups, len(self.slot_tables)), np.int64)
+        for i, e in enumerate(encoded):
+            tokens[i, : e.shape[0]] = e
+        return TokenBatch(tokens, np.array([e.shape[0] for e in encoded]))
+
+
+class PNASTokenizer(Tokenizer):
+    """PNAS cells: per block the tokens I1, I2 (input table, B + 1 entries) and O1, O2 (op table)."""
+
+    slot_tables = (0, 0, 1, 1)
+
+    def __init__(self, ops: Sequence[str], max_blocks: int) -> None:
+        self.ops = tuple(ops)
+        self.max_blocks = max_blocks
+        self.op_index = {o: i for i, o in enumerate(self.ops)}
+        self.table_sizes = (max_blocks + 1, len(self.ops))
+
+    def block_tokens(self, blocks: Sequence[Sequence[Any]]) -> np.ndarray:
+        """(n_blocks, 4) tokens of blocks given as (in1, op1, in2, op2)."""
+        return np.array([[b[0], b[2], self.op_index[b[1]], self.op_index[b[3]]] for b in blocks],
+                        dtype=np.int64).reshape(-1, 4)
+
+    def encode(self, arch: Any) -> np.ndarray:
+        return self.block_tokens(arch)
+
+
+class PositionChoiceTokenizer(Tokenizer):
+    """Fixed-length architectures (NB201 edges, macro layers): one token per position, id = position * C + choice."""
+
+    slot_tables = (0,)
+
+    def __init__(self, n_positions: int, n_choices: int, choices_of: Any) -> None:
+        self.n_positions, self.n_choices = n_positions, n_choices
+        self.choices_of = choices_of  # arch -> sequence of n_positions choice indices
+        self.table_sizes = (n_positions * n_choices,)
+
+    def encode(self, arch: Any) -> np.ndarray:
+        choices = np.asarray(self.choices_of(arch), dtype=np.int64)
+        return (np.arange(self.n_positions) * self.n_choices + choices).reshape(-1, 1)
+
+
+def nb201_choices(arch: str) -> tuple[int, ...]:
+    from ..benchmarks.nb201 import ops_to_indices, parse_arch
+
+    return ops_to_indices(parse_arch(arch))
+
+
+def macro_choices(arch: str) -> list[int]:
+    return [int(ch) for ch in arch]
+
+
+def tokenizer_for(space: Any) -> Tokenizer:
+    """The tokenizer of a search space (pnas, nb201, macro)."""
+    name = getattr(space, "name", "")
+    if name == "pnas":
+        return PNASTokenizer(space.op_names, space.max_blocks)
+    if name == "nb201":
+        from ..benchmarks.nb201 import NB201_EDGES, NB201_OPS
+
+        return PositionChoiceTokenizer(len(NB201_EDGES), len(NB201_OPS), nb201_choices)
+    if name == "macro":
+        from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS
+
+        return PositionChoiceTokenizer(MACRO_LAYERS, len(MACRO_CHOICES), macro_choices)
+    raise ConfigError(f"no surrogate tokenizer for space '{name}'; the surrogate predictors support pnas, nb201, macro")

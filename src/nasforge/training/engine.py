@@ -1,0 +1,177 @@
+"""Train and evaluate any nn.Module: SGD+cosine or AdamW, weight decay, clipping, label smoothing, drop-path,
+auxiliary head; per-epoch logs of loss, accuracy and images/s; atomic per-epoch checkpoints and exact resume."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import progress
+from ..data.datasets import ImageDataset
+from ..data.loader import Loader
+from ..errors import ConfigError, TrainingDiverged
+from ..runs.store import RunDir
+from ..utils import Cost, CostMeter, seed_everything
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (momentum, cosine) or "adamw" (cosine)
+    lr: float = 0.05
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 3e-4
+    grad_clip: float | None = 5.0
+    label_smoothing: float = 0.0
+    drop_path: float = 0.0  # final drop-path probability, ramped linearly from 0 (DARTS)
+    aux_weight: float = 0.0  # weight of the auxiliary-head loss (0.4 in DARTS)
+    crop_padding: int = 2
+    hflip: bool = True
+    cutout: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"unknown optimizer '{self.optimizer}'; choose from: adamw, sgd")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0.0 <= self.drop_path < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("drop_path and label_smoothing must be in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def loader(self, data: ImageDataset, mean, std, train: bool = True) -> Loader:
+        if train:
+            return Loader(data, self.batch_size, shuffle=True, seed=self.seed, crop_padding=self.crop_padding,
+                          hflip=self.hflip, cutout=self.cutout, mean=mean, std=std)
+        return Loader(data, 500, mean=mean, std=std)
+
+
+def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                                     nesterov=cfg.nesterov and cfg.momentum > 0,
+                                                     weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
+    return opt, sched
+
+
+def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Models return logits, or (logits, aux_logits) in training when they have an auxiliary head."""
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Loader) -> dict[str, float]:
+    model.eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    for x, y in loader:
+        logits, _ = split_logits(model(x))
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    return {"loss": loss_sum / total, "accuracy": correct / total}
+
+
+def check_finite(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss.item()} at {where}; finished epochs are kept in the checkpoint. "
+                               "Lower the learning rate or enable gradient clipping")
+
+
+def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig,
+                run: RunDir | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """Train `model` in place; returns the final metrics, the per-epoch history and the cost.
+
+    With `run`, a checkpoint is written after every epoch and an existing one is resumed from, so an
+    interrupted run ends with the same weights as an uninterrupted one.
+    """
+    seed_everything(cfg.seed)
+    if mean is None or std is None:
+        mean, std = train.stats()
+    train_loader = cfg.loader(train, mean, std, train=True)
+    test_loader = cfg.loader(test, mean, std, train=False) if test is not None else None
+    opt, sched = make_optimizer(model.parameters(), cfg, len(train_loader))
+    history: list[dict[str, Any]] = []
+    start_epoch, spent = 0, Cost()
+
+    state = run.load_checkpoint() if run is not None else None
+    if state is not None and state.get("kind") == "train":
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, history = state["epoch"], state["history"]
+        spent = Cost(**state["cost"])
+        run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
+
+    meter = CostMeter(spent)
+    with progress.bar("train", cfg.epochs * len(train_loader)) as pbar:
+        pbar.advance(start_epoch * len(train_loader))
+        for epoch in range(start_epoch, cfg.epochs):
+            if hasattr(model, "drop_path_prob"):
+                model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
+            train_loader.set_epoch(epoch)
+            model.train()
+            t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            for step, (x, y) in enumerate(train_loader):
+                logits, aux = split_logits(model(x))
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if aux is not None and cfg.aux_weight > 0:
+                    loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
+                check_finite(loss, f"epoch {epoch + 1} step {step + 1}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                seen += len(y)
+                loss_sum += loss.item() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum().item()
+                pbar.advance()
+            train_s = time.perf_counter() - t0
+            record = {"event": "epoch", "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+                      "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                      "images_per_s": seen / train_s, "epoch_s": train_s}
+            sched.step()
+            if test_loader is not None:
+                ev = evaluate(model, test_loader)
+                record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
+            history.append(record)
+            if run is not None:
+                run.log(**record)
+                run.save_checkpoint({"kind": "train", "epoch": epoch + 1, "model": model.state_dict(),
+                                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                     "rng": torch.get_rng_state(), "history": history,
+                                     "cost": meter.now().as_dict()})
+            if on_epoch is not None:
+                on_epoch(record)
+    final = history[-1] if history else {}
+    return {"final": final, "history": history, "cost": meter.now().as_dict(), "mean": list(mean), "std": list(std)}
