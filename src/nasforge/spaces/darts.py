@@ -231,11 +231,17 @@ def _preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool, affine: bool)
 
 
 def _empty_node(ref: torch.Tensor, reduction: bool) -> torch.Tensor:
-    """The output of a node whose every input is `none`: zeros of the node's shape."""
-    if not reduction:
-        return torch.zeros_like(ref)
-    n, c, h, w = ref.shape
-    return ref.new_zeros(n, c, (h + 1) // 2, (w + 1) // 2)
+    """The output of a node whose every input is `none`: zeros of the node's shape (and memory format)."""
+    return torch.zeros_like(ref[:, :, ::2, ::2] if reduction else ref)
+
+
+def _channels_last(net: nn.Module) -> None:
+    """Store conv weights channels-last (NHWC); the networks' forward converts their input likewise.
+
+    On CPU, oneDNN's depthwise convolutions (the bulk of every DARTS op) are much faster in NHWC: on this
+    space's supernet (C=16, 8 cells, 28x28, batch 32, one thread) a weighted-mode training step takes
+    ~4.8 s instead of ~7.4 s, a sampled one ~0.8 s instead of ~1.0 s. Values are identical either way."""
+    net.to(memory_format=torch.channels_last)
 
 
 class DartsCell(nn.Module):
@@ -341,9 +347,10 @@ class DartsNetwork(_Backbone):
         self.drop_path_prob = 0.0
         self.aux_index = 2 * len(cells) // 3
         self.aux_head = AuxiliaryHead(self.cell_channels[self.aux_index], num_classes) if auxiliary else None
+        _channels_last(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
@@ -412,8 +419,11 @@ class DartsSupernet(Supernet, _Backbone):
             self.cell_groups = [f"cell{i}" for i in range(layers)]
         else:
             self.cell_groups = ["reduce" if i in reductions else "normal" for i in range(layers)]
-        for g in dict.fromkeys(self.cell_groups):
+        # Shared cells always get both groups, so a genotype always has both cells, even when L < 3 makes every
+        # cell a reduction cell (the `normal` alphas then receive no gradient).
+        for g in self.cell_groups if unique_cells else ["normal", "reduce"]:
             self.alphas[g] = nn.Parameter(1e-3 * torch.randn(num_edges(nodes), len(OPS)))
+        _channels_last(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is not None:
@@ -421,7 +431,7 @@ class DartsSupernet(Supernet, _Backbone):
             weights = None
         else:
             paths, weights = None, self.op_weights()
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
         for cell, g in zip(self.cells, self.cell_groups):
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
         return self.classify(s1)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..benchmarks.nb201 import NB201_EDGES, NB201_OPS, format_arch, parse_arch
 from ..ops import NB201_OPS as OP_FACTORIES
@@ -19,6 +20,31 @@ from ..supernet import MixedOp, Supernet
 from .base import SearchSpace
 
 OPS = list(NB201_OPS)
+_SKIP, _CONV1, _CONV3, _POOL = (OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
+
+
+def _grouped_batch_norm(y: torch.Tensor, bns: list[nn.BatchNorm2d], scale: torch.Tensor, training: bool) -> torch.Tensor:
+    """The non-affine BNs `bns` applied to consecutive channel blocks of `y` in one call, times `scale` per channel.
+
+    Equals concatenating bn_k(block_k) * scale; each BN's running statistics are updated in place exactly
+    as its own forward would.
+    """
+    first = bns[0]
+    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps for bn in bns):
+        # no common update rule (e.g. cumulative averages): run each BN on its own block
+        blocks = [bn(block) for bn, block in zip(bns, y.chunk(len(bns), dim=1))]
+        return torch.cat(blocks, dim=1) * scale.view(1, -1, 1, 1)
+    tracked = first.running_mean is not None
+    mean = torch.cat([bn.running_mean for bn in bns]) if tracked else None
+    var = torch.cat([bn.running_var for bn in bns]) if tracked else None
+    out = F.batch_norm(y, mean, var, scale, None, training or not tracked, first.momentum, first.eps)
+    if training and tracked:
+        with torch.no_grad():
+            for bn, m, v in zip(bns, mean.chunk(len(bns)), var.chunk(len(bns))):
+                bn.running_mean.copy_(m)
+                bn.running_var.copy_(v)
+                bn.num_batches_tracked.add_(1)
+    return out
 
 
 class NB201Cell(nn.Module):
@@ -40,7 +66,26 @@ class NB201Cell(nn.Module):
 
 
 class SearchCell(nn.Module):
-    """A supernet cell: a MixedOp on every edge."""
+    """A supernet cell: a MixedOp on every edge.
+
+    Sampled mode (`path`) runs exactly the chosen op module of each edge. Weighted mode (DARTS) computes the
+    same weighted sum as calling every MixedOp, but grouped by *source node*, because at search scale the
+    cost is in many small memory-bound kernels rather than in FLOPs:
+
+    - the ReLU in front of the convs is computed once per source node instead of once per conv op;
+    - all 3x3 (and all 1x1) convs leaving a node run as one conv with their weights concatenated along the
+      output channels, and their non-affine BNs as one batch norm (BN is per channel, so this is exact); the
+      op weight is folded into that BN as its per-channel scale, which equals multiplying the output by it;
+    - the 3x3 average pool (padding excluded from the count) is computed once per source node, as a
+      depthwise sum-conv whose per-pixel 1/count is folded into the op weight: torch's NCHW avg_pool2d
+      kernel is ~20x slower at these sizes;
+    - `none` contributes exactly zero and is never computed (its weight still enters the softmax).
+
+    The running statistics stay in each op's own BatchNorm2d, so state dicts, sampled mode and the
+    stand-alone ops are unchanged. Set ``fused = False`` to run the reference per-edge MixedOp sum instead.
+    """
+
+    fused: bool = True
 
     def __init__(self, C: int, affine: bool = False, track_running_stats: bool = True) -> None:
         super().__init__()
@@ -54,8 +99,12 @@ class SearchCell(nn.Module):
                             bn.track_running_stats = False
                             bn.running_mean = bn.running_var = bn.num_batches_tracked = None
             self.edges.append(MixedOp(ops, OPS))
+        self.register_buffer("_ones", torch.ones(C, 1, 3, 3), persistent=False)  # depthwise sum-pool kernel
+        self._inv_count: dict[tuple[int, int], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, path: torch.Tensor | None) -> torch.Tensor:
+        if path is None and self.fused:
+            return self._fused_forward(x, weights)
         nodes = [x]
         e = 0
         for j in (1, 2, 3):
@@ -70,6 +119,45 @@ class SearchCell(nn.Module):
             nodes.append(total)
         return nodes[3]
 
+    # -- weighted mode, grouped by source node ---------------------------------------------------
+    def _fused_forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        acc: dict[int, torch.Tensor] = {}  # node -> sum of the edge outputs computed so far
+        for i in range(3):
+            h = x if i == 0 else acc[i]  # complete: every edge into node i leaves an earlier node
+            out = [e for e, (src, _) in enumerate(NB201_EDGES) if src == i]
+            w = weights[out]  # [edges leaving i, ops]
+            conv = self._conv_terms(h, out, w)  # [B, edges, C, H, W]: weighted 1x1 + 3x3 conv ops per edge
+            pool = F.conv2d(h, self._ones, padding=1, groups=h.shape[1])  # 3x3 window sums
+            inv = self._pool_scale(h)
+            for n, e in enumerate(out):
+                j = NB201_EDGES[e][1]
+                y = conv[:, n]
+                y = torch.addcmul(y, h, w[n, _SKIP])
+                y = torch.addcmul(y, pool, w[n, _POOL] * inv)
+                acc[j] = acc[j] + y if j in acc else y
+        return acc[3]
+
+    def _pool_scale(self, h: torch.Tensor) -> torch.Tensor:
+        """1 / (number of in-image pixels in each 3x3 window), as avg_pool2d(count_include_pad=False)."""
+        key = (h.shape[-2], h.shape[-1])
+        inv = self._inv_count.get(key)
+        if inv is None or inv.device != h.device or inv.dtype != h.dtype:
+            ones = torch.ones(1, 1, *key, dtype=h.dtype, device=h.device)
+            inv = 1.0 / F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=h.dtype, device=h.device), padding=1)
+            self._inv_count[key] = inv
+        return inv
+
+    def _conv_terms(self, h: torch.Tensor, out: list[int], w: torch.Tensor) -> torch.Tensor:
+        """sum over {1x1, 3x3} of w[op] * BN(conv(relu(h))) for every edge in `out`, as [B, len(out), C, H, W]."""
+        r = F.relu(h)
+        B, C, H, W = h.shape
+        ys = []
+        for k, pad in ((_CONV1, 0), (_CONV3, 1)):
+            units = [self.edges[e].ops[k] for e in out]  # ReLUConvBN: [relu, conv, bn]
+            weight = torch.cat([u[1].weight for u in units]) if len(units) > 1 else units[0][1].weight
+            y = F.conv2d(r, weight, padding=pad)
+            ys.append(_grouped_batch_norm(y, [u[2] for u in units], w[:, k].repeat_interleave(C), self.training))
+        return (ys[0] + ys[1]).view(B, len(out), C, H, W)
 
 class _Skeleton(nn.Module):
     """Stem, three stages of cells separated by residual blocks, classifier."""
@@ -119,6 +207,9 @@ class NB201Supernet(Supernet, _Skeleton):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self._path["cell"] if self._path is not None else None
         weights = None if path is not None else self.op_weights()["cell"]
+        import os
+        if os.environ.get("NF_CL") == "1":
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x, weights, path) if isinstance(layer, SearchCell) else layer(x)

@@ -6,8 +6,10 @@ same number of *slots*, and every slot draws its token from one of a few embeddi
 (spec 1.4). Cells of different sizes are padded to a common number of groups; ``lengths`` says how many
 groups are real.
 
-Spaces with a fixed edge or layer list (NB201, NAS-Bench-Macro) use one slot per group whose token is the
-(position, choice) pair, so that the block-average of the MLP keeps which op sits on which edge.
+Spaces with a fixed edge or layer list (NB201, NAS-Bench-Macro) have one group per position with two slots:
+the (position, choice) pair, so that the MLP's average over groups keeps which op sits on which edge, and
+the choice alone, shared by all positions, so that what is learnt about an op on one edge carries over to
+the others (the edges of a grown prefix the predictor has not seen assigned yet).
 """
 from __future__ import annotations
 
@@ -93,18 +95,19 @@ class PNASTokenizer(Tokenizer):
 
 
 class PositionChoiceTokenizer(Tokenizer):
-    """Fixed-length architectures (NB201 edges, macro layers): one token per position, id = position * C + choice."""
+    """Fixed-length architectures (NB201 edges, macro layers): per position the tokens
+    (position * n_choices + choice) from the pair table and (choice) from the choice table."""
 
-    slot_tables = (0,)
+    slot_tables = (0, 1)
 
     def __init__(self, n_positions: int, n_choices: int, choices_of: Any) -> None:
         self.n_positions, self.n_choices = n_positions, n_choices
         self.choices_of = choices_of  # arch -> sequence of n_positions choice indices
-        self.table_sizes = (n_positions * n_choices,)
+        self.table_sizes = (n_positions * n_choices, n_choices)
 
     def encode(self, arch: Any) -> np.ndarray:
         choices = np.asarray(self.choices_of(arch), dtype=np.int64)
-        return (np.arange(self.n_positions) * self.n_choices + choices).reshape(-1, 1)
+        return np.stack([np.arange(self.n_positions) * self.n_choices + choices, choices], axis=1)
 
 
 def nb201_choices(arch: str) -> tuple[int, ...]:

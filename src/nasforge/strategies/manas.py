@@ -1,0 +1,332 @@
+"""MANAS: multi-agent NAS with one bandit agent per edge (Carlucci et al., arXiv 1909.01051).
+
+Every edge of every alpha group is an agent choosing one of K ops. One round per minibatch:
+
+1. every agent samples an op; together they form a path (one op per edge);
+2. the sampled path is trained on a search-train batch: only the sampled ops run, hold activations
+   and get gradients (unsampled ops get ``grad=None``, so SGD leaves them, their momentum and their
+   weight decay alone);
+3. the path is scored on a search-val batch with the updated weights (no gradient), giving a loss
+   normalised to [0, 1];
+4. the agents update their credits and policies from (path, loss).
+
+Two agent families (``nasforge.strategies.bandits``):
+
+* ``manas``: EXP3 per agent, importance-weighted cumulative loss, ``pi ∝ exp(-eta * B)`` (the sign the
+  paper prints is flipped because B accumulates losses), optional gamma-uniform exploration;
+  ``eta`` defaults to ``sqrt(2 ln K / (T K))`` with T = epochs x steps per epoch.
+* ``manas-ls``: ridge least squares of the loss on the one-hot path encoding, Zipf sampling by
+  credit rank.
+
+Loss normalisation (``val_loss``): ``"ce"`` (default) is the batch cross-entropy divided by
+ln(num_classes) and clipped to [0, 1] (ln C is the loss of a uniform prediction, so an untrained net
+sits near 1); ``"error"`` is the batch error rate. CE is preferred because it is continuous: with a
+batch of 64 the error rate moves in steps of 1/64, and early in training most paths tie.
+
+Final architecture (``final``): ``"argmax"`` takes each agent's most probable op (for manas-ls the
+lowest credit), ``"sample"`` draws one path from the final policies (the paper's recommendation)
+with a generator seeded by (seed, rounds), so it is reproducible. On the darts space ``top2``
+(default on) applies the DARTS rule: per node keep the two incoming edges whose best non-`none` op
+scores highest. Scores are log-policies for manas and minus the ridge credits for manas-ls (Zipf
+probabilities depend only on ranks, so they would tie across edges); with ``final="sample"`` edges
+are ranked by the policy probability of their sampled op. ``top2=False`` keeps all 14 edges.
+
+Diagnostics and checkpoints: the supernet's alphas hold log(policy), so the shared per-epoch records
+(``alpha_softmax``, ``edge_entropy``, ``mean_entropy``) are the agents' policies, and
+``supernet_val_accuracy`` is measured on the derived architecture's path. Agents, their numpy
+generator, and the per-round loss history are part of the checkpoint, so a resumed search repeats the
+uninterrupted one exactly. At the end, policy heatmaps and trajectories are written to the run dir.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, choices_message
+from ..registry import STRATEGIES
+from ..supernet import Supernet
+from .bandits import AgentPopulation, Exp3Agents, LeastSquaresAgents, default_eta
+from .base import SearchContext, SearchResult
+from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
+
+VAL_LOSSES = ("ce", "error")
+FINALS = ("argmax", "sample")
+#: separates the agents' random stream from any other use of the run seed
+_AGENT_STREAM = 0x6D616E6173  # "manas"
+_DERIVE_STREAM = 0x646572  # "der"
+
+PATH_DEFAULTS: dict[str, Any] = {**WEIGHT_DEFAULTS, "hessian_every": 0, "top2": None}
+
+
+def normalised_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> float:
+    """The bandit loss of one validation batch, in [0, 1] (see the module docstring)."""
+    if kind == "error":
+        return float((logits.argmax(1) != y).float().mean())
+    ce = float(F.cross_entropy(logits, y))
+    return min(max(ce / math.log(logits.shape[1]), 0.0), 1.0)
+
+
+class PathSamplingStrategy(OneShotStrategy):
+    """Shared loop of the strategies that train one sampled path per step (MANAS, MANAS-LS, random-ws).
+
+    The agents act on a flat vector with one entry per edge, the alpha groups concatenated in the
+    supernet's order; `actions_to_path` / `path_to_actions` convert.
+    """
+
+    defaults: ClassVar[dict[str, Any]] = dict(PATH_DEFAULTS)
+    #: score each sampled path on a validation batch and give the loss to the agents
+    feedback: ClassVar[bool] = True
+    second_stream = "val"
+
+    # -- subclass hooks -----------------------------------------------------------------------
+    def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
+        raise NotImplementedError
+
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+        if self.hp["hessian_every"]:
+            raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
+                              "track; leave hessian_every at 0")
+        self.space_kind = _space_kind(supernet)
+        top2 = self.hp["top2"]
+        if top2 and self.space_kind != "darts":
+            raise ConfigError(f"top2 applies to the darts space only; '{ctx.space.name}' derives one op per edge")
+        self.top2 = bool(self.space_kind == "darts" if top2 is None else top2)
+        self.groups = list(supernet.alphas.keys())
+        shapes = [tuple(supernet.alphas[g].shape) for g in self.groups]
+        self.n_arms = shapes[0][1]
+        self.bounds = np.cumsum([0] + [e for e, _ in shapes])
+        self.op_names = list(supernet.op_names)
+        self.seed = ctx.seed
+        supernet.temperature = 1.0  # alphas mirror log(policy): softmax(alpha) must return the policy
+        supernet.activation = "softmax"
+        horizon = ctx.budget.epochs * len(ctx.data.loaders(ctx.seed)[0])
+        self.horizon = horizon
+        self.agents = self.make_agents(int(self.bounds[-1]), self.n_arms, horizon)
+        self.rng = np.random.default_rng([ctx.seed, _AGENT_STREAM])
+        self.loss_history: list[float] = []
+        self.steps_done = 0
+        self._sync_alphas(supernet)
+
+    # -- paths ------------------------------------------------------------------------------------
+    def actions_to_path(self, actions: np.ndarray) -> dict[str, torch.Tensor]:
+        return {g: torch.tensor(actions[s:e], dtype=torch.long)
+                for g, s, e in zip(self.groups, self.bounds[:-1], self.bounds[1:])}
+
+    def path_to_actions(self, path: dict[str, torch.Tensor]) -> np.ndarray:
+        return np.concatenate([path[g].numpy() for g in self.groups]).astype(np.int64)
+
+    def by_group(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """Split an (N, ...) per-agent array into the alpha groups."""
+        return {g: matrix[s:e] for g, s, e in zip(self.groups, self.bounds[:-1], self.bounds[1:])}
+
+    # -- one round ----------------------------------------------------------------------------------
+    def step(self, supernet, batch, second, ctx):
+        actions = self.agents.sample(self.rng)
+        supernet.set_path(self.actions_to_path(actions))
+        x, y = batch
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y)
+        check_loss(loss, f"{self.name} weight step")
+        self.w_opt.zero_grad(set_to_none=True)  # unsampled ops keep grad=None: SGD skips them entirely
+        loss.backward()
+        self.weight_step(supernet)
+        stats = {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}
+        if self.feedback:
+            xv, yv = second
+            with torch.no_grad():  # the same path, scored with the weights it was just trained to
+                val_logits = supernet(xv)
+            agent_loss = normalised_loss(val_logits, yv, self.hp["val_loss"])
+            self.agents.update(actions, agent_loss)
+            self.loss_history.append(agent_loss)
+            stats.update(val_loss=F.cross_entropy(val_logits, yv).item(),
+                         val_accuracy=(val_logits.argmax(1) == yv).float().mean().item(), agent_loss=agent_loss)
+        self.steps_done += 1
+        return stats
+
+    # -- policies and derivation ------------------------------------------------------------------
+    def policies(self) -> np.ndarray:
+        return self.agents.probabilities()
+
+    def scores(self) -> np.ndarray:
+        """Per (agent, op) logits ranking ops and, for the DARTS rule, edges; default log-policy."""
+        return np.log(np.maximum(self.policies(), 1e-300))
+
+    def greedy_actions(self) -> np.ndarray:
+        return self.agents.best()
+
+    def _sync_alphas(self, supernet: Supernet) -> None:
+        """Write log(policy) into the alphas, so shared diagnostics and checkpoints see the policies."""
+        logp = self.by_group(np.log(np.maximum(self.policies(), 1e-30)))
+        with torch.no_grad():
+            for g in self.groups:
+                supernet.alphas[g].copy_(torch.from_numpy(logp[g]))
+
+    def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
+        final = self.hp["final"]
+        if final == "sample":
+            rng = np.random.default_rng([self.seed, _DERIVE_STREAM, self.agents.t])
+            actions = self.agents.sample(rng)
+            if self.top2:  # rank edges by how likely their sampled op was
+                p = self.policies()[np.arange(len(actions)), actions]
+                none = self.op_names.index("none")
+                q = np.zeros((len(actions), self.n_arms))
+                q[np.arange(len(actions)), actions] = p
+                q[:, none] += 1.0 - p
+                return supernet.derive(self._tensors(np.log(np.maximum(q, 1e-300))))
+            return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
+        if self.space_kind == "darts" and self.top2:
+            return supernet.derive(self._tensors(self.scores()))
+        return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
+
+    def _tensors(self, matrix: np.ndarray) -> dict[str, torch.Tensor]:
+        return {g: torch.from_numpy(np.ascontiguousarray(m)) for g, m in self.by_group(matrix).items()}
+
+    # -- diagnostics ------------------------------------------------------------------------------------
+    def _diagnostics(self, supernet, ctx, val_loader, epoch):
+        """The shared diagnostics, with the alphas holding the policies and the derived arch's path set,
+        so `supernet_val_accuracy` is the accuracy of that architecture with the shared weights."""
+        self._sync_alphas(supernet)
+        previous = supernet.path
+        supernet.set_path(arch_to_path(supernet, ctx.space.validate(self.derive(supernet, ctx))))
+        try:
+            return super()._diagnostics(supernet, ctx, val_loader, epoch)
+        finally:
+            supernet.set_path(previous)
+
+    def epoch_diagnostics(self, supernet, ctx, val_batch) -> dict[str, Any]:
+        p = self.policies()
+        return {
+            "agent_rounds": self.agents.t,
+            "policy_best_prob": {g: v.tolist() for g, v in self.by_group(p.max(axis=1)).items()},
+            "mean_policy_best_prob": float(p.max(axis=1).mean()),
+            "greedy_path": {g: v.tolist() for g, v in self.by_group(self.greedy_actions()).items()},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Final policies (and credits, if the agents have them) per group, for result.json."""
+        out: dict[str, Any] = {"op_names": self.op_names, "agent_rounds": self.agents.t,
+                               "policies": {g: v.tolist() for g, v in self.by_group(self.policies()).items()}}
+        if hasattr(self.agents, "credits"):
+            out["credits"] = {g: v.tolist() for g, v in self.by_group(self.agents.credits()).items()}
+        if self.loss_history:
+            h = np.asarray(self.loss_history)
+            k = max(1, len(h) // 10)
+            out["agent_loss_first_last_10pct"] = [float(h[:k].mean()), float(h[-k:].mean())]
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def strategy_state(self) -> dict[str, Any]:
+        return {"agents": self.agents.state_dict(), "rng": self.rng.bit_generator.state,
+                "loss_history": np.asarray(self.loss_history, dtype=np.float64), "steps_done": self.steps_done}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        self.agents.load_state_dict(state["agents"])
+        self.rng.bit_generator.state = state["rng"]
+        self.loss_history = [float(v) for v in state["loss_history"]]
+        self.steps_done = int(state["steps_done"])
+
+    # -- the search, plus the end-of-search plots --------------------------------------------------
+    def search(self, ctx: SearchContext) -> SearchResult:
+        for key, valid in (("val_loss", VAL_LOSSES), ("final", FINALS)):
+            if key in self.hp and self.hp[key] not in valid:
+                raise ConfigError(choices_message(f"{self.name} {key}", str(self.hp[key]), list(valid)))
+        result = super().search(ctx)
+        result.metrics.update(self.summary())
+        if ctx.run is not None:
+            result.metrics["plots"] = self.write_plots(result.history, ctx.run.path)
+        return result
+
+    def write_plots(self, history: list[dict[str, Any]], folder) -> list[str]:
+        from ..report import plots
+
+        files = [plots.plot_policies(self.by_group(self.policies()), self.op_names, folder / "policies.png",
+                                     title=f"{self.name}: final policy per edge (after {self.agents.t} rounds)")]
+        if history:
+            files.append(plots.plot_alpha_trajectories(history, folder / "policy_trajectories.png", self.op_names))
+            files.append(plots.plot_policy_concentration(history, folder / "policy_concentration.png"))
+        if self.loss_history:
+            files.append(plots.plot_loss_history(self.loss_history, folder / "agent_loss.png",
+                                                 ylabel=f"agent loss ({self.hp['val_loss']}, normalised)"))
+        return [str(f) for f in files]
+
+
+@STRATEGIES.register("manas", help="MANAS: one EXP3 agent per edge, sampled-path training, softmax(-eta * credit)")
+class MANAS(PathSamplingStrategy):
+    """EXP3 agents; ``eta=None`` uses sqrt(2 ln K / (T K)) with T = epochs x steps per epoch."""
+
+    name = "manas"
+    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "val_loss": "ce", "final": "argmax"}
+
+    def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
+        eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
+        return Exp3Agents(n_agents, n_arms, eta=float(eta), gamma=float(self.hp["gamma"]))
+
+
+@STRATEGIES.register("manas-ls", help="MANAS-LS: one agent per edge, ridge least-squares credit, Zipf sampling")
+class MANASLS(PathSamplingStrategy):
+    """Least-squares agents; ``refit_every=None`` refits every round up to 1024 (agent, op) columns, else
+    every 10 rounds (a refit is one Cholesky solve of that size); ``warmup=None`` means K uniform rounds."""
+
+    name = "manas-ls"
+    defaults = {**PATH_DEFAULTS, "ridge": 1e-3, "refit_every": None, "warmup": None, "val_loss": "ce",
+                "final": "argmax"}
+
+    def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
+        refit = self.hp["refit_every"]
+        if refit is None:
+            refit = 1 if n_agents * n_arms <= 1024 else 10
+        return LeastSquaresAgents(n_agents, n_arms, ridge=self.hp["ridge"], refit_every=refit,
+                                  warmup=self.hp["warmup"])
+
+    def scores(self) -> np.ndarray:
+        # Zipf probabilities depend only on ranks and tie across edges; the credits keep the margins.
+        return -self.agents.credits()
+
+
+# -- space adapters ---------------------------------------------------------------------------------------
+def _space_kind(supernet: Supernet) -> str:
+    from ..spaces.darts import DartsSupernet
+    from ..spaces.nb201 import NB201Supernet
+
+    if isinstance(supernet, DartsSupernet):
+        return "darts"
+    if isinstance(supernet, NB201Supernet):
+        return "nb201"
+    raise ConfigError(f"sampled-path search supports the nb201 and darts spaces, not {type(supernet).__name__}")
+
+
+def path_to_arch(supernet: Supernet, path: dict[str, torch.Tensor], top2: bool = False) -> Any:
+    """The architecture of a path; on darts ``top2=False`` keeps every edge (full form, `none` = no edge)."""
+    if _space_kind(supernet) == "darts":
+        return supernet.path_to_arch(path, top2=top2)
+    return supernet.path_to_arch(path)
+
+
+def arch_to_path(supernet: Supernet, arch: Any) -> dict[str, torch.Tensor]:
+    """The path that runs exactly `arch` on the supernet (edges an arch leaves out get `none`)."""
+    names = supernet.op_names
+    if _space_kind(supernet) == "nb201":
+        from ..benchmarks.nb201 import parse_arch
+
+        return {"cell": torch.tensor([names.index(op) for op in parse_arch(arch)], dtype=torch.long)}
+    from ..spaces.darts import cell_edges
+
+    edges = cell_edges(supernet.nodes)
+    if "cells" in arch:
+        cells = dict(zip(supernet.cell_groups, (c["ops"] for c in arch["cells"])))
+    else:
+        cells = {"normal": arch["normal"], "reduce": arch["reduce"]}
+    path = {}
+    for g, ops in cells.items():
+        idx = [names.index("none")] * len(edges)
+        standard = len(ops) == 2 * supernet.nodes and len(ops) != len(edges)
+        for k, (op, i) in enumerate(ops):
+            j = k // 2 + 2 if standard else edges[k][1]  # standard form: pairs 2m, 2m+1 feed node m + 2
+            idx[edges.index((i, j))] = names.index(op)
+        path[g] = torch.tensor(idx, dtype=torch.long)
+    return path

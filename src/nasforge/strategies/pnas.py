@@ -1,0 +1,272 @@
+"""PNAS: progressive beam search guided by a surrogate ensemble (Liu et al., ECCV 2018; spec 1.3).
+
+    S_1 = all canonical 1-block cells; score them all; fit the ensemble
+    for b = 2 .. B:
+        candidates = every child (one block appended) of the K cells scored at b - 1
+        score the K candidates the ensemble ranks highest; refit the ensemble from scratch on all data
+    recommend the best-scored cell
+
+How a space grows is a `Growth`:
+
+* `PNASGrowth` (space "pnas"): the paper's algorithm, blocks appended one at a time. Candidate tokens are
+  built with numpy broadcasting (parent tokens x new-block tokens), so the ~300k candidates of b = 5 are
+  never turned into Python objects; only the K picked ones are.
+* `NB201Growth` (space "nb201", spec 1.8 tier C, our adaptation): edges are assigned in the fixed order
+  0->3, 0->1, 1->3, 0->2, 1->2, 2->3, which connects input to output first; unassigned edges are `none`, so
+  every prefix is a real cell of the table. Edges are added in three steps (0->3; then 0->1 and 1->3; then
+  0->2, 1->2 and 2->3), each completing a new input-to-output path: an edge into a node that does not yet
+  reach the output cannot change the network, so scoring it alone would spend a query on a copy of its
+  parent.
+* `MacroGrowth` (space "macro"): layers are chosen first to last; undecided layers are identity.
+
+Beyond the paper: if the trial budget is not used up once cells reach full size, further rounds score the
+next-best unscored candidates of the last expansion under the refitted ensemble (hp ``continue``), which gives
+an anytime search for query-mode benchmarks. Per round the result records the number of candidates and the
+Spearman rank correlation between the ensemble's predictions and the scores of the cells it picked.
+"""
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from ..errors import ConfigError
+from ..registry import STRATEGIES
+from ..spaces.base import Arch, SearchSpace
+from ..surrogates.ensemble import KINDS, Ensemble
+from ..surrogates.tokenizers import PNASTokenizer, TokenBatch, Tokenizer, tokenizer_for
+from .base import SearchContext
+from .random_search import MultiTrialStrategy
+
+Partial = Any  # a growth's own hashable description of a (partly grown) architecture
+
+
+@dataclass
+class Candidates:
+    """The children of a beam: their tokens and a way to materialise child i."""
+
+    tokens: TokenBatch
+    get: Callable[[int], Partial]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class Growth(ABC):
+    """How architectures of a space grow step by step."""
+
+    steps: int
+    tokenizer: Tokenizer
+
+    @abstractmethod
+    def roots(self) -> list[Partial]:
+        """All architectures of step 1."""
+
+    @abstractmethod
+    def expand(self, parents: Sequence[Partial]) -> Candidates:
+        """All children (one step further) of the parents, which are distinct and of the same step."""
+
+    @abstractmethod
+    def arch(self, partial: Partial) -> Arch:
+        """The architecture that is scored for a partial one (canonical JSON of the space)."""
+
+
+class PNASGrowth(Growth):
+    def __init__(self, space: SearchSpace) -> None:
+        from ..spaces.pnas import canonical_blocks, one_block_cells
+
+        self.space, self.steps = space, space.max_blocks
+        self.tokenizer = PNASTokenizer(space.op_names, space.max_blocks)
+        self._blocks = lambda b: canonical_blocks(b, space.op_names)
+        self._roots = one_block_cells(space.op_names)
+
+    def roots(self) -> list[Partial]:
+        return list(self._roots)
+
+    def expand(self, parents: Sequence[Partial]) -> Candidates:
+        parents = list(parents)
+        b = len(parents[0])
+        blocks = self._blocks(b + 1)
+        new = self.tokenizer.block_tokens(blocks)  # (n_blocks, 4)
+        old = np.stack([self.tokenizer.block_tokens(p) for p in parents])  # (P, b, 4)
+        tokens = np.concatenate([np.repeat(old, len(blocks), axis=0), np.tile(new, (len(parents), 1))[:, None, :]],
+                                axis=1)
+        n = len(blocks)
+        return Candidates(TokenBatch(tokens, np.full(len(tokens), b + 1)),
+                          lambda i: tuple(parents[i // n]) + (blocks[i % n],))
+
+    def arch(self, partial: Partial) -> Arch:
+        return [list(blk) for blk in partial]
+
+
+class _ListGrowth(Growth):
+    """Growth of a fixed-length architecture by assigning positions in steps; children are materialised."""
+
+    def __init__(self, space: SearchSpace, step_positions: Sequence[Sequence[int]], n_choices: int) -> None:
+        self.space, self.step_positions, self.n_choices = space, [list(s) for s in step_positions], n_choices
+        self.steps = len(self.step_positions)
+        self.tokenizer = tokenizer_for(space)
+
+    def _assignments(self, step: int) -> list[tuple[int, ...]]:
+        k = len(self.step_positions[step])
+        return [tuple(int(d) for d in np.unravel_index(i, (self.n_choices,) * k)) for i in range(self.n_choices ** k)]
+
+    def _extend(self, partial: tuple[int, ...], step: int, values: tuple[int, ...]) -> tuple[int, ...]:
+        out = list(partial)
+        for pos, v in zip(self.step_positions[step], values):
+            out[pos] = v
+        return tuple(out)
+
+    def _empty(self) -> tuple[int, ...]:
+        return (-1,) * sum(len(s) for s in self.step_positions)
+
+    def _step_of(self, partial: tuple[int, ...]) -> int:
+        return sum(all(partial[p] >= 0 for p in s) for s in self.step_positions)
+
+    def roots(self) -> list[Partial]:
+        return [self._extend(self._empty(), 0, a) for a in self._assignments(0)]
+
+    def expand(self, parents: Sequence[Partial]) -> Candidates:
+        step = self._step_of(parents[0])
+        children = [self._extend(p, step, a) for p in parents for a in self._assignments(step)]
+        return Candidates(self.tokenizer.batch([self.arch(c) for c in children]), children.__getitem__)
+
+
+class NB201Growth(_ListGrowth):
+    #: NB201_EDGES indices: (0,3); (0,1), (1,3); (0,2), (1,2), (2,3)
+    STEPS = ((3,), (0, 4), (1, 2, 5))
+
+    def __init__(self, space: SearchSpace) -> None:
+        from ..benchmarks.nb201 import NB201_OPS
+
+        super().__init__(space, self.STEPS, len(NB201_OPS))
+        self.ops = NB201_OPS
+
+    def arch(self, partial: Partial) -> Arch:
+        from ..benchmarks.nb201 import format_arch
+
+        return format_arch([self.ops[i] if i >= 0 else "none" for i in partial])
+
+
+class MacroGrowth(_ListGrowth):
+    def __init__(self, space: SearchSpace) -> None:
+        from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS
+
+        super().__init__(space, [(i,) for i in range(MACRO_LAYERS)], len(MACRO_CHOICES))
+
+    def arch(self, partial: Partial) -> Arch:
+        return "".join(str(max(i, 0)) for i in partial)  # undecided layers are identity (0)
+
+
+GROWTHS: dict[str, type[Growth]] = {"pnas": PNASGrowth, "nb201": NB201Growth, "macro": MacroGrowth}
+
+
+def growth_for(space: SearchSpace) -> Growth:
+    if space.name not in GROWTHS:
+        raise ConfigError(f"strategy 'pnas' knows how to grow spaces {', '.join(GROWTHS)}, not '{space.name}'")
+    return GROWTHS[space.name](space)
+
+
+@STRATEGIES.register("pnas", help="progressive beam search over growing cells, guided by a surrogate ensemble")
+class PNAS(MultiTrialStrategy):
+    """Hyperparameters: K (beam width; 256 in the paper), surrogate ("mlp" or "lstm"), members (5), subsample
+    (each member's share of the data, 0.8), surrogate_steps / surrogate_lr (None = defaults), continue
+    (after full size, keep scoring the best remaining candidates while the budget lasts)."""
+
+    name = "pnas"
+    defaults = {"K": 256, "surrogate": "mlp", "members": 5, "subsample": 0.8, "surrogate_steps": None,
+                "surrogate_lr": None, "continue": True}
+
+    def setup(self, ctx: SearchContext) -> None:
+        K = self.hp["K"]
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise ConfigError(f"PNAS beam width K must be an integer >= 1, got {K!r}")
+        if self.hp["surrogate"] not in KINDS:
+            raise ConfigError(f"PNAS surrogate must be one of {', '.join(KINDS)}, got {self.hp['surrogate']!r}")
+        self.growth = growth_for(ctx.space)
+        self.surrogate = Ensemble(self.growth.tokenizer, kind=self.hp["surrogate"], members=self.hp["members"],
+                                  subsample=self.hp["subsample"], steps=self.hp["surrogate_steps"],
+                                  lr=self.hp["surrogate_lr"], seed=ctx.seed)
+        self.level = 0  # number of growth steps of the current beam (0: nothing scored yet)
+        self.beam: list[Partial] = []
+        self.final_parents: list[Partial] = []  # the beam whose children have full size
+        self.taken: np.ndarray | None = None  # which of those children were already picked
+        self.pending: list[tuple[Partial, float | None]] = []  # this round's picks and their predictions
+        self.rounds: list[dict[str, Any]] = []
+
+    # -- rounds -----------------------------------------------------------------------------
+    def _fit(self) -> None:
+        scored = [(h["arch"], h["score"]) for h in self.history if h["score"] is not None]
+        if not scored:
+            raise ConfigError("PNAS: every trial of the previous round failed, so the surrogate has no data")
+        self.surrogate.fit([a for a, _ in scored], [s for _, s in scored])
+
+    def _pick(self, cands: Candidates, k: int, exclude: np.ndarray | None = None) -> tuple[list[int], np.ndarray]:
+        pred = self.surrogate.predict(cands.tokens)
+        order = np.argsort(-pred, kind="stable")
+        if exclude is not None:
+            order = order[~exclude[order]]
+        return [int(i) for i in order[:k]], pred
+
+    def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
+        K = self.hp["K"]
+        budget = remaining if remaining is not None else float("inf")
+        record: dict[str, Any] = {"round": self.round}
+        if self.level == 0:
+            roots = self.growth.roots()
+            if len(roots) > budget:  # not even the first step fits: a random share of it
+                roots = rng.sample(roots, int(budget))
+            self.pending = [(p, None) for p in roots]
+            record.update(size=1, candidates=len(roots))
+        elif self.level < self.growth.steps or self.hp["continue"]:
+            self._fit()
+            growing = self.level < self.growth.steps
+            cands = self.growth.expand(self.beam if growing else self.final_parents)
+            if growing and self.level + 1 == self.growth.steps:
+                self.final_parents, self.taken = list(self.beam), np.zeros(len(cands), bool)
+            exclude = None if growing else self.taken
+            picks, pred = self._pick(cands, int(min(K, budget)), exclude)
+            if not picks:  # the last expansion is used up
+                return []
+            if self.level + 1 >= self.growth.steps:
+                self.taken[picks] = True
+            self.pending = [(cands.get(i), float(pred[i])) for i in picks]
+            record.update(size=min(self.level + 1, self.growth.steps), candidates=len(cands) if growing
+                          else int((~self.taken).sum()) + len(picks))
+        else:
+            return []
+        record["picked"] = len(self.pending)
+        self.rounds.append(record)
+        return [self.growth.arch(p) for p, _ in self.pending]
+
+    def observe(self, ctx: SearchContext, archs: list[Arch], scores: list[float | None]) -> None:
+        picked = [(p, pred, s) for (p, pred), s in zip(self.pending, scores) if s is not None]
+        if self.level < self.growth.steps:
+            self.beam = [p for p, _, _ in picked]  # failed trials leave the beam
+            self.level += 1
+        with_pred = [(pred, s) for _, pred, s in picked if pred is not None]
+        if len(with_pred) >= 3:
+            rho = spearmanr([p for p, _ in with_pred], [s for _, s in with_pred])[0]
+            self.rounds[-1]["spearman"] = None if rho != rho else float(rho)
+        self.rounds[-1]["scored"] = len(picked)
+        ctx.log(event="pnas_round", **self.rounds[-1])
+        self.pending = []
+        if not self.beam:
+            raise ConfigError("PNAS: every trial of a round failed; nothing left to expand")
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"level": self.level, "beam": self.beam, "final_parents": self.final_parents, "taken": self.taken,
+                "rounds": self.rounds}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.level, self.beam, self.final_parents = state["level"], state["beam"], state["final_parents"]
+        self.taken, self.rounds = state["taken"], state["rounds"]
+
+    def extra_metrics(self) -> dict[str, Any]:
+        return {"pnas_rounds": self.rounds}
+

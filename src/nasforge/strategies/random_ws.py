@@ -1,0 +1,136 @@
+"""random-ws: random search with weight sharing, the baseline MANAS is compared against.
+
+Training is MANAS without learning: every step samples one op per edge uniformly at random and trains
+only that path on a search-train batch (same supernet, optimiser, schedule and budget as the other
+one-shot strategies). No validation batch is spent during training: uniform agents ignore feedback.
+
+Choosing the final architecture (after Li & Talwalkar 2019, "Random search and reproducibility for
+NAS"): sample ``candidates`` architectures, score each with the shared weights on the first
+``candidate_batches`` search-val batches, re-score the ``top_k`` best on ``rerank_batches`` batches,
+and return the one with the lowest validation cross-entropy. Every candidate sees the same batches,
+and BN uses batch statistics (the running statistics mix many random paths); BN buffers are restored
+afterwards, so choosing never changes the supernet. The choice is a deterministic function of the
+weights and the number of steps trained, and is cached for that step count: the per-epoch diagnostics
+run it (giving the trajectory of the chosen arch), and the final call reuses the last epoch's result.
+
+Candidates are drawn from the space's architectures: on nb201 a uniform op per edge (`none`
+included); on darts with ``top2`` (the default) a DARTS genotype, i.e. per node two distinct inputs
+with a non-`none` op each, evaluated as the path that sets every other edge to `none`; with
+``top2=False`` a uniform op on all 14 edges, as in training.
+"""
+from __future__ import annotations
+
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..registry import STRATEGIES
+from ..supernet import Supernet
+from .bandits import AgentPopulation, UniformAgents
+from .base import SearchContext
+from .manas import PATH_DEFAULTS, PathSamplingStrategy, path_to_arch
+
+_SELECT_STREAM = 0x73656C  # "sel"
+_SELECT_EPOCH = 20_000  # the val loader epoch whose batches score candidates (distinct from diagnostics')
+
+
+@STRATEGIES.register("random-ws", help="random search with weight sharing: uniform paths, then best of M sampled "
+                                       "architectures on validation batches")
+class RandomWS(PathSamplingStrategy):
+    name = "random-ws"
+    feedback = False
+    second_stream = None
+    defaults = {**PATH_DEFAULTS, "candidates": 50, "candidate_batches": 1, "top_k": 5, "rerank_batches": 4}
+
+    def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
+        return UniformAgents(n_agents, n_arms)
+
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+        for key in ("candidates", "candidate_batches", "top_k", "rerank_batches"):
+            v = self.hp[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"random-ws {key} must be an integer >= 1, got {v!r}")
+        super().setup(supernet, ctx)
+        self.nodes = getattr(supernet, "nodes", None)  # intermediate nodes of a DARTS cell
+        self._selection: dict[str, Any] | None = None
+
+    # -- choosing the architecture ----------------------------------------------------------------
+    def sample_candidate(self, rng: np.random.Generator) -> np.ndarray:
+        """One architecture as a flat action vector (see the module docstring for the distribution)."""
+        if not (self.space_kind == "darts" and self.top2):
+            return rng.integers(0, self.n_arms, int(self.bounds[-1]))
+        from ..spaces.darts import cell_edges
+
+        none = self.op_names.index("none")
+        real_ops = np.array([k for k in range(self.n_arms) if k != none])
+        edges = cell_edges(self.nodes)
+        cells = []
+        for _ in self.groups:
+            ops = np.full(len(edges), none)
+            for j in range(2, self.nodes + 2):  # node j may read nodes 0..j-1
+                for i in rng.choice(j, size=2, replace=False):
+                    ops[edges.index((int(i), j))] = rng.choice(real_ops)
+            cells.append(ops)
+        return np.concatenate(cells).astype(np.int64)
+
+    def select(self, supernet: Supernet, ctx: SearchContext) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, _SELECT_STREAM, self.steps_done])
+        seen: dict[tuple[int, ...], np.ndarray] = {}
+        for _ in range(self.hp["candidates"]):
+            a = self.sample_candidate(rng)
+            seen.setdefault(tuple(a.tolist()), a)
+        candidates = list(seen.values())
+        _, val_loader = ctx.data.loaders(ctx.seed)
+        val_loader.set_epoch(_SELECT_EPOCH)
+        batches = list(islice(val_loader, max(self.hp["candidate_batches"], self.hp["rerank_batches"])))
+        was_training, previous = supernet.training, supernet.path
+        saved = [b.detach().clone() for b in supernet.buffers()]
+        supernet.train()  # batch-statistics BN, see the module docstring
+        try:
+            first = [self._score(supernet, a, batches[: self.hp["candidate_batches"]]) for a in candidates]
+            order = np.argsort([s[0] for s in first], kind="stable")[: self.hp["top_k"]]
+            final = [(self._score(supernet, candidates[i], batches[: self.hp["rerank_batches"]]), i) for i in order]
+        finally:
+            with torch.no_grad():
+                for b, s in zip(supernet.buffers(), saved):
+                    b.copy_(s)
+            supernet.train(was_training)
+            supernet.set_path(previous)
+        (val_loss, val_acc), best = min(final, key=lambda t: t[0][0])
+        path = self.actions_to_path(candidates[best])
+        return {"step": self.steps_done, "arch": path_to_arch(supernet, path, top2=self.top2), "path": path,
+                "val_loss": val_loss, "val_accuracy": val_acc, "evaluated": len(candidates)}
+
+    def _score(self, supernet: Supernet, actions: np.ndarray, batches) -> tuple[float, float]:
+        supernet.set_path(self.actions_to_path(actions))
+        loss = correct = n = 0.0
+        with torch.no_grad():
+            for x, y in batches:
+                logits = supernet(x)
+                loss += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(1) == y).sum().item()
+                n += len(y)
+        return loss / n, correct / n
+
+    def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
+        if self._selection is None or self._selection["step"] != self.steps_done:
+            self._selection = self.select(supernet, ctx)
+        return self._selection["arch"]
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def epoch_diagnostics(self, supernet, ctx, val_batch) -> dict[str, Any]:
+        sel = self._selection or {}
+        return {"selected_val_loss": sel.get("val_loss"), "selected_val_accuracy": sel.get("val_accuracy"),
+                "candidates_evaluated": sel.get("evaluated")}
+
+    def summary(self) -> dict[str, Any]:
+        sel = self._selection or {}
+        return {"candidates_evaluated": sel.get("evaluated"), "selected_val_loss": sel.get("val_loss"),
+                "selected_val_accuracy": sel.get("val_accuracy"), "steps": self.steps_done}
+
+    def write_plots(self, history, folder) -> list[str]:
+        return []  # the policies are uniform by construction: nothing to plot

@@ -1,0 +1,164 @@
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasforge import api
+from nasforge.errors import ConfigError
+from nasforge.supernet import Supernet
+from nasforge.supernet.hessian import dominant_eigenvalue
+from nasforge.strategies.darts import DARTS, SingleDARTS
+
+
+class TinySupernet(Supernet):
+    """Two candidate ops (linear, tanh-linear) on one edge, double precision: small enough for numerics."""
+
+    op_names = ["lin", "tanh"]
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Linear(3, 3).double()
+        self.b = nn.Linear(3, 3).double()
+        self.head = nn.Linear(3, 2).double()
+        self.alphas["cell"] = nn.Parameter(torch.tensor([[0.3, -0.2]], dtype=torch.float64))
+
+    def forward(self, x):
+        w = self.op_weights()["cell"][0]
+        return self.head(w[0] * self.a(x) + w[1] * torch.tanh(self.b(x)))
+
+
+def test_second_order_gradient_matches_numerical_unrolled_objective():
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    xv, yv = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    net = TinySupernet()
+    strat = DARTS(order=2, w_momentum=0.0, w_weight_decay=0.0)
+    strat.w_params = net.weight_parameters()
+    strat.w_opt = torch.optim.SGD(strat.w_params, lr=0.1, momentum=0.0, weight_decay=0.0)
+    strat.alphas = net.arch_parameters()
+    strat.unrolled_alpha_grad(net, x, y, xv, yv)
+    analytic = net.alphas["cell"].grad.clone()
+
+    def unrolled_objective(alpha):
+        with torch.no_grad():
+            net.alphas["cell"].copy_(alpha)
+        w = net.weight_parameters()
+        g = torch.autograd.grad(F.cross_entropy(net(x), y), w)
+        saved = [p.detach().clone() for p in w]
+        with torch.no_grad():
+            for p, gi in zip(w, g):
+                p.sub_(0.1 * gi)
+            val = F.cross_entropy(net(xv), yv).item()
+            for p, s in zip(w, saved):
+                p.copy_(s)
+        return val
+
+    alpha0 = net.alphas["cell"].detach().clone()
+    numeric = torch.zeros_like(alpha0)
+    h = 1e-5
+    for j in range(alpha0.shape[1]):
+        e = torch.zeros_like(alpha0)
+        e[0, j] = h
+        numeric[0, j] = (unrolled_objective(alpha0 + e) - unrolled_objective(alpha0 - e)) / (2 * h)
+    assert torch.allclose(analytic, numeric, rtol=2e-3, atol=1e-6), (analytic, numeric)
+    # and it differs from the first-order gradient (the correction term matters)
+    with torch.no_grad():
+        net.alphas["cell"].copy_(alpha0)
+    first = torch.autograd.grad(F.cross_entropy(net(xv), yv), net.arch_parameters())[0]
+    assert not torch.allclose(first, analytic, atol=1e-6)
+
+
+def test_hessian_eigenvalue_of_known_quadratic():
+    A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.0, -7.0]], dtype=torch.float64)
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    eig = dominant_eigenvalue(lambda: 0.5 * p @ A @ p + p.sum(), [p], iters=200, tol=1e-10,
+                              generator=torch.Generator().manual_seed(0))
+    assert abs(eig - (-7.0)) < 1e-6  # largest magnitude
+    B = torch.diag(torch.tensor([5.0, 2.0, 1.0], dtype=torch.float64))
+    eig = dominant_eigenvalue(lambda: 0.5 * p @ B @ p, [p], iters=200, tol=1e-10,
+                              generator=torch.Generator().manual_seed(0))
+    assert abs(eig - 5.0) < 1e-6
+
+
+def test_single_level_updates_both_from_one_batch():
+    net = TinySupernet()
+    strat = SingleDARTS()
+    strat.w_params = net.weight_parameters()
+    strat.w_opt = torch.optim.SGD(strat.w_params, lr=0.1)
+    strat.setup(net, None)
+    before_a = net.alphas["cell"].detach().clone()
+    before_w = net.head.weight.detach().clone()
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    strat.step(net, (x, y), None, None)
+    assert not torch.equal(before_a, net.alphas["cell"]) and not torch.equal(before_w, net.head.weight)
+
+
+def test_unknown_hyperparameter_lists_valid():
+    with pytest.raises(ConfigError, match="valid: .*arch_lr"):
+        SingleDARTS(arch_learning_rate=1)
+    with pytest.raises(ConfigError, match="alpha_batch"):
+        SingleDARTS(alpha_batch="third").setup(TinySupernet(), None)
+
+
+BASE = {"space": "nb201", "space_options": {"C": 4, "N": 1}, "dataset": "synthetic", "subset": 256,
+        "batch_size": 32, "budget": {"epochs": 2}, "hparams": {"hessian_iters": 3}}
+
+
+@pytest.mark.parametrize("method,hp", [("darts", {"order": 1}), ("darts", {"order": 2}), ("single-darts", {}),
+                                       ("single-darts", {"alpha_batch": "other"})])
+def test_search_end_to_end_logs_diagnostics(tmp_path, method, hp, tables_dir):
+    cfg = {**BASE, "method": method, "hparams": {**BASE["hparams"], **hp}, "tables": str(tables_dir)}
+    res = api.search(cfg, run_root=tmp_path)
+    assert res["arch"].startswith("|") and "cifar10_test_200" in res["table"]
+    epochs = [m for m in json.loads("[" + ",".join((tmp_path / res["run_dir"].split("/")[-1] / "metrics.jsonl")
+                                                    .read_text().splitlines()) + "]") if m.get("event") == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for e in epochs:
+        assert len(e["alpha_softmax"]["cell"]) == 6 and len(e["edge_entropy"]["cell"]) == 6
+        assert abs(sum(e["alpha_softmax"]["cell"][0]) - 1) < 1e-5
+        assert 0 <= e["parameter_free_ops"] <= 6
+        assert isinstance(e["hessian_eigenvalue"], float)
+        assert "cifar10_test_200" in e["table"]
+
+
+def test_search_is_deterministic_and_resumes_exactly(tmp_path):
+    cfg = {**BASE, "method": "single-darts", "budget": {"epochs": 3}, "hparams": {"hessian_every": 0}}
+    ref = api.search(cfg, run_root=tmp_path / "a")
+    again = api.search(cfg, run_root=tmp_path / "b")
+    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
+    ck_again = torch.load(f"{again['run_dir']}/checkpoint.pt", weights_only=False)
+    assert torch.equal(ck_ref["supernet"]["alphas.cell"], ck_again["supernet"]["alphas.cell"])
+
+    from nasforge.strategies.oneshot import OneShotStrategy
+
+    original = OneShotStrategy._diagnostics
+    calls = {"n": 0}
+
+    def crash_after_two(self, *a, **k):
+        out = original(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # dies right after epoch 2's diagnostics, before its checkpoint
+        return out
+
+    OneShotStrategy._diagnostics = crash_after_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.search(cfg, run_root=tmp_path / "c", run_name="r")
+    finally:
+        OneShotStrategy._diagnostics = original
+    resumed = api.search(resume=tmp_path / "c" / "r")
+    ck = torch.load(tmp_path / "c" / "r" / "checkpoint.pt", weights_only=False)
+    assert torch.equal(ck["supernet"]["alphas.cell"], ck_ref["supernet"]["alphas.cell"])
+    assert all(torch.equal(ck["supernet"][k], ck_ref["supernet"][k]) for k in ck_ref["supernet"])
+    assert resumed["arch"] == ref["arch"]
+    lines = (tmp_path / "c" / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines if '"event": "epoch"' in l] == [1, 2, 3]
+
+
+def test_one_shot_needs_epochs_and_weight_sharing(tmp_path):
+    with pytest.raises(ConfigError, match="epoch budget"):
+        api.search({**BASE, "method": "darts", "budget": {}}, run_root=tmp_path)
