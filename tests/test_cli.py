@@ -1,0 +1,80 @@
+"""The command line: one-line errors with exit code 2, and small end-to-end runs."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nasforge.cli import main
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    captured = capsys.readouterr()
+    return e.value.code, captured.out, captured.err
+
+
+def cli_ok(capsys, *args):
+    try:
+        main(list(args))
+    except SystemExit as e:  # typer exits 0 at the end of some commands
+        assert e.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["search", "--method", "nope", "--epochs", "1"], "unknown strategy 'nope'; choose from: "),
+    (["search", "--space", "nope", "--epochs", "1"], "unknown search space 'nope'; choose from: "),
+    (["search", "--dataset", "nope", "--epochs", "1"], "unknown dataset 'nope'; choose from: "),
+    (["search", "--method", "darts"], "needs an epoch budget"),
+    (["search", "--method", "darts", "--epochs", "1", "--estimator", "table"], "takes no --estimator"),
+    (["search", "--method", "darts", "--epochs", "1", "--set", "lr"], "expected key=value"),
+    (["search", "--method", "darts", "--epochs", "1", "--set", "bogus=1"], "unknown hyperparameter(s) ['bogus']"),
+    (["search", "--epochs", "-3"], "budget epochs must be positive"),
+    (["search", "--bogus-flag"], "No such option: --bogus-flag"),
+    (["train", "--arch", "nope"], "unknown architecture 'nope'"),
+    (["train", "--set", "optimizer=lamb"], "unknown optimizer 'lamb'; choose from: adamw, sgd"),
+    (["evaluate", "/nonexistent/run"], "is not a nasforge run directory"),
+    (["search", "--resume", "/nonexistent/run"], "is not a nasforge run directory"),
+    (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
+])
+def test_errors_are_one_line_with_exit_2(capsys, args, needle):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_list_shows_every_registered_component(capsys):
+    out = cli_ok(capsys, "list")
+    for name in ("nb201", "darts", "single-darts", "fashion-mnist", "cifar10", "baseline", "scratch", "local"):
+        assert name in out
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "nasforge.cli", "--help"], capture_output=True, text=True).stdout
+    for cmd in ("search", "train", "evaluate", "export", "list", "demo"):
+        assert cmd in out
+
+
+def test_train_evaluate_export_end_to_end(capsys, tmp_path):
+    out = cli_ok(capsys, "train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1",
+                 "--out", str(tmp_path), "--name", "t", "--quiet")
+    res = json.loads(out)
+    assert 0.0 <= res["test_accuracy"] <= 1.0 and res["params"] > 0
+    ev = json.loads(cli_ok(capsys, "evaluate", str(tmp_path / "t")))
+    assert ev["accuracy"] == pytest.approx(res["test_accuracy"])
+    ex = json.loads(cli_ok(capsys, "export", str(tmp_path / "t"), "--out", str(tmp_path / "m.onnx")))
+    assert ex["max_abs_diff"] < 1e-4 and ex["argmax_agreement"] == 1.0
+
+
+def test_search_then_train_found_arch(capsys, tmp_path):
+    out = cli_ok(capsys, "search", "--space", "nb201", "--method", "single-darts", "--dataset", "synthetic",
+                 "--epochs", "1", "--subset", "128", "--space-opt", "C=4", "--space-opt", "N=1",
+                 "--set", "hessian_every=0", "--out", str(tmp_path), "--name", "s", "--quiet")
+    res = json.loads(out)
+    assert res["arch"].startswith("|")
+    out = cli_ok(capsys, "train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1",
+                 "--space-opt", "C=4", "--out", str(tmp_path), "--name", "t2", "--quiet")
+    assert json.loads(out)["arch"] == res["arch"]
