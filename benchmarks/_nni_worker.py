@@ -27,6 +27,7 @@ def rss_mb() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True, help="torch file written by peer_nni.py")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--N", type=int, default=1)
     p.add_argument("--batch", type=int, default=64)
@@ -50,7 +51,7 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     data = torch.load(args.data)
     x_train, y_train, x_val, y_val = data["x_train"], data["y_train"], data["x_val"], data["y_val"]
     rss_base = rss_mb()

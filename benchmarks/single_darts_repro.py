@@ -43,7 +43,7 @@ def run_one(args: tuple) -> dict:
     else:
         v = VARIANTS[variant]
         cfg = {"space": "nb201", "space_options": {"C": opts["C"], "N": opts["N"]}, "method": v["method"],
-               "hparams": {**v["hparams"], "hessian_iters": 10, "eval_batches": 5}, "dataset": "fashion-mnist",
+               "hparams": {**v["hparams"], "hessian_iters": opts["hessian_iters"], "eval_batches": 5}, "dataset": "fashion-mnist",
                "subset": opts["subset"], "batch_size": 64, "budget": {"epochs": opts["epochs"]}, "seed": seed,
                "tables": opts["tables"]}
         res = api.search(cfg, run_root=opts["out"], run_name=name)
@@ -135,17 +135,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--subset", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--subset", type=int, default=4000)
     p.add_argument("--C", type=int, default=8)
     p.add_argument("--N", type=int, default=1)
+    p.add_argument("--hessian-iters", type=int, default=5, help="power-iteration steps per epoch")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 torch thread each when > 1)")
     p.add_argument("--tables", default=str(REPO.parent / "shared" / "data" / "benchmarks"))
     p.add_argument("--out", default=str(REPO / "runs" / "bench-single-darts"))
     p.add_argument("--plot", default=str(REPO / "docs" / "img" / "single_darts_alphas.png"))
     a = p.parse_args()
     opts = {"epochs": a.epochs, "subset": a.subset, "C": a.C, "N": a.N, "tables": a.tables, "out": a.out,
-            "threads": 1 if a.jobs > 1 else 2}
+            "hessian_iters": a.hessian_iters, "threads": 1 if a.jobs > 1 else 2}
     jobs = [(v, s, opts) for s in a.seeds for v in a.variants]
     with ProcessPoolExecutor(a.jobs) as pool:
         runs = list(pool.map(run_one, jobs))

@@ -14,8 +14,9 @@ TABLES = (REPO / ".." / "shared" / "data" / "benchmarks").resolve()
 
 @pytest.fixture(autouse=True)
 def _threads():
-    # Bit-exactness assertions compare runs made in one process with one thread count.
-    torch.set_num_threads(2)
+    # Tiny test tensors run fastest on one thread (no OpenMP hand-offs), and bit-exactness assertions
+    # compare runs made in one process with one thread count.
+    torch.set_num_threads(1)
     yield
 
 

@@ -191,7 +191,7 @@ def darts_top2_excluding_none(alpha: torch.Tensor, op_names: Sequence[str] = OPS
     non-`none` softmax probability is highest, each with that op. Pairs are listed node by node, the
     stronger edge first; ties go to the lower input index and the earlier op (as in the DARTS code)."""
     nodes = _nodes_from_edges(alpha.shape[0])
-    probs = torch.softmax(alpha.detach().float(), dim=-1).tolist()
+    probs = torch.softmax(alpha.detach().double(), dim=-1).tolist()
     candidates = [k for k, name in enumerate(op_names) if name != NONE]
     genotype: list[list] = []
     start = 0

@@ -129,9 +129,8 @@ class SearchCell(nn.Module):
             conv = self._conv_terms(h, out, w)  # [B, edges, C, H, W]: weighted 1x1 + 3x3 conv ops per edge
             pool = F.conv2d(h, self._ones, padding=1, groups=h.shape[1])  # 3x3 window sums
             inv = self._pool_scale(h)
-            for n, e in enumerate(out):
+            for n, (e, y) in enumerate(zip(out, conv.unbind(1))):  # unbind: one stack in backward
                 j = NB201_EDGES[e][1]
-                y = conv[:, n]
                 y = torch.addcmul(y, h, w[n, _SKIP])
                 y = torch.addcmul(y, pool, w[n, _POOL] * inv)
                 acc[j] = acc[j] + y if j in acc else y
@@ -143,7 +142,7 @@ class SearchCell(nn.Module):
         inv = self._inv_count.get(key)
         if inv is None or inv.device != h.device or inv.dtype != h.dtype:
             ones = torch.ones(1, 1, *key, dtype=h.dtype, device=h.device)
-            inv = 1.0 / F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=h.dtype, device=h.device), padding=1)
+            inv = 1.0 / (9.0 * F.avg_pool2d(ones, 3, 1, 1, count_include_pad=True))  # zero padding: count / 9
             self._inv_count[key] = inv
         return inv
 
@@ -207,9 +206,6 @@ class NB201Supernet(Supernet, _Skeleton):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self._path["cell"] if self._path is not None else None
         weights = None if path is not None else self.op_weights()["cell"]
-        import os
-        if os.environ.get("NF_CL") == "1":
-            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x, weights, path) if isinstance(layer, SearchCell) else layer(x)

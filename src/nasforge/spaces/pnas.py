@@ -377,7 +377,8 @@ class PNASSpace(SearchSpace):
         """Change one input or one op of one block half (always a different canonical cell)."""
         cell = [list(blk) for blk in self.canonical(arch)]
         k = rng.randrange(len(cell))
-        slot = rng.randrange(4)  # 0/2 = an input, 1/3 = an op
+        # 0/2 = an input, 1/3 = an op (an op set of one op leaves only the inputs to change)
+        slot = rng.randrange(4) if len(self.op_names) > 1 else rng.choice((0, 2))
         current = cell[k][slot]
         if slot % 2 == 0:
             choices = [i for i in range(k + 2) if i != current]  # block k+1 (1-based) reads 0..k+1

@@ -20,8 +20,8 @@ How a space grows is a `Growth`:
 * `MacroGrowth` (space "macro"): layers are chosen first to last; undecided layers are identity.
 
 Beyond the paper: if the trial budget is not used up once cells reach full size, further rounds score the
-next-best unscored candidates of the last expansion under the refitted ensemble (hp ``continue``), which gives
-an anytime search for query-mode benchmarks. Per round the result records the number of candidates and the
+next-best unscored candidates of the last expansion under the refitted ensemble (hp ``keep_searching``),
+which gives an anytime search for query-mode benchmarks. Per round the result records the number of candidates and the
 Spearman rank correlation between the ensemble's predictions and the scores of the cells it picked.
 """
 from __future__ import annotations
@@ -61,6 +61,8 @@ class Growth(ABC):
 
     steps: int
     tokenizer: Tokenizer
+    #: beam width used when the strategy's K is None ("auto")
+    default_K: int = 256
 
     @abstractmethod
     def roots(self) -> list[Partial]:
@@ -139,6 +141,8 @@ class _ListGrowth(Growth):
 class NB201Growth(_ListGrowth):
     #: NB201_EDGES indices: (0,3); (0,1), (1,3); (0,2), (1,2), (2,3)
     STEPS = ((3,), (0, 4), (1, 2, 5))
+    #: 5 + 40 + 40 queries reach full size; chosen on the query benchmark (docs/pnas.md)
+    default_K = 40
 
     def __init__(self, space: SearchSpace) -> None:
         from ..benchmarks.nb201 import NB201_OPS
@@ -153,6 +157,8 @@ class NB201Growth(_ListGrowth):
 
 
 class MacroGrowth(_ListGrowth):
+    default_K = 8  # 3 + 7 x 8 = 59 queries reach full size
+
     def __init__(self, space: SearchSpace) -> None:
         from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS
 
@@ -173,21 +179,23 @@ def growth_for(space: SearchSpace) -> Growth:
 
 @STRATEGIES.register("pnas", help="progressive beam search over growing cells, guided by a surrogate ensemble")
 class PNAS(MultiTrialStrategy):
-    """Hyperparameters: K (beam width; 256 in the paper), surrogate ("mlp" or "lstm"), members (5), subsample
-    (each member's share of the data, 0.8), surrogate_steps / surrogate_lr (None = defaults), continue
+    """Hyperparameters: K (beam width; 256 in the paper; None = the space's default: 256 for pnas, 40 for
+    nb201, 8 for macro), surrogate ("mlp" or "lstm"), members (5), subsample
+    (each member's share of the data, 0.8), surrogate_steps / surrogate_lr (None = defaults), keep_searching
     (after full size, keep scoring the best remaining candidates while the budget lasts)."""
 
     name = "pnas"
-    defaults = {"K": 256, "surrogate": "mlp", "members": 5, "subsample": 0.8, "surrogate_steps": None,
-                "surrogate_lr": None, "continue": True}
+    defaults = {"K": None, "surrogate": "mlp", "members": 5, "subsample": 0.8, "surrogate_steps": None,
+                "surrogate_lr": None, "keep_searching": True}
 
     def setup(self, ctx: SearchContext) -> None:
         K = self.hp["K"]
-        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-            raise ConfigError(f"PNAS beam width K must be an integer >= 1, got {K!r}")
+        if K is not None and (isinstance(K, bool) or not isinstance(K, int) or K < 1):
+            raise ConfigError(f"PNAS beam width K must be an integer >= 1 (or None for the space's default), got {K!r}")
         if self.hp["surrogate"] not in KINDS:
             raise ConfigError(f"PNAS surrogate must be one of {', '.join(KINDS)}, got {self.hp['surrogate']!r}")
         self.growth = growth_for(ctx.space)
+        self.K = K if K is not None else self.growth.default_K
         self.surrogate = Ensemble(self.growth.tokenizer, kind=self.hp["surrogate"], members=self.hp["members"],
                                   subsample=self.hp["subsample"], steps=self.hp["surrogate_steps"],
                                   lr=self.hp["surrogate_lr"], seed=ctx.seed)
@@ -213,7 +221,7 @@ class PNAS(MultiTrialStrategy):
         return [int(i) for i in order[:k]], pred
 
     def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
-        K = self.hp["K"]
+        K = self.K
         budget = remaining if remaining is not None else float("inf")
         record: dict[str, Any] = {"round": self.round}
         if self.level == 0:
@@ -222,7 +230,7 @@ class PNAS(MultiTrialStrategy):
                 roots = rng.sample(roots, int(budget))
             self.pending = [(p, None) for p in roots]
             record.update(size=1, candidates=len(roots))
-        elif self.level < self.growth.steps or self.hp["continue"]:
+        elif self.level < self.growth.steps or self.hp["keep_searching"]:
             self._fit()
             growing = self.level < self.growth.steps
             cands = self.growth.expand(self.beam if growing else self.final_parents)
@@ -268,5 +276,5 @@ class PNAS(MultiTrialStrategy):
         self.taken, self.rounds = state["taken"], state["rounds"]
 
     def extra_metrics(self) -> dict[str, Any]:
-        return {"pnas_rounds": self.rounds}
+        return {"K": self.K, "pnas_rounds": self.rounds}
 

@@ -23,9 +23,11 @@ from .models import LSTMPredictor, MLPMembers
 from .tokenizers import TokenBatch, Tokenizer
 
 KINDS = ("mlp", "lstm")
-#: full-batch Adam steps and learning rates; chosen on NB201 and the tier-A oracle (docs/pnas.md)
-DEFAULT_STEPS = {"mlp": 300, "lstm": 150}
-DEFAULT_LR = {"mlp": 3e-3, "lstm": 1e-2}
+#: Adam steps, learning rates and batch sizes (None = full batch). The MLP is cheap enough for full batches;
+#: the LSTM (100 hidden units over up to 20 tokens) takes mini-batches to stay within seconds on a CPU.
+DEFAULT_STEPS = {"mlp": 200, "lstm": 150}
+DEFAULT_LR = {"mlp": 1e-2, "lstm": 1e-2}
+BATCH_SIZE = {"mlp": None, "lstm": 64}
 
 
 @contextlib.contextmanager
@@ -111,7 +113,8 @@ class Ensemble:
                 self._mlp = MLPMembers(self.members, self.tokenizer.slot_tables, self.tokenizer.table_sizes,
                                        self.embed_dim, self.hidden)
             bag = self._mlp.bag(tokens, lengths)
-            self._train(self._mlp, lambda: self._mlp.forward_bag(bag), target, torch.from_numpy(masks))
+            self._train(self._mlp, lambda i: self._mlp.forward_bag(bag if i is None else bag[i]), target,
+                        torch.from_numpy(masks), int(member_seeds[0]))
         else:
             self._lstms = []
             for m in range(self.members):
@@ -120,22 +123,28 @@ class Ensemble:
                     model = LSTMPredictor(self.tokenizer.slot_tables, self.tokenizer.table_sizes, self.embed_dim,
                                           self.hidden)
                 t, ln = tokens[sel], lengths[sel]
-                self._train(model, lambda: model(t, ln).unsqueeze(0), target[sel], torch.ones(1, len(sel)))
+                self._train(model, lambda i: model(t if i is None else t[i], ln if i is None else ln[i]).unsqueeze(0),
+                            target[sel], torch.ones(1, len(sel)), int(member_seeds[m]))
                 self._lstms.append(model)
         self.n_fit += 1
         return self
 
-    def _train(self, model: torch.nn.Module, forward: Any, target: torch.Tensor, masks: torch.Tensor) -> None:
-        """Full-batch Adam on the L1 loss of sigmoid outputs; each member (row of masks) sees only its data."""
+    def _train(self, model: torch.nn.Module, forward: Any, target: torch.Tensor, masks: torch.Tensor,
+               seed: int) -> None:
+        """Adam on the L1 loss of sigmoid outputs; each member (row of masks) learns only from its data.
+        `forward(index)` returns (members, len(index)) logits, all rows when index is None."""
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        counts = masks.sum(dim=1)
+        n, batch = target.shape[0], BATCH_SIZE[self.kind]
+        gen = torch.Generator().manual_seed(seed)
         model.train()
         with _threads(1):
             for _ in range(self.steps):
+                index = None if batch is None or batch >= n else torch.randint(n, (batch,), generator=gen)
+                t, m = (target, masks) if index is None else (target[index], masks[:, index])
                 opt.zero_grad()
-                pred = torch.sigmoid(forward())  # (M, n)
+                pred = torch.sigmoid(forward(index))  # (M, batch)
                 # members are independent, so the sum of their losses trains each on its own data
-                loss = ((pred - target).abs() * masks).sum(dim=1).div(counts).sum()
+                loss = ((pred - t).abs() * m).sum(dim=1).div(m.sum(dim=1).clamp(min=1)).sum()
                 loss.backward()
                 opt.step()
         model.eval()

@@ -1,0 +1,257 @@
+"""Speed and memory of nasforge's `darts` against NNI 3.0's DARTS on the same NAS-Bench-201 supernet.
+
+Configuration, identical for both: NB201 space (6 edges x 5 ops, one alpha matrix shared by all cells),
+C=16, N cells per stage (1 by default), batch 64, first-order DARTS (an alpha step on a val batch, then a
+weight step on a train batch), the same Fashion-MNIST images in the same order. NNI's NasBench201 stem is
+hard-wired to 3 input channels, so both get 3x32x32 images: Fashion-MNIST padded by 2 pixels and repeated
+over 3 channels. nasforge on its native 1x28x28 input is reported as an extra.
+
+Per seed, each contender runs in a fresh subprocess, the contenders alternating (the order flips every
+seed so drift in the machine's load hits both):
+
+- nasforge: `DARTS.step` (the strategy's own step, as its search loop calls it) on `NB201Space.supernet()`,
+  each step timed; the search loop's data loading and diagnostics are not included.
+- NNI: `NasExperiment(NasBench201, Classification, DARTS)` run as NNI's example runs it (in the venv made by
+  ../shared/peers/nni/setup.sh), each step timed by a Lightning callback (on_train_batch_start -> end),
+  plus the user-level wall time of the whole experiment, start-up included, per step.
+
+After `--warmup` steps, the median of `--steps` timed steps gives the images/s (train images, i.e. batch
+size per search step). Memory is the child's peak RSS (getrusage) and that peak minus the RSS after imports
+and data load. FLOP/s: forward FLOPs of one weighted supernet forward (every op; torch's FlopCounterMode:
+convs and linear layers, multiply-add = 2) x 3 (forward + backward) x 2 passes per DARTS step, divided by
+the step time, as a fraction of the fp32 2048^3 matmul rate measured in the same run, same thread count.
+Differences that come with the implementations and are not configuration: NNI's cell BNs are affine
+(nasforge's search cells are not, as in NB201's search code) and NNI's weight optimiser is Adam (its
+Classification default) where nasforge uses SGD; both are negligible in compute. Gradient clipping is 5
+for both.
+
+    .venv/bin/python benchmarks/peer_nni.py                                  # 3 seeds, N=1, ~5 min
+    .venv/bin/python benchmarks/peer_nni.py --seeds 0 1 2 3 4 --N 1 5 --steps 20 --with-reference
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+NNI_WORKER = Path(__file__).with_name("_nni_worker.py")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` fp32 size^3 matrix-multiply rate: this CPU's practical compute ceiling."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# data: the same images for both contenders
+# ---------------------------------------------------------------------------------------------
+def make_data(seed: int, n_batches: int, batch: int, path: Path) -> None:
+    """Draw disjoint train and val images from Fashion-MNIST's training split; save 3x32x32 and 1x28x28 copies."""
+    from nasforge.data.datasets import fashion_mnist
+
+    train, _ = fashion_mnist()
+    mean, std = (v[0] for v in train.stats())
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[: 2 * n_batches * batch]
+    x = (train.images[idx].float() / 255 - mean) / std  # [n, 1, 28, 28], normalised as nasforge's Loader does
+    y = train.labels[idx]
+    x3 = F.pad(x, (2, 2, 2, 2)).repeat(1, 3, 1, 1).contiguous()  # NNI's stem needs 3 channels
+    n = n_batches * batch
+    torch.save({"x_train": x3[:n], "y_train": y[:n], "x_val": x3[n:], "y_val": y[n:],
+                "x_train_1ch": x[:n].contiguous(), "x_val_1ch": x[n:].contiguous()}, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the nasforge contender (run as a subprocess of this script)
+# ---------------------------------------------------------------------------------------------
+def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from nasforge.hardware.flops import count_flops
+    from nasforge.spaces.nb201 import NB201Space, SearchCell
+    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.strategies.darts import DARTS
+    from nasforge.utils import seed_everything
+
+    data = torch.load(args.data)
+    suffix = "_1ch" if args.native else ""
+    xt, xv = data["x_train" + suffix], data["x_val" + suffix]
+    yt, yv = data["y_train"], data["y_val"]
+    rss_base = rss_mb()
+
+    start = time.perf_counter()
+    seed_everything(args.seed)  # as OneShotStrategy.search does (it also selects deterministic kernels)
+    torch.set_num_threads(args.threads)
+    SearchCell.fused = not args.reference
+    space = NB201Space(in_channels=xt.shape[1], num_classes=10, resolution=xt.shape[-1], C=args.C, N=args.N)
+    ctx = SearchContext(space=space, budget=Budget(epochs=1), seed=args.seed)
+    strategy = DARTS(order=1, grad_clip=5.0)
+    supernet = space.supernet()
+    strategy._make_weight_optimizer(supernet, ctx, epochs=1)  # what search() does before its loop
+    strategy.setup(supernet, ctx)
+    supernet.train()
+    times = []
+    for k in range(len(xt) // args.batch):
+        s = slice(k * args.batch, (k + 1) * args.batch)
+        t = time.perf_counter()
+        strategy.step(supernet, (xt[s], yt[s]), (xv[s], yv[s]), ctx)
+        times.append(time.perf_counter() - t)
+    total_s = time.perf_counter() - start
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    SearchCell.fused = False  # model FLOPs: every op of every edge, counted on the reference formulation
+    flops = count_flops(supernet, xt[: args.batch])
+    return {"step_s": times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": rss_peak,
+            "forward_flops": flops, "threads": torch.get_num_threads(), "arch": supernet.derive()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------
+def run_child(cmd: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(run: dict[str, Any], warmup: int, batch: int) -> dict[str, Any]:
+    timed = run["step_s"][warmup:]
+    step = statistics.median(timed)
+    out = {"step_s_median": step, "step_s_min": min(timed), "images_per_s": batch / step,
+           "rss_peak_mb": run["rss_peak_mb"], "rss_base_mb": run["rss_base_mb"],
+           "rss_delta_mb": run["rss_peak_mb"] - run["rss_base_mb"], "forward_flops": run["forward_flops"],
+           "arch": run["arch"]}
+    if "experiment_s" in run:
+        out["experiment_s"] = run["experiment_s"]
+        out["user_level_s_per_step"] = run["experiment_s"] / len(run["step_s"])
+    return out
+
+
+def median_of(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    nni_python = Path(args.nni_python)
+    if not nni_python.is_file():
+        sys.exit(f"NNI's venv python not found at {nni_python}; create it from {REPO} with "
+                 "`bash ../shared/peers/nni/setup.sh .peers/nni` (or pass --nni-python)")
+    n_batches = args.warmup + args.steps
+    results: dict[str, Any] = {
+        "config": {"space": "nb201", "C": args.C, "N": args.N, "batch": args.batch, "input": "3x32x32 (Fashion-MNIST padded to 32, "
+                   "repeated to 3 channels; NNI's NasBench201 stem takes 3 channels)", "darts": "first order",
+                   "grad_clip": 5.0, "warmup_steps": args.warmup, "timed_steps": args.steps, "threads": args.threads,
+                   "seeds": args.seeds, "images_per_s": "train images per search step (batch / median step time)"},
+        "load_avg_start": os.getloadavg()[0],
+    }
+    matmul = [matmul_gflops(args.threads)]
+    per_n: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nasforge-peer-") as tmp:
+        for N in args.N:
+            rows: dict[str, list[dict[str, Any]]] = {"nasforge": [], "nni": [], "nasforge_1x28x28": []}
+            if args.with_reference:
+                rows["nasforge_reference"] = []
+            for i, seed in enumerate(args.seeds):
+                data = Path(tmp) / f"data_{seed}.pt"
+                make_data(seed, n_batches, args.batch, data)
+                common = ["--data", str(data), "--seed", str(seed), "--C", str(args.C), "--N", str(N),
+                          "--batch", str(args.batch), "--threads", str(args.threads)]
+                me = [sys.executable, __file__, "--worker", *common]
+                order = [("nasforge", me), ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])]
+                if i % 2:
+                    order.reverse()
+                if args.with_reference:
+                    order.append(("nasforge_reference", me + ["--reference"]))
+                order.append(("nasforge_1x28x28", me + ["--native"]))
+                for name, cmd in order:
+                    rows[name].append(summarise(run_child(cmd), args.warmup, args.batch))
+                    print(f"N={N} seed={seed} {name}: {rows[name][-1]['step_s_median']:.3f} s/step", file=sys.stderr)
+                matmul.append(matmul_gflops(args.threads))
+            per_n[f"N={N}"] = report(rows)
+    peak = max(matmul)
+    for block in per_n.values():
+        for name, stats in block["contenders"].items():
+            stats["achieved_gflops"] = 6 * stats["forward_flops"] / stats["step_s_median"] / 1e9
+            stats["fraction_of_matmul_peak"] = stats["achieved_gflops"] / peak
+    results.update(per_n)
+    results["matmul_2048_gflops"] = {"peak": peak, "all": matmul}
+    results["flop_convention"] = ("forward FLOPs of one weighted supernet forward (all ops) x3 (fwd+bwd) x2 passes "
+                                  "per first-order DARTS step; nasforge's alpha pass skips weight gradients, so it "
+                                  "executes ~5/6 of this")
+    results["load_avg_end"] = os.getloadavg()[0]
+    return results
+
+
+def report(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per contender, and nasforge/NNI ratios paired by seed (same data, adjacent in time)."""
+    contenders = {}
+    for name, runs in rows.items():
+        contenders[name] = {k: median_of(runs, k) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+        contenders[name]["per_seed_step_s"] = [r["step_s_median"] for r in runs]
+        contenders[name]["arch"] = [r["arch"] for r in runs]
+    pairs = list(zip(rows["nasforge"], rows["nni"]))
+    ratios = {
+        "throughput_nasforge_over_nni": statistics.median(a["images_per_s"] / b["images_per_s"] for a, b in pairs),
+        "throughput_nasforge_over_nni_user_level": statistics.median(
+            b["user_level_s_per_step"] / a["step_s_median"] for a, b in pairs),
+        "peak_rss_nasforge_over_nni": statistics.median(a["rss_peak_mb"] / b["rss_peak_mb"] for a, b in pairs),
+        "rss_delta_nasforge_over_nni": statistics.median(a["rss_delta_mb"] / b["rss_delta_mb"] for a, b in pairs),
+    }
+    if "nasforge_reference" in rows:
+        ratios["fused_speedup_over_reference"] = statistics.median(
+            r["step_s_median"] / a["step_s_median"] for a, r in zip(rows["nasforge"], rows["nasforge_reference"]))
+    ratios["target_met"] = ratios["throughput_nasforge_over_nni"] >= 1.5 and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+    return {"contenders": contenders, "ratios": ratios}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one nasforge/NNI pair per seed")
+    p.add_argument("--N", type=int, nargs="+", default=[1], help="cells per stage (one block of results each)")
+    p.add_argument("--steps", type=int, default=8, help="timed search steps per run")
+    p.add_argument("--warmup", type=int, default=3, help="untimed search steps first")
+    p.add_argument("--C", type=int, default=16, help="channels of the first stage")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of every contender and of the matmul")
+    p.add_argument("--nni-python", default=str(REPO / ".peers" / "nni" / "bin" / "python"))
+    p.add_argument("--with-reference", action="store_true",
+                   help="also time nasforge's unfused per-edge MixedOp sum (SearchCell.fused = False)")
+    # internal: the nasforge contender
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--native", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        args.N = args.N[0]
+        print(json.dumps(nasforge_worker(args)))
+        return
+    print(json.dumps(benchmark(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
