@@ -6,7 +6,7 @@ DARTS strategy and a Classification evaluator), on the images the parent saved, 
 
 - step_s: wall time of every search step (arch step + weight step), from a Lightning callback
   (on_train_batch_start -> on_train_batch_end; data loading falls outside it);
-- experiment_s: wall time of the whole user-level call, from building the space to run() returning;
+- total_s: wall time of the whole user-level call, from building the space to run() returning;
 - rss_base_mb / rss_peak_mb: resident memory after imports and data load, and the process peak;
 - forward_flops: FLOPs of one forward of the mutated supernet (torch's FlopCounterMode).
 """
@@ -86,7 +86,7 @@ def main() -> None:
     with torch.no_grad(), counter:
         space(x_train[: args.batch])
     arch = experiment.export_top_models(formatter="dict")[0]
-    print(json.dumps({"step_s": timer.times, "experiment_s": experiment_s, "rss_base_mb": rss_base,
+    print(json.dumps({"step_s": timer.times, "total_s": experiment_s, "rss_base_mb": rss_base,
                       "rss_peak_mb": rss_peak, "forward_flops": counter.get_total_flops(),
                       "threads": torch.get_num_threads(), "arch": {k: str(v) for k, v in arch.items()}}))
 

@@ -218,3 +218,8 @@ def test_query_mode_is_repeatable_and_reports_ground_truth(tables_dir, name, hp,
     assert runs[0].history == runs[1].history and len(runs[0].history) == 30
     truth = runs[0].metrics["ground_truth"]
     assert truth["arch"] == runs[0].arch and 0 < truth["test_accuracy"] <= 100
+
+
+def test_pnas_with_one_block_scores_the_one_block_cells_and_stops():
+    result = search(PNAS(K=4, **FAST), reduced(blocks=1), trials=100)
+    assert len(result.history) == 36 and len(result.metrics["pnas_rounds"]) == 1

@@ -230,7 +230,7 @@ class PNAS(MultiTrialStrategy):
                 roots = rng.sample(roots, int(budget))
             self.pending = [(p, None) for p in roots]
             record.update(size=1, candidates=len(roots))
-        elif self.level < self.growth.steps or self.hp["keep_searching"]:
+        elif self.level < self.growth.steps or (self.hp["keep_searching"] and self.final_parents):
             self._fit()
             growing = self.level < self.growth.steps
             cands = self.growth.expand(self.beam if growing else self.final_parents)

@@ -125,7 +125,7 @@ class MultiTrialStrategy(Strategy):
         return SearchResult(arch=best["best_arch"], history=self.history, metrics=metrics)
 
 
-def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str] | dict[str, Any], attempts: int = 1000) -> Arch | None:
+def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
     """A random architecture not in `seen`, or None if `attempts` samples found none (a small space is used up)."""
     for _ in range(attempts):
         arch = ctx.space.validate(ctx.space.sample(rng))
@@ -146,11 +146,11 @@ class RandomSearch(MultiTrialStrategy):
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"random search batch must be an integer >= 1, got {self.hp['batch']!r}")
         archs: list[Arch] = []
-        taken = {arch_key(a) for a in archs}
+        seen = set(self.scores)
         for _ in range(n):
-            arch = sample_new(ctx, rng, self.scores.keys() | taken)
+            arch = sample_new(ctx, rng, seen)
             if arch is None:
                 break
             archs.append(arch)
-            taken.add(arch_key(arch))
+            seen.add(arch_key(arch))
         return archs
