@@ -110,7 +110,8 @@ def main() -> None:
     p.add_argument("--crop-padding", type=int, default=2)
     p.add_argument("--cutout", type=int, default=8, help="cutout square side in pixels (0: off)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-root", default=None, help="folder with Fashion-MNIST's IDX files (default: the usual places)")
+    p.add_argument("--data-root", default=None,
+                   help="folder with Fashion-MNIST's IDX files (default: the usual places)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]

@@ -25,8 +25,12 @@ Differences that come with the implementations and are not configuration: NNI's 
 Classification default) where nasforge uses SGD; both are negligible in compute. Gradient clipping is 5
 for both.
 
-    .venv/bin/python benchmarks/peer_nni.py                                  # 3 seeds, N=1, ~5 min
+    .venv/bin/python benchmarks/peer_nni.py                                  # 3 seeds, N=1, ~5-7 min
     .venv/bin/python benchmarks/peer_nni.py --seeds 0 1 2 3 4 --N 1 5 --steps 20 --with-reference
+
+On a shared machine whose load exceeds its cores, 2-thread runs of both contenders slow down several-fold
+(each OpenMP thread waits for its descheduled peer) and the ratio becomes noise: use --threads 1 then, and
+compare `load_avg_start` / `load_avg_end` in the output.
 """
 from __future__ import annotations
 
@@ -160,10 +164,12 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                  "`bash ../shared/peers/nni/setup.sh .peers/nni` (or pass --nni-python)")
     n_batches = args.warmup + args.steps
     results: dict[str, Any] = {
-        "config": {"space": "nb201", "C": args.C, "N": args.N, "batch": args.batch, "input": "3x32x32 (Fashion-MNIST padded to 32, "
-                   "repeated to 3 channels; NNI's NasBench201 stem takes 3 channels)", "darts": "first order",
-                   "grad_clip": 5.0, "warmup_steps": args.warmup, "timed_steps": args.steps, "threads": args.threads,
-                   "seeds": args.seeds, "images_per_s": "train images per search step (batch / median step time)"},
+        "config": {"space": "nb201", "C": args.C, "N": args.N, "batch": args.batch,
+                   "input": "3x32x32 (Fashion-MNIST padded to 32, repeated to 3 channels; NNI's NasBench201 stem "
+                            "takes 3 channels)",
+                   "darts": "first order", "grad_clip": 5.0, "warmup_steps": args.warmup, "timed_steps": args.steps,
+                   "threads": args.threads, "seeds": args.seeds,
+                   "images_per_s": "train images per search step (batch / median step time)"},
         "load_avg_start": os.getloadavg()[0],
     }
     matmul = [matmul_gflops(args.threads)]

@@ -25,15 +25,16 @@ from nasforge.supernet import MixedOp
 
 NB201 = {"space": "nb201", "space_options": {"C": 4, "N": 1}, "dataset": "synthetic", "subset": 256,
          "batch_size": 32}
-DARTS = {"space": "darts", "space_options": {"C": 4, "layers": 2, "stem_multiplier": 1}, "dataset": "synthetic",
+DARTS = {"space": "darts", "space_options": {"C": 4, "layers": 2}, "dataset": "synthetic",
          "subset": 64, "batch_size": 32}
 
 
 def _space(name: str, **options):
     if name == "nb201":
         return NB201Space(in_channels=1, num_classes=10, resolution=28, **{"C": 4, "N": 1, **options})
-    return DartsSpace(in_channels=1, num_classes=10, resolution=28, **{"C": 4, "layers": 2, "stem_multiplier": 1,
-                                                                       **options})
+    # C * stem_multiplier stays above 4: torch 2.13's channels_last 1x1 stride-2 conv backward corrupts the
+    # heap with <= 4 input channels (see docs/manas.md)
+    return DartsSpace(in_channels=1, num_classes=10, resolution=28, **{"C": 4, "layers": 2, **options})
 
 
 def _setup(strategy, space, epochs: int = 2, seed: int = 0):
@@ -199,7 +200,7 @@ def test_final_sample_is_reproducible_and_top2_is_darts_only():
     with pytest.raises(ConfigError, match="top2"):
         _setup(MANAS(top2=True), _space("nb201"))
     with pytest.raises(ConfigError, match="final"):
-        MANAS(final="best").search(SearchContext(space=_space("nb201"), budget=Budget(epochs=1)))
+        MANAS(final="best")
 
 
 @pytest.mark.parametrize("space_name,options", [("nb201", {}), ("darts", {}), ("darts", {"unique_cells": True})])
@@ -325,13 +326,16 @@ def test_cli_search_and_resume(tmp_path, monkeypatch, method, base):
 
 
 def test_bad_hyperparameters_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="val_loss"):
+    with pytest.raises(UserError, match="val_loss.*choose from: ce, error"):
         api.search({**NB201, "method": "manas", "budget": {"epochs": 1}, "hparams": {"val_loss": "mse"}},
                    run_root=tmp_path)
+    assert not list(tmp_path.iterdir())  # rejected before a run directory was created
     with pytest.raises(UserError, match="valid: .*eta"):
         MANAS(temperature=2)
     with pytest.raises(UserError, match="candidates"):
-        _setup(RandomWS(candidates=0), _space("nb201"))
+        RandomWS(candidates=0)
+    with pytest.raises(UserError, match="Hessian"):
+        MANASLS(hessian_every=1)
 
 
 # -- plots ---------------------------------------------------------------------------------------------------------

@@ -133,3 +133,27 @@ def test_derive_is_argmax_including_none():
     arch = sn.derive({"cell": scores})
     assert parse_arch(arch) == tuple(OPS[k] for k in choice)
     assert space().parameter_free_count(arch) == 4  # none, skip, avg_pool, none
+
+
+def test_fused_weighted_forward_matches_reference_gradients():
+    import copy
+
+    torch.manual_seed(0)
+    fused = space(C=4, N=2).supernet()
+    with torch.no_grad():
+        fused.alphas["cell"].copy_(torch.randn(6, 5))
+    reference = copy.deepcopy(fused)
+    for m in reference.modules():
+        if m.__class__.__name__ == "SearchCell":
+            m.fused = False
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    for net in (fused, reference):
+        net.train()
+        F.cross_entropy(net(x), y).backward()
+    for (name, p), q in zip(fused.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
+    for (name, b), c in zip(fused.named_buffers(), reference.buffers()):
+        if b.dtype.is_floating_point:
+            assert torch.allclose(b, c, rtol=1e-4, atol=1e-6), name

@@ -82,15 +82,24 @@ class PathSamplingStrategy(OneShotStrategy):
     feedback: ClassVar[bool] = True
     second_stream = "val"
 
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self.check_hparams()  # fail before a run directory is created
+
+    def check_hparams(self) -> None:
+        for key, valid in (("val_loss", VAL_LOSSES), ("final", FINALS)):
+            if key in self.hp and self.hp[key] not in valid:
+                raise ConfigError(choices_message(f"{self.name} {key}", str(self.hp[key]), list(valid)))
+        if self.hp["hessian_every"]:
+            raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
+                              "track; leave hessian_every at 0")
+
     # -- subclass hooks -----------------------------------------------------------------------
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         raise NotImplementedError
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
-        if self.hp["hessian_every"]:
-            raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
-                              "track; leave hessian_every at 0")
         self.space_kind = _space_kind(supernet)
         top2 = self.hp["top2"]
         if top2 and self.space_kind != "darts":
@@ -232,9 +241,6 @@ class PathSamplingStrategy(OneShotStrategy):
 
     # -- the search, plus the end-of-search plots --------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
-        for key, valid in (("val_loss", VAL_LOSSES), ("final", FINALS)):
-            if key in self.hp and self.hp[key] not in valid:
-                raise ConfigError(choices_message(f"{self.name} {key}", str(self.hp[key]), list(valid)))
         result = super().search(ctx)
         result.metrics.update(self.summary())
         if ctx.run is not None:

@@ -49,11 +49,14 @@ class RandomWS(PathSamplingStrategy):
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         return UniformAgents(n_agents, n_arms)
 
-    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+    def check_hparams(self) -> None:
+        super().check_hparams()
         for key in ("candidates", "candidate_batches", "top_k", "rerank_batches"):
             v = self.hp[key]
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"random-ws {key} must be an integer >= 1, got {v!r}")
+
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         super().setup(supernet, ctx)
         self.nodes = getattr(supernet, "nodes", None)  # intermediate nodes of a DARTS cell
         self._selection: dict[str, Any] | None = None

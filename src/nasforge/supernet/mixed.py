@@ -29,8 +29,8 @@ class MixedOp(nn.Module):
         for w, op, skip in zip(weights, self.ops, self._skip_in_sum):
             if skip:
                 continue
-            y = op(x)
-            out = y * w if out is None else torch.addcmul(out, y, w)  # out + w * y in one kernel
+            y = w * op(x)
+            out = y if out is None else out + y
         if out is None:  # every op is `none`
             out = self.ops[0](x)
         return out
