@@ -185,8 +185,8 @@ class PNAS(MultiTrialStrategy):
     (after full size, keep scoring the best remaining candidates while the budget lasts)."""
 
     name = "pnas"
-    defaults = {"K": None, "surrogate": "mlp", "members": 5, "subsample": 0.8, "surrogate_steps": None,
-                "surrogate_lr": None, "keep_searching": True}
+    defaults = {"K": None, "batch_full": None, "surrogate": "mlp", "members": 5, "subsample": 0.8,
+                "surrogate_steps": None, "surrogate_lr": None, "keep_searching": True}
 
     def setup(self, ctx: SearchContext) -> None:
         K = self.hp["K"]
@@ -196,12 +196,16 @@ class PNAS(MultiTrialStrategy):
             raise ConfigError(f"PNAS surrogate must be one of {', '.join(KINDS)}, got {self.hp['surrogate']!r}")
         self.growth = growth_for(ctx.space)
         self.K = K if K is not None else self.growth.default_K
+        b = self.hp["batch_full"]
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ConfigError(f"PNAS batch_full must be an integer >= 1 (or None for K), got {b!r}")
         self.surrogate = Ensemble(self.growth.tokenizer, kind=self.hp["surrogate"], members=self.hp["members"],
                                   subsample=self.hp["subsample"], steps=self.hp["surrogate_steps"],
                                   lr=self.hp["surrogate_lr"], seed=ctx.seed)
         self.level = 0  # number of growth steps of the current beam (0: nothing scored yet)
         self.beam: list[Partial] = []
         self.final_parents: list[Partial] = []  # the beam whose children have full size
+        self.final: Candidates | None = None  # their children
         self.taken: np.ndarray | None = None  # which of those children were already picked
         self.pending: list[tuple[Partial, float | None]] = []  # this round's picks and their predictions
         self.rounds: list[dict[str, Any]] = []
@@ -221,7 +225,6 @@ class PNAS(MultiTrialStrategy):
         return [int(i) for i in order[:k]], pred
 
     def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
-        K = self.K
         budget = remaining if remaining is not None else float("inf")
         record: dict[str, Any] = {"round": self.round}
         if self.level == 0:
@@ -230,32 +233,42 @@ class PNAS(MultiTrialStrategy):
                 roots = rng.sample(roots, int(budget))
             self.pending = [(p, None) for p in roots]
             record.update(size=1, candidates=len(roots))
-        elif self.level < self.growth.steps or (self.hp["keep_searching"] and self.final_parents):
+        elif self.level < self.growth.steps - 1:  # a growth round: the K best children of the beam
             self._fit()
-            growing = self.level < self.growth.steps
-            cands = self.growth.expand(self.beam if growing else self.final_parents)
-            if growing and self.level + 1 == self.growth.steps:
-                self.final_parents, self.taken = list(self.beam), np.zeros(len(cands), bool)
-            exclude = None if growing else self.taken
-            picks, pred = self._pick(cands, int(min(K, budget)), exclude)
-            if not picks:  # the last expansion is used up
-                return []
-            if self.level + 1 >= self.growth.steps:
-                self.taken[picks] = True
+            cands = self.growth.expand(self.beam)
+            picks, pred = self._pick(cands, int(min(self.K, budget)))
             self.pending = [(cands.get(i), float(pred[i])) for i in picks]
-            record.update(size=min(self.level + 1, self.growth.steps), candidates=len(cands) if growing
-                          else int((~self.taken).sum()) + len(picks))
-        else:
-            return []
+            record.update(size=self.level + 1, candidates=len(cands))
+        else:  # full size: the best unscored children of the last beam, `batch_full` per round
+            if self.growth.steps == 1:
+                return []  # the roots already had full size
+            if self.taken is None:
+                self.final_parents = list(self.beam)
+                self.final = self.growth.expand(self.final_parents)
+                self.taken = np.zeros(len(self.final), bool)
+            limit = budget if self.hp["keep_searching"] else min(budget, self.K - int(self.taken.sum()))
+            n = min(self.hp["batch_full"] or self.K, limit)
+            if n <= 0 or self.taken.all():
+                return []
+            self._fit()
+            untaken = int((~self.taken).sum())
+            picks, pred = self._pick(self.final, int(n), exclude=self.taken)
+            self.taken[picks] = True
+            self.pending = [(self.final.get(i), float(pred[i])) for i in picks]
+            record.update(size=self.growth.steps, candidates=untaken)
         record["picked"] = len(self.pending)
         self.rounds.append(record)
         return [self.growth.arch(p) for p, _ in self.pending]
 
     def observe(self, ctx: SearchContext, archs: list[Arch], scores: list[float | None]) -> None:
         picked = [(p, pred, s) for (p, pred), s in zip(self.pending, scores) if s is not None]
-        if self.level < self.growth.steps:
+        if self.level < self.growth.steps - 1 or self.level == 0:
             self.beam = [p for p, _, _ in picked]  # failed trials leave the beam
             self.level += 1
+            if not self.beam:
+                raise ConfigError("PNAS: every trial of a round failed; nothing left to expand")
+        else:
+            self.level = self.growth.steps
         with_pred = [(pred, s) for _, pred, s in picked if pred is not None]
         if len(with_pred) >= 3:
             rho = spearmanr([p for p, _ in with_pred], [s for _, s in with_pred])[0]
@@ -263,8 +276,6 @@ class PNAS(MultiTrialStrategy):
         self.rounds[-1]["scored"] = len(picked)
         ctx.log(event="pnas_round", **self.rounds[-1])
         self.pending = []
-        if not self.beam:
-            raise ConfigError("PNAS: every trial of a round failed; nothing left to expand")
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -274,6 +285,8 @@ class PNAS(MultiTrialStrategy):
     def load_state(self, state: dict[str, Any]) -> None:
         self.level, self.beam, self.final_parents = state["level"], state["beam"], state["final_parents"]
         self.taken, self.rounds = state["taken"], state["rounds"]
+        if self.final_parents:  # the last expansion is rebuilt, not stored (it can hold 300k candidates)
+            self.final = self.growth.expand(self.final_parents)
 
     def extra_metrics(self) -> dict[str, Any]:
         return {"K": self.K, "pnas_rounds": self.rounds}
