@@ -131,6 +131,13 @@ def test_pnas_rounds_follow_the_algorithm():
     assert all(-1 <= r["spearman"] <= 1 for r in rounds[1:])
 
 
+def test_pnas_full_size_rounds_refit_in_between_and_stop_after_K():
+    result = search(PNAS(K=8, batch_full=3, keep_searching=False, **FAST), reduced(blocks=2), trials=1000)
+    rounds = result.metrics["pnas_rounds"]
+    assert [r["picked"] for r in rounds] == [36, 3, 3, 2] and len(result.history) == 44
+    assert [r["candidates"] for r in rounds] == [36, 36 * 78, 36 * 78 - 3, 36 * 78 - 6]
+
+
 def test_pnas_continues_at_full_size_and_respects_the_budget():
     result = search(PNAS(K=4, **FAST), reduced(blocks=2), trials=50)
     assert len(result.history) == 50 and [len(r["arch"]) for r in result.history].count(2) == 14

@@ -62,6 +62,17 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
         atomic_write_json(p, meter.now().as_dict())
 
 
+def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
+                      resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
+    """A resumed run takes its stored config (the run directory is the source of truth)."""
+    if resume is None:
+        return None, cfgmod.resolve(defaults, config)
+    run = RunDir.open(resume)
+    stored = run.config()
+    stored.pop("command", None)
+    return run, cfgmod.resolve(defaults, stored)
+
+
 def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
     return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False))
 
@@ -96,13 +107,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
            resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Run a search (and the optional retraining of its result); returns result.json's content."""
     _import_all()
-    if resume is not None:
-        run = RunDir.open(resume)
-        stored = run.config()
-        stored.pop("command", None)
-        cfg = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, stored)
-    else:
-        cfg = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, config)
+    run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy_cls = STRATEGIES.get(cfg["method"])
     strategy = strategy_cls(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
@@ -248,13 +253,7 @@ def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset, space_opt
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
-    if resume is not None:
-        run = RunDir.open(resume)
-        stored = run.config()
-        stored.pop("command", None)
-        cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, stored)
-    else:
-        cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, config)
+    run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     tcfg = TrainConfig.from_dict(cfg["train"])
     set_threads(cfg["threads"])
     train_set, test_set = _datasets(cfg)

@@ -19,10 +19,12 @@ How a space grows is a `Growth`:
   parent.
 * `MacroGrowth` (space "macro"): layers are chosen first to last; undecided layers are identity.
 
-Beyond the paper: if the trial budget is not used up once cells reach full size, further rounds score the
-next-best unscored candidates of the last expansion under the refitted ensemble (hp ``keep_searching``),
-which gives an anytime search for query-mode benchmarks. Per round the result records the number of candidates and the
-Spearman rank correlation between the ensemble's predictions and the scores of the cells it picked.
+Beyond the paper: the full-size candidates (children of the last beam) can be scored in rounds of
+``batch_full`` < K with a refit in between (on the pnas space the default is K, the paper's single round),
+and with ``keep_searching`` (default on) a budget larger than the paper's 136 + (B - 1) K goes on scoring
+the next-best of them, which makes PNAS an anytime search for query-mode benchmarks. Per round the result records the number of
+candidates and the Spearman rank correlation between the ensemble's predictions and the scores of the
+cells it picked.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ class Growth(ABC):
 
     steps: int
     tokenizer: Tokenizer
-    #: beam width used when the strategy's K is None ("auto")
+    #: beam width and full-size round size used when the strategy's K / batch_full are None
     default_K: int = 256
+    default_batch_full: int | None = None  # None: K, one round as in the paper
 
     @abstractmethod
     def roots(self) -> list[Partial]:
@@ -179,10 +182,15 @@ def growth_for(space: SearchSpace) -> Growth:
 
 @STRATEGIES.register("pnas", help="progressive beam search over growing cells, guided by a surrogate ensemble")
 class PNAS(MultiTrialStrategy):
-    """Hyperparameters: K (beam width; 256 in the paper; None = the space's default: 256 for pnas, 40 for
-    nb201, 8 for macro), surrogate ("mlp" or "lstm"), members (5), subsample
-    (each member's share of the data, 0.8), surrogate_steps / surrogate_lr (None = defaults), keep_searching
-    (after full size, keep scoring the best remaining candidates while the budget lasts)."""
+    """Hyperparameters:
+
+    * K: beam width (256 in the paper); None = the space's default (Growth.default_K).
+    * batch_full: full-size candidates scored per round, with a refit in between; None = the space's
+      default (Growth.default_batch_full; K, the paper's single round, on the pnas space).
+    * keep_searching: after K full-size cells, go on scoring the next-best ones while the budget lasts.
+    * surrogate ("mlp" or "lstm"), members (5), subsample (each member's share of the data, 0.8),
+      surrogate_steps / surrogate_lr (None = the ensemble's defaults).
+    """
 
     name = "pnas"
     defaults = {"K": None, "batch_full": None, "surrogate": "mlp", "members": 5, "subsample": 0.8,
@@ -198,7 +206,8 @@ class PNAS(MultiTrialStrategy):
         self.K = K if K is not None else self.growth.default_K
         b = self.hp["batch_full"]
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
-            raise ConfigError(f"PNAS batch_full must be an integer >= 1 (or None for K), got {b!r}")
+            raise ConfigError(f"PNAS batch_full must be an integer >= 1 (or None for the space's default), got {b!r}")
+        self.batch_full = b or self.growth.default_batch_full or self.K
         self.surrogate = Ensemble(self.growth.tokenizer, kind=self.hp["surrogate"], members=self.hp["members"],
                                   subsample=self.hp["subsample"], steps=self.hp["surrogate_steps"],
                                   lr=self.hp["surrogate_lr"], seed=ctx.seed)
@@ -247,7 +256,7 @@ class PNAS(MultiTrialStrategy):
                 self.final = self.growth.expand(self.final_parents)
                 self.taken = np.zeros(len(self.final), bool)
             limit = budget if self.hp["keep_searching"] else min(budget, self.K - int(self.taken.sum()))
-            n = min(self.hp["batch_full"] or self.K, limit)
+            n = min(self.batch_full, limit)
             if n <= 0 or self.taken.all():
                 return []
             self._fit()
@@ -289,5 +298,5 @@ class PNAS(MultiTrialStrategy):
             self.final = self.growth.expand(self.final_parents)
 
     def extra_metrics(self) -> dict[str, Any]:
-        return {"K": self.K, "pnas_rounds": self.rounds}
+        return {"K": self.K, "batch_full": self.batch_full, "pnas_rounds": self.rounds}
 
