@@ -193,6 +193,28 @@ def test_darts_top2_rule_applies_to_log_policy():
     assert [op for op, _ in arch2["normal"]] == [supernet.op_names[k] for k in greedy]
 
 
+def test_final_sample_with_top2_keeps_the_sampled_ops():
+    strategy = MANAS(final="sample")
+    supernet, ctx = _setup(strategy, _space("darts"))
+    strategy.agents.cum_loss = np.random.default_rng(3).uniform(0, 30, size=strategy.agents.cum_loss.shape)
+    arch = strategy.derive(supernet, ctx)
+    from nasforge.strategies.manas import _DERIVE_STREAM
+
+    sampled = strategy.agents.sample(np.random.default_rng([0, _DERIVE_STREAM, strategy.agents.t]))
+    edges = _edges()
+    names = supernet.op_names
+    for g in ("normal", "reduce"):
+        ops = strategy.by_group(sampled)[g]
+        for k, (op, i) in enumerate(arch[g]):
+            e = edges.index((i, k // 2 + 2))
+            if names[ops[e]] != "none":
+                assert op == names[ops[e]]
+        for j in range(2, 6):  # a node keeps its real sampled inputs first
+            real = sum(names[ops[edges.index((i, j))]] != "none" for i in range(j))
+            kept = [i for op, i in arch[g][2 * (j - 2): 2 * (j - 1)]]
+            assert sum(names[ops[edges.index((i, j))]] != "none" for i in kept) == min(2, real)
+
+
 def test_final_sample_is_reproducible_and_top2_is_darts_only():
     strategy = MANAS(final="sample")
     supernet, ctx = _setup(strategy, _space("nb201"))
@@ -285,7 +307,11 @@ def test_interrupted_search_resumes_bit_exactly(tmp_path, monkeypatch, method):
         assert resumed["search"]["metrics"]["policies"] == ref["search"]["metrics"]["policies"]
         assert len(ck["strategy"]["loss_history"]) == 8
     lines = (tmp_path / "b" / "r" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines if '"event": "epoch"' in l] == [1, 2]
+    records = [json.loads(l) for l in lines if '"event": "epoch"' in l]
+    assert [r["epoch"] for r in records] == [1, 2]
+    if method == "random-ws":  # the architecture is chosen once, at the end (select_every=0)
+        assert [r["selected_at_step"] for r in records] == [None, 8]
+        assert records[-1]["arch"] == resumed["arch"]
 
 
 def test_search_logs_policy_diagnostics_and_writes_plots(tmp_path, tables_dir):

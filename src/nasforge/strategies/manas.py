@@ -180,12 +180,17 @@ class PathSamplingStrategy(OneShotStrategy):
         if final == "sample":
             rng = np.random.default_rng([self.seed, _DERIVE_STREAM, self.agents.t])
             actions = self.agents.sample(rng)
-            if self.top2:  # rank edges by how likely their sampled op was
-                p = self.policies()[np.arange(len(actions)), actions]
+            if self.top2:
+                # Rank edges by the probability of their sampled op; the other ops keep a vanishing share
+                # of their policy, so a node with fewer than two real sampled inputs completes itself
+                # with the most likely real op of its best remaining edge; `none` takes the rest.
+                rows = np.arange(len(actions))
+                pi = self.policies()
                 none = self.op_names.index("none")
-                q = np.zeros((len(actions), self.n_arms))
-                q[np.arange(len(actions)), actions] = p
-                q[:, none] += 1.0 - p
+                q = 1e-6 * pi
+                q[rows, actions] = pi[rows, actions]
+                q[:, none] = 0.0
+                q[:, none] = 1.0 - q.sum(axis=1)
                 return supernet.derive(self._tensors(np.log(np.maximum(q, 1e-300))))
             return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
         if self.space_kind == "darts" and self.top2:

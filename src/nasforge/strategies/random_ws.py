@@ -10,8 +10,12 @@ NAS"): sample ``candidates`` architectures, score each with the shared weights o
 and return the one with the lowest validation cross-entropy. Every candidate sees the same batches,
 and BN uses batch statistics (the running statistics mix many random paths); BN buffers are restored
 afterwards, so choosing never changes the supernet. The choice is a deterministic function of the
-weights and the number of steps trained, and is cached for that step count: the per-epoch diagnostics
-run it (giving the trajectory of the chosen arch), and the final call reuses the last epoch's result.
+weights and the number of steps trained, and is cached for that step count. It runs once, at the end of the search (in the last epoch's
+diagnostics, whose result the final call reuses), so that random-ws spends its wall-clock budget on
+training like the other methods; ``select_every=n`` also runs it after every n-th epoch, to follow the
+chosen arch over time (each selection costs about candidates x candidate_batches + top_k x
+rerank_batches forward passes). Epoch records without a fresh selection repeat the last one
+(``selected_at_step`` tells which); before the first selection they show an unscored uniform sample.
 
 Candidates are drawn from the space's architectures: on nb201 a uniform op per edge (`none`
 included); on darts with ``top2`` (the default) a DARTS genotype, i.e. per node two distinct inputs
@@ -44,22 +48,24 @@ class RandomWS(PathSamplingStrategy):
     name = "random-ws"
     feedback = False
     second_stream = None
-    defaults = {**PATH_DEFAULTS, "candidates": 50, "candidate_batches": 1, "top_k": 5, "rerank_batches": 4}
+    defaults = {**PATH_DEFAULTS, "candidates": 50, "candidate_batches": 1, "top_k": 5, "rerank_batches": 4,
+                "select_every": 0}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         return UniformAgents(n_agents, n_arms)
 
     def check_hparams(self) -> None:
         super().check_hparams()
-        for key in ("candidates", "candidate_batches", "top_k", "rerank_batches"):
-            v = self.hp[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"random-ws {key} must be an integer >= 1, got {v!r}")
+        for key in ("candidates", "candidate_batches", "top_k", "rerank_batches", "select_every"):
+            v, low = self.hp[key], 0 if key == "select_every" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ConfigError(f"random-ws {key} must be an integer >= {low}, got {v!r}")
 
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         super().setup(supernet, ctx)
         self.nodes = getattr(supernet, "nodes", None)  # intermediate nodes of a DARTS cell
         self._selection: dict[str, Any] | None = None
+        self._defer = False  # True while an epoch's diagnostics must not pay for a selection
 
     # -- choosing the architecture ----------------------------------------------------------------
     def sample_candidate(self, rng: np.random.Generator) -> np.ndarray:
@@ -120,15 +126,28 @@ class RandomWS(PathSamplingStrategy):
         return loss / n, correct / n
 
     def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
-        if self._selection is None or self._selection["step"] != self.steps_done:
+        fresh = self._selection is not None and self._selection["step"] == self.steps_done
+        if not fresh and not self._defer:
             self._selection = self.select(supernet, ctx)
+        if self._selection is None:  # diagnostics before the first selection: an unscored uniform sample
+            rng = np.random.default_rng([self.seed, _SELECT_STREAM])
+            return path_to_arch(supernet, self.actions_to_path(self.sample_candidate(rng)), top2=self.top2)
         return self._selection["arch"]
+
+    def _diagnostics(self, supernet, ctx, val_loader, epoch):
+        every = self.hp["select_every"]
+        last = epoch + 1 >= ctx.budget.epochs or ctx.out_of_time()
+        self._defer = not (last or (every and (epoch + 1) % every == 0))
+        try:
+            return super()._diagnostics(supernet, ctx, val_loader, epoch)
+        finally:
+            self._defer = False
 
     # -- reporting ------------------------------------------------------------------------------------
     def epoch_diagnostics(self, supernet, ctx, val_batch) -> dict[str, Any]:
         sel = self._selection or {}
         return {"selected_val_loss": sel.get("val_loss"), "selected_val_accuracy": sel.get("val_accuracy"),
-                "candidates_evaluated": sel.get("evaluated")}
+                "candidates_evaluated": sel.get("evaluated"), "selected_at_step": sel.get("step")}
 
     def summary(self) -> dict[str, Any]:
         sel = self._selection or {}
