@@ -1,0 +1,3 @@
+from .store import RunDir
+
+__all__ = ["RunDir"]

@@ -1,0 +1,113 @@
+"""Run directories: resolved config, metrics as JSON lines, atomic checkpoints, final result.
+
+Layout of a run directory::
+
+    config.json        the resolved configuration (enough to resume)
+    metrics.jsonl      one JSON object per logged event (epoch, trial, ...)
+    checkpoint.pt      the latest checkpoint (written to a temp file, then renamed)
+    result.json        written once at the end: architecture, metrics, cost
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..utils import atomic_torch_save, atomic_write_json, to_jsonable
+
+
+class RunDir:
+    CONFIG = "config.json"
+    METRICS = "metrics.jsonl"
+    CHECKPOINT = "checkpoint.pt"
+    RESULT = "result.json"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- creation -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, command: str, config: dict[str, Any], name: str | None = None) -> "RunDir":
+        root = Path(root)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = name or f"{command}-{stamp}"
+        path = root / base
+        i = 1
+        while path.exists():
+            i += 1
+            path = root / f"{base}-{i}"
+        path.mkdir(parents=True)
+        run = cls(path)
+        atomic_write_json(path / cls.CONFIG, to_jsonable({"command": command, **config}))
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """Open an existing run to resume it."""
+        path = Path(path)
+        if not (path / cls.CONFIG).is_file():
+            raise UserError(f"{path} is not a nasforge run directory (no {cls.CONFIG})")
+        return cls(path)
+
+    # -- contents -------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / self.CONFIG).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read {self.path / self.CONFIG}: {e}") from None
+
+    def log(self, **record: Any) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.path / self.METRICS, "a") as f:
+            f.write(json.dumps(to_jsonable(record)) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        p = self.path / self.METRICS
+        if not p.exists():
+            return []
+        out = []
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut short by a crash; everything before it is intact
+        return out
+
+    def truncate_metrics(self, keep: "callable") -> None:
+        """On resume, drop records logged after the checkpoint that is being resumed from."""
+        kept = [m for m in self.metrics() if keep(m)]
+        tmp = "".join(json.dumps(m) + "\n" for m in kept)
+        from ..utils import atomic_write_bytes
+
+        atomic_write_bytes(self.path / self.METRICS, tmp.encode())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(state, self.path / self.CHECKPOINT)
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / self.CHECKPOINT).is_file()
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        p = self.path / self.CHECKPOINT
+        if not p.is_file():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as e:  # corrupt file: say so rather than crash deep inside torch
+            raise UserError(f"checkpoint {p} is unreadable ({type(e).__name__}); delete it to restart the run") from None
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        atomic_write_json(self.path / self.RESULT, to_jsonable(result))
+
+    def result(self) -> dict[str, Any]:
+        p = self.path / self.RESULT
+        if not p.is_file():
+            raise UserError(f"{self.path} has no {self.RESULT}: the run has not finished (resume it with --resume)")
+        return json.loads(p.read_text())
+
+    def file(self, name: str) -> Path:
+        return self.path / name
