@@ -40,7 +40,9 @@ uninterrupted one exactly. At the end, policy heatmaps and trajectories are writ
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -203,14 +205,22 @@ class PathSamplingStrategy(OneShotStrategy):
     # -- diagnostics ------------------------------------------------------------------------------------
     def _diagnostics(self, supernet, ctx, val_loader, epoch):
         """The shared diagnostics, with the alphas holding the policies and the derived arch's path set,
-        so `supernet_val_accuracy` is the accuracy of that architecture with the shared weights."""
+        so `supernet_val_accuracy` is the accuracy of that architecture with the shared weights (BN in
+        eval mode). BN running statistics mix every sampled path, so the same batches are also scored
+        with batch statistics, as the agents see paths: `derived_val_accuracy_batch_stats`."""
         self._sync_alphas(supernet)
         previous = supernet.path
-        supernet.set_path(arch_to_path(supernet, ctx.space.validate(self.derive(supernet, ctx))))
+        path = arch_to_path(supernet, ctx.space.validate(self.derive(supernet, ctx)))
+        supernet.set_path(path)
         try:
-            return super()._diagnostics(supernet, ctx, val_loader, epoch)
+            out = super()._diagnostics(supernet, ctx, val_loader, epoch)
         finally:
             supernet.set_path(previous)
+        val_loader.set_epoch(10_000 + epoch)  # the batches the shared diagnostics used
+        batches = list(islice(val_loader, self.hp["eval_batches"]))
+        with batch_statistics(supernet):
+            out["derived_val_accuracy_batch_stats"] = score_path(supernet, path, batches)[1]
+        return out
 
     def epoch_diagnostics(self, supernet, ctx, val_batch) -> dict[str, Any]:
         p = self.policies()
@@ -297,6 +307,37 @@ class MANASLS(PathSamplingStrategy):
     def scores(self) -> np.ndarray:
         # Zipf probabilities depend only on ranks and tie across edges; the credits keep the margins.
         return -self.agents.credits()
+
+
+# -- scoring paths with the shared weights -------------------------------------------------------------
+@contextmanager
+def batch_statistics(supernet: Supernet) -> Iterator[None]:
+    """Score with BN in training mode (batch statistics), then restore every buffer, the mode and the path,
+    so that scoring never changes the supernet."""
+    was_training, previous = supernet.training, supernet.path
+    saved = [b.detach().clone() for b in supernet.buffers()]
+    supernet.train()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(supernet.buffers(), saved):
+                b.copy_(s)
+        supernet.train(was_training)
+        supernet.set_path(previous)
+
+
+def score_path(supernet: Supernet, path: dict[str, torch.Tensor], batches) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `path` over `batches`, without gradients."""
+    supernet.set_path(path)
+    loss = correct = n = 0.0
+    with torch.no_grad():
+        for x, y in batches:
+            logits = supernet(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return loss / n, correct / n
 
 
 # -- space adapters ---------------------------------------------------------------------------------------

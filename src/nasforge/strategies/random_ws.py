@@ -28,15 +28,13 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..supernet import Supernet
 from .bandits import AgentPopulation, UniformAgents
 from .base import SearchContext
-from .manas import PATH_DEFAULTS, PathSamplingStrategy, path_to_arch
+from .manas import PATH_DEFAULTS, PathSamplingStrategy, batch_statistics, path_to_arch, score_path
 
 _SELECT_STREAM = 0x73656C  # "sel"
 _SELECT_EPOCH = 20_000  # the val loader epoch whose batches score candidates (distinct from diagnostics')
@@ -96,34 +94,16 @@ class RandomWS(PathSamplingStrategy):
         _, val_loader = ctx.data.loaders(ctx.seed)
         val_loader.set_epoch(_SELECT_EPOCH)
         batches = list(islice(val_loader, max(self.hp["candidate_batches"], self.hp["rerank_batches"])))
-        was_training, previous = supernet.training, supernet.path
-        saved = [b.detach().clone() for b in supernet.buffers()]
-        supernet.train()  # batch-statistics BN, see the module docstring
-        try:
-            first = [self._score(supernet, a, batches[: self.hp["candidate_batches"]]) for a in candidates]
+        with batch_statistics(supernet):  # see the module docstring
+            first = [score_path(supernet, self.actions_to_path(a), batches[: self.hp["candidate_batches"]])
+                     for a in candidates]
             order = np.argsort([s[0] for s in first], kind="stable")[: self.hp["top_k"]]
-            final = [(self._score(supernet, candidates[i], batches[: self.hp["rerank_batches"]]), i) for i in order]
-        finally:
-            with torch.no_grad():
-                for b, s in zip(supernet.buffers(), saved):
-                    b.copy_(s)
-            supernet.train(was_training)
-            supernet.set_path(previous)
+            rerank = batches[: self.hp["rerank_batches"]]
+            final = [(score_path(supernet, self.actions_to_path(candidates[i]), rerank), i) for i in order]
         (val_loss, val_acc), best = min(final, key=lambda t: t[0][0])
         path = self.actions_to_path(candidates[best])
         return {"step": self.steps_done, "arch": path_to_arch(supernet, path, top2=self.top2), "path": path,
                 "val_loss": val_loss, "val_accuracy": val_acc, "evaluated": len(candidates)}
-
-    def _score(self, supernet: Supernet, actions: np.ndarray, batches) -> tuple[float, float]:
-        supernet.set_path(self.actions_to_path(actions))
-        loss = correct = n = 0.0
-        with torch.no_grad():
-            for x, y in batches:
-                logits = supernet(x)
-                loss += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-                n += len(y)
-        return loss / n, correct / n
 
     def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
         fresh = self._selection is not None and self._selection["step"] == self.steps_done
