@@ -172,7 +172,8 @@ def run_seed(args: argparse.Namespace, seed: int, train) -> dict[str, Any]:
             r["saved_activation_bytes"].append(max(saved) if saved else 0)
     out: dict[str, Any] = {"seed": seed, "edges": n_edges, "ops_per_edge": k}
     for name, r in rec.items():
-        out[name] = {**r, "median_wall_s": statistics.median(r["wall_s"]), "median_cpu_s": statistics.median(r["cpu_s"]),
+        out[name] = {**r, "median_wall_s": statistics.median(r["wall_s"]),
+                     "median_cpu_s": statistics.median(r["cpu_s"]),
                      "mean_peak_mb": statistics.fmean(r["peak_bytes"]) / 2**20,
                      "mean_saved_activation_mb": statistics.fmean(r["saved_activation_bytes"]) / 2**20}
     d, m = out["darts"], out["manas"]

@@ -326,6 +326,7 @@ def test_search_logs_policy_diagnostics_and_writes_plots(tmp_path, tables_dir):
         np.testing.assert_allclose(e["policy_best_prob"]["cell"], probs.max(1), atol=1e-6)
         assert all(0 <= h <= math.log(5) + 1e-6 for h in e["edge_entropy"]["cell"])
         assert 0.0 <= e["agent_loss"] <= 1.0 and "cifar10_test_200" in e["table"]
+        assert 0.0 <= e["derived_val_accuracy_batch_stats"] <= 1.0
     final = np.array(res["search"]["metrics"]["policies"]["cell"])
     np.testing.assert_allclose(final, np.array(epochs[-1]["alpha_softmax"]["cell"]), atol=1e-6)
     for name in ("policies.png", "policy_trajectories.png", "policy_concentration.png", "agent_loss.png"):

@@ -143,7 +143,8 @@ def plot_policy_concentration(history: Sequence[Mapping[str, Any]], path: str | 
     return _save(fig, path)
 
 
-def plot_loss_history(losses: Sequence[float], path: str | Path, ylabel: str = "loss", window: int | None = None) -> Path:
+def plot_loss_history(losses: Sequence[float], path: str | Path, ylabel: str = "loss",
+                      window: int | None = None) -> Path:
     """Per-round losses (light) and their moving average (dark)."""
     values = np.asarray(losses, dtype=float)
     if values.size == 0:

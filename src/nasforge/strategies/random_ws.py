@@ -10,12 +10,13 @@ NAS"): sample ``candidates`` architectures, score each with the shared weights o
 and return the one with the lowest validation cross-entropy. Every candidate sees the same batches,
 and BN uses batch statistics (the running statistics mix many random paths); BN buffers are restored
 afterwards, so choosing never changes the supernet. The choice is a deterministic function of the
-weights and the number of steps trained, and is cached for that step count. It runs once, at the end of the search (in the last epoch's
-diagnostics, whose result the final call reuses), so that random-ws spends its wall-clock budget on
-training like the other methods; ``select_every=n`` also runs it after every n-th epoch, to follow the
-chosen arch over time (each selection costs about candidates x candidate_batches + top_k x
-rerank_batches forward passes). Epoch records without a fresh selection repeat the last one
-(``selected_at_step`` tells which); before the first selection they show an unscored uniform sample.
+weights and the number of steps trained, and is cached for that step count. It runs once, at the end
+of the search (in the last epoch's diagnostics, whose result the final call reuses), so that random-ws
+spends its wall-clock budget on training like the other methods; ``select_every=n`` also runs it after
+every n-th epoch, to follow the chosen arch over time (each selection costs about candidates x
+candidate_batches + top_k x rerank_batches forward passes). Epoch records without a fresh selection
+repeat the last one (``selected_at_step`` tells which); before the first selection they show an
+unscored uniform sample.
 
 Candidates are drawn from the space's architectures: on nb201 a uniform op per edge (`none`
 included); on darts with ``top2`` (the default) a DARTS genotype, i.e. per node two distinct inputs
