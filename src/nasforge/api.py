@@ -140,7 +140,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         else:
             data = None
             if strategy.kind == "one-shot":
-                tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"])
+                tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"],
+                                      train_portion=cfg["train_portion"])
                 mean, std = train.stats()
                 data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
             estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
@@ -201,7 +202,7 @@ def _estimator(cfg: dict[str, Any], space):
     opts = dict(cfg["estimator_options"])
     if name == "scratch":
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
-                                 "split_seed": cfg["split_seed"]})
+                                 "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
     if name == "table":
         if not cfg["tables"]:
             raise ConfigError("--estimator table needs --tables pointing at the benchmark tables folder")

@@ -22,6 +22,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "download": False,
     "subset": None,  # images of the training set used by the search (split into halves)
     "split_seed": 0,
+    "train_portion": 0.5,  # share of the search subset used as search-train (DARTS: 0.5)
     "batch_size": 64,
     "augment": {"crop_padding": 0, "hflip": False, "cutout": 0},
     "budget": {"epochs": None, "trials": None, "seconds": None},

@@ -20,7 +20,7 @@ class ScratchEstimator(Estimator):
 
     def __init__(self, data: dict[str, Any], train: dict[str, Any] | None = None,
                  space_options: dict[str, Any] | None = None) -> None:
-        self.data = data  # {"dataset", "data_root", "subset", "split_seed"}
+        self.data = data  # {"dataset", "data_root", "subset", "split_seed", "train_portion"}
         self.train = TrainConfig.from_dict({"epochs": 1, **(train or {})}).as_dict()
         self.space_options = space_options or {}
 
@@ -32,16 +32,17 @@ class ScratchEstimator(Estimator):
 
 
 @lru_cache(maxsize=4)
-def _split(dataset: str, root: str | None, subset: int | None, split_seed: int):
+def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float):
     train, _ = load_dataset(dataset, root)
-    return search_split(train, seed=split_seed, subset=subset)
+    return search_split(train, seed=split_seed, subset=subset, train_portion=train_portion)
 
 
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     d = spec["data"]
-    tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0))
+    tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0),
+                    d.get("train_portion", 0.5))
     cfg = dict(spec["space"])
     space = SPACES.get(cfg.pop("space"))(**cfg)
     model = space.build(arch=spec["arch"], **spec.get("build", {}))
