@@ -77,6 +77,11 @@ def test_search_split_is_deterministic_and_disjoint(tiny_data):
     assert len(set(idx[:100].tolist()) & set(idx[100:].tolist())) == 0
     a3, _ = search_split(train, seed=4, subset=200)
     assert not torch.equal(a1.images, a3.images)
+    # an uneven split (PNAS tier B: 5k/2k) keeps the same order, only the cut moves
+    c, d = search_split(train, seed=3, subset=200, train_portion=0.75)
+    assert (len(c), len(d)) == (150, 50) and torch.equal(c.images[:100], a1.images)
+    with pytest.raises(DataError, match="train_portion"):
+        search_split(train, seed=3, subset=200, train_portion=1.0)
 
 
 def test_augmentation_shapes_and_ranges():
