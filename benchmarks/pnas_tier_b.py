@@ -55,7 +55,7 @@ def search_config(args: argparse.Namespace, method: str, seed: int) -> dict[str,
         "estimator": "scratch",
         "estimator_options": {"train": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch,
                                         "optimizer": "sgd", "seed": seed}},
-        "budget": {"trials": args.models}, "seed": seed, "threads": 1,
+        "budget": {"trials": args.models}, "seed": seed, "threads": 1, "executor_options": {"threads": 1},
     }
 
 
