@@ -24,6 +24,8 @@ Reported per seed and as medians over seeds:
   ensemble and a single LSTM, all fitted on exactly the data PNAS had before that round. Because the
   MLP ensemble chose those cells (a selection effect), the same predictors are also scored on the
   random search's 3-block cells (an unbiased extrapolation set: fit on PNAS's 1- and 2-block data).
+- proxy reliability: Spearman correlation between two training seeds' accuracies of the one-block
+  cells (every PNAS seed trains all of them);
 - P-B3: stability: 5 refits with different seeds of the ensemble and of a single model, predicting
   the random 3-block cells; mean over cells of the variance of each cell's predicted rank.
 
@@ -157,6 +159,8 @@ def surrogate_study(pnas: dict[str, Any], random_trials: list[dict[str, Any]], a
 
 
 def summarise(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
     by = {(r["method"], r["seed"]): r for r in runs}
     pool = [t["score"] for r in runs if r["method"] == "random" for t in r["trials"] if t["score"] is not None]
     per_seed = []
@@ -182,8 +186,19 @@ def summarise(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         vals = [v for v in (get(r) for r in per_seed) if v is not None]
         return round(statistics.median(vals), 4) if vals else None
 
+    # proxy reliability: every PNAS seed trains all one-block cells, each seed with its own training seed
+    first = {s: {json.dumps(t["arch"]): t["score"] for t in by[("pnas", s)]["trials"] if len(t["arch"]) == 1}
+             for s in args.seeds}
+    proxy = []
+    for i, a in enumerate(args.seeds):
+        for b in args.seeds[i + 1:]:
+            common = sorted(set(first[a]) & set(first[b]))
+            if len(common) >= 3:
+                proxy.append(float(spearmanr([first[a][k] for k in common], [first[b][k] for k in common])[0]))
+
     names = ("mlp_ensemble", "mlp_single", "lstm_ensemble", "lstm_single")
     summary: dict[str, Any] = {
+        "proxy_spearman_between_training_seeds": [round(r, 4) for r in proxy],
         "top5_mean_median": {"pnas": med(lambda r: r["top5_mean"]["pnas"]),
                              "random": med(lambda r: r["top5_mean"]["random"])},
         "pnas_top5_ge_random_seeds": sum(r["top5_mean"]["pnas"] >= r["top5_mean"]["random"] for r in per_seed),

@@ -14,7 +14,8 @@ Two agent families (``nasforge.strategies.bandits``):
 
 * ``manas``: EXP3 per agent, importance-weighted cumulative loss, ``pi ∝ exp(-eta * B)`` (the sign the
   paper prints is flipped because B accumulates losses), optional gamma-uniform exploration;
-  ``eta`` defaults to ``sqrt(2 ln K / (T K))`` with T = epochs x steps per epoch.
+  ``eta`` defaults to ``sqrt(2 ln K / (T K))`` with T = epochs x steps per epoch; ``baseline=true``
+  (ours) credits the loss minus the mean loss so far, a variance reduction (see bandits.Exp3Agents).
 * ``manas-ls``: ridge least squares of the loss on the one-hot path encoding, Zipf sampling by
   credit rank.
 
@@ -281,11 +282,12 @@ class MANAS(PathSamplingStrategy):
     """EXP3 agents; ``eta=None`` uses sqrt(2 ln K / (T K)) with T = epochs x steps per epoch."""
 
     name = "manas"
-    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "val_loss": "ce", "final": "argmax"}
+    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
-        return Exp3Agents(n_agents, n_arms, eta=float(eta), gamma=float(self.hp["gamma"]))
+        return Exp3Agents(n_agents, n_arms, eta=float(eta), gamma=float(self.hp["gamma"]),
+                          baseline=self.hp["baseline"])
 
 
 @STRATEGIES.register("manas-ls", help="MANAS-LS: one agent per edge, ridge least-squares credit, Zipf sampling")
