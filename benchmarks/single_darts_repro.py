@@ -141,12 +141,13 @@ def main() -> None:
     p.add_argument("--N", type=int, default=1)
     p.add_argument("--hessian-iters", type=int, default=5, help="power-iteration steps per epoch")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 torch thread each when > 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1, or 2 with --jobs 1)")
     p.add_argument("--tables", default=str(REPO.parent / "shared" / "data" / "benchmarks"))
     p.add_argument("--out", default=str(REPO / "runs" / "bench-single-darts"))
     p.add_argument("--plot", default=str(REPO / "docs" / "img" / "single_darts_alphas.png"))
     a = p.parse_args()
     opts = {"epochs": a.epochs, "subset": a.subset, "C": a.C, "N": a.N, "tables": a.tables, "out": a.out,
-            "hessian_iters": a.hessian_iters, "threads": 1 if a.jobs > 1 else 2}
+            "hessian_iters": a.hessian_iters, "threads": a.threads or (1 if a.jobs > 1 else 2)}
     jobs = [(v, s, opts) for s in a.seeds for v in a.variants]
     with ProcessPoolExecutor(a.jobs) as pool:
         runs = list(pool.map(run_one, jobs))
