@@ -253,3 +253,12 @@ class NB201Space(SearchSpace):
 
     def parameter_free_count(self, arch: str) -> int:
         return sum(is_parameter_free(op) for op in parse_arch(arch))
+
+    def is_degenerate(self, arch: str) -> bool:
+        """True when no path of non-`none` edges joins the input (node 0) to the output (node 3): the
+        network then predicts a constant (10 % on every NAS-Bench-201 data set)."""
+        reach = {0}
+        for (src, dst), op in zip(NB201_EDGES, parse_arch(arch)):  # edges are listed in topological order
+            if op != "none" and src in reach:
+                reach.add(dst)
+        return 3 not in reach

@@ -7,6 +7,7 @@ streams, per-epoch diagnostics, atomic checkpoints and exact resume.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -134,7 +135,12 @@ class OneShotStrategy(Strategy):
                 if ctx.out_of_time():
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
-        return SearchResult(arch=arch, history=history, metrics={"epochs_run": len(history)})
+        metrics: dict[str, Any] = {"epochs_run": len(history)}
+        if hasattr(ctx.space, "is_degenerate") and ctx.space.is_degenerate(arch):
+            metrics["degenerate"] = True
+            warnings.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
+                          "the network predicts a constant (see the run's alpha_softmax history)", stacklevel=2)
+        return SearchResult(arch=arch, history=history, metrics=metrics)
 
     @staticmethod
     def _stream(loader, epoch: int) -> Iterator | None:
@@ -161,6 +167,8 @@ class OneShotStrategy(Strategy):
             "mean_entropy": float(torch.cat([entropy(p) for p in probs.values()]).mean()),
             "parameter_free_ops": ctx.space.parameter_free_count(arch) if hasattr(ctx.space, "parameter_free_count") else None,
         }
+        if hasattr(ctx.space, "is_degenerate"):  # `none` cut every input-to-output path: collapse to a constant
+            out["degenerate"] = ctx.space.is_degenerate(arch)
         if "skip_connect" in supernet.op_names:
             k = supernet.op_names.index("skip_connect")
             out["mean_skip_weight"] = float(torch.cat([p[:, k] for p in probs.values()]).mean())
