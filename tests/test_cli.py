@@ -32,6 +32,7 @@ def cli_ok(capsys, *args):
     (["search", "--method", "darts", "--epochs", "1", "--set", "lr"], "expected key=value"),
     (["search", "--method", "darts", "--epochs", "1", "--set", "bogus=1"], "unknown hyperparameter(s) ['bogus']"),
     (["search", "--epochs", "-3"], "budget epochs must be positive"),
+    (["search", "--epochs", "1", "--train-portion", "1.5"], "train_portion (the search-train share"),
     (["search", "--bogus-flag"], "No such option: --bogus-flag"),
     (["train", "--arch", "nope"], "unknown architecture 'nope'"),
     (["train", "--set", "optimizer=lamb"], "unknown optimizer 'lamb'; choose from: adamw, sgd"),

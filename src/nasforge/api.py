@@ -122,6 +122,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
     elif not budget.epochs:
         raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
+    portion = cfg["train_portion"]
+    if isinstance(portion, bool) or not isinstance(portion, (int, float)) or not 0.0 < portion < 1.0:
+        raise ConfigError(f"train_portion (the search-train share of the subset) must be in (0, 1), got {portion!r}")
     EXECUTORS.get(cfg["executor"]) if cfg["executor"] != "local" else None
     set_threads(cfg["threads"])
 

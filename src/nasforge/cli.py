@@ -52,6 +52,7 @@ def search(
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
     seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
     subset: Optional[int] = typer.Option(None, help="training images used by the search (split in halves)"),
+    train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
     batch_size: Optional[int] = typer.Option(None, help="search batch size"),
     seed: Optional[int] = typer.Option(None),
     estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table"),
@@ -77,7 +78,8 @@ def search(
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
-            "download": download or None, "subset": subset, "batch_size": batch_size, "seed": seed,
+            "download": download or None, "subset": subset, "train_portion": train_portion,
+            "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
             "retrain_space_options": _kv(retrain_opt),
