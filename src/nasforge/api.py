@@ -19,6 +19,7 @@ import torch
 
 from . import config as cfgmod
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
+from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
 from .models import MODELS
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
@@ -122,9 +123,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
     elif not budget.epochs:
         raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
-    portion = cfg["train_portion"]
-    if isinstance(portion, bool) or not isinstance(portion, (int, float)) or not 0.0 < portion < 1.0:
-        raise ConfigError(f"train_portion (the search-train share of the subset) must be in (0, 1), got {portion!r}")
+    check_train_portion(cfg["train_portion"])  # before a run directory exists
     EXECUTORS.get(cfg["executor"]) if cfg["executor"] != "local" else None
     set_threads(cfg["threads"])
 

@@ -10,7 +10,7 @@ import pickle
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -291,11 +291,17 @@ def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:
     return perm[: min(subset, n)] if subset else perm
 
 
+def check_train_portion(train_portion: Any) -> float:
+    """The search-train share of a search split, which must lie strictly between 0 and 1."""
+    if isinstance(train_portion, bool) or not isinstance(train_portion, (int, float)) or not 0.0 < train_portion < 1.0:
+        raise DataError(f"train_portion (the search-train share of the subset) must be in (0, 1), got {train_portion!r}")
+    return float(train_portion)
+
+
 def search_split(train: ImageDataset, seed: int = 0, subset: int | None = None,
                  train_portion: float = 0.5) -> tuple[ImageDataset, ImageDataset]:
     """Split the training set into search-train and search-val (DARTS' train_portion=0.5)."""
-    if not 0.0 < train_portion < 1.0:
-        raise DataError(f"train_portion must be in (0, 1), got {train_portion}")
+    check_train_portion(train_portion)
     idx = split_indices(len(train), seed, subset)
     cut = int(len(idx) * train_portion)
     return train.subset(idx[:cut]), train.subset(idx[cut:])
