@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import PNAS_OPS, Conv1x7x7x1, DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN, drop_path
+from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
 from .base import SearchSpace
 
@@ -248,8 +249,9 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 class PNASNetwork(nn.Module):
     """Stem, 3N cells (stride 2 at cells N and 2N), ReLU, global average pool, dropout, linear.
 
-    With ``aux=True`` the cell before the second reduction feeds an auxiliary head; in training mode its
-    logits are left in ``self.aux_logits`` (None otherwise) so `forward` always returns the main logits.
+    With ``aux=True`` the cell before the second reduction feeds an auxiliary head, which reaches the
+    training engine through the shared mechanism of :mod:`nasforge.ops.heads` (forward returns the main
+    logits [B, classes] in every mode).
     ``drop_path_prob`` (set by a trainer) drops op outputs as NASNet's drop-path does.
     """
 
@@ -260,7 +262,6 @@ class PNASNetwork(nn.Module):
         num_cells = 3 * N
         # the official calc_reduction_layers: int(k / 3 * num_cells) for k = 1, 2
         self.reductions = [int(k / 3 * num_cells) for k in (1, 2)]
-        self.aux_logits: torch.Tensor | None = None
         res = resolution
         # each state: (channels, resolution); H^{c-2} of the first cell is None ("raw": same tensor as H^{c-1})
         if stem == "imagenet":
@@ -319,15 +320,15 @@ class PNASNetwork(nn.Module):
             m.drop_prob = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clear_auxiliary(self)
         s = self.stem(x)
         s_pp, s_p = s, s
-        self.aux_logits = None
         for m in self.stem_cells:
             s_pp, s_p = s_p, m(s_pp, s_p)
         for i, m in enumerate(self.cells):
             s_pp, s_p = s_p, m(s_pp, s_p)
-            if self.aux_head is not None and self.training and i == self.aux_index:
-                self.aux_logits = self.aux_head(s_p)
+            if i == self.aux_index:
+                tap_auxiliary(self, s_p)
         out = torch.relu(s_p).mean(dim=(2, 3))
         return self.classifier(self.dropout(out))
 
@@ -344,6 +345,7 @@ class PNASSpace(SearchSpace):
     the NASNet rule, or "all", the official PNASNet-5 network), aux (auxiliary head), dropout."""
 
     name = "pnas"
+    aux_option = "aux"
     defaults = {"C": 8, "N": 1, "blocks": 5, "ops": "full", "stem": "cifar", "stem_multiplier": 1.0,
                 "concat": "unused", "aux": False, "dropout": 0.0}
 
