@@ -2,6 +2,7 @@
 any batch size (including a last batch of one image) in every network and supernet."""
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -97,3 +98,140 @@ def test_a_last_batch_of_one_image_trains_with_the_aux_head():
     out = train_model(net, train, None, TrainConfig(epochs=1, batch_size=4, aux_weight=0.4, crop_padding=0,
                                                     hflip=False))
     assert out["history"][0]["train_loss"] > 0
+
+
+# -- PNASNet-5 as published (TF-slim pnasnet.py / nasnet_utils.py and its PyTorch ports) -----------------------
+def _pnas(**kw):
+    from nasforge.spaces.pnas import PNASSpace
+
+    return PNASSpace(**{"in_channels": 3, "num_classes": 10, "resolution": 32, **kw})
+
+
+def test_pnasnet5_identity_at_stride_2_is_relu_strided_1x1_conv_bn():
+    from nasforge.ops import FactorizedReduce, Identity
+    from nasforge.spaces.pnas import PNASNET5
+
+    net = _pnas(C=8, N=1, concat="all").build(PNASNET5)
+    # block 5 = sep_conv_3x3(H[c-2]) + identity(H[c-1]); canonical order puts the identity half at op 9
+    for i, cell in enumerate(net.cells):
+        assert cell.inputs[9] == 1
+        op = cell.ops[9]
+        if i in net.reductions:
+            assert not isinstance(op, FactorizedReduce)
+            relu, conv, bn = list(op)
+            assert isinstance(relu, torch.nn.ReLU) and isinstance(bn, torch.nn.BatchNorm2d)
+            assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and conv.padding == (0, 0)
+            assert conv.in_channels == conv.out_channels == cell.pre1[1].out_channels and conv.bias is None
+        else:
+            assert isinstance(op, Identity)
+    x = torch.randn(2, 3, 32, 32)
+    cell = net.cells[net.reductions[0]]
+    s = cell.pre1(torch.randn(2, net.cells[0].C_out, 32, 32))
+    expected = cell.ops[9][2](cell.ops[9][1](torch.relu(s)))  # ReLU -> 1x1 conv stride 2 -> BN, nothing else
+    assert torch.equal(cell.ops[9](s), expected)
+    assert net(x).shape == (2, 10)
+
+
+def test_odd_channel_factorized_reduction_splits_floor_and_ceil():
+    """PNASNet mobile (F=54): the second stem cell has F/2 = 27 filters; its H[c-2] (the stem conv, twice the
+    resolution) goes through a factorized reduction whose two paths have 13 and 14 filters."""
+    from nasforge.ops import FactorizedReduce
+    from nasforge.spaces.pnas import PNASNET5
+
+    net = _pnas(num_classes=1000, resolution=224, stem="imagenet", concat="all").build(PNASNET5, C=54, N=3)
+    fr = net.stem_cells[1].pre0
+    assert isinstance(fr, FactorizedReduce)
+    assert (fr.conv_1.out_channels, fr.conv_2.out_channels, fr.bn.num_features) == (13, 14, 27)
+    assert fr.conv_1.stride == fr.conv_2.stride == (2, 2) and fr.conv_1.in_channels == 32
+    assert sum(p.numel() for p in net.parameters()) == 5_064_487  # the paper's 5.1M, unchanged by the split
+    y = fr(torch.randn(1, 32, 111, 111))  # the stem conv's odd 111x111 map of a 224 input
+    assert y.shape == (1, 27, 56, 56)
+    even = FactorizedReduce(8, 16)
+    assert even.conv_1.out_channels == even.conv_2.out_channels == 8  # DARTS: halves, as before
+
+
+def test_pnas_batchnorm_options_and_the_published_values():
+    from nasforge.errors import ConfigError
+    from nasforge.spaces.pnas import PNASNET5, PUBLISHED_IMAGENET_BN
+
+    assert PUBLISHED_IMAGENET_BN == {"bn_eps": 1e-3, "bn_momentum": pytest.approx(1 - 0.9997)}
+    default = _pnas(C=8, N=1, aux=True).build(PNASNET5)
+    published = _pnas(C=8, N=1, aux=True, **PUBLISHED_IMAGENET_BN).build(PNASNET5)
+    bns = [m for m in published.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) > 20 and all((m.eps, m.momentum) == (1e-3, 3e-4) for m in bns)  # aux head included
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in default.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert _pnas(C=8, N=1).build(PNASNET5, bn_eps=1e-3).cells[0].pre1[2].eps == 1e-3  # a build override
+    # the momentum is the weight of the batch in the running statistics
+    bn, seen = bns[0], []
+    hook = bn.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().mean((0, 2, 3))))
+    before = bn.running_mean.clone()
+    published.train()(torch.randn(4, 3, 32, 32))
+    hook.remove()
+    assert torch.allclose(bn.running_mean, (1 - 3e-4) * before + 3e-4 * seen[0], atol=1e-7)
+    for bad in ({"bn_eps": 0}, {"bn_momentum": 1.5}, {"bn_momentum": "x"}):
+        with pytest.raises(ConfigError, match="bn_"):
+            _pnas(**bad)
+
+
+# -- connectivity-aware derivation on NB201 ----------------------------------------------------------------
+def _nb201_supernet():
+    from nasforge.spaces.nb201 import NB201Space
+
+    return NB201Space(C=4, N=1).supernet()
+
+
+def test_nb201_derivation_rules():
+    from nasforge.spaces.nb201 import NB201Space
+    from nasforge.tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch
+
+    space, sn = NB201Space(), _nb201_supernet()
+    scores = torch.zeros(6, 5)
+    scores[:, NB201_OPS.index("nor_conv_3x3")] = 1.0
+    for e, (src, _) in enumerate(NB201_EDGES):
+        if src == 0:  # `none` wins every edge leaving the input: the collapse the issue describes
+            scores[e, NB201_OPS.index("none")] = 3.0
+            scores[e, NB201_OPS.index("skip_connect")] = 2.6 if (src, _) == (0, 3) else 2.5  # no ties
+    default = sn.derive({"cell": scores})
+    assert space.is_degenerate(default)
+    no_none = sn.derive({"cell": scores}, rule="no-none")
+    assert "none" not in no_none and not space.is_degenerate(no_none)
+    connected = sn.derive({"cell": scores}, rule="connected")
+    assert not space.is_degenerate(connected)
+    # brute force: `connected` is the best-scoring connected cell (sum of per-edge log-softmax)
+    logp = torch.log_softmax(scores.double(), -1)
+    best = max((c for c in itertools.product(range(5), repeat=6)
+                if not space.is_degenerate(format_arch([NB201_OPS[k] for k in c]))),
+               key=lambda c: sum(float(logp[e, k]) for e, k in enumerate(c)))
+    assert connected == format_arch([NB201_OPS[k] for k in best])
+    assert connected == "|none~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    # a connected argmax is kept by every rule but no-none's ban on `none`
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        s = torch.randn(6, 5, generator=g)
+        d = sn.derive({"cell": s})
+        if not space.is_degenerate(d):
+            assert sn.derive({"cell": s}, rule="connected") == d
+    from nasforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="derivation rule"):
+        sn.derive({"cell": scores}, rule="best")
+
+
+def test_derive_option_of_differentiable_and_bandit_strategies(tmp_path):
+    from nasforge import api
+    from nasforge.errors import ConfigError
+    from nasforge.registry import STRATEGIES
+
+    for name in ("darts", "single-darts", "manas", "manas-ls"):
+        assert STRATEGIES.get(name).defaults["derive"] == "default"
+        with pytest.raises(ConfigError, match="derive rule"):
+            STRATEGIES.get(name)(derive="best")
+    with pytest.raises(ConfigError, match="final=argmax"):
+        STRATEGIES.get("manas")(derive="connected", final="sample")
+    base = {"space": "nb201", "space_options": {"C": 4, "N": 1}, "dataset": "synthetic", "subset": 128,
+            "batch_size": 32, "budget": {"epochs": 1}}
+    for method, hp in (("single-darts", {"hessian_every": 0}), ("manas", {})):
+        res = api.search({**base, "method": method, "hparams": {**hp, "derive": "connected"}}, run_root=tmp_path)
+        rules = res["search"]["metrics"]["derived_by_rule"]
+        assert set(rules) == {"default", "no-none", "connected"} and res["arch"] == rules["connected"]
+        assert "none" not in rules["no-none"]

@@ -31,7 +31,7 @@ from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
 from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
-from ..supernet import MixedOp, Supernet
+from ..supernet import DERIVATION_RULES, MixedOp, Supernet
 from .base import SearchSpace
 
 OPS: list[str] = list(DARTS_OPS)  # none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3/5x5, dil_conv_3x3/5x5
@@ -439,9 +439,13 @@ class DartsSupernet(Supernet, _Backbone):
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
         return self.classify(s1)
 
-    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> dict[str, Any]:
         """The DARTS genotype of `scores` (logits per group, default the alphas; pass log-probabilities for a
-        policy): top-2 incoming edges per node by best non-`none` probability, op = argmax excluding `none`."""
+        policy): top-2 incoming edges per node by best non-`none` probability, op = argmax excluding `none`.
+        That rule never picks `none` and gives every node two inputs, so every `rule` (DERIVATION_RULES)
+        gives this genotype."""
+        if rule not in DERIVATION_RULES:
+            raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
         s = scores if scores is not None else {g: a.detach() for g, a in self.alphas.items()}
         concat = list(range(2, self.nodes + 2))
         if self.unique_cells:
