@@ -112,8 +112,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     strategy_cls = STRATEGIES.get(cfg["method"])
     strategy = strategy_cls(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
-    needs_data = strategy.kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
-    if strategy.kind == "multi-trial":
+    kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
+    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
+    if kind == "multi-trial":
         if cfg["estimator"] is None:
             raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
                               f"from: {', '.join(ESTIMATORS.names())}")
@@ -133,6 +134,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     space = _space(cfg["space"], train, cfg["space_options"])
     table = _load_table(cfg, space.name)
     if resume is None:
+        strategy.prepare(space, cfg)  # checks that need the space (e.g. a reachable latency budget)
         run = RunDir.create(run_root, "search", cfg, name=run_name)
 
     with _tracked_cost(run) as meter:
@@ -141,13 +143,13 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
             found = json.loads(search_file.read_text())
         else:
             data = None
-            if strategy.kind == "one-shot":
+            if kind == "one-shot":
                 tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"],
                                       train_portion=cfg["train_portion"])
                 mean, std = train.stats()
                 data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
-            estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
-            executor = _executor(cfg) if strategy.kind == "multi-trial" else None
+            estimator = _estimator(cfg, space) if kind == "multi-trial" else None
+            executor = _executor(cfg) if kind == "multi-trial" else None
             ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
                                 executor=executor, run=run, table=table)
             try:
