@@ -258,9 +258,10 @@ def _local_device(name: str) -> LocalDevice:
 
 def build_local_lut(space, device: str, cache: LatencyCache | None = None, *, ops: Sequence[Sequence[str]] | None = None,
                     warmup: int = 10, repeats: int = 7, number: int = 10, measure_fn: Callable | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> LayerLatencyTable:
+                    progress: Callable[[int, int], None] | None = None, only_cached: bool = False) -> LayerLatencyTable:
     """Time every (layer, op) of a layer-wise `space` (or only `ops[layer]`) on a local device; cached entries
-    are reused, new ones are added to `cache` (saved at the end). Stem and head form the fixed part."""
+    are reused, new ones are added to `cache` (saved at the end). Stem and head form the fixed part.
+    `only_cached=True` measures nothing and raises UserError if an entry is missing."""
     dev = _local_device(device)
     cache = cache if cache is not None else LatencyCache(default_cache_path(device), device)
     measure_fn = measure_fn or measure
@@ -287,6 +288,9 @@ def build_local_lut(space, device: str, cache: LatencyCache | None = None, *, op
             values[key] = hit["ms"]
         elif key not in [t[0] for t in todo]:
             todo.append((key, make, shape))
+    if todo and only_cached:
+        raise UserError(f"the {device} latency table for this space is not built ({len(todo)} of {len(jobs)} entries "
+                        f"missing in {cache.path}); run `nasforge latency build --device {device}` first")
     torch.manual_seed(0)
     for n, (key, make, shape) in enumerate(todo):
         res = measure_fn(make(), shape, dev, warmup=warmup, repeats=repeats, number=number)

@@ -5,7 +5,8 @@ Per device and per layer, every op gets ``score = capacity / latency`` — capac
 So that the latency budget stays reachable, each layer keeps at least one op whose latency is within the
 layer's *share* of the budget: ``share = (T - fixed) * mean_lat[layer] / sum of mean_lat`` (the layer's
 fraction of the budget left after stem and head). If no kept op fits, the best-scoring op that does (or
-the layer's fastest op) replaces the lowest-scoring kept one. The formula is ours; the paper gives the
+the layer's fastest op) replaces the lowest-scoring kept one; if the fastest network of the selection is
+still over the budget, every layer keeps its fastest op. The formula is ours; the paper gives the
 principle only (spec 2.3).
 """
 from __future__ import annotations
@@ -59,6 +60,14 @@ def select_candidates(space, lut, k: int = 4, budget_ms: float | None = None,
             swapped.append(i)
         out.append(kept)
         scores.append(score)
+    if budget_ms is not None and lut.bounds(out)[0] > budget_ms:
+        # the shares were too coarse: keep every layer's fastest op, so the fastest network is in the space
+        for i, names in enumerate(choices):
+            fastest = min(names, key=lambda o: (lat[i][o], o))
+            if fastest not in out[i]:
+                out[i] = out[i][:-1] + [fastest] if len(out[i]) >= k else out[i] + [fastest]
+                if i not in swapped:
+                    swapped.append(i)
     return {"device": lut.device, "k": k, "candidates": out, "scores": scores,
             "share_ms": [None if s == float("inf") else s for s in shares], "swapped": swapped,
             "latency_ms": [{o: lat[i][o] for o in out[i]} for i in range(len(out))]}

@@ -352,7 +352,7 @@ class Hurricane(Strategy):
             if self.hp["grad_clip"]:
                 nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], self.hp["grad_clip"])
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             pbar.advance()
@@ -389,7 +389,7 @@ class Hurricane(Strategy):
 
         engine = RegularizedEvolution(sample, mutate, population_size=hp["population"], sample_size=hp["sample_size"],
                                       constraint=within, crossover=crossover, crossover_prob=hp["crossover_prob"],
-                                      key=arch_key)
+                                      key=arch_key, max_attempts=5000)
         rng = random.Random(f"hurricane-evo-{ctx.seed}-{s['stage']}")
         if s["evo"] is not None:
             engine.load_state_dict(s["evo"])
