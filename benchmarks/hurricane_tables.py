@@ -30,7 +30,7 @@ import numpy as np
 
 
 def fit_all(tables: str, n_fit: int) -> list[dict]:
-    from nasforge.benchmarks.latency import LatencyTable
+    from nasforge.tables.latency import LatencyTable
     from nasforge.hardware.devices import SUMMED_FBNET_DEVICES
     from nasforge.hardware.tablefit import fit_fbnet_device
 
@@ -77,8 +77,8 @@ def search_once(tables: str, target: str, budget: float, seed: int, trials: int)
 
 def device_specific(tables: str, devices: list[str], pairs: list[tuple[str, str]], quantiles: list[float],
                     seeds: int, trials: int) -> dict:
-    from nasforge.benchmarks import NB201Table
-    from nasforge.benchmarks.latency import LatencyTable
+    from nasforge.tables import NB201Table
+    from nasforge.tables.latency import LatencyTable
 
     acc = NB201Table.load(tables)
     lat = LatencyTable.load(tables, space="nb201")

@@ -81,8 +81,8 @@ def test_fbnet_space_matches_the_help_encoding():
 
 
 def test_fbnet_encoding_matches_every_row_of_the_help_table(tables_dir):
-    from nasforge.benchmarks.latency import LatencyTable
-    from nasforge.benchmarks.nb201 import read_csv_rows
+    from nasforge.tables.latency import LatencyTable
+    from nasforge.tables.files import read_csv_rows
 
     space = FBNetSpace()
     header, rows = read_csv_rows(tables_dir / "fbnet" / "fbnet_device_latency_ms.csv")
@@ -276,7 +276,7 @@ def test_table_mode_on_nb201_is_exact_and_constrained(tmp_path, tables_dir):
            "budget": {"trials": 60}, "hparams": {"target": "pixel3", "latency_frac": 0.3}}
     res = api.search(cfg, run_root=tmp_path)
     m = res["search"]["metrics"]
-    from nasforge.benchmarks.latency import LatencyTable
+    from nasforge.tables.latency import LatencyTable
 
     lat = LatencyTable.load(tables_dir, space="nb201")
     assert m["budget_ms"] == pytest.approx(0.3 * lat.column("pixel3").max())

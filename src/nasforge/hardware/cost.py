@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
-from .devices import check_target, is_local
+from .devices import PER_ARCH_TABLES, PER_LAYER_TABLES, check_target, is_local
 
 
 @functools.lru_cache(maxsize=64)
 def _fitted(path: str, device: str, n_fit: int, seed: int):
-    from ..benchmarks.latency import LatencyTable
+    from ..tables.latency import LatencyTable
     from .tablefit import fit_fbnet_device
 
     return fit_fbnet_device(LatencyTable.load(path, space="fbnet"), device, n_fit=n_fit, seed=seed)
 
 
 def table_dir(tables: str | Path | None) -> str:
-    from ..benchmarks import default_table_dir
+    from ..tables import default_table_dir
 
     path = Path(tables).expanduser() if tables else default_table_dir()
     if path is None:
@@ -40,10 +40,8 @@ def latency_model(target: str, space, *, tables: str | Path | None = None, cache
                   strict_cache: bool = False, progress=None):
     """The latency model of `space` on `target`; see the module docstring. Raises UserError for an unknown
     device or a device without data for this space."""
-    check_target(target, space.name)
+    check_target(target, space)
     if is_local(target):
-        if not hasattr(space, "layer_specs"):
-            raise UserError(f"local latency tables are per (layer, op); space '{space.name}' is not layer-wise")
         from .lut import LatencyCache, build_local_lut, default_cache_path
 
         cache = LatencyCache(cache_path or default_cache_path(target), target, strict=strict_cache)
@@ -51,11 +49,12 @@ def latency_model(target: str, space, *, tables: str | Path | None = None, cache
         lut.meta["cache_rebuilt_from_corrupt"] = cache.rebuilt_from_corrupt
         return lut
     path = table_dir(tables)
-    if space.name == "nb201":
+    table = getattr(space, "latency_table", None)
+    if table in PER_ARCH_TABLES:
         from .tablefit import NB201TableLatency
 
         return NB201TableLatency(path, target)
-    if space.name == "fbnet":
-        table, _ = _fitted(path, target, n_fit, fit_seed)
-        return table
-    raise UserError(f"device '{target}' has tables for fbnet and nb201 only, not '{space.name}'")
+    if table in PER_LAYER_TABLES:
+        fitted, _ = _fitted(path, target, n_fit, fit_seed)
+        return fitted
+    raise UserError(f"device '{target}' has no latency table for space '{space.name}'")

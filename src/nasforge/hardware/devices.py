@@ -59,20 +59,29 @@ def is_local(name: str) -> bool:
     return name in LOCAL_DEVICES
 
 
-def check_target(name: str, space: str | None = None) -> str:
-    """Return `name` if it is a known target (for `space`, if given); else UserError naming the choices."""
+#: latency tables: key (a space's `latency_table` declaration) -> how the table covers the space
+PER_ARCH_TABLES = ("nb201",)  # every architecture measured: exact lookups
+PER_LAYER_TABLES = ("fbnet",)  # a sample measured: a per-(layer, op) table is fitted
+
+
+def check_target(name: str, space=None) -> str:
+    """Return `name` if it is a known target device (with latency data for `space`, a SearchSpace, if given);
+    else UserError naming the choices. A space declares its published latency table as `latency_table`."""
     if not isinstance(name, str) or not name:
         raise UserError(f"a latency target is a device name, got {name!r}")
+    table = getattr(space, "latency_table", None)
+    label = getattr(space, "name", "?")
     if name in LOCAL_DEVICES:
-        if space == "nb201":
-            raise UserError(f"local device '{name}' has no latency table for space nb201 (nb201 latencies come "
-                            f"from the HELP table: {', '.join(HELP_NB201_DEVICES)})")
+        if space is not None and not hasattr(space, "layer_specs"):
+            devs = TABLE_SPACES.get(table, ())
+            raise UserError(f"local device '{name}' times layer-wise spaces (per layer and op); '{label}' is not one"
+                            + (f" (its latencies come from the HELP table: {', '.join(devs)})" if devs else ""))
         return name
-    spaces = [s for s, devs in TABLE_SPACES.items() if name in devs]
-    if not spaces:
+    tables = [t for t, devs in TABLE_SPACES.items() if name in devs]
+    if not tables:
         known = sorted(set(LOCAL_DEVICES) | set(HELP_FBNET_DEVICES) | set(HELP_NB201_DEVICES))
         raise UserError(f"unknown latency device '{name}'; choose from: {', '.join(known)}")
-    if space is not None and space not in spaces:
-        raise UserError(f"device '{name}' has measured latencies for space(s) {', '.join(spaces)}, not '{space}'; "
+    if space is not None and table not in tables:
+        raise UserError(f"device '{name}' has measured latencies for space(s) {', '.join(tables)}, not '{label}'; "
                         f"local devices ({', '.join(LOCAL_DEVICES)}) can time any layer-wise space")
     return name

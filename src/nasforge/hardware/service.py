@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .devices import HELP_FBNET_DEVICES, HELP_NB201_DEVICES, LOCAL_DEVICES, SUMMED_FBNET_DEVICES, check_target, is_local
+from .devices import (HELP_FBNET_DEVICES, HELP_NB201_DEVICES, LOCAL_DEVICES, PER_ARCH_TABLES, SUMMED_FBNET_DEVICES,
+                      check_target, is_local)
 
 
 def _make_space(space: str, options: dict[str, Any] | None = None, in_channels: int = 1, resolution: int = 28,
                 num_classes: int = 10):
-    from ..api import _import_all
+    from ..building import import_components
     from ..registry import SPACES
 
-    _import_all()
+    import_components()
     return SPACES.get(space)(in_channels=in_channels, num_classes=num_classes, resolution=resolution,
                              **(options or {}))
 
@@ -45,7 +46,7 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
                 number: int = 10, n_fit: int = 1000, progress=None) -> dict[str, Any]:
     """Build or update the table; returns a summary (and the calibration / held-out fit report)."""
     sp = _make_space(space, space_options, in_channels, resolution, num_classes)
-    check_target(device, sp.name)
+    check_target(device, sp)
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
 
@@ -58,8 +59,8 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
             rep = run_calibration(sp, lut, c, n=calibrate, seed=seed, warmup=warmup, repeats=repeats, number=number)
             out["calibration"] = {k: v for k, v in rep.items() if k != "archs"}
         return out
-    if sp.name == "nb201":
-        return {"device": device, "space": "nb201", "note": "nb201 latencies are exact per-cell lookups; nothing to build"}
+    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
+        return {"device": device, "space": sp.name, "note": "latencies are exact per-architecture lookups; nothing to build"}
     from .cost import _fitted, table_dir
 
     table, report = _fitted(table_dir(tables), device, n_fit, seed)
@@ -72,9 +73,9 @@ def show_table(device: str, space: str = "mobile", space_options: dict[str, Any]
                cache: str | None = None, n_fit: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The stored table (ms per layer and op, fixed part, calibration). Measures nothing."""
     sp = _make_space(space, space_options, in_channels, resolution, num_classes)
-    check_target(device, sp.name)
-    if sp.name == "nb201":
-        raise UserError("nb201 has no per-(layer, op) table; use `nasforge latency predict` for a cell")
+    check_target(device, sp)
+    if not hasattr(sp, "layer_specs"):
+        raise UserError(f"'{sp.name}' has no per-(layer, op) table; use `nasforge latency predict` for an architecture")
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, default_cache_path
 
@@ -93,7 +94,7 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
                  cache: str | None = None, measure: bool = False, n_fit: int = 1000, warmup: int = 10,
                  repeats: int = 7, number: int = 10) -> dict[str, Any]:
     """Latency of the architecture in `arch_file` (arch.json / result.json) on `device`."""
-    from ..api import load_arch
+    from ..building import load_arch
 
     spec = load_arch(arch_file)
     if space is not None and spec["space"] != space:
@@ -102,10 +103,10 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     kw = {k: cfg.pop(k) for k in ("in_channels", "resolution", "num_classes") if k in cfg}
     cfg.pop("space", None)
     sp = _make_space(spec["space"], cfg, **kw)
-    check_target(device, sp.name)
+    check_target(device, sp)
     arch = sp.validate(spec["arch"])
     out: dict[str, Any] = {"device": device, "space": sp.name, "arch": arch}
-    if sp.name == "nb201":
+    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
         from .cost import table_dir
         from .tablefit import NB201TableLatency
 

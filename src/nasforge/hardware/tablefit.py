@@ -71,7 +71,7 @@ class NB201TableLatency:
     """Exact latency (ms) of NB201 cells on one HELP device: a lookup, no model."""
 
     def __init__(self, tables: str | Path, device: str) -> None:
-        from ..benchmarks.latency import LatencyTable
+        from ..tables.latency import LatencyTable
 
         self.table = LatencyTable.load(tables, space="nb201")
         self.device = device

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from .. import progress
 from ..errors import ConfigError, UserError, choices_message
-from ..hardware.devices import check_target, is_local
+from ..hardware.devices import PER_ARCH_TABLES, check_target, is_local
 from ..registry import STRATEGIES
 from ..utils import atomic_write_json, seed_everything
 from .base import SearchContext, SearchResult, Strategy
@@ -116,10 +116,10 @@ class Hurricane(Strategy):
     def prepare(self, space, cfg: dict[str, Any]) -> None:
         """Checks that need the space and tables, before a run directory exists: the target has data for the
         space and the latency budget is reachable (else one line naming the minimum)."""
-        check_target(self.hp["target"], space.name)
-        if cfg.get("estimator") and space.name != "nb201":
-            raise ConfigError(f"hurricane with --estimator uses the nb201 tables; space '{space.name}' is searched "
-                              "with a supernet (drop --estimator)")
+        check_target(self.hp["target"], space)
+        if cfg.get("estimator") and getattr(space, "latency_table", None) not in PER_ARCH_TABLES:
+            raise ConfigError(f"hurricane with --estimator needs a space whose every architecture has a measured "
+                              f"latency (nb201); '{space.name}' is searched with a supernet (drop --estimator)")
         if not cfg.get("estimator") and not hasattr(space, "layer_specs"):
             raise ConfigError(f"hurricane trains a single-path supernet over a layer-wise space (mobile, fbnet); "
                               f"'{space.name}' is not one (for nb201 use --estimator table)")
@@ -167,8 +167,9 @@ class Hurricane(Strategy):
     def _table_search(self, ctx: SearchContext) -> SearchResult:
         from ..hardware.tablefit import NB201TableLatency
 
-        if ctx.space.name != "nb201" or not hasattr(ctx.estimator, "path"):
-            raise ConfigError("hurricane with an estimator needs space nb201 and --estimator table")
+        if getattr(ctx.space, "latency_table", None) not in PER_ARCH_TABLES or not hasattr(ctx.estimator, "path"):
+            raise ConfigError("hurricane with an estimator needs --estimator table and a space with per-architecture "
+                              "latency tables (nb201)")
         model = NB201TableLatency(ctx.estimator.path, self.hp["target"])
         T = self._budget(model, ctx.space)
         evo = _ConstrainedEvolution(lambda a: model.predict(a) <= T, population=self.hp["population"],
