@@ -95,7 +95,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         strategy.prepare(space)
     table = _load_table(cfg, space)
     if resume is None:
-        strategy.prepare(space, cfg)  # checks that need the space (e.g. a reachable latency budget)
+        strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
         run = RunDir.create(run_root, "search", cfg, name=run_name)
 
     with _tracked_cost(run) as meter:

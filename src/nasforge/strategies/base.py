@@ -132,8 +132,9 @@ class Strategy(ABC):
         """How the API runs this strategy with the given --estimator: "one-shot" or "multi-trial"."""
         return self.kind
 
-    def prepare(self, space: SearchSpace, cfg: dict[str, Any]) -> None:
-        """Checks that need the space (and config), run before a run directory exists; raise UserError."""
+    def preflight(self, space: SearchSpace, cfg: dict[str, Any]) -> None:
+        """Checks that need the space and the config, run by the API before a new run directory is created
+        (not on resume); raise UserError. (Strategies may also define `prepare(space)`, run every time.)"""
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

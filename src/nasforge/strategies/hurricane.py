@@ -113,7 +113,7 @@ class Hurricane(Strategy):
         """one-shot (supernet) normally; multi-trial when an estimator (table) is given."""
         return "multi-trial" if estimator else "one-shot"
 
-    def prepare(self, space, cfg: dict[str, Any]) -> None:
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
         """Checks that need the space and tables, before a run directory exists: the target has data for the
         space and the latency budget is reachable (else one line naming the minimum)."""
         check_target(self.hp["target"], space)
