@@ -89,6 +89,44 @@ def test_a_batch_of_one_trains_in_every_supernet(name):
     F.cross_entropy(supernet(x), y).backward()  # sampled mode: one op per edge
 
 
+@pytest.mark.parametrize("name", SPACES.names())
+def test_every_registered_network_and_supernet_trains_on_two_images(name):
+    """Training loaders never yield a batch of one (drop_single), so two images is the smallest training
+    batch any space must take: its network, and its supernet on a sampled path."""
+    space = small_space(name)
+    x, y = torch.randn(2, 1, 28, 28), torch.tensor([1, 2])
+    net = space.build(space.sample(random.Random(0))).train()
+    logits, _ = forward_with_aux(net, x)
+    F.cross_entropy(logits, y).backward()
+    if space.supports_weight_sharing:
+        supernet = space.supernet().train()
+        supernet.set_path(supernet.random_path(torch.Generator().manual_seed(0)))
+        F.cross_entropy(supernet(x), y).backward()
+
+
+def test_training_loaders_never_yield_a_single_image():
+    from nasforge.data.loader import Loader
+
+    data, _ = synthetic(n_train=9, n_test=4, resolution=8)
+    sizes = lambda loader: [len(y) for _, y in loader]  # noqa: E731
+    assert sizes(Loader(data, 4)) == [4, 4, 1]
+    assert sizes(Loader(data, 4, drop_single=True)) == [4, 4]  # a lone last image is dropped
+    assert sizes(Loader(data, 3, drop_single=True)) == [3, 3, 3]
+    assert sizes(Loader(data, 5, drop_single=True)) == [5, 4]  # larger remainders train
+    assert sizes(Loader(data, 4, drop_last=True)) == [4, 4]
+    assert len(Loader(data.subset(torch.arange(1)), 4, drop_single=True)) == 1  # one image in all: kept
+
+
+def test_a_network_with_1x1_batchnorm_trains_on_any_dataset_size():
+    """FBNet-like networks end in BatchNorm over 1x1 maps, where a batch of one image cannot be normalised:
+    train_model drops such a last batch (9 images in batches of 4: 4, 4)."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 28), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    train, _ = synthetic(n_train=9, n_test=4, resolution=28)
+    out = train_model(net, train, None, TrainConfig(epochs=1, batch_size=4, crop_padding=0, hflip=False))
+    assert out["history"][0]["train_loss"] > 0
+
+
 def test_a_last_batch_of_one_image_trains_with_the_aux_head():
     """Issue: `train --arch darts_v2.json --space-opt auxiliary=true --subset 257` (batches 128, 128, 1)
     crashed in the head's BatchNorm."""

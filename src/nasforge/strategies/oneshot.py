@@ -113,6 +113,7 @@ class OneShotStrategy(Strategy):
             from ..data.loader import Loader
 
             second_loader = Loader(ctx.data.train, ctx.data.batch_size, shuffle=True, seed=ctx.seed + 104729,
+                                   drop_single=True,
                                    mean=ctx.data.mean, std=ctx.data.std, **(ctx.data.augment or {}))
         history: list[dict[str, Any]] = []
         start_epoch = 0

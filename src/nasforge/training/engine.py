@@ -65,7 +65,7 @@ class TrainConfig:
     def loader(self, data: ImageDataset, mean, std, train: bool = True) -> Loader:
         if train:
             return Loader(data, self.batch_size, shuffle=True, seed=self.seed, crop_padding=self.crop_padding,
-                          hflip=self.hflip, cutout=self.cutout, mean=mean, std=std)
+                          hflip=self.hflip, cutout=self.cutout, drop_single=True, mean=mean, std=std)
         return Loader(data, 500, mean=mean, std=std)
 
 
