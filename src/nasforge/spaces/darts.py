@@ -540,6 +540,23 @@ class DartsSpace(SearchSpace):
         parsed = parse_arch(arch, self.options["nodes"])
         return sum(is_parameter_free(op) for cell in parsed for inputs in cell.nodes for op, _ in inputs)
 
+    def figure(self, arch: Any) -> list:
+        """Each cell (normal and reduce, or every unique cell) as a DAG: inputs c_{k-2}, c_{k-1}, intermediate
+        nodes 0.., each with its chosen (op, input) edges, and the concatenated nodes joined to c_{k}."""
+        from .figure import CellFigure
+
+        parsed = parse_arch(self.validate(arch), self.options["nodes"])
+        named = list(zip(("normal", "reduce"), parsed)) if isinstance(parsed, tuple) else \
+            [(f"cell {n}", c) for n, c in enumerate(parsed)]
+        names = {0: "c_{k-2}", 1: "c_{k-1}"}
+        out = []
+        for title, cell in named:
+            node = lambda i: names.get(i, str(i - 2))  # noqa: E731
+            edges = [(node(i), node(j + 2), op) for j, inputs in enumerate(cell.nodes) for op, i in inputs]
+            edges += [(node(c), "c_{k}", "") for c in cell.concat]
+            out.append(CellFigure(title, inputs=["c_{k-2}", "c_{k-1}"], edges=edges, output="c_{k}"))
+        return out
+
     def describe(self, arch: Any) -> str:
         def cell(ops: list[list], concat: list[int]) -> str:
             return " ".join(f"{op}<-{i}" for op, i in ops) + f" | concat {concat}"
