@@ -197,6 +197,10 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
         summary["nb201_cifar100_test_200ep"] = res["table"]["cifar100_test_200"]
         summary["nb201_imagenet16_120_test_200ep"] = res["table"]["imagenet16-120_test_200"]
     _emit(summary)
+    rep = api.report(res["run_dir"])
+    for w in rep["warnings"]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    out.print(f"report: {rep['report']}", highlight=False, soft_wrap=True)
 
 
 def _usage_error_types() -> tuple[type, ...]:
