@@ -193,10 +193,10 @@ def _space_of(view: RunView):
     name = cfg.pop("space", None) or view.space
     if not name:
         return None
-    from .. import api
+    from ..building import import_components
     from ..registry import SPACES
 
-    api._import_all()
+    import_components()
     try:
         cls = SPACES.get(name)
     except Exception:
