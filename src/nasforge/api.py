@@ -90,6 +90,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     if needs_data:
         train, test = _datasets(cfg)
     space = make_space(cfg["space"], train, cfg["space_options"])
+    if hasattr(strategy, "prepare"):  # checks that need the space (e.g. vitas' MACs window), before the run dir
+        strategy.prepare(space)
     table = _load_table(cfg, space)
     if resume is None:
         run = RunDir.create(run_root, "search", cfg, name=run_name)
