@@ -376,3 +376,18 @@ def test_demo_ends_with_the_report_path(runs, monkeypatch, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"report: {runs['oneshot'] / 'report.html'}"
     check_page(runs["oneshot"] / "report.html")
+
+
+def test_vit_subnet_is_a_block_table():
+    from nasforge.spaces.vit import ViTSpace
+
+    space = ViTSpace(identity_shift=True)
+    arch = {"patch": 4, "embed": space.embeds[-1],
+            "blocks": [None, {"heads": space.heads[0], "attn": space.attns[-1], "mlp": space.mlps[0]}]
+            + [None] * (space.depth - 2)}
+    (fig,) = space.figure(arch)
+    assert isinstance(fig, TableFigure) and fig.columns[:3] == ["slot", "block", "heads"]
+    assert fig.rows[0][0] == "embed" and len(fig.rows) == space.depth + 1
+    # identity shifting moves the one block to the front: it runs the weights of slot 0
+    assert fig.rows[1][1:4] == ["transformer block", space.heads[0], space.attns[-1]] and fig.rows[1][-1] == "slot 0"
+    assert all(r[1] == "identity" for r in fig.rows[2:])

@@ -90,6 +90,10 @@ def epoch_curves(records: Sequence[Mapping[str, Any]], keys: Sequence[str] | Non
         for k in ks:
             xs, ys = _xy(records, k)
             ax.plot(xs, ys, marker="o" if single or len(xs) <= 12 else None, markersize=3, label=k)
+        xs_all = sorted({x for k in ks for x in _xy(records, k)[0]})
+        if len(xs_all) == 1:  # one epoch: centre it, integer ticks only
+            ax.set_xlim(xs_all[0] - 1, xs_all[0] + 1)
+            ax.set_xticks([xs_all[0]])
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -173,7 +177,7 @@ def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], 
 
 
 def pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[float, float]], device: str,
-           x_label: str = "latency", y_label: str = "accuracy") -> bytes | None:
+           x_label: str = "latency", y_label: str = "accuracy", budget: float | None = None) -> bytes | None:
     """Accuracy (y, higher is better) against latency (x, lower is better): every evaluated point and the
     Pareto front as a step line."""
     if not points and not front:
@@ -187,6 +191,8 @@ def pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[float, f
         f = np.array(sorted(front), dtype=float)
         ax.step(f[:, 0], f[:, 1], where="post", color="C3", linewidth=1.6)
         ax.scatter(f[:, 0], f[:, 1], s=24, color="C3", label=f"Pareto front ({len(f)})", zorder=3)
+    if budget is not None:
+        ax.axvline(budget, color="black", linestyle="--", linewidth=1, label=f"budget {budget:.4g}")
     ax.set_xlabel(x_label, fontsize=8)
     ax.set_ylabel(y_label, fontsize=8)
     ax.set_title(device, fontsize=9)

@@ -20,7 +20,7 @@ from .draw import DrawnPart, dot_available, dot_missing_message, draw_parts
 from .rundir import RunView
 
 #: result fields shown as the network's cost, in this order, wherever they appear
-COST_FIELDS = ("params", "params_aux", "flops", "bops", "ops")
+COST_FIELDS = ("params", "params_aux", "flops", "macs", "bops", "ops")
 _JSON_LIMIT = 20_000  # characters of a method's JSON file shown on the page
 
 
@@ -252,6 +252,10 @@ def _one_shot(view: RunView) -> dict[str, Any] | None:
     return _section("oneshot", "One-shot search: architecture distribution", items)
 
 
+def _isnum(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _table_value(rec: Any, ds: str) -> Any:
     if isinstance(rec, dict):
         return rec.get(f"{ds}_test_200")
@@ -283,14 +287,26 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     if not trials:
         return None
     metric = next((str(t.extra["metric"]) for t in trials if "metric" in t.extra), "score")
+    if metric == "score" and any(e.get("event") == "candidate" and "fitness" in e for e in view.metrics):
+        metric = "fitness"
     items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric),
                               caption="every trial's score over time, with the best so far")]
+    cost_key = next((k for k in ("latency", "latency_ms", "macs", "flops", "ops", "params")
+                     if any(_isnum(t.extra.get(k)) for t in trials)), None)
+    if cost_key is not None:
+        pts = [(float(t.extra[cost_key]), t.score) for t in trials if _isnum(t.extra.get(cost_key)) and t.score is not None]
+        items.append(image(charts.pareto(pts, charts.pareto_front(pts), f"{metric} vs {cost_key}", cost_key, metric),
+                           caption=f"every evaluated architecture's {metric} against its {cost_key}, with the "
+                                   "Pareto front (higher score at lower cost)"))
     scored = sorted((t for t in trials if t.score is not None), key=lambda t: -t.score)
-    extra_keys = [k for k in ("params", "train_s", "val_loss", "round") if any(k in t.extra for t in scored)]
+    extra_keys = [k for k in ("macs", "flops", "params", "train_s", "val_loss", "round")
+                  if any(k in t.extra for t in scored)]
     rows = [[t.index + 1, _short(t.arch), t.score] + [t.extra.get(k) for k in extra_keys] for t in scored[:15]]
     items.append(table(["trial", "architecture", metric] + extra_keys, rows,
                        caption=f"best {len(rows)} of {len(trials)} trials"))
-    return _section("trials", "Multi-trial search", items)
+    kind = "Multi-trial search" if view.command == "search" and not view.is_one_shot and not view.epochs \
+        else "Evaluated architectures (selection phase)"
+    return _section("trials", kind, items)
 
 
 def _pareto(view: RunView) -> dict[str, Any] | None:
@@ -304,7 +320,11 @@ def _pareto(view: RunView) -> dict[str, Any] | None:
             items.append(note(f"{name}: no (accuracy, latency) points recognised"))
             continue
         points, front, xl, yl = parsed
-        items.append(image(charts.pareto(points, front, device, xl, yl), caption=f"{device}: accuracy vs latency"))
+        budget = data.get("budget_ms") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("accuracy_metric"), str):
+            yl = data["accuracy_metric"]
+        items.append(image(charts.pareto(points, front, device, xl, yl, budget if _isnum(budget) else None),
+                           caption=f"{device}: accuracy vs latency ({len(points)} evaluated, {len(front)} on the front)"))
     return _section("pareto", "Hardware-aware: Pareto front per device", items)
 
 

@@ -18,6 +18,9 @@ from ..errors import UserError
 
 #: files every run may hold; any other *.json in the run directory is a method's own output
 STANDARD_FILES = {"config.json", "result.json", "search.json", "arch.json", "cost.json"}
+#: metrics.jsonl events that record one evaluated architecture, and the fields that may hold its score
+TRIAL_EVENTS = ("trial", "candidate")
+SCORE_KEYS = ("score", "fitness", "accuracy")
 
 
 def _read_json(path: Path) -> Any | None:
@@ -107,10 +110,12 @@ class RunView:
         return view
 
     def _trials(self) -> list[Trial]:
-        recs = [m for m in self.metrics if m.get("event") == "trial"]
+        """Evaluated architectures in order: multi-trial searches log ``event: trial`` (with ``score``),
+        the selection phase of one-shot searches (e.g. ViTAS's evolution) ``event: candidate`` (``fitness``)."""
+        recs = [m for m in self.metrics if m.get("event") in TRIAL_EVENTS]
         if recs:
-            return [Trial(i, m.get("arch"), _num(m.get("score")), _num(m.get("time")),
-                          {k: v for k, v in m.items() if k not in ("arch", "score", "time", "event")})
+            return [Trial(i, m.get("arch"), _score(m), _num(m.get("time")),
+                          {k: v for k, v in m.items() if k not in ("arch", "time", "event", *SCORE_KEYS)})
                     for i, m in enumerate(recs)]
         return self._journal_trials()
 
@@ -131,8 +136,8 @@ class RunView:
         out = []
         for i, (spec, res, finished) in enumerate(rows):
             spec_d, res_d = _loads(spec), _loads(res)
-            out.append(Trial(i, res_d.get("arch", spec_d.get("arch")), _num(res_d.get("score")), _num(finished),
-                             {k: v for k, v in res_d.items() if k not in ("arch", "score")}))
+            out.append(Trial(i, res_d.get("arch", spec_d.get("arch")), _score(res_d), _num(finished),
+                             {k: v for k, v in res_d.items() if k not in ("arch", *SCORE_KEYS)}))
         return out
 
     # -- what the run is -------------------------------------------------------------------------
@@ -227,6 +232,13 @@ class RunView:
             if isinstance(src, dict) and isinstance(src.get("search_cost"), dict):
                 return src["search_cost"]
         return self.final_cost() if self.command == "search" and not self.finished else None
+
+
+def _score(rec: dict[str, Any]) -> float | None:
+    for k in SCORE_KEYS:
+        if _num(rec.get(k)) is not None:
+            return _num(rec[k])
+    return None
 
 
 def _num(v: Any) -> float | None:
