@@ -228,7 +228,23 @@ def test_darts_pnas_macro_figures():
                                             "mb6_k5", "mb3_k3"]
     assert strip.blocks[0][1] == "stride 2, 64 ch"
     drawn = draw_parts([strip, TableFigure("blocks", ["slot", "heads"], [[1, 4], [2, "identity"]])])
-    assert drawn[0].source.count("->") == 9 and drawn[1].rows == [[1, 4], [2, "identity"]]
+    src = drawn[0].source
+    assert src.count(" -> ") - src.count("style=invis") == 9 and drawn[1].rows == [[1, 4], [2, "identity"]]
+
+
+def test_layerwise_spaces_are_strips_of_blocks():
+    import random
+
+    from nasforge.spaces.fbnet import FBNetSpace
+
+    space = FBNetSpace()
+    arch = space.sample(random.Random(0))
+    (strip,) = space.figure(arch)
+    assert [b[0] for b in strip.blocks] == space.validate(arch) and len(strip.blocks) == 22
+    src = draw_parts([strip])[0].source
+    chain = [tuple(line.split()[:3:2]) for line in src.splitlines() if " -> " in line and "invis" not in line]
+    names = ["input"] + [f"L{i}" for i in range(1, 23)] + ["output"]
+    assert sorted(chain) == sorted(zip(names, names[1:]))  # one chain through every layer, wrapped in rows
 
 
 def test_unknown_figure_part_is_rejected():

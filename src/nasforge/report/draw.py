@@ -63,23 +63,31 @@ def cell_graph(fig: CellFigure) -> graphviz.Digraph:
     return g
 
 
-def strip_graph(fig: StripFigure) -> graphviz.Digraph:
-    """A strip of blocks: input -> layer 1 -> ... -> output, each box naming the chosen block and its detail."""
+def strip_graph(fig: StripFigure, per_row: int = 8) -> graphviz.Digraph:
+    """A strip of blocks: input -> layer 1 -> ... -> output, each box naming the chosen block and its detail;
+    long strips wrap into rows of `per_row` layers (read left to right, top to bottom)."""
     g = graphviz.Digraph(name=fig.title, format="svg")
-    g.attr(rankdir="LR", bgcolor="white", fontname=_FONT, label=fig.title, labelloc="t", fontsize="16",
-           nodesep="0.2", ranksep="0.25")
+    g.attr(rankdir="TB", bgcolor="white", fontname=_FONT, label=fig.title, labelloc="t", fontsize="16",
+           nodesep="0.25", ranksep="0.35")
     g.attr("node", shape="box", style="filled,rounded", fontname=_FONT, fontsize="12")
+    names = ["input"] + [f"L{i + 1}" for i in range(len(fig.blocks))] + ["output"]
     g.node("input", "input", fillcolor=_INPUT)
-    prev = "input"
     for i, (label, detail) in enumerate(fig.blocks):
-        name = f"L{i + 1}"
         skip = label.lower() in ("skip", "identity", "none")
-        text = f"{i + 1}: {label}" + (f"\n{detail}" if detail else "")
-        g.node(name, text, fillcolor=_SKIP if skip else _NODE)
-        g.edge(prev, name)
-        prev = name
+        g.node(f"L{i + 1}", f"{i + 1}: {label}" + (f"\n{detail}" if detail else ""), fillcolor=_SKIP if skip else _NODE)
     g.node("output", "output", fillcolor=_OUTPUT)
-    g.edge(prev, "output")
+    for r in range(0, len(names), per_row):
+        with g.subgraph() as row:
+            row.attr(rank="same")
+            for n in names[r: r + per_row]:
+                row.node(n)
+    rows = [names[r: r + per_row] for r in range(0, len(names), per_row)]
+    for row, nxt in zip(rows, rows[1:] + [None]):
+        for a, b in zip(row, row[1:]):
+            g.edge(a, b)
+        if nxt:  # wrap: the row's last block feeds the next row's first; row starts stay in one column
+            g.edge(row[-1], nxt[0], constraint="false")
+            g.edge(row[0], nxt[0], style="invis", weight="10")
     return g
 
 
