@@ -407,3 +407,20 @@ def test_vit_subnet_is_a_block_table():
     # identity shifting moves the one block to the front: it runs the weights of slot 0
     assert fig.rows[1][1:4] == ["transformer block", space.heads[0], space.attns[-1]] and fig.rows[1][-1] == "slot 0"
     assert all(r[1] == "identity" for r in fig.rows[2:])
+
+
+def test_multi_trial_in_progress_reads_the_journal(runs, tmp_path):
+    """A multi-trial search logs its trials in batches; while one runs, finished trials are read from
+    trials.sqlite, and the best so far is the architecture shown."""
+    from nasforge.report.rundir import RunView
+
+    run = tmp_path / "mt"
+    shutil.copytree(runs["multitrial"], run, ignore=shutil.ignore_patterns("result.json", "search.json", "arch.json",
+                                                                        "report.html"))
+    (run / "metrics.jsonl").write_text("")
+    logged = [json.loads(l) for l in (runs["multitrial"] / "metrics.jsonl").read_text().splitlines()]
+    view = RunView.open(run)
+    assert not view.finished and len(view.trials) == len(logged) == 2
+    assert sorted(t.score for t in view.trials) == sorted(m["score"] for m in logged)
+    best = max(logged, key=lambda m: m["score"])
+    assert view.arch() == (best["arch"], "best of 2 trials so far (search in progress)")

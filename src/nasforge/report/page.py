@@ -96,7 +96,8 @@ def cost_fields(view: RunView) -> dict[str, Any]:
                     if isinstance(ms, (int, float)):
                         out.setdefault(f"latency {dev}", ms)
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                out.setdefault(k.replace("_", " "), v)
+                target = (view.config.get("hparams") or {}).get("target")  # the device a search optimised for
+                out.setdefault(f"latency {target} ms" if k == "latency_ms" and target else k.replace("_", " "), v)
     return out
 
 
