@@ -91,11 +91,11 @@ class RunView:
         result = _read_json(p / "result.json")
         result = result if isinstance(result, dict) else None
         search = _read_json(p / "search.json")
-        sub_runs = {}
-        for sub in sorted(q for q in p.iterdir() if q.is_dir()):
-            recs = _read_jsonl(sub / "metrics.jsonl")
+        sub_runs = {}  # retraining, training stages (retrain/stage1, ...): two levels down at most
+        for f in sorted(p.glob("*/metrics.jsonl")) + sorted(p.glob("*/*/metrics.jsonl")):
+            recs = _read_jsonl(f)
             if recs:
-                sub_runs[sub.name] = recs
+                sub_runs[f.parent.relative_to(p).as_posix()] = recs
         extra = {}
         for f in sorted(p.glob("*.json")):
             if f.name not in STANDARD_FILES:
