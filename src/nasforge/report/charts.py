@@ -148,9 +148,10 @@ def _n_ops(records: Sequence[Mapping[str, Any]]) -> int | None:
     return None
 
 
-def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], metric: str = "score") -> bytes | None:
-    """Every trial's score against elapsed seconds since the first trial (dots) with the best-so-far curve,
-    and the same against the trial index."""
+def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], metric: str = "score",
+                 start: float | None = None) -> bytes | None:
+    """Every trial's score against the seconds since `start` (default: the first result) when it finished,
+    with the best-so-far curve, and the same against the trial index."""
     idx = [i for i, s in enumerate(scores) if s is not None]
     if not idx:
         return None
@@ -174,7 +175,8 @@ def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], 
 
     if have_time:
         t = np.array([times[i] for i in idx], dtype=float)
-        draw(axes.pop(0), t - t.min(), "seconds since the first result")
+        t0 = start if start is not None and start <= t.min() else t.min()
+        draw(axes.pop(0), t - t0, "seconds since the run started" if t0 != t.min() else "seconds since the first result")
     draw(axes[0], n, "trial")
     return png(fig)
 

@@ -290,7 +290,8 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     metric = next((str(t.extra["metric"]) for t in trials if "metric" in t.extra), "score")
     if metric == "score" and any(e.get("event") == "candidate" and "fitness" in e for e in view.metrics):
         metric = "fitness"
-    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric),
+    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric,
+                                                  start=view.started),
                               caption="every trial's score over time, with the best so far")]
     cost_key = next((k for k in ("latency", "latency_ms", "macs", "flops", "ops", "params")
                      if any(_isnum(t.extra.get(k)) for t in trials)), None)
