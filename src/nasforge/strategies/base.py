@@ -59,7 +59,7 @@ class SearchContext:
     estimator: "Estimator | None" = None
     executor: Any = None
     run: "RunDir | None" = None
-    table: Any = None  # nasforge.benchmarks.NB201Table when configured
+    table: Any = None  # nasforge.tables.lookup.Lookup of the space's table when --tables is given
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # host: default; the API sets it
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of forward passes (nasforge.accel.Precision)
