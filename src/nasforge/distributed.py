@@ -169,6 +169,27 @@ def _collective_device() -> torch.device:
 # ---------------------------------------------------------------------------------------------
 # synchronised BatchNorm (also on CPU / gloo)
 # ---------------------------------------------------------------------------------------------
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes, differentiable: the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum of `x` over the processes (the identity without data parallelism)."""
+    return _AllReduceSum.apply(x) if active() else x
+
+
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training-mode statistics are those of the global batch (all processes).
 
@@ -185,13 +206,11 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce as diff_all_reduce
-
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()
         count = torch.full((1,), float(x.numel() // x.shape[1]), dtype=torch.float32, device=x.device)
         stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
-        stats = diff_all_reduce(stats)
+        stats = all_reduce_sum(stats)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
@@ -247,7 +266,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     return subprocess.call(cmd)
 
 
-__all__ = ["active", "average_", "average_grads", "barrier", "broadcast_bool", "broadcast_module", "broadcast_object",
+__all__ = ["active", "all_reduce_sum", "average_", "average_grads", "barrier", "broadcast_bool", "broadcast_module", "broadcast_object",
            "convert_sync_batchnorm", "init", "is_main", "launched", "rank", "relaunch", "shutdown",
            "SyncBatchNorm", "sum_floats", "world_size"]
 

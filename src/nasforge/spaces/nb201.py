@@ -32,8 +32,10 @@ def _grouped_batch_norm(y: torch.Tensor, bns: list[nn.BatchNorm2d], scale: torch
     as its own forward would.
     """
     first = bns[0]
-    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps for bn in bns):
-        # no common update rule (e.g. cumulative averages): run each BN on its own block
+    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps
+           or type(bn) is not nn.BatchNorm2d for bn in bns):
+        # no common update rule (e.g. cumulative averages), or a BN subclass with its own forward (e.g.
+        # nasforge.distributed.SyncBatchNorm under data parallelism): run each BN on its own block
         blocks = [bn(block) for bn, block in zip(bns, y.chunk(len(bns), dim=1))]
         return torch.cat(blocks, dim=1) * scale.view(1, -1, 1, 1)
     tracked = first.running_mean is not None
