@@ -42,8 +42,9 @@ class SearchData:
     def loader(self, data: ImageDataset, seed: int, *, shuffle: bool = True, augment: bool = True):
         """A Loader over `data` with this search's batch size, normalisation, device and shard."""
         aug = (self.augment or {}) if augment else {}
-        return Loader(data, self.batch_size, shuffle=shuffle, seed=seed, mean=self.mean, std=self.std,
-                      device=self.device, rank=self.rank, world_size=self.world_size, **aug)
+        # drop_single: a last batch of one image cannot be batch-normalised on 1x1 maps (see Loader)
+        return Loader(data, self.batch_size, shuffle=shuffle, seed=seed, drop_single=True, mean=self.mean,
+                      std=self.std, device=self.device, rank=self.rank, world_size=self.world_size, **aug)
 
     def loaders(self, seed: int):
         """(search-train loader, search-val loader), both shuffled and augmented as configured."""

@@ -73,11 +73,13 @@ class Loader:
     `device`: where batches are produced (the dataset is copied there once); default CPU.
     `rank`, `world_size`: data parallelism; each rank yields its shard of every global batch of
     `batch_size` images (see the module docstring).
-    """
+    `drop_last` drops an incomplete last batch (the ImageNet convention); `drop_single` drops it only when
+    it holds a single image, which training-mode BatchNorm cannot normalise once a network's maps are 1x1
+    (training streams use it, so any dataset size trains in every network)."""
 
     def __init__(self, data: ImageDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  crop_padding: int = 0, hflip: bool = False, cutout: int = 0, drop_last: bool = False,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 drop_single: bool = False, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  device: torch.device | str | None = None, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -98,6 +100,7 @@ class Loader:
         self.drop_last = drop_last and len(data) >= batch_size
         self.device = torch.device(device) if device is not None else data.images.device
         self.rank, self.world_size = rank, world_size
+        self.drop_single = drop_single
         if mean is None or std is None:
             mean, std = data.stats()
         c = data.in_channels
@@ -116,8 +119,10 @@ class Loader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.data)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.data), self.batch_size)
+        if rest and (self.drop_last or (self.drop_single and rest == 1 and full > 0)):
+            return full
+        return full + (rest > 0)
 
     def _generator(self) -> torch.Generator:
         g = torch.Generator(device="cpu")  # host: the same seed gives the same batches on every device

@@ -20,6 +20,7 @@ from ..accel import Precision, rng_state, set_rng_state
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
+from ..ops.heads import forward_with_aux
 from ..runs.store import RunDir
 from ..utils import Cost, CostMeter, seed_everything
 
@@ -72,8 +73,8 @@ class TrainConfig:
         this rank's shard of every batch."""
         if train:
             return Loader(data, self.batch_size, shuffle=True, seed=self.seed, crop_padding=self.crop_padding,
-                          hflip=self.hflip, cutout=self.cutout, mean=mean, std=std, device=device, rank=rank,
-                          world_size=world_size)
+                          hflip=self.hflip, cutout=self.cutout, drop_single=True, mean=mean, std=std,
+                          device=device, rank=rank, world_size=world_size)
         return Loader(data, max(500, world_size), mean=mean, std=std, device=device, rank=rank,
                       world_size=world_size)
 
@@ -180,7 +181,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
             t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
             for step, (x, y) in enumerate(train_loader):
                 with prec.autocast():
-                    logits, aux = split_logits(model(x))
+                    logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                     if aux is not None and cfg.aux_weight > 0:
                         loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
