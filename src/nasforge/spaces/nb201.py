@@ -204,9 +204,9 @@ class NB201Network(_Skeleton):
 def _all_cells() -> tuple[torch.Tensor, torch.Tensor]:
     """Every NB201 cell as op indices [15625, 6] (NB201_EDGES order) and whether its input (node 0) reaches
     its output (node 3) through non-`none` edges [15625] (bool)."""
-    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))
+    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))  # host: a lookup table
     live = cells != OPS.index("none")
-    reach = {0: torch.ones(len(cells), dtype=torch.bool)}
+    reach = {0: torch.ones(len(cells), dtype=torch.bool)}  # host: a lookup table
     for node in (1, 2, 3):  # edges are listed in topological order
         into = [e for e, (_, dst) in enumerate(NB201_EDGES) if dst == node]
         reach[node] = torch.stack([reach[NB201_EDGES[e][0]] & live[:, e] for e in into]).any(0)
@@ -242,7 +242,7 @@ class NB201Supernet(Supernet, _Skeleton):
         * "connected": the cell with the highest sum of per-edge log-softmax scores among the cells whose
           input reaches the output through non-`none` edges (= "default" whenever that cell is connected).
         """
-        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().double()
+        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().cpu().double()  # derived on the host
         if rule == "default":
             return format_arch([OPS[int(k)] for k in s.argmax(-1)])
         if rule == "no-none":
@@ -253,7 +253,7 @@ class NB201Supernet(Supernet, _Skeleton):
         if rule == "connected":
             cells, connected = _all_cells()
             logp = torch.log_softmax(s, dim=-1)  # [6, 5]
-            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]
+            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]; host: derived on the host
             total[~connected] = float("-inf")
             return format_arch([OPS[int(k)] for k in cells[int(total.argmax())]])
         raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
