@@ -63,6 +63,15 @@ def _int(name: str, v: Any, low: int) -> int:
 @STRATEGIES.register("hurricane", help="HURRICANE: per-device candidates, two-stage SPOS supernet, evolution under "
                                        "a hard latency constraint (target=<device>)")
 class Hurricane(Strategy):
+    """Options (``--set key=value``): ``target`` (latency device), ``top_k`` (candidates kept per layer),
+    ``latency_ms`` / ``latency_frac`` (budget: absolute, or a fraction of the slowest network's latency),
+    ``latency_metric`` (raw | calibrated LUT), ``order`` (late_first | early_first | joint), ``split`` (share
+    of layers in the late group), ``stage_epochs`` ([stage 1, stage 2]), evolution ``population``,
+    ``sample_size``, ``evaluations`` (per stage), ``crossover_prob``; ``bn_batches`` / ``eval_batches``
+    (BN recalibration / held-out scoring); weight SGD ``w_lr``, ``w_momentum``, ``w_weight_decay``,
+    ``grad_clip``; local LUTs: ``calibrate`` (networks measured end to end), ``lut_cache``, ``lut_warmup``,
+    ``lut_repeats``, ``lut_number``; HELP fits: ``n_fit``. See the module docstring for the algorithm."""
+
     name = "hurricane"
     kind = "one-shot"
     defaults = {
