@@ -138,7 +138,7 @@ def headline(args, root: Path) -> dict:
     for d in devices:
         models[d] = lut_for("fbnet", opts, d, args.tables, calibrate=10 if d.startswith("local") else 0)[1]
     rows = []
-    for d in devices:
+    for d in (args.only.split(",") if args.only else devices):
         se = [int(x) for x in args.stage_epochs.split(",")]
         r = run_search(args, "fbnet", opts, {"target": d, "order": "late_first", "stage_epochs": se},
                        args.seeds[0], sum(se), root)
@@ -166,6 +166,7 @@ def main() -> None:
     p.add_argument("--retrain-subset", type=int, default=10000)
     p.add_argument("--test-subset", type=int, default=2000)
     p.add_argument("--devices", default="local-cpu-1t,local-cpu-2t-b32,pixel3,titan_rtx_1", help="headline targets")
+    p.add_argument("--only", default=None, help="headline: search only these targets (cross table over --devices)")
     p.add_argument("--stage-epochs", default="5,2", help="headline: supernet epochs of stage 1 and 2")
     p.add_argument("--tables", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"))
     args = p.parse_args()
