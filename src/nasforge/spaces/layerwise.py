@@ -101,14 +101,14 @@ class LayerwiseSupernet(Supernet):
             if name not in cands:
                 raise ValueError(f"layer {i}: op {name!r} is not among this supernet's candidates {cands}")
             idx.append(cands.index(name))
-        return {"layers": torch.tensor(idx, dtype=torch.long)}
+        return {"layers": torch.tensor(idx, dtype=torch.long)}  # host: path indices
 
     def path_to_arch(self, path: dict[str, torch.Tensor]) -> list[str]:
         return [c[int(i)] for c, i in zip(self.candidates, path["layers"].tolist())]
 
     def random_path(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        idx = [int(torch.randint(0, len(c), (1,), generator=generator)) for c in self.candidates]
-        return {"layers": torch.tensor(idx, dtype=torch.long)}
+        idx = [int(torch.randint(0, len(c), (1,), generator=generator)) for c in self.candidates]  # host: path indices
+        return {"layers": torch.tensor(idx, dtype=torch.long)}  # host: path indices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is None:
@@ -231,6 +231,15 @@ class LayerwiseSpace(SearchSpace):
 
     def describe(self, arch: Any) -> str:
         return " ".join(self.validate(arch))
+
+    def figure(self, arch: Any) -> list:
+        """The searchable layers as a strip of blocks (drawn by ``nasforge report``): each layer's op with its
+        stride, channels and input resolution."""
+        from .figure import StripFigure
+
+        blocks = [(op, f"s{spec.stride}, {spec.C_in}->{spec.C_out} ch, {spec.resolution}px")
+                  for op, spec in zip(self.validate(arch), self.layer_specs())]
+        return [StripFigure(f"{len(blocks)} searchable layers", blocks)]
 
     def op_factory(self) -> Callable[[str, int, int, int], nn.Module]:
         return self.make_op

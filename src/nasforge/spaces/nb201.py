@@ -5,6 +5,7 @@ residual block -> N cells at 4C -> BN-ReLU -> global pool -> linear. The cell ou
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any
 
@@ -16,7 +17,8 @@ from ..tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, indices_to_
 from ..ops import NB201_OPS as OP_FACTORIES
 from ..ops import ResNetBasicBlock, is_parameter_free
 from ..registry import SPACES
-from ..supernet import MixedOp, Supernet
+from ..errors import ConfigError, choices_message
+from ..supernet import DERIVATION_RULES, MixedOp, Supernet
 from .base import CategoricalEncoding, SearchSpace
 
 OPS = list(NB201_OPS)
@@ -32,8 +34,10 @@ def _grouped_batch_norm(y: torch.Tensor, bns: list[nn.BatchNorm2d], scale: torch
     as its own forward would.
     """
     first = bns[0]
-    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps for bn in bns):
-        # no common update rule (e.g. cumulative averages): run each BN on its own block
+    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps
+           or type(bn) is not nn.BatchNorm2d for bn in bns):
+        # no common update rule (e.g. cumulative averages), or a BN subclass with its own forward (e.g.
+        # nasforge.distributed.SyncBatchNorm under data parallelism): run each BN on its own block
         blocks = [bn(block) for bn, block in zip(bns, y.chunk(len(bns), dim=1))]
         return torch.cat(blocks, dim=1) * scale.view(1, -1, 1, 1)
     tracked = first.running_mean is not None
@@ -196,6 +200,19 @@ class NB201Network(_Skeleton):
         return self.classify(x)
 
 
+@functools.lru_cache(maxsize=1)
+def _all_cells() -> tuple[torch.Tensor, torch.Tensor]:
+    """Every NB201 cell as op indices [15625, 6] (NB201_EDGES order) and whether its input (node 0) reaches
+    its output (node 3) through non-`none` edges [15625] (bool)."""
+    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))  # host: a lookup table
+    live = cells != OPS.index("none")
+    reach = {0: torch.ones(len(cells), dtype=torch.bool)}  # host: a lookup table
+    for node in (1, 2, 3):  # edges are listed in topological order
+        into = [e for e, (_, dst) in enumerate(NB201_EDGES) if dst == node]
+        reach[node] = torch.stack([reach[NB201_EDGES[e][0]] & live[:, e] for e in into]).any(0)
+    return cells, reach[3]
+
+
 class NB201Supernet(Supernet, _Skeleton):
     """All cells share one alpha matrix [6 edges x 5 ops] (one group, ``cell``)."""
 
@@ -216,17 +233,37 @@ class NB201Supernet(Supernet, _Skeleton):
             x = layer(x, weights, path) if isinstance(layer, SearchCell) else layer(x)
         return self.classify(x)
 
-    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> str:
-        """Per-edge argmax over all five ops, `none` included (NB201's rule; no top-2 pruning)."""
-        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"]
-        return format_arch([OPS[int(k)] for k in s.argmax(-1)])
+    def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> str:
+        """The cell of `scores` [6, 5] (logits; default the alphas) by `rule`:
+
+        * "default": per-edge argmax over all five ops, `none` included (NAS-Bench-201's rule; no top-2
+          pruning). It can cut every input-to-output path (a constant network, see `is_degenerate`);
+        * "no-none": per-edge argmax over the four other ops (the DARTS convention: `none` is never chosen);
+        * "connected": the cell with the highest sum of per-edge log-softmax scores among the cells whose
+          input reaches the output through non-`none` edges (= "default" whenever that cell is connected).
+        """
+        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().cpu().double()  # derived on the host
+        if rule == "default":
+            return format_arch([OPS[int(k)] for k in s.argmax(-1)])
+        if rule == "no-none":
+            none = OPS.index("none")
+            masked = s.clone()
+            masked[:, none] = float("-inf")
+            return format_arch([OPS[int(k)] for k in masked.argmax(-1)])
+        if rule == "connected":
+            cells, connected = _all_cells()
+            logp = torch.log_softmax(s, dim=-1)  # [6, 5]
+            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]; host: derived on the host
+            total[~connected] = float("-inf")
+            return format_arch([OPS[int(k)] for k in cells[int(total.argmax())]])
+        raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
 
     def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = False) -> str:
         """The cell a path runs (``top2`` does not apply: NB201 keeps every edge)."""
         return format_arch([OPS[int(k)] for k in path["cell"]])
 
     def arch_to_path(self, arch: str) -> dict[str, torch.Tensor]:
-        return {"cell": torch.tensor([self.op_names.index(op) for op in parse_arch(arch)], dtype=torch.long)}
+        return {"cell": torch.tensor([self.op_names.index(op) for op in parse_arch(arch)], dtype=torch.long)}  # host: path indices
 
 
 @SPACES.register("nb201", help="NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 cells; arch = official arch string")
@@ -270,6 +307,15 @@ class NB201Space(SearchSpace):
 
     def parameter_free_count(self, arch: str) -> int:
         return sum(is_parameter_free(op) for op in parse_arch(arch))
+
+    def figure(self, arch: Any) -> list:
+        """The cell as a DAG: node 0 (input) to node 3 (output), one edge per op; `none` edges (zero) are
+        not drawn (a degenerate cell then shows no path from input to output)."""
+        from .figure import CellFigure
+
+        edges = [(f"n{src}", f"n{dst}", op) for (src, dst), op in zip(NB201_EDGES, parse_arch(arch)) if op != "none"]
+        return [CellFigure("cell", inputs=["n0"], edges=edges, output="n3",
+                           labels={"n0": "in", "n1": "1", "n2": "2", "n3": "out"})]
 
     def is_degenerate(self, arch: str) -> bool:
         """True when no path of non-`none` edges joins the input (node 0) to the output (node 3): the

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..errors import ConfigError, choices_message
 from ..registry import STRATEGIES
 from ..supernet import Supernet
@@ -66,7 +67,18 @@ PATH_DEFAULTS: dict[str, Any] = {**WEIGHT_DEFAULTS, "hessian_every": 0, "top2": 
 
 
 def normalised_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> float:
-    """The bandit loss of one validation batch, in [0, 1] (see the module docstring)."""
+    """The bandit loss of one validation batch, in [0, 1] (see the module docstring).
+
+    Under data parallelism `logits`/`y` are this process's shard and the loss is that of the global batch
+    (sums over processes), so every rank gives its agents the same loss."""
+    logits = logits.float()
+    if distributed.active():
+        wrong = float((logits.argmax(1) != y).sum())
+        ce_sum = float(F.cross_entropy(logits, y, reduction="sum"))
+        wrong, ce_sum, n = distributed.sum_floats(wrong, ce_sum, len(y))
+        if kind == "error":
+            return wrong / n
+        return min(max(ce_sum / n / math.log(logits.shape[1]), 0.0), 1.0)
     if kind == "error":
         return float((logits.argmax(1) != y).float().mean())
     ce = float(F.cross_entropy(logits, y))
@@ -96,6 +108,9 @@ class PathSamplingStrategy(OneShotStrategy):
         if self.hp["hessian_every"]:
             raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
                               "track; leave hessian_every at 0")
+        if self.hp.get("final") == "sample" and self.hp.get("derive", "default") != "default":
+            raise ConfigError(f"{self.name} derive={self.hp['derive']} applies to final=argmax; final=sample "
+                              "draws the architecture from the policies")
 
     # -- subclass hooks -----------------------------------------------------------------------
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
@@ -126,11 +141,12 @@ class PathSamplingStrategy(OneShotStrategy):
 
     # -- paths ------------------------------------------------------------------------------------
     def actions_to_path(self, actions: np.ndarray) -> dict[str, torch.Tensor]:
-        return {g: torch.tensor(actions[s:e], dtype=torch.long)
+        # paths are host-side control data (op indices read as Python ints), whatever the device
+        return {g: torch.tensor(actions[s:e], dtype=torch.long)  # host: path indices
                 for g, s, e in zip(self.groups, self.bounds[:-1], self.bounds[1:])}
 
     def path_to_actions(self, path: dict[str, torch.Tensor]) -> np.ndarray:
-        return np.concatenate([path[g].numpy() for g in self.groups]).astype(np.int64)
+        return np.concatenate([path[g].cpu().numpy() for g in self.groups]).astype(np.int64)
 
     def by_group(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """Split an (N, ...) per-agent array into the alpha groups."""
@@ -145,7 +161,7 @@ class PathSamplingStrategy(OneShotStrategy):
         loss = F.cross_entropy(logits, y)
         check_loss(loss, f"{self.name} weight step")
         self.w_opt.zero_grad(set_to_none=True)  # unsampled ops keep grad=None: SGD skips them entirely
-        loss.backward()
+        self.prec.scale(loss).backward()
         self.weight_step(supernet)
         stats = {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}
         if self.feedback:
@@ -176,7 +192,8 @@ class PathSamplingStrategy(OneShotStrategy):
         logp = self.by_group(np.log(np.maximum(self.policies(), 1e-30)))
         with torch.no_grad():
             for g in self.groups:
-                supernet.alphas[g].copy_(torch.from_numpy(logp[g]))
+                a = supernet.alphas[g]
+                a.copy_(torch.from_numpy(logp[g]).to(device=a.device, dtype=a.dtype))  # host: numpy, then moved
 
     def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
         final = self.hp["final"]
@@ -198,10 +215,14 @@ class PathSamplingStrategy(OneShotStrategy):
             return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
         if self.top2:
             return supernet.derive(self._tensors(self.scores()))
+        rule = self.hp.get("derive", "default")
+        if rule != "default":  # e.g. "connected": the best cell under the policies whose input reaches its output
+            return supernet.derive(self._tensors(self.scores()), rule=rule)
         return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
 
     def _tensors(self, matrix: np.ndarray) -> dict[str, torch.Tensor]:
-        return {g: torch.from_numpy(np.ascontiguousarray(m)) for g, m in self.by_group(matrix).items()}
+        return {g: torch.from_numpy(np.ascontiguousarray(m))  # host: scores for derive (read on the host)
+                for g, m in self.by_group(matrix).items()}
 
     # -- diagnostics ------------------------------------------------------------------------------------
     def _diagnostics(self, supernet, ctx, val_loader, epoch):
@@ -282,7 +303,8 @@ class MANAS(PathSamplingStrategy):
     """EXP3 agents; ``eta=None`` uses sqrt(2 ln K / (T K)) with T = epochs x steps per epoch."""
 
     name = "manas"
-    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax"}
+    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax",
+                "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
@@ -297,7 +319,7 @@ class MANASLS(PathSamplingStrategy):
 
     name = "manas-ls"
     defaults = {**PATH_DEFAULTS, "ridge": 1e-3, "refit_every": None, "warmup": None, "val_loss": "ce",
-                "final": "argmax"}
+                "final": "argmax", "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         refit = self.hp["refit_every"]
@@ -335,10 +357,11 @@ def score_path(supernet: Supernet, path: dict[str, torch.Tensor], batches) -> tu
     loss = correct = n = 0.0
     with torch.no_grad():
         for x, y in batches:
-            logits = supernet(x)
+            logits = supernet(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
+    loss, correct, n = distributed.sum_floats(loss, correct, n)  # the global batches under data parallelism
     return loss / n, correct / n
 
 
