@@ -72,7 +72,7 @@ def test_budget_and_estimator_are_required():
         RandomSearch().search(SearchContext(space=reduced(), budget=Budget(trials=3)))
     with pytest.raises(ConfigError, match="unknown hyperparameter"):
         PNAS(beam=3)
-    with pytest.raises(ConfigError, match="beam width K"):
+    with pytest.raises(ConfigError, match="K must be an integer >= 1; got 0"):
         search(PNAS(K=0), reduced(), trials=3)
     with pytest.raises(ConfigError, match="knows how to grow"):
         search(PNAS(), type("Other", (PNASSpace,), {"name": "other"})(), trials=3)

@@ -22,6 +22,7 @@ from .data import ImageDataset, SearchData, final_split, load_dataset, search_sp
 from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
 from .models import MODELS
+from .preflight import check_search
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
@@ -109,20 +110,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     """Run a search (and the optional retraining of its result); returns result.json's content."""
     _import_all()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
-    strategy_cls = STRATEGIES.get(cfg["method"])
-    strategy = strategy_cls(**cfg["hparams"])
+    strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     budget = Budget(**cfg["budget"])
     needs_data = strategy.kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
-    if strategy.kind == "multi-trial":
-        if cfg["estimator"] is None:
-            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
-                              f"from: {', '.join(ESTIMATORS.names())}")
-        if not budget.trials and not budget.seconds:
-            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
-    elif cfg["estimator"] not in (None,):
-        raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
-    elif not budget.epochs:
-        raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
     check_train_portion(cfg["train_portion"])  # before a run directory exists
     EXECUTORS.get(cfg["executor"]) if cfg["executor"] != "local" else None
     set_threads(cfg["threads"])

@@ -86,7 +86,7 @@ def search(
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address}),
         })
-        if retrain_epochs:
+        if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.search(cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)

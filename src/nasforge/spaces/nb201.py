@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..options import Opt
 from ..benchmarks.nb201 import NB201_EDGES, NB201_OPS, format_arch, parse_arch
 from ..ops import NB201_OPS as OP_FACTORIES
 from ..ops import ResNetBasicBlock, is_parameter_free
@@ -229,7 +230,7 @@ class NB201Supernet(Supernet, _Skeleton):
 class NB201Space(SearchSpace):
     name = "nb201"
     supports_weight_sharing = True
-    defaults = {"C": 16, "N": 5}
+    defaults = {"C": Opt(16, ">=1", help="channels of the first stage"), "N": Opt(5, ">=1", help="cells per stage")}
 
     def sample(self, rng: random.Random) -> str:
         return format_arch([rng.choice(OPS) for _ in NB201_EDGES])

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from .. import options
 from ..errors import ConfigError
 from ..spaces.base import Arch, SearchSpace
 
@@ -118,15 +119,12 @@ class SearchContext:
 class Strategy(ABC):
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "one-shot"  # or "multi-trial"
-    #: hyperparameter -> default; the CLI accepts overrides as --set key=value
+    #: hyperparameter -> default or `nasforge.options.Opt` (type, range, choices); the CLI accepts
+    #: overrides as --set key=value, checked by `nasforge.options.resolve` before a run directory exists
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **hparams: Any) -> None:
-        unknown = set(hparams) - set(self.defaults)
-        if unknown:
-            raise ConfigError(f"unknown hyperparameter(s) {sorted(unknown)} for strategy '{self.name}'; "
-                              f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
-        self.hp = {**self.defaults, **hparams}
+        self.hp = options.resolve(self.defaults, hparams, f"strategy '{self.name}'", noun="hyperparameter")
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .. import progress
 from ..errors import ConfigError
+from ..options import Opt
 from ..ops import is_parameter_free
 from ..supernet import Supernet, entropy
 from ..supernet.hessian import dominant_eigenvalue
@@ -24,8 +25,11 @@ from ..utils import seed_everything
 from .base import SearchContext, SearchResult, Strategy
 
 WEIGHT_DEFAULTS: dict[str, Any] = {
-    "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9, "w_weight_decay": None, "w_nesterov": None,
-    "grad_clip": 5.0, "hessian_every": 1, "hessian_iters": 10, "eval_batches": 10,
+    "w_lr": Opt(0.025, ">0"), "w_lr_min": Opt(0.001, ">=0"), "w_momentum": Opt(0.9, "[0, 1)"),
+    "w_weight_decay": Opt(None, ">=0", type=float, help="null: the space's search default"),
+    "w_nesterov": Opt(None, type=bool, help="null: the space's search default"),
+    "grad_clip": Opt(5.0, ">0", nullable=True), "hessian_every": Opt(1, ">=0", help="epochs; 0 = never"),
+    "hessian_iters": Opt(10, ">=1"), "eval_batches": Opt(10, ">=1"),
 }
 
 

@@ -18,6 +18,7 @@ import random
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
+from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 from .base import SearchContext, SearchResult, Strategy
@@ -139,7 +140,7 @@ class RandomSearch(MultiTrialStrategy):
     """Samples distinct architectures uniformly; `batch` per round (the executor may run a round in parallel)."""
 
     name = "random"
-    defaults = {"batch": 8}
+    defaults = {"batch": Opt(8, ">=1", help="architectures per round")}
 
     def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
         n = self.hp["batch"] if remaining is None else min(self.hp["batch"], remaining)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import progress
+from .. import options, progress
+from ..options import field as option
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
@@ -21,42 +22,37 @@ from ..utils import Cost, CostMeter, seed_everything
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (momentum, cosine) or "adamw" (cosine)
-    lr: float = 0.05
-    lr_min: float = 0.0
-    momentum: float = 0.9
+    """Training options; each field declares its type and range (`nasforge.options.field`), checked on creation."""
+
+    epochs: int = option(10, ">=1")
+    batch_size: int = option(128, ">=1")
+    optimizer: str = option("sgd", choices=("sgd", "adamw"))  # "sgd" (momentum, cosine) or "adamw" (cosine)
+    lr: float = option(0.05, ">0")
+    lr_min: float = option(0.0, ">=0")
+    momentum: float = option(0.9, "[0, 1)")
     nesterov: bool = True
-    weight_decay: float = 3e-4
-    grad_clip: float | None = 5.0
-    label_smoothing: float = 0.0
-    drop_path: float = 0.0  # final drop-path probability, ramped linearly from 0 (DARTS)
-    aux_weight: float = 0.0  # weight of the auxiliary-head loss (0.4 in DARTS)
-    crop_padding: int = 2
+    weight_decay: float = option(3e-4, ">=0")
+    grad_clip: float | None = option(5.0, ">0", nullable=True)
+    label_smoothing: float = option(0.0, "[0, 1)")
+    drop_path: float = option(0.0, "[0, 1)")  # final drop-path probability, ramped linearly from 0 (DARTS)
+    aux_weight: float = option(0.0, ">=0")  # weight of the auxiliary-head loss (0.4 in DARTS)
+    crop_padding: int = option(2, ">=0")
     hflip: bool = True
-    cutout: int = 0
-    seed: int = 0
+    cutout: int = option(0, ">=0")
+    seed: int = option(0, ">=0")
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"unknown optimizer '{self.optimizer}'; choose from: adamw, sgd")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0.0 <= self.drop_path < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError("drop_path and label_smoothing must be in [0, 1)")
+        options.check_dataclass(self, "", noun="training option")
+
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """name -> `Opt` of every training option (what `nasforge list` prints)."""
+        return options.of_dataclass(cls)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        """Checked training options (unknown keys, types, ranges); raises ConfigError with one line."""
+        return cls(**options.resolve(cls.declaration(), d, "", noun="training option"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
