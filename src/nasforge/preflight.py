@@ -50,7 +50,7 @@ def check_search(cfg: dict[str, Any]):
     DATASETS.get(cfg["dataset"])
     space_cls = SPACES.get(cfg["space"])
     space = space_cls(**cfg["space_options"])  # checks the options; the real one is built with the data's shape
-    multi = strategy.kind == "multi-trial"
+    multi = strategy.mode(cfg["estimator"]) == "multi-trial"
     if multi:
         if cfg["estimator"] is None:
             raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "

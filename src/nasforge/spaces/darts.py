@@ -405,6 +405,8 @@ class DartsSupernet(Supernet, _Backbone):
     that type), or with ``unique_cells`` one group ``cell{i}`` per cell. Weighted mode runs every op (DARTS);
     after ``set_path`` each edge runs only its sampled op and `none` edges run nothing (MANAS)."""
 
+    prunes_inputs = True  # a genotype keeps 2 inputs per node
+
     def __init__(self, C: int = 16, layers: int = 8, nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3,
                  num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True) -> None:
         _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape), layers, C, stem_multiplier,
@@ -458,6 +460,39 @@ class DartsSupernet(Supernet, _Backbone):
             return {"cells": [{"ops": cells[g], "concat": concat} for g in self.cell_groups]}
         return {"normal": cells["normal"], "normal_concat": concat, "reduce": cells["reduce"],
                 "reduce_concat": list(concat)}
+
+    def arch_to_path(self, arch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The path that runs exactly `arch` (standard or full form); edges the genotype leaves out get `none`."""
+        names = self.op_names
+        edges = cell_edges(self.nodes)
+        if "cells" in arch:
+            cells = dict(zip(self.cell_groups, (c["ops"] for c in arch["cells"])))
+        else:
+            cells = {"normal": arch["normal"], "reduce": arch["reduce"]}
+        path = {}
+        for g, ops in cells.items():
+            idx = [names.index(NONE)] * len(edges)
+            standard = len(ops) == 2 * self.nodes and len(ops) != len(edges)
+            for k, (op, i) in enumerate(ops):
+                j = k // 2 + 2 if standard else edges[k][1]  # standard form: pairs 2m, 2m+1 feed node m + 2
+                idx[edges.index((i, j))] = names.index(op)
+            path[g] = torch.tensor(idx, dtype=torch.long)
+        return path
+
+    def sample_pruned_actions(self, rng: Any) -> list[list[int]]:
+        """A uniform DARTS genotype per alpha group: each node reads two distinct earlier nodes, each edge a
+        uniform non-`none` op; the other edges are `none`."""
+        none = self.op_names.index(NONE)
+        real_ops = [k for k in range(len(self.op_names)) if k != none]
+        edges = cell_edges(self.nodes)
+        cells = []
+        for _ in self.alphas:
+            ops = [none] * len(edges)
+            for j in range(2, self.nodes + 2):  # node j may read nodes 0..j-1
+                for i in rng.choice(j, size=2, replace=False):
+                    ops[edges.index((int(i), j))] = int(rng.choice(real_ops))
+            cells.append(ops)
+        return cells
 
 
 # --------------------------------------------------------------------------------------------------

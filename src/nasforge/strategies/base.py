@@ -58,7 +58,7 @@ class SearchContext:
     estimator: "Estimator | None" = None
     executor: Any = None
     run: "RunDir | None" = None
-    table: Any = None  # nasforge.benchmarks.NB201Table when configured
+    table: Any = None  # nasforge.tables.lookup.Lookup of the space's table when --tables is given
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
@@ -125,6 +125,14 @@ class Strategy(ABC):
 
     def __init__(self, **hparams: Any) -> None:
         self.hp = options.resolve(self.defaults, hparams, f"strategy '{self.name}'", noun="hyperparameter")
+
+    def mode(self, estimator: str | None) -> str:
+        """How the API runs this strategy with the given --estimator: "one-shot" or "multi-trial"."""
+        return self.kind
+
+    def preflight(self, space: SearchSpace, cfg: dict[str, Any]) -> None:
+        """Checks that need the space and the config, run by the API before a new run directory is created
+        (not on resume); raise UserError. (Strategies may also define `prepare(space)`, run every time.)"""
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:
