@@ -20,14 +20,15 @@ from . import config as cfgmod
 from .building import build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .models import MODELS
 from .preflight import check_search
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+from .runs.guard import clean_temp_files, guarded
 from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
-from .utils import Cost, CostMeter, atomic_write_json, set_threads
+from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
 
@@ -51,9 +52,12 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
     p = run.file("cost.json")
     prev = Cost(**json.loads(p.read_text())) if p.exists() else Cost()
     meter = CostMeter(prev)
+    # written with every checkpoint too, so a crash never loses the time spent before its last checkpoint
+    run.on_checkpoint = lambda: atomic_write_json(p, meter.now().as_dict())
     try:
         yield meter
     finally:
+        run.on_checkpoint = None
         atomic_write_json(p, meter.now().as_dict())
 
 
@@ -64,7 +68,11 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
         return None, cfgmod.resolve(defaults, config)
     run = RunDir.open(resume)
     stored = run.config()
-    stored.pop("command", None)
+    command = stored.pop("command", None)
+    expected = "search" if defaults is cfgmod.SEARCH_DEFAULTS else "train"
+    if command is not None and command != expected:
+        raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
+    clean_temp_files(run)  # leftovers of a write that was killed half-way
     return run, cfgmod.resolve(defaults, stored)
 
 
@@ -98,7 +106,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
         run = RunDir.create(run_root, "search", cfg, name=run_name)
 
-    with _tracked_cost(run) as meter:
+    with guarded(run, "search", resumed=resume is not None), _tracked_cost(run) as meter:
         search_file = run.file("search.json")
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
@@ -108,15 +116,21 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
                      "history_tail": res.history[-1] if res.history else None}
             atomic_write_json(search_file, found)
         arch = space.validate(found["arch"])
+        # the architecture alone, as soon as the search has ended (before any retraining)
+        atomic_write_json(run.file("arch.json"), {"space": space.name, "space_config": space.config, "arch": arch})
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
                                   "method": cfg["method"], "seed": cfg["seed"], "search": found}
+        if "failed" in found["metrics"]:  # multi-trial: the summary counts failed trials
+            n, failed = found["metrics"].get("trials", 0), found["metrics"]["failed"]
+            result["trials"] = {"scored": n - failed, "failed": failed}
         if table is not None:
             result["table"] = table.record(arch)
         if cfg["retrain"]:
-            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"))
+            child = RunDir(run.path / "retrain")
+            child.on_checkpoint = run.on_checkpoint
+            result["retrain"] = _retrain(cfg, space, arch, train, test, child)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
-    atomic_write_json(run.file("arch.json"), {"space": space.name, "space_config": space.config, "arch": arch})
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
@@ -197,7 +211,10 @@ def _estimator(cfg: dict[str, Any], space):
 def _executor(cfg: dict[str, Any]):
     from .runs.executors import make_executor
 
-    return make_executor(cfg["executor"], **cfg["executor_options"])
+    opts = dict(cfg["executor_options"])
+    if cfg["threads"]:  # the user's --threads apply inside trials too
+        opts.setdefault("threads" if cfg["executor"] == "local" else "threads_per_worker", cfg["threads"])
+    return make_executor(cfg["executor"], **opts)
 
 
 def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir) -> dict[str, Any]:
@@ -205,6 +222,7 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     tcfg = TrainConfig.from_dict(cfg["retrain"])
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
+    seed_everything(tcfg.seed)  # the same weights in any process
     model = space.build(arch, **cfg["retrain_space_options"])
     out = train_model(model, tr, te, tcfg, run=run)
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
@@ -224,10 +242,11 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     set_threads(cfg["threads"])
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
+    seed_everything(tcfg.seed)  # the same weights in any process
     model, described = build_model(_arch_source(cfg["arch"], resumed=resume is not None), tr, cfg["space_options"])
     if resume is None:
         run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
-    with _tracked_cost(run) as meter:
+    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
         out = train_model(model, tr, te, tcfg, run=run)
         cost = meter.now().as_dict()
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")

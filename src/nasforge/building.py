@@ -28,11 +28,9 @@ _DATA_KEYS = ("space", "in_channels", "num_classes", "resolution")
 
 def import_components() -> None:
     """Import every space, strategy and estimator module (and the executors) so their registrations run."""
-    for pkg in ("spaces", "strategies", "estimators"):
-        mod = importlib.import_module(f"nasforge.{pkg}")
-        for info in pkgutil.iter_modules(mod.__path__):
-            importlib.import_module(f"nasforge.{pkg}.{info.name}")
-    importlib.import_module("nasforge.runs.executors")
+    from .registry import import_all
+
+    import_all()
 
 
 def make_space(name: str, data: ImageDataset | None, options: dict[str, Any]) -> SearchSpace:

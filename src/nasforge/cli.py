@@ -19,6 +19,7 @@ from . import api
 from . import config as cfgmod
 from . import progress
 from .errors import ConfigError, UserError
+from .runs.guard import RunInterrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural architecture search methods side by side on the same spaces, data and budgets.")
@@ -90,7 +91,7 @@ def search(
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.search(cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
-    _emit(res, ["arch", "space", "method", "table", "retrain", "cost", "run_dir", "arch_file"])
+    _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
 
 
 @app.command()
@@ -194,7 +195,10 @@ def _usage_error_types() -> tuple[type, ...]:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer >= 0.2x turns a Ctrl-C outside a run (e.g. while data loads) into a return value
+            print("interrupted before a run directory was created; nothing to resume", file=sys.stderr)
+            sys.exit(130)
     except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", 0))
     except typer.Abort:
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         print(f"error: {e.format_message()}; see '{command} --help'", file=sys.stderr)
         sys.exit(2)
+    except RunInterrupted as e:  # Ctrl-C inside a run: one line naming the run directory to resume
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

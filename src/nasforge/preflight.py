@@ -79,6 +79,11 @@ def check_search(cfg: dict[str, Any]):
             raise ConfigError(f"estimator '{cfg['estimator']}' runs in this process (a table lookup): "
                               "--executor/--workers/--ray-address do not apply")
         EXECUTORS.get(cfg["executor"])
+        address = (cfg["executor_options"] or {}).get("address")
+        if address:
+            from .runs.executors import check_ray_address
+
+            check_ray_address(str(address))
         if cfg["estimator"] == "scratch":
             opts = dict(cfg["estimator_options"])
             unknown = sorted(set(opts) - {"train", "space_options"})

@@ -7,9 +7,10 @@ from typing import Any
 import torch
 
 from ..data import load_dataset, search_split
-from ..registry import ESTIMATORS, SPACES
+from ..registry import ESTIMATORS, SPACES, import_all
 from ..spaces.base import Arch, SearchSpace
 from ..training import TrainConfig, evaluate, train_model
+from ..utils import seed_everything
 from .base import Estimator
 
 
@@ -38,17 +39,23 @@ def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, 
 
 
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+    """Trial function: build the architecture (weights seeded by the spec's training seed, so the same
+    spec gives the same score in any process), train it on search-train, score it on search-val.
+    May run in a fresh process (a Ray worker): the registries are imported here."""
     if threads:
         torch.set_num_threads(threads)
+    import_all()
     d = spec["data"]
     tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0),
                     d.get("train_portion", 0.5))
     cfg = dict(spec["space"])
     space = SPACES.get(cfg.pop("space"))(**cfg)
-    model = space.build(arch=spec["arch"], **spec.get("build", {}))
     train_cfg = TrainConfig.from_dict(spec["train"])
+    seed_everything(train_cfg.seed)  # before the weights are initialised
+    model = space.build(arch=spec["arch"], **spec.get("build", {}))
     mean, std = tr.stats()
     out = train_model(model, tr, None, train_cfg, mean=mean, std=std)
     val = evaluate(model, train_cfg.loader(va, mean, std, train=False))
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
-            "params": sum(p.numel() for p in model.parameters()), "train_s": out["cost"]["wall_s"]}
+            "params": sum(p.numel() for p in model.parameters()), "train_s": out["cost"]["wall_s"],
+            "threads": torch.get_num_threads()}

@@ -28,6 +28,8 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: called after every checkpoint (the API updates cost.json there)
+        self.on_checkpoint: "callable | None" = None
 
     # -- creation -------------------------------------------------------------------------
     @classmethod
@@ -87,6 +89,8 @@ class RunDir:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_torch_save(state, self.path / self.CHECKPOINT)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
 
     def has_checkpoint(self) -> bool:
         return (self.path / self.CHECKPOINT).is_file()

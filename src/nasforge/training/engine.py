@@ -95,10 +95,12 @@ def evaluate(model: nn.Module, loader: Loader) -> dict[str, float]:
     return {"loss": loss_sum / total, "accuracy": correct / total}
 
 
-def check_finite(loss: torch.Tensor, where: str) -> None:
+def check_finite(loss: torch.Tensor, where: str, clipping: bool | None = None) -> None:
+    """Raise TrainingDiverged (exit code 3) when `loss` is NaN or infinite. `clipping`: whether gradient
+    clipping is on (then the message does not suggest it); None when unknown."""
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"loss became {loss.item()} at {where}; finished epochs are kept in the checkpoint. "
-                               "Lower the learning rate or enable gradient clipping")
+        hint = "lower the learning rate" + ("" if clipping else " or enable gradient clipping (grad_clip)")
+        raise TrainingDiverged(f"loss became {loss.item()} at {where}; {hint}")
 
 
 def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig,
@@ -142,7 +144,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 if aux is not None and cfg.aux_weight > 0:
                     loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
-                check_finite(loss, f"epoch {epoch + 1} step {step + 1}")
+                check_finite(loss, f"epoch {epoch + 1} step {step + 1}", clipping=bool(cfg.grad_clip))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
