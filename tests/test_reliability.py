@@ -179,3 +179,32 @@ def test_resume_names_the_right_command(tmp_path):
                "train": {"epochs": 1}}, run_root=tmp_path, run_name="t")
     with pytest.raises(UserError, match=r"is a 'train' run; resume it with: nasforge train --resume"):
         api.search(resume=tmp_path / "t")
+
+
+# -- 7. an explicit --data-root is authoritative; readers validate labels -----------------------------------
+def test_explicit_data_root_is_authoritative(tmp_path, monkeypatch):
+    from nasforge.data import load_dataset
+    from nasforge.errors import DataError
+
+    monkeypatch.delenv("NASFORGE_DATA", raising=False)
+    with pytest.raises(DataError) as e:  # even where Debian's Fashion-MNIST is installed
+        load_dataset("fashion-mnist", tmp_path / "empty")
+    assert str(tmp_path / "empty") in str(e.value) and "/usr/share/datasets" not in str(e.value)
+
+
+def test_cifar_labels_out_of_range_are_a_data_error(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from nasforge.data import load_dataset
+    from nasforge.errors import DataError
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        labels = [0, 12] if i == 2 else [0, 1]  # one batch holds a label outside 0..9
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, f)
+    with pytest.raises(DataError, match=r"label 12 outside 0\.\.9"):
+        load_dataset("cifar10", folder)

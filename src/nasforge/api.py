@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 
 from . import config as cfgmod
-from .building import build_model, import_components, load_arch, load_trained, make_space
+from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
@@ -63,9 +63,14 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
 
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
-    """A resumed run takes its stored config (the run directory is the source of truth)."""
+    """A resumed run takes its stored config (the run directory is the source of truth). A new run's paths
+    (data_root, tables) are stored resolved, so the run can be resumed from any working directory."""
     if resume is None:
-        return None, cfgmod.resolve(defaults, config)
+        cfg = cfgmod.resolve(defaults, config)
+        for key in ("data_root", "tables"):
+            if cfg.get(key):
+                cfg[key] = str(Path(cfg[key]).expanduser().resolve())
+        return None, cfg
     run = RunDir.open(resume)
     stored = run.config()
     command = stored.pop("command", None)
@@ -239,13 +244,16 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     tcfg = TrainConfig.from_dict(cfg["train"])
+    cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
     set_threads(cfg["threads"])
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(tcfg.seed)  # the same weights in any process
-    model, described = build_model(_arch_source(cfg["arch"], resumed=resume is not None), tr, cfg["space_options"])
+    model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     if resume is None:
         run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
+        if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
+            atomic_write_json(run.file("arch.json"), cfg["arch"])
     with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
         out = train_model(model, tr, te, tcfg, run=run)
         cost = meter.now().as_dict()
@@ -260,11 +268,15 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
 
 
 def _arch_source(arch: Any, resumed: bool) -> Any:
-    """What `train` builds from: a model name or architecture dict as given; a new run's architecture file by
-    its absolute path (a resumed run reads the path its config stored)."""
-    if resumed or not str(arch).endswith(".json"):
+    """What `train` builds from: a model name or architecture dict as given; a new run's architecture file is
+    read now and stored in the run (its config holds the architecture itself, not the file's path), so the run
+    needs nothing outside its directory."""
+    if resumed:
         return arch
-    return str(Path(arch).resolve())
+    spec = arch_spec(arch)
+    if isinstance(spec, dict):  # a search's result.json holds much more than the architecture
+        spec = {k: spec[k] for k in ("space", "space_config", "arch") if k in spec}
+    return spec
 
 
 _load_trained = load_trained  # the name other modules used

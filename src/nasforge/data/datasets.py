@@ -63,9 +63,11 @@ _HOW_TO = {
 
 
 def _candidates(name: str, root: str | Path | None) -> list[Path]:
-    out: list[Path] = []
+    """Where a dataset is looked for: an explicit root is authoritative (only it, and root/<name>); without
+    one, $NASFORGE_DATA then Debian's install location."""
     if root is not None:
-        out += [Path(root), Path(root) / name]
+        return [Path(root), Path(root) / name]
+    out: list[Path] = []
     env = os.environ.get("NASFORGE_DATA")
     if env:
         out += [Path(env) / name, Path(env)]
