@@ -92,6 +92,11 @@ class SearchSpace(ABC):
     def describe(self, arch: Arch) -> str:
         return str(arch)
 
+    def figure(self, arch: Arch) -> list | None:
+        """`arch` as drawable parts (:mod:`nasforge.spaces.figure`: cells, strips of blocks, tables) for
+        ``nasforge report``; None (the default) shows the architecture as JSON text."""
+        return None
+
     def _option(self, overrides: dict[str, Any], key: str) -> Any:
         """`overrides[key]` (checked against the declaration in `defaults`) or the space's own option."""
         if key in overrides and key in self.defaults:
