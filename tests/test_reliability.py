@@ -104,7 +104,7 @@ def test_ctrl_c_exits_130_naming_the_run_and_resumes(tmp_path):
     run = tmp_path / "runs" / "t"
     args = [sys.executable, "-m", "nasforge.cli", "train", "--arch", "baseline", "--dataset", "synthetic",
             "--subset", "256", "--test-subset", "64", "--epochs", "40", "--batch-size", "64", "--threads", "1",
-            "--out", str(tmp_path / "runs"), "--name", "t"]
+            "--out", str(tmp_path / "runs"), "--name", "t", "--quiet"]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "checkpoint.pt").exists():
@@ -208,3 +208,65 @@ def test_cifar_labels_out_of_range_are_a_data_error(tmp_path):
             pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, f)
     with pytest.raises(DataError, match=r"label 12 outside 0\.\.9"):
         load_dataset("cifar10", folder)
+
+
+# -- 12. --seconds is checked every step; the run stops cleanly with a checkpoint ---------------------------
+def test_seconds_budget_is_checked_every_step(tmp_path):
+    cfg = {**TINY, "subset": 1024, "method": "single-darts", "batch_size": 16,
+           "budget": {"epochs": 50, "seconds": 0.5}, "hparams": {"hessian_every": 0, "eval_batches": 1}}
+    t0 = time.perf_counter()
+    res = api.search(cfg, run_root=tmp_path, run_name="s")
+    epochs = [m for m in map(json.loads, (tmp_path / "s" / "metrics.jsonl").read_text().splitlines())
+              if m.get("event") == "epoch"]
+    assert len(epochs) == 1 and epochs[0]["partial"] is True  # stopped inside the first epoch (32 steps)
+    assert (tmp_path / "s" / "checkpoint.pt").exists() and res["search"]["metrics"]["epochs_run"] == 1
+    assert time.perf_counter() - t0 < 60
+
+
+# -- 11. plain progress lines when stderr is not a terminal --------------------------------------------------
+def test_plain_progress_lines_without_a_terminal(tmp_path):
+    p = _cli("train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "64", "--test-subset", "32",
+             "--epochs", "2", "--threads", "1", "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.startswith("epoch ")]
+    assert len(lines) == 2 and "train_loss" in lines[0] and "test_accuracy" in lines[1]
+    q = _cli("train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "64", "--test-subset", "32",
+             "--epochs", "1", "--threads", "1", "--out", str(tmp_path), "--quiet")
+    assert q.returncode == 0 and not q.stderr.strip()
+
+
+# -- 9/10. a run directory stands on its own; the ONNX file takes raw pixels ---------------------------------
+def test_moved_run_evaluates_and_exports_raw_pixels(tmp_path, monkeypatch):
+    import shutil
+
+    import onnx
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "arch.json").write_text(json.dumps({"space": "nb201", "space_config": {"C": 4, "N": 1},
+                                                "arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+"
+                                                        "|skip_connect~0|none~1|avg_pool_3x3~2|"}))
+    monkeypatch.chdir(work)  # relative paths, as typed by a user
+    t = api.train({"arch": "arch.json", "dataset": "synthetic", "subset": 128, "threads": 1,
+                   "train": {"epochs": 1, "batch_size": 64}}, run_root="runs", run_name="t")
+    assert json.loads((work / "runs" / "t" / "arch.json").read_text())["arch"] == t["arch"]
+    moved = tmp_path / "elsewhere" / "t"
+    shutil.move(str(work / "runs" / "t"), moved)
+    shutil.rmtree(work)  # nothing outside the run directory is left
+    monkeypatch.chdir(tmp_path)
+    ev = api.evaluate(moved)
+    assert ev["accuracy"] == pytest.approx(t["test_accuracy"])
+    ex = api.export(moved, tmp_path / "m.onnx")
+    assert ex["max_abs_diff"] < 1e-4 and ex["input"].startswith("float32 [N, C, H, W] pixel values 0..255")
+    # fed raw pixels, the file is as accurate as the PyTorch model on normalised input (same 500 test images)
+    assert ex["onnx_accuracy_images"] == ev["images"] and abs(ex["onnx_accuracy_raw_pixels"] - ev["accuracy"]) <= 0.004
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(meta["mean"]) == pytest.approx(ex["mean"]) and len(json.loads(meta["std"])) == 1
+
+
+def test_resume_says_which_flags_it_ignores(tmp_path):
+    api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32, "threads": 1,
+               "train": {"epochs": 1}}, run_root=tmp_path, run_name="t")
+    p = _cli("train", "--resume", str(tmp_path / "t"), "--epochs", "5", "--lr", "0.1", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert "ignored: --epochs, --lr" in p.stderr

@@ -300,10 +300,18 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
     from .export import export_onnx
 
     model, state, cfg, test_set = load_trained(run_dir)
-    from .data import Loader
+    # the normalisation is folded into the graph: the file takes raw pixels 0..255 (see export_onnx)
+    x = test_set.images[:check_images]
+    res = export_onnx(model, x, out, opset=opset, mean=state["mean"], std=state["std"])
+    if len(test_set):  # accuracy of the exported file itself, fed raw pixels
+        import onnxruntime as ort
 
-    x, _ = next(iter(Loader(test_set, check_images, mean=state["mean"], std=state["std"])))
-    return export_onnx(model, x, out, opset=opset)
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        n = min(len(test_set), 1000)
+        logits = sess.run(["logits"], {"images": test_set.images[:n].float().numpy()})[0]
+        res["onnx_accuracy_raw_pixels"] = float((logits.argmax(1) == test_set.labels[:n].numpy()).mean())
+        res["onnx_accuracy_images"] = n
+    return res
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,14 @@ def _kv(items: Optional[List[str]]) -> dict[str, Any]:
     return cfgmod.parse_assignments(items)
 
 
+def _note_ignored_on_resume(command: str, resume: Path, given: dict[str, Any]) -> None:
+    """--resume continues a run with the config stored in it: say which other flags are therefore ignored."""
+    ignored = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False, [], ())]
+    if ignored:
+        print(f"note: {command} --resume continues {resume} with its stored config; ignored: {', '.join(ignored)}",
+              file=sys.stderr)
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != {}}
 
@@ -75,6 +83,12 @@ def search(
     """Search an architecture; writes a run directory with result.json."""
     progress.set_enabled(not quiet)
     if resume is not None:
+        _note_ignored_on_resume("search", resume, {
+            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "download": download,
+            "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
+            "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
+            "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs, "threads": threads,
+            "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
         res = api.search(resume=resume)
     else:
         flags = _drop_none({
@@ -119,6 +133,11 @@ def train(
     """Train an architecture from scratch on the full training set and test it."""
     progress.set_enabled(not quiet)
     if resume is not None:
+        _note_ignored_on_resume("train", resume, {
+            "arch": arch, "dataset": dataset, "data_root": data_root, "download": download, "epochs": epochs,
+            "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
+            "test_subset": test_subset, "threads": threads, "set": train_opt, "space_opt": space_opt,
+            "config": config, "name": name})
         res = api.train(resume=resume)
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,

@@ -63,6 +63,9 @@ class RunDir:
             raise UserError(f"cannot read {self.path / self.CONFIG}: {e}") from None
 
     def log(self, **record: Any) -> None:
+        from .. import progress
+
+        progress.line(record)  # plain progress lines when stderr is not a terminal
         record = {"time": round(time.time(), 3), **record}
         with open(self.path / self.METRICS, "a") as f:
             f.write(json.dumps(to_jsonable(record)) + "\n")

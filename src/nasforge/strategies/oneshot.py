@@ -118,17 +118,24 @@ class OneShotStrategy(Strategy):
                 supernet.train()
                 sums: dict[str, float] = {}
                 seen = 0
+                out_of_time, done_steps = False, 0
                 for x, y in train_loader:
                     second = next(second_iter) if second_iter is not None else None
                     stats = self.step(supernet, (x, y), second, ctx)
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v * len(y)
                     seen += len(y)
+                    done_steps += 1
                     pbar.advance()
+                    if ctx.out_of_time():  # --seconds is checked every step: stop mid-epoch, with a checkpoint
+                        out_of_time = True
+                        break
                 self.w_sched.step()
                 record: dict[str, Any] = {"event": "epoch", "epoch": epoch + 1,
                                           "images_per_s": seen / (time.perf_counter() - t0),
                                           **{k: v / seen for k, v in sums.items()}}
+                if out_of_time:
+                    record["partial"] = done_steps < steps  # the time budget ended the epoch early
                 record.update(self._diagnostics(supernet, ctx, val_loader, epoch))
                 history.append(record)
                 ctx.log(**record)
@@ -136,7 +143,7 @@ class OneShotStrategy(Strategy):
                                 "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
                                 "strategy": self.strategy_state(), "rng": torch.get_rng_state(),
                                 "history": history})
-                if ctx.out_of_time():
+                if out_of_time or ctx.out_of_time():
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
         metrics: dict[str, Any] = {"epochs_run": len(history)}
