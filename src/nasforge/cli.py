@@ -46,6 +46,16 @@ def _note_ignored_on_resume(command: str, resume: Path, given: dict[str, Any]) -
               file=sys.stderr)
 
 
+def _run(fn, *args: Any, **kwargs: Any) -> Any:
+    """Call the API; Ctrl-C inside a run prints one line naming the run directory to resume, exit code 130
+    (typer would swallow the KeyboardInterrupt into a bare return code)."""
+    try:
+        return fn(*args, **kwargs)
+    except RunInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != {}}
 
@@ -89,7 +99,7 @@ def search(
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs, "threads": threads,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
-        res = api.search(resume=resume)
+        res = _run(api.search, resume=resume)
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
@@ -104,7 +114,8 @@ def search(
         if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = api.search(cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
+        res = _run(api.search, cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root,
+                   run_name=name)
     _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
 
 
@@ -138,7 +149,7 @@ def train(
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "threads": threads, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name})
-        res = api.train(resume=resume)
+        res = _run(api.train, resume=resume)
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
@@ -146,7 +157,8 @@ def train(
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt)})
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
+        res = _run(api.train, cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root,
+                   run_name=name)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "epochs", "images_per_s", "cost", "run_dir"])
 
 
@@ -209,7 +221,7 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
         tables = guess if guess.is_dir() else None
     if tables is not None:
         cfg["tables"] = str(tables)
-    res = api.search(cfg, run_root=run_root, run_name=None)
+    res = _run(api.search, cfg, run_root=run_root, run_name=None)
     summary = {"arch": res["arch"], "fashion_mnist_test_accuracy": res["retrain"]["test_accuracy"],
                "params": res["retrain"]["params"], "run_dir": res["run_dir"], "cost": res["cost"]}
     if "table" in res:
@@ -256,9 +268,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         print(f"error: {e.format_message()}; see '{command} --help'", file=sys.stderr)
         sys.exit(2)
-    except RunInterrupted as e:  # Ctrl-C inside a run: one line naming the run directory to resume
-        print(str(e), file=sys.stderr)
-        sys.exit(e.exit_code)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -2,9 +2,9 @@
 
 `guarded(run, command, resumed)` wraps the work of a run:
 
-- Ctrl-C (KeyboardInterrupt) becomes `RunInterrupted` (a UserError with exit code 130) whose one-line message
-  names the run directory and the command that resumes it; finished epochs and trials are in the checkpoint
-  and the journal.
+- Ctrl-C (KeyboardInterrupt) becomes `RunInterrupted` (still a KeyboardInterrupt, with exit code 130) whose
+  one-line message names the run directory and the command that resumes it; finished epochs and trials are in
+  the checkpoint and the journal.
 - Any other error that leaves nothing worth resuming (no checkpoint, no metrics, no trials) removes the
   directory the run created, so no empty run directory is left behind; otherwise the message is extended with
   the run directory.
@@ -25,8 +25,9 @@ from .store import RunDir
 WORK_FILES = ("checkpoint.pt", "metrics.jsonl", "trials.sqlite", "search.json", "result.json", "retrain")
 
 
-class RunInterrupted(UserError):
-    """The user interrupted a run (Ctrl-C); its run directory can be resumed."""
+class RunInterrupted(KeyboardInterrupt):
+    """The user interrupted a run (Ctrl-C); its run directory can be resumed. A KeyboardInterrupt (so code
+    that catches Ctrl-C still does), carrying the run directory and a one-line message."""
 
     exit_code = 130
 
@@ -57,10 +58,10 @@ def guarded(run: RunDir, command: str, resumed: bool) -> Iterator[RunDir]:
     """Run the body; on Ctrl-C raise RunInterrupted, on an error remove the run directory if it holds no work."""
     try:
         yield run
-    except KeyboardInterrupt:
-        raise RunInterrupted(run.path, command) from None
     except RunInterrupted:
         raise
+    except KeyboardInterrupt:
+        raise RunInterrupted(run.path, command) from None
     except BaseException as e:
         if not resumed and run.path.is_dir() and not has_work(run.path):
             shutil.rmtree(run.path, ignore_errors=True)
