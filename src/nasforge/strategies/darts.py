@@ -24,7 +24,8 @@ from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
 
 ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((0.5, 0.999), "[0, 1)"),
                                  "arch_weight_decay": Opt(1e-3, ">=0"), "temperature": Opt(1.0, ">0"),
-                                 "activation": Opt("softmax", choices=("softmax", "sigmoid"))}
+                                 "activation": Opt("softmax", choices=("softmax", "sigmoid")),
+                                 "derive": "default"}
 
 
 class _Differentiable(OneShotStrategy):

@@ -98,6 +98,9 @@ class PathSamplingStrategy(OneShotStrategy):
         if self.hp["hessian_every"]:
             raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
                               "track; leave hessian_every at 0")
+        if self.hp.get("final") == "sample" and self.hp.get("derive", "default") != "default":
+            raise ConfigError(f"{self.name} derive={self.hp['derive']} applies to final=argmax; final=sample "
+                              "draws the architecture from the policies")
 
     # -- subclass hooks -----------------------------------------------------------------------
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
@@ -200,6 +203,9 @@ class PathSamplingStrategy(OneShotStrategy):
             return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
         if self.top2:
             return supernet.derive(self._tensors(self.scores()))
+        rule = self.hp.get("derive", "default")
+        if rule != "default":  # e.g. "connected": the best cell under the policies whose input reaches its output
+            return supernet.derive(self._tensors(self.scores()), rule=rule)
         return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
 
     def _tensors(self, matrix: np.ndarray) -> dict[str, torch.Tensor]:
@@ -286,7 +292,7 @@ class MANAS(PathSamplingStrategy):
     name = "manas"
     defaults = {**PATH_DEFAULTS, "eta": Opt(None, ">0", type=float, help="null: sqrt(2 ln K / (T K))"),
                 "gamma": Opt(0.0, "[0, 1]"), "baseline": False, "val_loss": Opt("ce", choices=VAL_LOSSES),
-                "final": Opt("argmax", choices=FINALS)}
+                "final": Opt("argmax", choices=FINALS), "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
@@ -302,7 +308,7 @@ class MANASLS(PathSamplingStrategy):
     name = "manas-ls"
     defaults = {**PATH_DEFAULTS, "ridge": Opt(1e-3, ">0"), "refit_every": Opt(None, ">=1", type=int),
                 "warmup": Opt(None, ">=0", type=int), "val_loss": Opt("ce", choices=VAL_LOSSES),
-                "final": Opt("argmax", choices=FINALS)}
+                "final": Opt("argmax", choices=FINALS), "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         refit = self.hp["refit_every"]
