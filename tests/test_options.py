@@ -176,3 +176,13 @@ def test_cli_rejects_misshapen_yaml(capsys, tmp_path, yaml_text, needle):
     err = capsys.readouterr().err
     assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_list_shows_declared_options(capsys):
+    main(["list", "darts"])
+    out = capsys.readouterr().out
+    assert "strategy darts" in out and "order" in out and "one of 1, 2" in out
+    assert "space darts" in out and "an integer >= 1, default 16" in out
+    with pytest.raises(SystemExit) as e:
+        main(["list", "nope"])
+    assert e.value.code == 2

@@ -47,6 +47,21 @@ def components() -> dict[str, list[tuple[str, str]]]:
             "executors": list(EXECUTORS.describe()), "models": list(MODELS.describe())}
 
 
+def options_of(kind: str, name: str) -> list[tuple[str, str]]:
+    """The declared options of a strategy (`--set`), a space (`--space-opt`, `--retrain-opt`) or training
+    (`kind="training"`, any name): (key, "type range, default ...") rows, as `nasforge list NAME` prints them.
+    Raises ConfigError for an unknown kind or name."""
+    from .options import describe
+
+    import_components()
+    if kind == "training":
+        return describe(TrainConfig.declaration())
+    registry = {"strategy": STRATEGIES, "space": SPACES}.get(kind)
+    if registry is None:
+        raise ConfigError(f"unknown kind '{kind}'; choose from: space, strategy, training")
+    return describe(registry.get(name).defaults)
+
+
 @contextmanager
 def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
     """Accumulate this process's cost into the run (so a resumed run reports the total)."""

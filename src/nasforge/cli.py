@@ -201,8 +201,23 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories (an
 
 
 @app.command("list")
-def list_components() -> None:
-    """Every registered search space, strategy, dataset, estimator, executor and model."""
+def list_components(name: Optional[str] = typer.Argument(
+        None, help="a strategy or space: list its options (--set / --space-opt keys); 'training' for --set of train")) -> None:
+    """Every registered search space, strategy, dataset, estimator, executor and model (or one's options)."""
+    if name is not None:
+        comps = api.components()
+        kinds = [k for k, plural in (("strategy", "strategies"), ("space", "spaces"))
+                 if name in dict(comps[plural])] or (["training"] if name == "training" else [])
+        if not kinds:
+            raise ConfigError(f"'{name}' is not a registered strategy or space (see `nasforge list`), nor 'training'")
+        for kind in kinds:
+            flag = {"strategy": "--set", "space": "--space-opt / --retrain-opt", "training": "train --set"}[kind]
+            t = Table(title=f"{kind} {name}: options ({flag} key=value)", title_justify="left", show_header=False,
+                      box=None)
+            for key, text in api.options_of(kind, name):
+                t.add_row(f"[bold]{key}[/]", text)
+            out.print(t)
+        return
     for kind, entries in api.components().items():
         t = Table(title=kind, title_justify="left", show_header=False, box=None)
         for n, h in entries:
