@@ -270,3 +270,25 @@ def test_resume_says_which_flags_it_ignores(tmp_path):
     p = _cli("train", "--resume", str(tmp_path / "t"), "--epochs", "5", "--lr", "0.1", "--quiet")
     assert p.returncode == 0, p.stderr
     assert "ignored: --epochs, --lr" in p.stderr
+
+
+# -- smaller ones ----------------------------------------------------------------------------------------
+def test_subset_larger_than_the_data_is_an_error(capsys, tmp_path):
+    from nasforge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "100000", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "subset 100000 is larger than the data set (2000 images)" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_degenerate_warning_is_one_line(tmp_path, capsys, monkeypatch):
+    from nasforge.strategies.oneshot import OneShotStrategy
+
+    monkeypatch.setattr(OneShotStrategy, "derive", lambda self, supernet, ctx: "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    res = api.search({**TINY, "method": "single-darts", "budget": {"epochs": 1}, "hparams": {"hessian_every": 0}},
+                     run_root=tmp_path)
+    err = [l for l in capsys.readouterr().err.splitlines() if "warning" in l.lower()]
+    assert len(err) == 1 and err[0].startswith("warning: the derived architecture") and ".py" not in err[0]
+    assert res["search"]["metrics"]["degenerate"] is True and len(res["search"]["history"]) == 1

@@ -134,7 +134,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         else:
             res = _run_strategy(cfg, strategy, space, budget, train, table, run)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
-                     "history_tail": res.history[-1] if res.history else None}
+                     "history_tail": res.history[-1] if res.history else None, "history": res.history}
             atomic_write_json(search_file, found)
         arch = space.validate(found["arch"])
         # the architecture alone, as soon as the search has ended (before any retraining)

@@ -227,10 +227,13 @@ def list_components(name: Optional[str] = typer.Argument(
 
 @app.command()
 def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, help="benchmark tables folder"),
+         data_root: Optional[Path] = typer.Option(None, help="folder holding Fashion-MNIST (default: the system's)"),
+         threads: Optional[int] = typer.Option(None, help="torch threads (default: all cores)"),
          quiet: bool = typer.Option(False, "--quiet")) -> None:
     """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, print its test accuracy."""
     progress.set_enabled(not quiet)
     cfg = cfgmod.load_yaml(Path(__file__).parent / "configs" / "demo.yaml")
+    cfg.update(_drop_none({"data_root": str(data_root) if data_root else None, "threads": threads}))
     if tables is None:
         guess = Path("../shared/data/benchmarks")
         tables = guess if guess.is_dir() else None

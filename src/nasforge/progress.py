@@ -87,3 +87,8 @@ def line(record: dict) -> None:
     if event == "trial" and record.get("error"):
         parts.append(f"failed: {str(record['error'])[:120]}")
     print(f"{head}: {', '.join(parts)}" if parts else head, file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    """One line ``warning: ...`` on stderr (shown with --quiet too: it is about the result, not progress)."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)

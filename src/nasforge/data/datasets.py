@@ -257,6 +257,8 @@ def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:
     """A fixed permutation of range(n), cut to `subset`; the same seed always gives the same indices."""
     if subset is not None and not (2 <= subset):
         raise DataError(f"subset must be at least 2 images, got {subset}")
+    if subset is not None and subset > n:  # never silently capped
+        raise DataError(f"subset {subset} is larger than the data set ({n} images)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[: min(subset, n)] if subset else perm
 

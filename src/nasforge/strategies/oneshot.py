@@ -7,7 +7,6 @@ streams, per-epoch diagnostics, atomic checkpoints and exact resume.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -174,8 +173,8 @@ class OneShotStrategy(Strategy):
             metrics["derived_by_rule"] = self.derivations(supernet, ctx)
         if hasattr(ctx.space, "is_degenerate") and ctx.space.is_degenerate(arch):
             metrics["degenerate"] = True
-            warnings.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
-                          "the network predicts a constant (see the run's alpha_softmax history)", stacklevel=2)
+            progress.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
+                          "the network predicts a constant (see the run's alpha_softmax history)")
         return SearchResult(arch=arch, history=history, metrics=metrics)
 
     @staticmethod
