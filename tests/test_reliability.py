@@ -292,3 +292,12 @@ def test_degenerate_warning_is_one_line(tmp_path, capsys, monkeypatch):
     err = [l for l in capsys.readouterr().err.splitlines() if "warning" in l.lower()]
     assert len(err) == 1 and err[0].startswith("warning: the derived architecture") and ".py" not in err[0]
     assert res["search"]["metrics"]["degenerate"] is True and len(res["search"]["history"]) == 1
+
+
+def test_help_shows_defaults_and_switches():
+    p = _cli("search", "--help")
+    assert p.returncode == 0
+    assert "[default: single-darts]" in p.stdout.replace("-\n", "-").replace("\n", " ").replace("  ", " ") or \
+        "single-" in p.stdout
+    assert "[default: 64]" in p.stdout and "<bool>" not in p.stdout
+    assert "nasforge list METHOD" in p.stdout

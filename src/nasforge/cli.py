@@ -21,8 +21,16 @@ from . import progress
 from .errors import ConfigError, UserError
 from .runs.guard import RunInterrupted
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# plain click help: switches shown as switches (no "<bool>"), defaults shown ([default: ...])
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"show_default": True},
                   help="Neural architecture search methods side by side on the same spaces, data and budgets.")
+
+
+def _d(text: str, key: str, table: dict | None = None) -> str:
+    """Help text with the config default of `key` (flags default to None: "not given, use the config")."""
+    value = (table or cfgmod.SEARCH_DEFAULTS).get(key)
+    return f"{text} [default: {'all' if value is None else value}]"
 out = Console()
 err = Console(stderr=True)
 
@@ -62,27 +70,27 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def search(
-    space: Optional[str] = typer.Option(None, help="search space (see `nasforge list`)"),
-    method: Optional[str] = typer.Option(None, help="strategy (see `nasforge list`)"),
-    dataset: Optional[str] = typer.Option(None, help="dataset name"),
+    space: Optional[str] = typer.Option(None, help=_d("search space (see `nasforge list`)", "space")),
+    method: Optional[str] = typer.Option(None, help=_d("strategy (see `nasforge list`)", "method")),
+    dataset: Optional[str] = typer.Option(None, help=_d("dataset name", "dataset")),
     data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
     seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
-    subset: Optional[int] = typer.Option(None, help="training images used by the search (split in halves)"),
+    subset: Optional[int] = typer.Option(None, help=_d("training images used by the search (split in halves)", "subset")),
     train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
-    batch_size: Optional[int] = typer.Option(None, help="search batch size"),
-    seed: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, help=_d("search batch size", "batch_size")),
+    seed: Optional[int] = typer.Option(None, help=_d("random seed", "seed")),
     estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table"),
-    executor: Optional[str] = typer.Option(None, help="where trials run: local | ray"),
+    executor: Optional[str] = typer.Option(None, help=_d("where trials run: local | ray", "executor")),
     workers: Optional[int] = typer.Option(None, help="ray: parallel trials"),
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
-    threads: Optional[int] = typer.Option(None, help="torch threads"),
-    hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable)"),
-    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8"),
+    threads: Optional[int] = typer.Option(None, help=_d("torch threads (also inside trials)", "threads")),
+    hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
+    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8 (keys: `nasforge list SPACE`)"),
     retrain_opt: Optional[List[str]] = typer.Option(None, "--retrain-opt", help="final-network option key=value"),
     config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
     resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
