@@ -100,7 +100,7 @@ def check_finite(loss: torch.Tensor, where: str, clipping: bool | None = None) -
     """Raise TrainingDiverged (exit code 3) when `loss` is NaN or infinite. `clipping`: whether gradient
     clipping is on (then the message does not suggest it); None when unknown."""
     if not torch.isfinite(loss):
-        hint = "lower the learning rate" + ("" if clipping else " or enable gradient clipping (grad_clip)")
+        hint = "lower the learning rate" + (" or enable gradient clipping (grad_clip)" if clipping is False else "")
         raise TrainingDiverged(f"loss became {loss.item()} at {where}; {hint}")
 
 
