@@ -37,6 +37,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     With `mean` and `std` (the training normalisation, 0..1 units) the normalisation is folded into the graph:
     the ONNX input ``images`` is then float32 pixel values 0..255 ([N, C, H, W]; cast uint8 images to float),
     `example` must be such pixels, and mean/std/input are recorded in the file's metadata.
+    The model and `example` are moved to the CPU first (ONNX export traces on the host; the file is
+    device-free and onnxruntime checks it on the CPU), so a model trained on a GPU exports as is.
     Raises UserError when onnx/onnxruntime are missing or the file disagrees with PyTorch beyond `atol`.
     """
     if mean is not None and std is not None:
@@ -44,9 +46,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
         example = example.float()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    host = torch.device("cpu")  # host: ONNX export and the onnxruntime check run on the CPU
+    model = model.to(host).float()
+    example = example.to(host).float()
     model.eval()
     with torch.no_grad():
-        expected = model(example).numpy()
+        expected = model(example).cpu().numpy()
     # torch.onnx prints diagnostics on stdout; keep the CLI's output to the one result line
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
@@ -68,7 +73,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
         onnx.save(proto, str(out))
     onnx.checker.check_model(str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"images": example.numpy()})[0]
+    got = session.run(["logits"], {"images": example.cpu().numpy()})[0]
     diff = float(np.abs(got - expected).max())
     agree = float((got.argmax(1) == expected.argmax(1)).mean())
     if diff > atol:
