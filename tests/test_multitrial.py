@@ -73,7 +73,7 @@ def test_budget_and_estimator_are_required():
         RandomSearch().search(SearchContext(space=reduced(), budget=Budget(trials=3)))
     with pytest.raises(ConfigError, match="unknown hyperparameter"):
         PNAS(beam=3)
-    with pytest.raises(ConfigError, match="beam width K"):
+    with pytest.raises(ConfigError, match="K must be an integer >= 1; got 0"):
         search(PNAS(K=0), reduced(), trials=3)
     with pytest.raises(ConfigError, match="grows spaces with a categorical encoding or PNAS block cells"):
         search(PNAS(), DartsSpace(), trials=3)  # neither categorical nor block cells

@@ -107,9 +107,9 @@ def test_aux_head_and_drop_path_are_used(tiny_data):
     assert sorted(set(m.seen)) == [0.0, 0.1]
 
 
-@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "choose from: adamw, sgd"),
-                                       ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"),
-                                       ({"lr": float("nan")}, "learning rate")])
+@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "optimizer must be one of sgd, adamw"),
+                                       ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr must be a number > 0"),
+                                       ({"lr": float("nan")}, "lr must be a finite number")])
 def test_bad_training_config(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)

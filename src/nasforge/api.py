@@ -19,17 +19,19 @@ import torch
 from . import config as cfgmod
 from . import distributed
 from .accel import check_precision, resolve_device, setup_device
-from .building import build_model, import_components, load_arch, load_trained, make_space
+from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .ops.heads import param_counts
 from .models import MODELS
+from .preflight import check_search
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+from .runs.guard import clean_temp_files, guarded
 from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
-from .utils import Cost, CostMeter, atomic_write_json, set_threads
+from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
 
@@ -47,27 +49,54 @@ def components() -> dict[str, list[tuple[str, str]]]:
             "executors": list(EXECUTORS.describe()), "models": list(MODELS.describe())}
 
 
+def options_of(kind: str, name: str) -> list[tuple[str, str]]:
+    """The declared options of a strategy (`--set`), a space (`--space-opt`, `--retrain-opt`) or training
+    (`kind="training"`, any name): (key, "type range, default ...") rows, as `nasforge list NAME` prints them.
+    Raises ConfigError for an unknown kind or name."""
+    from .options import describe
+
+    import_components()
+    if kind == "training":
+        return describe(TrainConfig.declaration())
+    registry = {"strategy": STRATEGIES, "space": SPACES}.get(kind)
+    if registry is None:
+        raise ConfigError(f"unknown kind '{kind}'; choose from: space, strategy, training")
+    return describe(registry.get(name).defaults)
+
+
 @contextmanager
 def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
     """Accumulate this process's cost into the run (so a resumed run reports the total)."""
     p = run.file("cost.json")
     prev = Cost(**json.loads(p.read_text())) if p.exists() else Cost()
     meter = CostMeter(prev)
+    # written with every checkpoint too, so a crash never loses the time spent before its last checkpoint
+    run.on_checkpoint = lambda: run.write_json("cost.json", meter.now().as_dict())
     try:
         yield meter
     finally:
+        run.on_checkpoint = None
         run.write_json("cost.json", meter.now().as_dict())
 
 
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
-    """A resumed run takes its stored config (the run directory is the source of truth); `config` may
-    change only where it runs (cfgmod.RESUME_OVERRIDABLE: device, threads), e.g. resume a GPU run on a CPU."""
+    """A resumed run takes its stored config (the run directory is the source of truth). A new run's paths
+    (data_root, tables) are stored resolved, so the run can be resumed from any working directory.
+    On resume `config` may change only where it runs (cfgmod.RESUME_OVERRIDABLE: device, threads)."""
     if resume is None:
-        return None, cfgmod.resolve(defaults, config)
+        cfg = cfgmod.resolve(defaults, config)
+        for key in ("data_root", "tables"):
+            if cfg.get(key):
+                cfg[key] = str(Path(cfg[key]).expanduser().resolve())
+        return None, cfg
     run = RunDir.open(resume)
     stored = run.config()
-    stored.pop("command", None)
+    command = stored.pop("command", None)
+    expected = "search" if defaults is cfgmod.SEARCH_DEFAULTS else "train"
+    if command is not None and command != expected:
+        raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
+    clean_temp_files(run)  # leftovers of a write that was killed half-way
     override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
     other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)
     if other:
@@ -107,8 +136,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues)."""
     import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
-    strategy_cls = STRATEGIES.get(cfg["method"])
-    strategy = strategy_cls(**cfg["hparams"])
+    strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
@@ -129,25 +157,31 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
         run = _create_run(run_root, "search", cfg, run_name)
 
-    with _tracked_cost(run) as meter:
+    with guarded(run, "search", resumed=resume is not None), _tracked_cost(run) as meter:
         search_file = run.file("search.json")
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
             res = _run_strategy(cfg, strategy, space, budget, train, table, run, device)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
-                     "history_tail": res.history[-1] if res.history else None}
+                     "history_tail": res.history[-1] if res.history else None, "history": res.history}
             run.write_json("search.json", found)
         arch = space.validate(found["arch"])
+        # the architecture alone, as soon as the search has ended (before any retraining)
+        run.write_json("arch.json", {"space": space.name, "space_config": space.config, "arch": arch})
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
                                   "method": cfg["method"], "seed": cfg["seed"], "search": found}
+        if "failed" in found["metrics"]:  # multi-trial: the summary counts failed trials
+            n, failed = found["metrics"].get("trials", 0), found["metrics"]["failed"]
+            result["trials"] = {"scored": n - failed, "failed": failed}
         if table is not None:
             result["table"] = table.record(arch)
         if cfg["retrain"]:
-            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"), device)
+            child = RunDir(run.path / "retrain")
+            child.on_checkpoint = run.on_checkpoint
+            result["retrain"] = _retrain(cfg, space, arch, train, test, child, device)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
-    run.write_json("arch.json", {"space": space.name, "space_config": space.config, "arch": arch})
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
@@ -240,7 +274,10 @@ def _trial_device(cfg: dict[str, Any], device: torch.device | None) -> str:
 def _executor(cfg: dict[str, Any]):
     from .runs.executors import make_executor
 
-    return make_executor(cfg["executor"], **cfg["executor_options"])
+    opts = dict(cfg["executor_options"])
+    if cfg["threads"]:  # the user's --threads apply inside trials too
+        opts.setdefault("threads" if cfg["executor"] == "local" else "threads_per_worker", cfg["threads"])
+    return make_executor(cfg["executor"], **opts)
 
 
 def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir,
@@ -251,6 +288,7 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     tcfg = TrainConfig.from_dict(cfg["retrain"])
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
+    seed_everything(tcfg.seed)  # the same weights in any process
     model = space.build(arch, **cfg["retrain_space_options"])
     out = train_model(model, tr, te, tcfg, run=run, device=device, precision=cfg["precision"],
                       sync_bn=bool(cfg["sync_bn"]))
@@ -268,13 +306,17 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     tcfg = TrainConfig.from_dict(cfg["train"])
+    cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
     device = _runtime(cfg)
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
-    model, described = build_model(_arch_source(cfg["arch"], resumed=resume is not None), tr, cfg["space_options"])
+    seed_everything(tcfg.seed)  # the same weights in any process
+    model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     if resume is None:
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
-    with _tracked_cost(run) as meter:
+        if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
+            run.write_json("arch.json", cfg["arch"])
+    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
         out = train_model(model, tr, te, tcfg, run=run, device=device, precision=cfg["precision"],
                           sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()
@@ -294,11 +336,15 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _arch_source(arch: Any, resumed: bool) -> Any:
-    """What `train` builds from: a model name or architecture dict as given; a new run's architecture file by
-    its absolute path (a resumed run reads the path its config stored)."""
-    if resumed or not str(arch).endswith(".json"):
+    """What `train` builds from: a model name or architecture dict as given; a new run's architecture file is
+    read now and stored in the run (its config holds the architecture itself, not the file's path), so the run
+    needs nothing outside its directory."""
+    if resumed:
         return arch
-    return str(Path(arch).resolve())
+    spec = arch_spec(arch)
+    if isinstance(spec, dict):  # a search's result.json holds much more than the architecture
+        spec = {k: spec[k] for k in ("space", "space_config", "arch") if k in spec}
+    return spec
 
 
 _load_trained = load_trained  # the name other modules used
@@ -337,10 +383,18 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
 
     resolve_device(device)
     model, state, cfg, test_set = load_trained(run_dir)
-    from .data import Loader
+    # the normalisation is folded into the graph: the file takes raw pixels 0..255 (see export_onnx)
+    x = test_set.images[:check_images]
+    res = export_onnx(model, x, out, opset=opset, mean=state["mean"], std=state["std"])
+    if len(test_set):  # accuracy of the exported file itself, fed raw pixels
+        import onnxruntime as ort
 
-    x, _ = next(iter(Loader(test_set, check_images, mean=state["mean"], std=state["std"])))
-    return export_onnx(model, x, out, opset=opset)
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        n = min(len(test_set), 1000)
+        logits = sess.run(["logits"], {"images": test_set.images[:n].float().numpy()})[0]
+        res["onnx_accuracy_raw_pixels"] = float((logits.argmax(1) == test_set.labels[:n].numpy()).mean())
+        res["onnx_accuracy_images"] = n
+    return res
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,11 +28,9 @@ _DATA_KEYS = ("space", "in_channels", "num_classes", "resolution")
 
 def import_components() -> None:
     """Import every space, strategy and estimator module (and the executors) so their registrations run."""
-    for pkg in ("spaces", "strategies", "estimators"):
-        mod = importlib.import_module(f"nasforge.{pkg}")
-        for info in pkgutil.iter_modules(mod.__path__):
-            importlib.import_module(f"nasforge.{pkg}.{info.name}")
-    importlib.import_module("nasforge.runs.executors")
+    from .registry import import_all
+
+    import_all()
 
 
 def make_space(name: str, data: ImageDataset | None, options: dict[str, Any]) -> SearchSpace:
@@ -103,12 +101,12 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
             raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
         spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
         space_options = res["retrain"].get("space_options", {})
-        state_file = Path(res["retrain"]["model_file"])
+        state_file = run.path / "retrain" / "model.pt"  # relative to the run: a moved run still loads
     else:
         spec = res["model"] if "model" in res else {"space": res["space"], "arch": res["arch"],
                                                     "space_config": _space_config_of(cfg)}
         space_options = cfg.get("space_options", {})
-        state_file = Path(res["model_file"])
+        state_file = run.path / "model.pt"
     _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
     model, _ = build_model(spec, test_set, space_options)
     state = torch.load(state_file, map_location="cpu", weights_only=False)  # host: model files load on any device

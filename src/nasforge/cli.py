@@ -19,9 +19,18 @@ from . import api
 from . import config as cfgmod
 from . import progress
 from .errors import ConfigError, UserError
+from .runs.guard import RunInterrupted
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# plain click help: switches shown as switches (no "<bool>"), defaults shown ([default: ...])
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"show_default": True},
                   help="Neural architecture search methods side by side on the same spaces, data and budgets.")
+
+
+def _d(text: str, key: str, table: dict | None = None) -> str:
+    """Help text with the config default of `key` (flags default to None: "not given, use the config")."""
+    value = (table or cfgmod.SEARCH_DEFAULTS).get(key)
+    return f"{text} [default: {'all' if value is None else value}]"
 out = Console()
 err = Console(stderr=True)
 
@@ -68,6 +77,24 @@ def _kv(items: Optional[List[str]]) -> dict[str, Any]:
     return cfgmod.parse_assignments(items)
 
 
+def _note_ignored_on_resume(command: str, resume: Path, given: dict[str, Any]) -> None:
+    """--resume continues a run with the config stored in it: say which other flags are therefore ignored."""
+    ignored = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False, [], ())]
+    if ignored:
+        print(f"note: {command} --resume continues {resume} with its stored config; ignored: {', '.join(ignored)}",
+              file=sys.stderr)
+
+
+def _run(fn, *args: Any, **kwargs: Any) -> Any:
+    """Call the API; Ctrl-C inside a run prints one line naming the run directory to resume, exit code 130
+    (typer would swallow the KeyboardInterrupt into a bare return code)."""
+    try:
+        return fn(*args, **kwargs)
+    except RunInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
 def _rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -78,28 +105,28 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def search(
-    space: Optional[str] = typer.Option(None, help="search space (see `nasforge list`)"),
-    method: Optional[str] = typer.Option(None, help="strategy (see `nasforge list`)"),
-    dataset: Optional[str] = typer.Option(None, help="dataset name"),
+    space: Optional[str] = typer.Option(None, help=_d("search space (see `nasforge list`)", "space")),
+    method: Optional[str] = typer.Option(None, help=_d("strategy (see `nasforge list`)", "method")),
+    dataset: Optional[str] = typer.Option(None, help=_d("dataset name", "dataset")),
     data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
     seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
-    subset: Optional[int] = typer.Option(None, help="training images used by the search (split in halves)"),
+    subset: Optional[int] = typer.Option(None, help=_d("training images used by the search (split in halves)", "subset")),
     train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
-    batch_size: Optional[int] = typer.Option(None, help="search batch size"),
-    seed: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, help=_d("search batch size", "batch_size")),
+    seed: Optional[int] = typer.Option(None, help=_d("random seed", "seed")),
     estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table"),
-    executor: Optional[str] = typer.Option(None, help="where trials run: local | ray"),
+    executor: Optional[str] = typer.Option(None, help=_d("where trials run: local | ray", "executor")),
     workers: Optional[int] = typer.Option(None, help="ray: parallel trials"),
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
     gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
-    threads: Optional[int] = typer.Option(None, help="torch threads"),
-    hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable)"),
-    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8"),
+    threads: Optional[int] = typer.Option(None, help=_d("torch threads (also inside trials)", "threads")),
+    hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
+    space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8 (keys: `nasforge list SPACE`)"),
     retrain_opt: Optional[List[str]] = typer.Option(None, "--retrain-opt", help="final-network option key=value"),
     config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
     resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
@@ -115,7 +142,13 @@ def search(
     progress.set_enabled(not quiet and _rank0())
     _maybe_relaunch(nproc)
     if resume is not None:
-        res = api.search(_drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        _note_ignored_on_resume("search", resume, {
+            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "download": download,
+            "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
+            "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
+            "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
+            "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
+        res = _run(api.search, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
@@ -129,11 +162,12 @@ def search(
                                             "gpus_per_trial": gpus_per_trial}),
             "device": device, "precision": precision, "sync_bn": sync_bn or None,
         })
-        if retrain_epochs:
+        if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = api.search(cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
-    _emit(res, ["arch", "space", "method", "table", "retrain", "cost", "run_dir", "arch_file"])
+        res = _run(api.search, cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root,
+                   run_name=name)
+    _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
 
 
 @app.command()
@@ -166,7 +200,12 @@ def train(
     progress.set_enabled(not quiet and _rank0())
     _maybe_relaunch(nproc)
     if resume is not None:
-        res = api.train(_drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        _note_ignored_on_resume("train", resume, {
+            "arch": arch, "dataset": dataset, "data_root": data_root, "download": download, "epochs": epochs,
+            "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
+            "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
+            "config": config, "name": name})
+        res = _run(api.train, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
@@ -175,7 +214,8 @@ def train(
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
                             "device": device, "precision": precision, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
+        res = _run(api.train, cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root,
+                   run_name=name)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "epochs", "images_per_s", "cost", "run_dir"])
 
 
@@ -221,8 +261,23 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories (an
 
 
 @app.command("list")
-def list_components() -> None:
-    """Every registered search space, strategy, dataset, estimator, executor and model."""
+def list_components(name: Optional[str] = typer.Argument(
+        None, help="a strategy or space: list its options (--set / --space-opt keys); 'training' for --set of train")) -> None:
+    """Every registered search space, strategy, dataset, estimator, executor and model (or one's options)."""
+    if name is not None:
+        comps = api.components()
+        kinds = [k for k, plural in (("strategy", "strategies"), ("space", "spaces"))
+                 if name in dict(comps[plural])] or (["training"] if name == "training" else [])
+        if not kinds:
+            raise ConfigError(f"'{name}' is not a registered strategy or space (see `nasforge list`), nor 'training'")
+        for kind in kinds:
+            flag = {"strategy": "--set", "space": "--space-opt / --retrain-opt", "training": "train --set"}[kind]
+            t = Table(title=f"{kind} {name}: options ({flag} key=value)", title_justify="left", show_header=False,
+                      box=None)
+            for key, text in api.options_of(kind, name):
+                t.add_row(f"[bold]{key}[/]", text)
+            out.print(t)
+        return
     for kind, entries in api.components().items():
         t = Table(title=kind, title_justify="left", show_header=False, box=None)
         for n, h in entries:
@@ -232,16 +287,19 @@ def list_components() -> None:
 
 @app.command()
 def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, help="benchmark tables folder"),
+         data_root: Optional[Path] = typer.Option(None, help="folder holding Fashion-MNIST (default: the system's)"),
+         threads: Optional[int] = typer.Option(None, help="torch threads (default: all cores)"),
          quiet: bool = typer.Option(False, "--quiet")) -> None:
     """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, print its test accuracy."""
     progress.set_enabled(not quiet)
     cfg = cfgmod.load_yaml(Path(__file__).parent / "configs" / "demo.yaml")
+    cfg.update(_drop_none({"data_root": str(data_root) if data_root else None, "threads": threads}))
     if tables is None:
         guess = Path("../shared/data/benchmarks")
         tables = guess if guess.is_dir() else None
     if tables is not None:
         cfg["tables"] = str(tables)
-    res = api.search(cfg, run_root=run_root, run_name=None)
+    res = _run(api.search, cfg, run_root=run_root, run_name=None)
     summary = {"arch": res["arch"], "fashion_mnist_test_accuracy": res["retrain"]["test_accuracy"],
                "params": res["retrain"]["params"], "run_dir": res["run_dir"], "cost": res["cost"]}
     if "table" in res:
@@ -274,7 +332,10 @@ def _usage_error_types() -> tuple[type, ...]:
 def main(argv: list[str] | None = None) -> None:
     _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer >= 0.2x turns a Ctrl-C outside a run (e.g. while data loads) into a return value
+            print("interrupted before a run directory was created; nothing to resume", file=sys.stderr)
+            sys.exit(130)
     except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", 0))
     except typer.Abort:

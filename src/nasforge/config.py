@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
+from . import options
 from .errors import ConfigError
+from .options import Opt
 
 SEARCH_DEFAULTS: dict[str, Any] = {
     "space": "nb201",
@@ -62,6 +64,41 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 RESUME_OVERRIDABLE = ("device", "threads")
 
 
+#: Types and ranges of the top-level keys beyond what their defaults say (see nasforge.options). A key added
+#: to the defaults above without a rule here is typed by its default.
+RULES: dict[str, Any] = {
+    "space": Opt("nb201", type=str), "method": Opt("single-darts", type=str), "dataset": Opt("fashion-mnist", type=str),
+    "data_root": Opt(None, type=str), "tables": Opt(None, type=str), "estimator": Opt(None, type=str),
+    "executor": Opt("local", type=str), "table_dataset": Opt("cifar10", type=str),
+    "space_options": Opt({}, type=dict), "hparams": Opt({}, type=dict), "estimator_options": Opt({}, type=dict),
+    "executor_options": Opt({}, type=dict), "retrain_space_options": Opt({}, type=dict), "train": Opt({}, type=dict),
+    "retrain": Opt(None, type=dict, help="training options of the final network; null: no retraining"),
+    "subset": Opt(None, ">=1", type=int), "retrain_subset": Opt(None, ">=1", type=int),
+    "test_subset": Opt(None, ">=1", type=int), "threads": Opt(None, ">=1", type=int),
+    "seed": Opt(0, ">=0"), "split_seed": Opt(0, ">=0"), "train_portion": Opt(0.5, help="checked by data.check_train_portion"),
+    "batch_size": Opt(64, ">=1"),
+    "augment": {"crop_padding": Opt(0, ">=0"), "hflip": False, "cutout": Opt(0, ">=0")},
+    "budget": {"epochs": Opt(None, ">=1", type=int), "trials": Opt(None, ">=1", type=int),
+               "seconds": Opt(None, ">0", type=float)},
+    "arch": Opt("baseline", type=None, help="a model name, an architecture file, or {space, arch}"),
+    "command": Opt(None, type=str),
+}
+
+
+def declaration(defaults: dict[str, Any]) -> dict[str, Any]:
+    """The typed declaration of a defaults table (SEARCH_DEFAULTS / TRAIN_DEFAULTS): RULES where given."""
+    out: dict[str, Any] = {}
+    for k, v in defaults.items():
+        rule = RULES.get(k)
+        if rule is None:
+            out[k] = v
+        elif isinstance(rule, dict) and isinstance(v, dict):  # a section: rules for its keys, defaults for the rest
+            out[k] = {kk: rule.get(kk, vv) for kk, vv in v.items()}
+        else:
+            out[k] = rule
+    return out
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in override.items():
@@ -87,15 +124,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(defaults: dict[str, Any], *layers: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults, then each layer (YAML file, then CLI flags); unknown top-level keys are an error."""
+    """Defaults, then each layer (YAML file, then CLI flags), every value checked against its declaration.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of range, a section that is not a mapping.
+    """
+    decl = declaration(defaults)
     cfg = copy.deepcopy(defaults)
     for layer in layers:
         if not layer:
             continue
-        unknown = set(layer) - set(defaults)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
-        cfg = deep_merge(cfg, layer)
+        checked = options.resolve(decl, layer, "", fill=False, noun="config key")
+        cfg = deep_merge(cfg, checked)
     return cfg
 
 

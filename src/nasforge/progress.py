@@ -1,4 +1,8 @@
-"""Progress bars (rich) that stay quiet when output is not a terminal or when disabled."""
+"""Progress on stderr: rich bars on a terminal; plain lines (one per epoch, one per trial) when stderr is
+not a terminal (nohup, CI, a log file); nothing with --quiet.
+
+Bars nest: a bar opened while another is shown (a trial's training inside the search's "trial k of N" bar)
+is added to the same display and removed when it ends."""
 from __future__ import annotations
 
 import sys
@@ -29,12 +33,62 @@ class _Bar:
             self._p.update(self._t, description=description)
 
 
+_active: Progress | None = None
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def is_terminal() -> bool:
+    return _console().is_terminal
+
+
 @contextmanager
 def bar(description: str, total: int | None) -> Iterator[_Bar]:
-    console = Console(stderr=True)
-    if not _enabled or not console.is_terminal:
+    """A bar on a terminal (nested in the one already shown, if any); a no-op elsewhere."""
+    global _active
+    if not _enabled or not is_terminal():
         yield _Bar(None, None)
         return
+    if _active is not None:
+        task = _active.add_task(description, total=total)
+        try:
+            yield _Bar(_active, task)
+        finally:
+            _active.remove_task(task)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as p:
-        yield _Bar(p, p.add_task(description, total=total))
+                  TimeRemainingColumn(), console=_console(), transient=True) as p:
+        _active = p
+        try:
+            yield _Bar(p, p.add_task(description, total=total))
+        finally:
+            _active = None
+
+
+_LINE_KEYS = ("train_loss", "train_accuracy", "val_loss", "supernet_val_accuracy", "test_accuracy", "score",
+              "best_score", "images_per_s")
+
+
+def line(record: dict) -> None:
+    """One plain line for an `epoch` or `trial` event when stderr is not a terminal (and not --quiet)."""
+    event = record.get("event")
+    if not _enabled or event not in ("epoch", "trial") or is_terminal():
+        return
+    head = f"epoch {record.get('epoch')}" if event == "epoch" else f"trial {record.get('trial', '')}".rstrip()
+    parts = []
+    for k in _LINE_KEYS:
+        v = record.get(k)
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+        elif v is not None and not isinstance(v, (dict, list)):
+            parts.append(f"{k} {v}")
+    if event == "trial" and record.get("error"):
+        parts.append(f"failed: {str(record['error'])[:120]}")
+    print(f"{head}: {', '.join(parts)}" if parts else head, file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    """One line ``warning: ...`` on stderr (shown with --quiet too: it is about the result, not progress)."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)

@@ -41,6 +41,19 @@ class Registry(Generic[T]):
             yield name, self._help[name]
 
 
+def import_all() -> None:
+    """Import every space, strategy and estimator module (and the executors) so their registrations run.
+    Called by the API and by trial functions, which may run in a fresh process (a Ray worker)."""
+    import importlib
+    import pkgutil
+
+    for pkg in ("spaces", "strategies", "estimators"):
+        mod = importlib.import_module(f"nasforge.{pkg}")
+        for info in pkgutil.iter_modules(mod.__path__):
+            importlib.import_module(f"nasforge.{pkg}.{info.name}")
+    importlib.import_module("nasforge.runs.executors")
+
+
 SPACES: Registry = Registry("search space")
 STRATEGIES: Registry = Registry("strategy")
 DATASETS: Registry = Registry("dataset")

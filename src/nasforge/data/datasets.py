@@ -75,9 +75,11 @@ _HOW_TO = {
 
 
 def _candidates(name: str, root: str | Path | None) -> list[Path]:
-    out: list[Path] = []
+    """Where a dataset is looked for: an explicit root is authoritative (only it, and root/<name>); without
+    one, $NASFORGE_DATA then Debian's install location."""
     if root is not None:
-        out += [Path(root), Path(root) / name]
+        return [Path(root), Path(root) / name]
+    out: list[Path] = []
     env = os.environ.get("NASFORGE_DATA")
     if env:
         out += [Path(env) / name, Path(env)]
@@ -264,6 +266,8 @@ def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:
     """A fixed permutation of range(n), cut to `subset`; the same seed always gives the same indices."""
     if subset is not None and not (2 <= subset):
         raise DataError(f"subset must be at least 2 images, got {subset}")
+    if subset is not None and subset > n:  # never silently capped
+        raise DataError(f"subset {subset} is larger than the data set ({n} images)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))  # host: datasets load into host memory
     return perm[: min(subset, n)] if subset else perm
 

@@ -22,6 +22,13 @@ class ImageDataset:
                             f"{self.images.dtype}")
         if len(self.images) != len(self.labels):
             raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+        if self.labels.dtype.is_floating_point or self.labels.dim() != 1:
+            raise DataError(f"{self.name}: labels must be a vector of integers, got {tuple(self.labels.shape)} "
+                            f"{self.labels.dtype}")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes):
+            bad = int(self.labels.min()) if int(self.labels.min()) < 0 else int(self.labels.max())
+            raise DataError(f"{self.name}: label {bad} outside 0..{self.num_classes - 1} "
+                            f"({self.num_classes} classes): the data files are corrupt or of another dataset")
 
     def __len__(self) -> int:
         return len(self.labels)

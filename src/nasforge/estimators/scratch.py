@@ -8,9 +8,10 @@ import torch
 
 from ..data import load_dataset, search_split
 from ..ops.heads import param_counts
-from ..registry import ESTIMATORS, SPACES
+from ..registry import ESTIMATORS, SPACES, import_all
 from ..spaces.base import Arch, SearchSpace
 from ..training import TrainConfig, evaluate, train_model
+from ..utils import seed_everything
 from .base import Estimator
 
 
@@ -44,11 +45,14 @@ def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, 
 
 
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
-    """Train the spec's architecture on search-train on the spec's device; score = search-val accuracy."""
-    from ..accel import resolve_device
-
+    """Trial function: build the architecture (weights seeded by the spec's training seed, so the same
+    spec gives the same score in any process), train it on search-train, score it on search-val.
+    May run in a fresh process (a Ray worker): the registries are imported here."""
     if threads:
         torch.set_num_threads(threads)
+    import_all()
+    from ..accel import resolve_device
+
     device = resolve_device(spec.get("device", "cpu"))
     precision = spec.get("precision", "fp32")
     d = spec["data"]
@@ -56,10 +60,12 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
                     d.get("train_portion", 0.5))
     cfg = dict(spec["space"])
     space = SPACES.get(cfg.pop("space"))(**cfg)
-    model = space.build(arch=spec["arch"], **spec.get("build", {}))
     train_cfg = TrainConfig.from_dict(spec["train"])
+    seed_everything(train_cfg.seed)  # before the weights are initialised
+    model = space.build(arch=spec["arch"], **spec.get("build", {}))
     mean, std = tr.stats()
     out = train_model(model, tr, None, train_cfg, mean=mean, std=std, device=device, precision=precision)
     val = evaluate(model, train_cfg.loader(va, mean, std, train=False, device=device), precision)
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
-            **param_counts(model), "train_s": out["cost"]["wall_s"], "device": str(device)}
+            **param_counts(model), "train_s": out["cost"]["wall_s"], "threads": torch.get_num_threads(),
+            "device": str(device)}

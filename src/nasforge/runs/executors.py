@@ -10,7 +10,9 @@ results in the order of ``specs``. The journal makes runs resumable and cheap to
 - a trial left ``running`` or ``pending`` (the driver died) is run;
 - a trial that raises is retried up to ``max_retries`` times, then recorded as failed with the result
   ``{"score": None, "error": "..."}`` and the search goes on;
-- a trial raising ``UserError`` is a configuration error: not retried, re-raised at once.
+- a trial whose training diverges (``TrainingDiverged``: the loss became NaN/inf) is recorded as failed at
+  once with its error: its seed is fixed, so a retry would diverge the same way;
+- a trial raising any other ``UserError`` is a configuration error: not retried, re-raised at once.
 
 Two executors: ``local`` (in the driver process, one trial at a time, all cores) and ``ray`` (a Ray task per
 trial, ``workers`` at a time, each with its share of the cores). Ray is imported only when a Ray executor starts.
@@ -31,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, TrainingDiverged, UserError
 from ..registry import EXECUTORS
 from .journal import Trial, TrialJournal
 
@@ -61,6 +63,28 @@ def resolve_trial_fn(path: str) -> Callable[[dict[str, Any], int], dict[str, Any
     if not callable(fn):
         raise ConfigError(f"trial function '{path}': module '{module_name}' has no function '{attr}'")
     return fn
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, with one line, when a Ray cluster address (``host:port`` or ``ray://host:port``) does not
+    accept connections: `ray.init` would otherwise retry for minutes. ``auto``/``local`` are left to Ray.
+
+    Raises:
+        UserError: malformed address, or nothing listening there within `timeout` seconds.
+    """
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"Ray address '{address}' must be host:port (or ray://host:port, auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise UserError(f"cannot reach the Ray cluster at '{address}' ({reason}); start it with "
+                        "`ray start --head` or drop --ray-address to run a local Ray instance") from None
 
 
 def _worker_name() -> str:
@@ -106,11 +130,12 @@ class _Bookkeeping:
             raise ConfigError(f"trial function '{self.fn}' returned a result that is not JSON ({e})") from None
         self._finished(key)
 
-    def crashed(self, key: str, summary: str, detail: str) -> bool:
-        """Record a failed attempt. Returns True if the trial should be tried again."""
+    def crashed(self, key: str, summary: str, detail: str, retry: bool = True) -> bool:
+        """Record a failed attempt. Returns True if the trial should be tried again (never when `retry` is
+        False: a deterministic failure such as a diverged training run)."""
         error = f"{summary}\n\n{detail}".strip()
         self.failures[key] = self.failures.get(key, 0) + 1
-        if self.failures[key] <= self.max_retries:
+        if retry and self.failures[key] <= self.max_retries:
             self.journal.mark_pending(key, error=error)
             return True
         self.journal.mark_failed(key, error)
@@ -197,6 +222,8 @@ class LocalExecutor(Executor):
                     book.started(trial.key, _worker_name())
                     try:
                         result = trial_fn(trial.spec, self.threads)
+                    except TrainingDiverged as e:  # deterministic: recorded as failed, the search goes on
+                        retry = book.crashed(trial.key, _summary(e), traceback.format_exc(), retry=False)
                     except UserError as e:
                         book.abandon([trial.key], error=_summary(e))
                         raise
@@ -213,8 +240,12 @@ class LocalExecutor(Executor):
 
 
 def _run_on_worker(fn: str, spec: dict[str, Any], threads: int) -> tuple[dict[str, Any], str]:
-    """Body of the Ray task: runs in a worker process with `threads` torch threads."""
+    """Body of the Ray task: runs in a worker process with `threads` torch threads (the registries of
+    spaces, strategies and estimators are imported first: a worker is a fresh interpreter)."""
+    from ..registry import import_all
+
     torch.set_num_threads(threads)
+    import_all()
     return resolve_trial_fn(fn)(spec, threads), _worker_name()
 
 
@@ -261,6 +292,7 @@ class RayExecutor(Executor):
             quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             try:
                 if self.address:
+                    check_ray_address(self.address)
                     ray.init(address=self.address, **quiet)
                 else:
                     # Ray workers start from a fresh interpreter: hand them the driver's import path
@@ -297,10 +329,13 @@ class RayExecutor(Executor):
                     result, worker = ray.get(ref)
                 except RayTaskError as e:  # the trial function raised: e.cause is its exception
                     cause = e.cause if e.cause is not None else e
-                    if isinstance(cause, UserError):
+                    if isinstance(cause, TrainingDiverged):
+                        retry = book.crashed(trial.key, _summary(cause), str(e), retry=False)
+                    elif isinstance(cause, UserError):
                         book.abandon([trial.key], error=_summary(cause))
                         raise cause from None
-                    retry = book.crashed(trial.key, _summary(cause), str(e))
+                    else:
+                        retry = book.crashed(trial.key, _summary(cause), str(e))
                 except RayError as e:  # the worker process died (os._exit, segfault, out of memory), ...
                     retry = book.crashed(trial.key, _summary(e), str(e))
                 else:

@@ -31,6 +31,8 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: called after every checkpoint (the API updates cost.json there)
+        self.on_checkpoint: "callable | None" = None
 
     # -- creation -------------------------------------------------------------------------
     @classmethod
@@ -66,6 +68,9 @@ class RunDir:
     def log(self, **record: Any) -> None:
         if not distributed.is_main():
             return
+        from .. import progress
+
+        progress.line(record)  # plain progress lines when stderr is not a terminal
         record = {"time": round(time.time(), 3), **record}
         with open(self.path / self.METRICS, "a") as f:
             f.write(json.dumps(to_jsonable(record)) + "\n")
@@ -95,6 +100,8 @@ class RunDir:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         if distributed.is_main():
             atomic_torch_save(state, self.path / self.CHECKPOINT)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
 
     def has_checkpoint(self) -> bool:
         return (self.path / self.CHECKPOINT).is_file()

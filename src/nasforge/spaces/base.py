@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch.nn as nn
 
+from .. import options as _options
 from ..errors import ConfigError
 
 Arch = Any  # a JSON value; each space documents its form
@@ -42,7 +43,8 @@ class CategoricalEncoding:
 class SearchSpace(ABC):
     name: ClassVar[str] = ""
     supports_weight_sharing: ClassVar[bool] = False
-    #: option name -> default; the options are the *search* scale, `build(**overrides)` can change them
+    #: option name -> default or `nasforge.options.Opt` (type, range); the options are the *search* scale,
+    #: `build(**overrides)` can change them (overrides are checked against the same declaration)
     defaults: ClassVar[dict[str, Any]] = {}
     #: what varies with the space, declared here so that no strategy or API function names a space:
     #: the weight optimiser a one-shot search uses by default (SGD momentum 0.9 + cosine; the values of the
@@ -56,14 +58,10 @@ class SearchSpace(ABC):
     aux_option: ClassVar[str | None] = None
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)} for space '{self.name}'; "
-                              f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.resolution = resolution
-        self.options = {**self.defaults, **options}
+        self.options = _options.resolve(self.defaults, options, f"space '{self.name}'")
 
     @property
     def config(self) -> dict[str, Any]:
@@ -103,4 +101,7 @@ class SearchSpace(ABC):
         return None
 
     def _option(self, overrides: dict[str, Any], key: str) -> Any:
+        """`overrides[key]` (checked against the declaration in `defaults`) or the space's own option."""
+        if key in overrides and key in self.defaults:
+            return _options.as_opt(self.defaults[key]).check(overrides[key], f"space '{self.name}' option {key}")
         return overrides.get(key, self.options[key])

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
 from ..ops.heads import clear_auxiliary, tap_auxiliary
@@ -506,7 +507,8 @@ class DartsSpace(SearchSpace):
     name = "darts"
     supports_weight_sharing = True
     aux_option = "auxiliary"
-    defaults = {"C": 16, "layers": 8, "nodes": 4, "stem_multiplier": 3, "unique_cells": False}
+    defaults = {"C": Opt(16, ">=1"), "layers": Opt(8, ">=1", help="cells (reductions at 1/3 and 2/3)"),
+                "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False}
 
     def _random_cell(self, rng: random.Random) -> list[list]:
         ops = OPS[1:]  # never `none`: a sampled genotype has two real inputs per node

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..options import Opt
 from ..tables.macro import MACRO_CHOICES, MACRO_LAYERS, parse_macro_arch
 from ..errors import ConfigError
 from ..registry import SPACES
@@ -83,7 +84,7 @@ class MacroSpace(SearchSpace):
     """Options: C (stem channels; doubled at each of the 3 stages), head (channels of the last 1x1 conv)."""
 
     name = "macro"
-    defaults = {"C": 32, "head": 1280}
+    defaults = {"C": Opt(32, ">=1"), "head": Opt(1280, ">=1")}
     table = "nas-bench-macro"
 
     def sample(self, rng: random.Random) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..errors import ConfigError, choices_message
+from ..options import Opt
 from ..ops.mobile import BASELINE_OPS, MOBILE_OPS, make_mobile_op, mobile_op_available
 from ..registry import SPACES
 from .layerwise import LayerSpec, LayerwiseSpace, int_list, positive_int
@@ -32,7 +33,8 @@ class MobileSpace(LayerwiseSpace):
 
     name = "mobile"
     defaults = {"stem": 16, "stem_stride": 2, "widths": [16, 16, 24, 24, 40, 40, 80, 80],
-                "strides": [1, 1, 2, 1, 2, 1, 1, 1], "head": 128, "ops": "hurricane", "skip": True}
+                "strides": [1, 1, 2, 1, 2, 1, 1, 1], "head": 128,
+                "ops": Opt("hurricane", type=None, help="'hurricane', 'baseline' or a list of op names"), "skip": True}
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)

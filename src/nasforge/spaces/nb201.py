@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..options import Opt
 from ..tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, indices_to_ops, ops_to_indices, parse_arch
 from ..ops import NB201_OPS as OP_FACTORIES
 from ..ops import ResNetBasicBlock, is_parameter_free
@@ -270,7 +271,7 @@ class NB201Supernet(Supernet, _Skeleton):
 class NB201Space(SearchSpace):
     name = "nb201"
     supports_weight_sharing = True
-    defaults = {"C": 16, "N": 5}
+    defaults = {"C": Opt(16, ">=1", help="channels of the first stage"), "N": Opt(5, ">=1", help="cells per stage")}
     search_optimizer = {"weight_decay": 5e-4, "nesterov": True}  # NAS-Bench-201's training recipe
     table = "nas-bench-201"
     latency_table = "nb201"  # HELP: every cell measured on 27 devices (nasforge.hardware)

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import PNAS_OPS, Conv1x7x7x1, DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN, drop_path
 from ..ops.heads import clear_auxiliary, tap_auxiliary
@@ -368,8 +369,11 @@ class PNASSpace(SearchSpace):
 
     name = "pnas"
     aux_option = "aux"
-    defaults = {"C": 8, "N": 1, "blocks": 5, "ops": "full", "stem": "cifar", "stem_multiplier": 1.0,
-                "concat": "unused", "aux": False, "dropout": 0.0, "bn_eps": 1e-5, "bn_momentum": 0.1}
+    defaults = {"C": Opt(8, ">=1"), "N": Opt(1, ">=1"), "blocks": Opt(5, ">=1"),
+                "ops": Opt("full", type=None, help="'full', 'reduced' or a list of op names"),
+                "stem": Opt("cifar", choices=("cifar", "imagenet")), "stem_multiplier": Opt(1.0, ">0"),
+                "concat": Opt("unused", choices=("unused", "all")), "aux": False, "dropout": Opt(0.0, "[0, 1)"),
+                "bn_eps": Opt(1e-5, ">0"), "bn_momentum": Opt(0.1, "[0, 1]")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)

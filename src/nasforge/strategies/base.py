@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from .. import options
 import torch
 
 from ..errors import ConfigError
@@ -67,6 +68,9 @@ class SearchContext:
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
     _journal: Any = None
+    trial_bar: Any = None  # the "trial k of N, best so far" bar of a multi-trial search (nasforge.progress)
+    trials_seen: int = 0
+    best_score: float | None = None
 
     # -- logging and checkpoints ------------------------------------------------------------
     @property
@@ -124,24 +128,33 @@ class SearchContext:
             executor = LocalExecutor()
         else:
             executor = self.executor
-        results = executor.run(specs, self.estimator.trial_fn, self.journal)
+        results = executor.run(specs, self.estimator.trial_fn, self.journal, progress=self._on_trial)
         for arch, res in zip(archs, results):
             self.log(event="trial", round=round, arch=arch, **{k: v for k, v in res.items() if k != "arch"})
         return results
+
+    def _on_trial(self, trial: Any, finished: int, total: int) -> None:
+        """Advance the trial bar (a terminal only) as each trial finishes."""
+        self.trials_seen += 1
+        score = (trial.result or {}).get("score") if trial.status == "done" else None
+        if isinstance(score, (int, float)) and score == score and (self.best_score is None or score > self.best_score):
+            self.best_score = float(score)
+        if self.trial_bar is not None:
+            n = self.budget.trials or "?"
+            best = f"{self.best_score:.4g}" if self.best_score is not None else "-"
+            self.trial_bar.update(f"trial {self.trials_seen} of {n}, best {best}")
+            self.trial_bar.advance()
 
 
 class Strategy(ABC):
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "one-shot"  # or "multi-trial"
-    #: hyperparameter -> default; the CLI accepts overrides as --set key=value
+    #: hyperparameter -> default or `nasforge.options.Opt` (type, range, choices); the CLI accepts
+    #: overrides as --set key=value, checked by `nasforge.options.resolve` before a run directory exists
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **hparams: Any) -> None:
-        unknown = set(hparams) - set(self.defaults)
-        if unknown:
-            raise ConfigError(f"unknown hyperparameter(s) {sorted(unknown)} for strategy '{self.name}'; "
-                              f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
-        self.hp = {**self.defaults, **hparams}
+        self.hp = options.resolve(self.defaults, hparams, f"strategy '{self.name}'", noun="hyperparameter")
 
     def mode(self, estimator: str | None) -> str:
         """How the API runs this strategy with the given --estimator: "one-shot" or "multi-trial"."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..options import Opt
 from .. import distributed
 from ..errors import ConfigError
 from ..registry import STRATEGIES
@@ -23,8 +24,10 @@ from ..supernet import Supernet
 from .base import SearchContext
 from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
 
-ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "arch_weight_decay": 1e-3,
-                                 "temperature": 1.0, "activation": "softmax", "derive": "default"}
+ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((0.5, 0.999), "[0, 1)"),
+                                 "arch_weight_decay": Opt(1e-3, ">=0"), "temperature": Opt(1.0, ">0"),
+                                 "activation": Opt("softmax", choices=("softmax", "sigmoid")),
+                                 "derive": "default"}
 
 
 class _Differentiable(OneShotStrategy):
@@ -66,7 +69,7 @@ class _Differentiable(OneShotStrategy):
 class DARTS(_Differentiable):
     name = "darts"
     second_stream = "val"
-    defaults = {**_Differentiable.defaults, "order": 1}
+    defaults = {**_Differentiable.defaults, "order": Opt(1, choices=(1, 2))}
 
     def setup(self, supernet, ctx):
         super().setup(supernet, ctx)
@@ -126,7 +129,7 @@ class DARTS(_Differentiable):
 @STRATEGIES.register("single-darts", help="Single-DARTS: w and alpha updated from one loss on the same batch")
 class SingleDARTS(_Differentiable):
     name = "single-darts"
-    defaults = {**_Differentiable.defaults, "alpha_batch": "same"}
+    defaults = {**_Differentiable.defaults, "alpha_batch": Opt("same", choices=("same", "other"))}
 
     def setup(self, supernet, ctx):
         super().setup(supernet, ctx)

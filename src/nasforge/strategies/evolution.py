@@ -16,6 +16,7 @@ import random
 from collections import deque
 from typing import Any, Callable
 
+from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
@@ -114,7 +115,7 @@ class Evolution(MultiTrialStrategy):
     """Fitness = the estimator's score. `batch` children per round (1 = the sequential algorithm)."""
 
     name = "evolution"
-    defaults = {"population": 20, "sample_size": 5, "batch": 1}
+    defaults = {"population": Opt(20, ">=1"), "sample_size": Opt(5, ">=1"), "batch": Opt(1, ">=1")}
 
     def setup(self, ctx: SearchContext) -> None:
         space = ctx.space

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..options import Opt
 from .. import distributed
 from ..errors import ConfigError, choices_message
 from ..registry import STRATEGIES
@@ -63,7 +64,8 @@ FINALS = ("argmax", "sample")
 _AGENT_STREAM = 0x6D616E6173  # "manas"
 _DERIVE_STREAM = 0x646572  # "der"
 
-PATH_DEFAULTS: dict[str, Any] = {**WEIGHT_DEFAULTS, "hessian_every": 0, "top2": None}
+PATH_DEFAULTS: dict[str, Any] = {**WEIGHT_DEFAULTS, "hessian_every": Opt(0, ">=0"),
+                                 "top2": Opt(None, type=bool, help="darts space only; null: on for darts")}
 
 
 def normalised_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> float:
@@ -303,8 +305,9 @@ class MANAS(PathSamplingStrategy):
     """EXP3 agents; ``eta=None`` uses sqrt(2 ln K / (T K)) with T = epochs x steps per epoch."""
 
     name = "manas"
-    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax",
-                "derive": "default"}
+    defaults = {**PATH_DEFAULTS, "eta": Opt(None, ">0", type=float, help="null: sqrt(2 ln K / (T K))"),
+                "gamma": Opt(0.0, "[0, 1]"), "baseline": False, "val_loss": Opt("ce", choices=VAL_LOSSES),
+                "final": Opt("argmax", choices=FINALS), "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
@@ -318,8 +321,9 @@ class MANASLS(PathSamplingStrategy):
     every 10 rounds (a refit is one Cholesky solve of that size); ``warmup=None`` means K uniform rounds."""
 
     name = "manas-ls"
-    defaults = {**PATH_DEFAULTS, "ridge": 1e-3, "refit_every": None, "warmup": None, "val_loss": "ce",
-                "final": "argmax", "derive": "default"}
+    defaults = {**PATH_DEFAULTS, "ridge": Opt(1e-3, ">0"), "refit_every": Opt(None, ">=1", type=int),
+                "warmup": Opt(None, ">=0", type=int), "val_loss": Opt("ce", choices=VAL_LOSSES),
+                "final": Opt("argmax", choices=FINALS), "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         refit = self.hp["refit_every"]

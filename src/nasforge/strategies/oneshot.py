@@ -14,7 +14,6 @@ identical weights and architecture parameters.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from .. import distributed, progress
 from ..accel import Precision, rng_state, set_rng_state
 from ..errors import ConfigError, choices_message
+from ..options import Opt
 from ..ops import is_parameter_free
 from ..supernet import DERIVATION_RULES, Supernet, entropy
 from ..supernet.hessian import dominant_eigenvalue
@@ -32,8 +32,11 @@ from ..utils import seed_everything
 from .base import SearchContext, SearchResult, Strategy
 
 WEIGHT_DEFAULTS: dict[str, Any] = {
-    "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9, "w_weight_decay": None, "w_nesterov": None,
-    "grad_clip": 5.0, "hessian_every": 1, "hessian_iters": 10, "eval_batches": 10,
+    "w_lr": Opt(0.025, ">0"), "w_lr_min": Opt(0.001, ">=0"), "w_momentum": Opt(0.9, "[0, 1)"),
+    "w_weight_decay": Opt(None, ">=0", type=float, help="null: the space's search default"),
+    "w_nesterov": Opt(None, type=bool, help="null: the space's search default"),
+    "grad_clip": Opt(5.0, ">0", nullable=True), "hessian_every": Opt(1, ">=0", help="epochs; 0 = never"),
+    "hessian_iters": Opt(10, ">=1"), "eval_batches": Opt(10, ">=1"),
 }
 
 
@@ -158,6 +161,7 @@ class OneShotStrategy(Strategy):
                 supernet.train()
                 sums: dict[str, float] = {}
                 seen = 0
+                out_of_time, done_steps = False, 0
                 for x, y in train_loader:
                     second = next(second_iter) if second_iter is not None else None
                     with self.prec.autocast():
@@ -168,7 +172,12 @@ class OneShotStrategy(Strategy):
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v * len(y)
                     seen += len(y)
+                    done_steps += 1
                     pbar.advance()
+                    # --seconds is checked every step (rank 0's clock decides): stop mid-epoch, with a checkpoint
+                    if ctx.budget.seconds is not None and distributed.broadcast_bool(ctx.out_of_time()):
+                        out_of_time = True
+                        break
                 self.w_sched.step()
                 keys = sorted(sums)
                 *totals, seen = distributed.sum_floats(*(sums[k] for k in keys), seen)
@@ -176,6 +185,8 @@ class OneShotStrategy(Strategy):
                 record: dict[str, Any] = {"event": "epoch", "epoch": epoch + 1,
                                           "images_per_s": seen / (time.perf_counter() - t0),
                                           **{k: v / seen for k, v in sums.items()}}
+                if out_of_time:
+                    record["partial"] = done_steps < steps  # the time budget ended the epoch early
                 record.update(self._diagnostics(supernet, ctx, val_loader, epoch))
                 history.append(record)
                 ctx.log(**record)
@@ -183,7 +194,7 @@ class OneShotStrategy(Strategy):
                                 "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
                                 "strategy": self.strategy_state(), "rng": rng_state(ctx.device),
                                 "scaler": self.prec.state_dict(), "device": str(ctx.device), "history": history})
-                if distributed.broadcast_bool(ctx.out_of_time()):  # rank 0's clock decides for every rank
+                if out_of_time or distributed.broadcast_bool(ctx.out_of_time()):  # rank 0's clock decides for every rank
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
         metrics: dict[str, Any] = {"epochs_run": len(history)}
@@ -196,8 +207,8 @@ class OneShotStrategy(Strategy):
                               f"{metrics['data_parallel']['digests']}", stacklevel=2)
         if hasattr(ctx.space, "is_degenerate") and ctx.space.is_degenerate(arch):
             metrics["degenerate"] = True
-            warnings.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
-                          "the network predicts a constant (see the run's alpha_softmax history)", stacklevel=2)
+            progress.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
+                          "the network predicts a constant (see the run's alpha_softmax history)")
         return SearchResult(arch=arch, history=history, metrics=metrics)
 
     @staticmethod

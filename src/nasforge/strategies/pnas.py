@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..spaces.base import Arch, CategoricalEncoding, SearchSpace
@@ -181,8 +182,11 @@ class PNAS(MultiTrialStrategy):
     """
 
     name = "pnas"
-    defaults = {"K": None, "batch_full": None, "surrogate": "mlp", "members": 5, "subsample": 0.8,
-                "surrogate_steps": None, "surrogate_lr": None, "keep_searching": True}
+    defaults = {"K": Opt(None, ">=1", type=int, help="null: the space's default"),
+                "batch_full": Opt(None, ">=1", type=int, help="null: the space's default"),
+                "surrogate": Opt("mlp", choices=KINDS), "members": Opt(5, ">=1"), "subsample": Opt(0.8, "(0, 1]"),
+                "surrogate_steps": Opt(None, ">=1", type=int), "surrogate_lr": Opt(None, ">0", type=float),
+                "keep_searching": True}
 
     def setup(self, ctx: SearchContext) -> None:
         K = self.hp["K"]

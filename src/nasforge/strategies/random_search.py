@@ -17,7 +17,9 @@ import json
 import random
 from typing import Any, ClassVar
 
+from .. import progress
 from ..errors import ConfigError
+from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 from .base import SearchContext, SearchResult, Strategy
@@ -77,23 +79,29 @@ class MultiTrialStrategy(Strategy):
             if ctx.run is not None:  # drop trial records of the round that was interrupted; it runs again
                 resumed = self.round
                 ctx.run.truncate_metrics(lambda m: m.get("event") != "trial" or (m.get("round") or 0) < resumed)
-        while not self._exhausted(ctx):
-            remaining = None if ctx.budget.trials is None else ctx.budget.trials - len(self.history)
-            archs = self.propose(ctx, rng, remaining)
-            if not archs:
-                break
-            new = list(dict.fromkeys(arch_key(a) for a in archs if arch_key(a) not in self.scores))
-            if remaining is not None and len(new) > remaining:
-                raise AssertionError(f"{self.name} proposed {len(new)} new trials with {remaining} left in the budget")
-            by_key = {arch_key(a): a for a in archs}
-            if new:
-                results = ctx.evaluate([by_key[k] for k in new], round=self.round)
-                for k, res in zip(new, results):
-                    self._record(k, by_key[k], _score(res))
-            self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
-            self.round += 1
-            ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "scores": self.scores,
-                            "history": self.history, "round": self.round, "strategy": self.state()})
+        with progress.bar(f"{self.name}: trials", ctx.budget.trials) as bar:
+            bar.advance(len(self.history))
+            ctx.trial_bar, ctx.trials_seen = bar, len(self.history)
+            try:
+                while not self._exhausted(ctx):
+                    remaining = None if ctx.budget.trials is None else ctx.budget.trials - len(self.history)
+                    archs = self.propose(ctx, rng, remaining)
+                    if not archs:
+                        break
+                    new = list(dict.fromkeys(arch_key(a) for a in archs if arch_key(a) not in self.scores))
+                    if remaining is not None and len(new) > remaining:
+                        raise AssertionError(f"{self.name} proposed {len(new)} new trials with {remaining} left in the budget")
+                    by_key = {arch_key(a): a for a in archs}
+                    if new:
+                        results = ctx.evaluate([by_key[k] for k in new], round=self.round)
+                        for k, res in zip(new, results):
+                            self._record(k, by_key[k], _score(res))
+                    self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
+                    self.round += 1
+                    ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "scores": self.scores,
+                                    "history": self.history, "round": self.round, "strategy": self.state()})
+            finally:
+                ctx.trial_bar = None
         return self._result(ctx)
 
     def _exhausted(self, ctx: SearchContext) -> bool:
@@ -139,7 +147,7 @@ class RandomSearch(MultiTrialStrategy):
     """Samples distinct architectures uniformly; `batch` per round (the executor may run a round in parallel)."""
 
     name = "random"
-    defaults = {"batch": 8}
+    defaults = {"batch": Opt(8, ">=1", help="architectures per round")}
 
     def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
         n = self.hp["batch"] if remaining is None else min(self.hp["batch"], remaining)

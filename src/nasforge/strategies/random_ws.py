@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..supernet import Supernet
@@ -47,8 +48,8 @@ class RandomWS(PathSamplingStrategy):
     name = "random-ws"
     feedback = False
     second_stream = None
-    defaults = {**PATH_DEFAULTS, "candidates": 50, "candidate_batches": 1, "top_k": 5, "rerank_batches": 4,
-                "select_every": 0}
+    defaults = {**PATH_DEFAULTS, "candidates": Opt(50, ">=1"), "candidate_batches": Opt(1, ">=1"),
+                "top_k": Opt(5, ">=1"), "rerank_batches": Opt(4, ">=1"), "select_every": Opt(0, ">=0")}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         return UniformAgents(n_agents, n_arms)

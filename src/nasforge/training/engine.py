@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import distributed, progress
+from .. import distributed, options, progress
 from ..accel import Precision, rng_state, set_rng_state
+from ..options import field as option
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
@@ -27,42 +28,37 @@ from ..utils import Cost, CostMeter, seed_everything
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (momentum, cosine) or "adamw" (cosine)
-    lr: float = 0.05
-    lr_min: float = 0.0
-    momentum: float = 0.9
+    """Training options; each field declares its type and range (`nasforge.options.field`), checked on creation."""
+
+    epochs: int = option(10, ">=1")
+    batch_size: int = option(128, ">=1")
+    optimizer: str = option("sgd", choices=("sgd", "adamw"))  # "sgd" (momentum, cosine) or "adamw" (cosine)
+    lr: float = option(0.05, ">0")
+    lr_min: float = option(0.0, ">=0")
+    momentum: float = option(0.9, "[0, 1)")
     nesterov: bool = True
-    weight_decay: float = 3e-4
-    grad_clip: float | None = 5.0
-    label_smoothing: float = 0.0
-    drop_path: float = 0.0  # final drop-path probability, ramped linearly from 0 (DARTS)
-    aux_weight: float = 0.0  # weight of the auxiliary-head loss (0.4 in DARTS)
-    crop_padding: int = 2
+    weight_decay: float = option(3e-4, ">=0")
+    grad_clip: float | None = option(5.0, ">0", nullable=True)
+    label_smoothing: float = option(0.0, "[0, 1)")
+    drop_path: float = option(0.0, "[0, 1)")  # final drop-path probability, ramped linearly from 0 (DARTS)
+    aux_weight: float = option(0.0, ">=0")  # weight of the auxiliary-head loss (0.4 in DARTS)
+    crop_padding: int = option(2, ">=0")
     hflip: bool = True
-    cutout: int = 0
-    seed: int = 0
+    cutout: int = option(0, ">=0")
+    seed: int = option(0, ">=0")
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"unknown optimizer '{self.optimizer}'; choose from: adamw, sgd")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0.0 <= self.drop_path < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError("drop_path and label_smoothing must be in [0, 1)")
+        options.check_dataclass(self, "", noun="training option")
+
+    @classmethod
+    def declaration(cls) -> dict[str, Any]:
+        """name -> `Opt` of every training option (what `nasforge list` prints)."""
+        return options.of_dataclass(cls)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        """Checked training options (unknown keys, types, ranges); raises ConfigError with one line."""
+        return cls(**options.resolve(cls.declaration(), d, "", noun="training option"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,10 +111,12 @@ def evaluate(model: nn.Module, loader: Loader, precision: str = "fp32") -> dict[
     return {"loss": loss_sum / total, "accuracy": correct / total}
 
 
-def check_finite(loss: torch.Tensor, where: str) -> None:
+def check_finite(loss: torch.Tensor, where: str, clipping: bool | None = None) -> None:
+    """Raise TrainingDiverged (exit code 3) when `loss` is NaN or infinite. `clipping`: whether gradient
+    clipping is on (then the message does not suggest it); None when unknown."""
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"loss became {loss.item()} at {where}; finished epochs are kept in the checkpoint. "
-                               "Lower the learning rate or enable gradient clipping")
+        hint = "lower the learning rate" + (" or enable gradient clipping (grad_clip)" if clipping is False else "")
+        raise TrainingDiverged(f"loss became {loss.item()} at {where}; {hint}")
 
 
 def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig,
@@ -185,7 +183,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                     if aux is not None and cfg.aux_weight > 0:
                         loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
-                check_finite(loss, f"epoch {epoch + 1} step {step + 1}")
+                check_finite(loss, f"epoch {epoch + 1} step {step + 1}", clipping=bool(cfg.grad_clip))
                 opt.zero_grad(set_to_none=True)
                 prec.scale(loss).backward()
                 distributed.average_grads(model.parameters())

@@ -1,0 +1,103 @@
+"""Every input of a run checked up front: before a dataset is loaded and before a run directory exists.
+
+`check_search(cfg)` is called by `api.search` on the resolved config (types and shapes of the top-level
+keys are already checked by `config.resolve`). It checks what only the chosen components can check —
+strategy hyperparameters, space options, the retraining options and the scale of the final network, the
+estimator's and executor's options — and rejects options that do not apply to the chosen method, estimator
+or executor, so that nothing is silently ignored. Each failure is one `ConfigError` line.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from . import config as cfgmod
+from .errors import ConfigError
+from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+
+
+def _set_by_user(cfg: dict[str, Any], key: str) -> bool:
+    return cfg.get(key) != cfgmod.SEARCH_DEFAULTS.get(key)
+
+
+def check_space_scale(space, overrides: dict[str, Any], what: str) -> None:
+    """Build one sampled architecture at the scale `overrides` asks for: a typo or a bad value fails now
+    (not after a long search). The network is small at search scale and is thrown away."""
+    if not overrides:
+        return
+    from .errors import UserError
+
+    try:
+        arch = space.validate(space.sample(random.Random(0)))
+        space.build(arch, **overrides)
+    except UserError as e:
+        raise ConfigError(f"{what}: {e}") from None
+    except TypeError as e:  # a keyword the network does not take
+        raise ConfigError(f"{what}: {e}") from None
+
+
+def check_search(cfg: dict[str, Any]):
+    """The strategy instance for `cfg`, once every option has been checked (see the module docstring).
+
+    Raises:
+        ConfigError: one line naming the offending option.
+    """
+    from .strategies.base import Budget
+    from .training import TrainConfig
+
+    strategy = STRATEGIES.get(cfg["method"])(**cfg["hparams"])
+    budget = Budget(**cfg["budget"])
+    DATASETS.get(cfg["dataset"])
+    space_cls = SPACES.get(cfg["space"])
+    space = space_cls(**cfg["space_options"])  # checks the options; the real one is built with the data's shape
+    multi = strategy.mode(cfg["estimator"]) == "multi-trial"
+    if multi:
+        if cfg["estimator"] is None:
+            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
+                              f"from: {', '.join(ESTIMATORS.names())}")
+        ESTIMATORS.get(cfg["estimator"])
+        if not budget.trials and not budget.seconds:
+            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
+        if budget.epochs is not None:
+            raise ConfigError(f"strategy '{cfg['method']}' is multi-trial: --epochs does not apply (trial training "
+                              "epochs are set with estimator_options.train.epochs)")
+    else:
+        if cfg["estimator"] is not None:
+            raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
+        if not budget.epochs:
+            raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
+        if budget.trials is not None:
+            raise ConfigError(f"strategy '{cfg['method']}' is one-shot: --trials does not apply")
+        if cfg["estimator_options"]:
+            raise ConfigError(f"strategy '{cfg['method']}' is one-shot: estimator options do not apply")
+        if cfg["executor"] != "local" or cfg["executor_options"]:
+            raise ConfigError(f"strategy '{cfg['method']}' is one-shot and runs in this process: "
+                              "--executor/--workers/--ray-address do not apply")
+    if multi:
+        est = ESTIMATORS.get(cfg["estimator"])
+        if getattr(est, "runs_in_process", False) and (cfg["executor"] != "local" or cfg["executor_options"]):
+            raise ConfigError(f"estimator '{cfg['estimator']}' runs in this process (a table lookup): "
+                              "--executor/--workers/--ray-address do not apply")
+        EXECUTORS.get(cfg["executor"])
+        address = (cfg["executor_options"] or {}).get("address")
+        if address:
+            from .runs.executors import check_ray_address
+
+            check_ray_address(str(address))
+        if cfg["estimator"] == "scratch":
+            opts = dict(cfg["estimator_options"])
+            unknown = sorted(set(opts) - {"train", "space_options"})
+            if unknown:
+                raise ConfigError(f"unknown option(s) {unknown} for estimator 'scratch'; valid: space_options, train")
+            TrainConfig.from_dict({"epochs": 1, **(opts.get("train") or {})})
+            check_space_scale(space, opts.get("space_options") or {}, "estimator option space_options")
+    if cfg["retrain"] is None:
+        for key in ("retrain_space_options", "retrain_subset"):
+            if cfg.get(key):
+                raise ConfigError(f"{key} applies only with retraining (--retrain-epochs N or retrain: in the config)")
+    else:
+        TrainConfig.from_dict(cfg["retrain"])
+        check_space_scale(space, cfg["retrain_space_options"], "--retrain-opt")
+    if cfg["tables"] is None and _set_by_user(cfg, "table_dataset"):
+        raise ConfigError("table_dataset applies only with --tables")
+    return strategy
