@@ -56,7 +56,7 @@ def attention(x: torch.Tensor, qkv_w: torch.Tensor, qkv_b: torch.Tensor, proj_w:
     a = qkv_w.shape[0] // 3
     d = a // heads
     qkv = F.linear(x, qkv_w, qkv_b).view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)  # [3, B, h, N, d]
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    q, k, v = qkv.unbind(0)  # one backward node (three `select`s would each allocate the full gradient)
     att = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1)
     o = (att @ v).transpose(1, 2).reshape(B, N, a)
     return F.linear(o, proj_w, proj_b)
