@@ -83,7 +83,7 @@ def sample(rng: random.Random, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from nasforge.ops.attention import no_decay_groups
+    from nasforge.training import no_decay_groups
     from nasforge.utils import seed_everything
 
     data = torch.load(args.data)

@@ -25,8 +25,6 @@ memory-bound and not counted (as in nasforge.hardware.flops). FLOPs = 2 x MACs.
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -170,18 +168,6 @@ class VisionTransformer(nn.Module):
         """Multiply-accumulates per image (module docstring convention)."""
         return vit_macs(self.resolution, self.in_channels, self.num_classes, self.patch, self.embed,
                         [(a, m) for _, a, m in self.block_spec])
-
-
-def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: decay for matrices/kernels, none for biases, norms and tokens (1-D or
-    token/position tables), as DeiT and ViTAS do (`util/weight_decay.py`)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
-        (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:
