@@ -255,11 +255,13 @@ def test_random_erasing_touches_about_p_of_the_images():
 
 
 # -- the strategy ---------------------------------------------------------------------------------------------------------
-def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, tiny_data):
+@pytest.mark.parametrize("flags", [{}, {"selection": "random"}, {"evolution_init": "uniform", "sampling": "uniform"}])
+def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, flags):
     sp = ViTSpace(**SMALL)
     top = sp.macs(sp.extreme_archs()[1])
-    strat = ViTAS(flops_min=0.2 * top, flops_max=0.35 * top, candidates=30, population=6, sample_size=3)
-    strat.prepare(sp)
+    strat = ViTAS(flops_min=0.2 * top, flops_max=0.35 * top, candidates=30, population=6, sample_size=3, **flags)
+    prep = strat.prepare(sp)
+    assert (prep["p_identity"] is None) == (flags.get("sampling") == "uniform")  # uniform: no calibration
     strat.device = torch.device("cpu")
     seen = []
 
