@@ -332,6 +332,7 @@ def test_cli_search_train_export(tmp_path, capsys):
     (["--set", "flops_min=1", "--set", "flops_max=100"], "below the smallest subnet"),
     (["--space-opt", "heads=[1,2,3]"], "do not divide attention width"),
     (["--set", "budget=0.9"], "calibration cannot reach"),
+    (["--method", "random-ws"], "searched with --method vitas"),
 ])
 def test_cli_impossible_windows_and_bad_heads_exit_2_before_a_run_dir(tmp_path, capsys, extra, needle):
     code, out, err = run_cli(capsys, "search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic",
