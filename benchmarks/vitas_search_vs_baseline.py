@@ -11,7 +11,8 @@ space's choices and d in 1..6 the largest MACs that fits under the window's uppe
 
 Both are retrained from scratch with the same DeiT-style recipe (AdamW lr 1e-3, weight decay 0.05 without
 decay on norms/biases/tokens, 1 warm-up epoch then cosine, label smoothing 0.1, drop-path 0.1, random crop
-+ flip, batch 128) on the full 60k training set for `--retrain-epochs` epochs and tested on the 10k test set.
++ flip, batch 128) on the full 60k training set (or `--retrain-subset` images) for `--retrain-epochs` epochs
+and tested on the 10k test set.
 Claim (spec V4): winner >= baseline - 0.3 pp.
 
     .venv/bin/python benchmarks/vitas_search_vs_baseline.py > docs/results/vitas_search_vs_baseline.json
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=10_000)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--retrain-epochs", type=int, default=5)
+    ap.add_argument("--retrain-subset", type=int, default=None, help="training images for retraining (default all)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,7 +69,7 @@ def main() -> None:
     winner = space.validate(res["arch"])
     base = baseline_arch(space, m["flops_max"])
     train, test = fashion_mnist()
-    tr, te = final_split(train, test)
+    tr, te = final_split(train, test, subset=args.retrain_subset)
     cfg = TrainConfig(epochs=args.retrain_epochs, batch_size=128, optimizer="adamw", lr=1e-3, lr_min=1e-5,
                       weight_decay=0.05, decay_norms=False, warmup_epochs=1, label_smoothing=0.1, drop_path=0.1,
                       crop_padding=2, hflip=True, grad_clip=None, seed=args.seed)
