@@ -290,7 +290,8 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     metric = next((str(t.extra["metric"]) for t in trials if "metric" in t.extra), "score")
     if metric == "score" and any(e.get("event") == "candidate" and "fitness" in e for e in view.metrics):
         metric = "fitness"
-    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric),
+    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric,
+                                                  start=view.started),
                               caption="every trial's score over time, with the best so far")]
     cost_key = next((k for k in ("latency", "latency_ms", "macs", "flops", "ops", "params")
                      if any(_isnum(t.extra.get(k)) for t in trials)), None)
@@ -383,10 +384,25 @@ def _retraining(view: RunView) -> dict[str, Any] | None:
     if isinstance(rt, dict):
         items.append(kv([(k, v) for k, v in rt.items() if k not in ("model_file",) and not isinstance(v, (dict, list))]
                         + [(k, v) for k, v in rt.items() if isinstance(v, dict) and v]))
+        items += _record_tables(rt)
     if view.command == "train" and res:
-        items.append(kv([(k, res.get(k)) for k in ("test_accuracy", "train_accuracy", "params", "epochs",
-                                                    "images_per_s", "dataset")]))
+        items.append(kv([(k, res.get(k)) for k in ("test_accuracy", "train_accuracy", "params", *COST_FIELDS[1:],
+                                                    "epochs", "images_per_s", "dataset", "teacher")]))
+        items += _record_tables(res, skip=("history",))
     return _section("retrain", "Retraining" if view.command == "search" else "Training result", items)
+
+
+def _record_tables(d: dict[str, Any], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A table for every list of records in a result (e.g. the stages of a two-stage binary training)."""
+    out = []
+    for k, v in d.items():
+        if k in skip or not isinstance(v, list) or not v or not all(isinstance(r, dict) for r in v):
+            continue
+        cols: list[str] = []
+        for r in v:
+            cols += [c for c in r if c not in cols and not isinstance(r[c], (dict, list))]
+        out.append(table(cols, [[r.get(c) for c in cols] for r in v], caption=k))
+    return out
 
 
 def _cost(view: RunView) -> dict[str, Any] | None:
