@@ -164,9 +164,9 @@ def _architecture(view: RunView) -> tuple[dict[str, Any] | None, list[DrawnPart]
     if space is not None:
         try:
             figure = space.figure(arch)
-        except UserError as e:
+        except Exception as e:  # a space that cannot describe this architecture must not cost the page
             figure = None
-            items.append(note(f"cannot draw this architecture: {e}"))
+            items.append(note(f"cannot draw this architecture ({type(e).__name__}: {e})"))
         if figure:
             parts = draw_parts(figure)
             if any(p.kind == "graph" for p in parts) and not dot_available():
@@ -236,8 +236,11 @@ def _one_shot(view: RunView) -> dict[str, Any] | None:
     k = charts._n_ops(epochs)
     if ops is not None and len(ops) != k:
         ops = None
-    items.append(image(_via_file(lambda p: plot_alpha_trajectories(epochs, p, op_names=ops)),
-                       caption="op probability per edge over epochs (softmax of alpha; MANAS: the agents' policies)"))
+    values = [x for e in epochs for rows in e["alpha_softmax"].values() for row in rows for x in row]
+    zoom = bool(values) and max(values) - min(values) < 0.2  # still near uniform: zoom in to show the movement
+    items.append(image(_via_file(lambda p: plot_alpha_trajectories(epochs, p, op_names=ops, zoom=zoom)),
+                       caption="op probability per edge over epochs (softmax of alpha; MANAS: the agents' policies)"
+                               + (f"; y axis zoomed to {min(values):.4f}..{max(values):.4f}" if zoom else "")))
     final = (view.search or {}).get("metrics", {}).get("policies") if view.search else None
     if not isinstance(final, dict):
         final = epochs[-1]["alpha_softmax"]
@@ -449,7 +452,9 @@ def build_report(view: RunView) -> dict[str, Any]:
     return {"title": f"nasforge report: {view.name}", "heading": view.name, "subtitle": subtitle,
             "status": _status(view), "finished": view.finished, "sections": sections,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "path": str(view.path.resolve()),
-            "warnings": [dot_missing_message()] if any(p.kind == "graph" and p.svg is None for p in parts) else []}
+            "warnings": [(dot_missing_message() if not dot_available() else
+                          "graphviz could not render the architecture; the page shows its DOT source")]
+            if any(p.kind == "graph" and p.svg is None for p in parts) else []}
 
 
 def render(template: str, context: dict[str, Any]) -> str:
