@@ -21,6 +21,7 @@ from . import config as cfgmod
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
+from .hardware.binary import model_costs
 from .models import MODELS
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.store import RunDir
@@ -231,7 +232,7 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     out = train_model(model, tr, te, tcfg, run=run)
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     return {"test_accuracy": out["final"].get("test_accuracy"), "params": sum(p.numel() for p in model.parameters()),
-            "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
+            **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
             "space_options": cfg["retrain_space_options"]}
 
 
@@ -271,7 +272,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
               "train_accuracy": out["final"].get("train_accuracy"),
-              "params": sum(p.numel() for p in model.parameters()), "epochs": tcfg.epochs,
+              "params": sum(p.numel() for p in model.parameters()),
+              **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)

@@ -127,7 +127,8 @@ def train(
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt)})
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
-    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "epochs", "images_per_s", "cost", "run_dir"])
+    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "flops", "bops", "ops", "stages", "epochs",
+                "images_per_s", "cost", "run_dir"])
 
 
 @app.command()
