@@ -107,7 +107,7 @@ def test_aux_head_and_drop_path_are_used(tiny_data):
     assert sorted(set(m.seen)) == [0.0, 0.1]
 
 
-@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "choose from: adamw, sgd"),
+@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "choose from: adam, adamw, sgd"),
                                        ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"),
                                        ({"lr": float("nan")}, "learning rate")])
 def test_bad_training_config(bad, match):

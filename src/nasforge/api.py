@@ -27,7 +27,8 @@ from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
-from .utils import Cost, CostMeter, atomic_write_json, set_threads
+from .training.recipes import fit, train_config_for
+from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
 
@@ -132,6 +133,11 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     if needs_data:
         train, test = _datasets(cfg)
     space = _space(cfg["space"], train, cfg["space_options"])
+    strategy.check(space)  # e.g. a binary-network strategy on a real space: before a run directory exists
+    teacher = _teacher(cfg)
+    if teacher is not None and not getattr(strategy, "uses_teacher", False) and not cfg["retrain"]:
+        raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
+                          "distil and no retraining is configured")
     table = _load_table(cfg, space.name)
     if resume is None:
         run = RunDir.create(run_root, "search", cfg, name=run_name)
@@ -151,6 +157,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
             executor = _executor(cfg) if strategy.kind == "multi-trial" else None
             ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
                                 executor=executor, run=run, table=table)
+            ctx.teacher = teacher
             try:
                 res = strategy.search(ctx)
             finally:
@@ -165,7 +172,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if table is not None:
             result["table"] = table.record(arch)
         if cfg["retrain"]:
-            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"))
+            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"), teacher)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
     atomic_write_json(run.file("arch.json"), {"space": space.name, "space_config": space.config, "arch": arch})
@@ -223,17 +230,20 @@ def _executor(cfg: dict[str, Any]):
     return make_executor(cfg["executor"], **cfg["executor_options"])
 
 
-def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir) -> dict[str, Any]:
+def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir,
+             teacher=None) -> dict[str, Any]:
     run.path.mkdir(parents=True, exist_ok=True)
-    tcfg = TrainConfig.from_dict(cfg["retrain"])
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
     model = space.build(arch, **cfg["retrain_space_options"])
-    out = train_model(model, tr, te, tcfg, run=run)
+    tcfg = train_config_for(model, cfg["retrain"])
+    out = fit(model, tr, te, tcfg, run=run, teacher=teacher,
+              costs=lambda m: {"params": sum(p.numel() for p in m.parameters()),
+                               **model_costs(m, tr.in_channels, tr.resolution)})
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     return {"test_accuracy": out["final"].get("test_accuracy"), "params": sum(p.numel() for p in model.parameters()),
             **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
-            "space_options": cfg["retrain_space_options"]}
+            "space_options": cfg["retrain_space_options"], "stages": out["stages"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,16 +268,21 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
-    tcfg = TrainConfig.from_dict(cfg["train"])
+    TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
     set_threads(cfg["threads"])
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
+    seed_everything(int(cfg["train"].get("seed", 0)))  # the initial weights, too, are the same in any process
     model, described = build_model(cfg["arch"] if not str(cfg["arch"]).endswith(".json") or resume else
                                    str(Path(cfg["arch"]).resolve()), tr, cfg["space_options"])
+    tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
+    teacher = _teacher(cfg)
     if resume is None:
         run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
     with _tracked_cost(run) as meter:
-        out = train_model(model, tr, te, tcfg, run=run)
+        out = fit(model, tr, te, tcfg, run=run, teacher=teacher,
+                  costs=lambda m: {"params": sum(p.numel() for p in m.parameters()),
+                                   **model_costs(m, tr.in_channels, tr.resolution)})
         cost = meter.now().as_dict()
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
@@ -275,9 +290,25 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
               "params": sum(p.numel() for p in model.parameters()),
               **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
+              "stages": out["stages"], "teacher": cfg.get("teacher"),
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result
+
+
+def _teacher(cfg: dict[str, Any]):
+    """The frozen teacher model of ``cfg["teacher"]`` (a finished train run, or a search run with retraining),
+    or None. Raises ConfigError when it was trained on another dataset than this run's."""
+    if not cfg.get("teacher"):
+        return None
+    tcfg = RunDir.open(cfg["teacher"]).config()
+    if tcfg.get("dataset") != cfg["dataset"]:
+        raise ConfigError(f"teacher run {cfg['teacher']} was trained on '{tcfg.get('dataset')}', but this run uses "
+                          f"'{cfg['dataset']}'; a teacher must be trained on the same dataset")
+    model = _load_trained(cfg["teacher"])[0]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def _load_trained(run_dir: str | Path):

@@ -61,6 +61,7 @@ def search(
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
+    teacher: Optional[Path] = typer.Option(None, help="finished train run distilled into search (bats) and retraining"),
     threads: Optional[int] = typer.Option(None, help="torch threads"),
     hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8"),
@@ -82,6 +83,7 @@ def search(
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
+            "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address}),
@@ -107,6 +109,7 @@ def train(
     subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
     test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
     threads: Optional[int] = typer.Option(None),
+    teacher: Optional[Path] = typer.Option(None, help="finished train run to distil from (same dataset)"),
     train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=16"),
     config: Optional[Path] = typer.Option(None),
@@ -124,7 +127,8 @@ def train(
                                 "seed": seed, **_kv(train_opt)})
         flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
                             "download": download or None, "subset": subset, "test_subset": test_subset,
-                            "threads": threads, "train": train_cfg, "space_options": _kv(space_opt)})
+                            "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
+                            "teacher": str(teacher) if teacher else None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "flops", "bops", "ops", "stages", "epochs",

@@ -15,9 +15,25 @@ from .errors import UserError
 
 def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset: int = 17,
                 atol: float = 1e-4) -> dict[str, Any]:
-    """Write `model` to `out` with a dynamic batch axis; return the max |logit difference| on `example`."""
+    """Write `model` to `out` with a dynamic batch axis; return the max |logit difference| on `example`.
+
+    A binary network (holding :class:`~nasforge.ops.binary.BinaryConv2d`) is exported with its binarized
+    weights folded in (the file stores the +/-alpha_c tensors, activations are binarized by a comparison in
+    the graph); every folded weight tensor is checked to take exactly two values (+/-alpha_c) per output
+    channel, in PyTorch and again in the ONNX file's initializers (``binary_weight_tensors`` /
+    ``binary_weight_tensors_in_onnx`` in the result). Raises UserError if a check or the comparison fails."""
+    from .ops.binary import binary_convs, check_binary_weights, fold_binary_weights, is_binary
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    binary = is_binary(model)
+    checked: dict[str, int] = {}
+    if binary:
+        model = fold_binary_weights(model)
+        try:
+            checked = check_binary_weights(model)
+        except ValueError as e:
+            raise UserError(f"binary weights are not two-valued: {e}") from None
     model.eval()
     with torch.no_grad():
         expected = model(example).numpy()
@@ -32,11 +48,28 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     except ImportError as e:
         raise UserError(f"ONNX verification needs onnx and onnxruntime ({e})") from None
     onnx.checker.check_model(str(out))
+    in_onnx = 0
+    if binary:
+        from onnx import numpy_helper
+
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+        for name, m in binary_convs(model):
+            w = inits.get(f"{name}.weight")
+            if w is None or name not in checked:
+                continue
+            for c, row in enumerate(w.reshape(w.shape[0], -1)):
+                vals = np.unique(row)
+                if len(vals) > 2 or (len(vals) == 2 and not np.isclose(vals[0], -vals[1])):
+                    raise UserError(f"ONNX initializer {name}.weight: output channel {c} holds {len(vals)} values")
+            in_onnx += 1
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"images": example.numpy()})[0]
     diff = float(np.abs(got - expected).max())
     agree = float((got.argmax(1) == expected.argmax(1)).mean())
     if diff > atol:
         raise UserError(f"exported model disagrees with PyTorch: max |logit diff| {diff:.2e} > {atol:.0e}")
-    return {"onnx_file": str(out), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
-            "bytes": out.stat().st_size}
+    res = {"onnx_file": str(out), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
+           "bytes": out.stat().st_size}
+    if binary:
+        res.update(binary_weight_tensors=len(checked), binary_weight_tensors_in_onnx=in_onnx)
+    return res

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 def _hard_sign(x: torch.Tensor) -> torch.Tensor:
     """sign with sign(0) = +1, same dtype and device as `x`; values exactly +/-1."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 class _SignSTE(torch.autograd.Function):

@@ -61,6 +61,7 @@ class SearchContext:
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
+    teacher: Any = None  # a frozen trained model for knowledge distillation (config key `teacher`), or None
     _journal: Any = None
 
     # -- logging and checkpoints ------------------------------------------------------------
@@ -127,6 +128,9 @@ class Strategy(ABC):
             raise ConfigError(f"unknown hyperparameter(s) {sorted(unknown)} for strategy '{self.name}'; "
                               f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
         self.hp = {**self.defaults, **hparams}
+
+    def check(self, space: SearchSpace) -> None:
+        """Reject a bad strategy/space combination (ConfigError, one line) before a run directory exists."""
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

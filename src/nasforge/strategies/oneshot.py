@@ -25,7 +25,7 @@ from .base import SearchContext, SearchResult, Strategy
 
 WEIGHT_DEFAULTS: dict[str, Any] = {
     "w_lr": 0.025, "w_lr_min": 0.001, "w_momentum": 0.9, "w_weight_decay": None, "w_nesterov": None,
-    "grad_clip": 5.0, "hessian_every": 1, "hessian_iters": 10, "eval_batches": 10,
+    "grad_clip": 5.0, "hessian_every": 1, "hessian_iters": 10, "eval_batches": 10, "w_optimizer": "sgd",
 }
 
 
@@ -55,6 +55,9 @@ class OneShotStrategy(Strategy):
     def epoch_diagnostics(self, supernet: Supernet, ctx: SearchContext, val_batch) -> dict[str, Any]:
         return {}
 
+    def on_epoch_start(self, supernet: Supernet, epoch: int, epochs: int, ctx: SearchContext) -> None:
+        """Called before every epoch (0-based `epoch`), also after a resume: per-epoch schedules go here."""
+
     # -- shared machinery -----------------------------------------------------------------
     def weight_step(self, supernet: Supernet, loss: torch.Tensor | None = None) -> None:
         if self.hp["grad_clip"]:
@@ -66,8 +69,13 @@ class OneShotStrategy(Strategy):
         wd = self.hp["w_weight_decay"] if self.hp["w_weight_decay"] is not None else (5e-4 if nb201 else 3e-4)
         nesterov = self.hp["w_nesterov"] if self.hp["w_nesterov"] is not None else nb201
         self.w_params = supernet.weight_parameters()
-        self.w_opt = torch.optim.SGD(self.w_params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
-                                     weight_decay=wd, nesterov=nesterov)
+        if self.hp["w_optimizer"] == "adam":  # the common choice for binary networks (BATS spec 2.5)
+            self.w_opt: torch.optim.Optimizer = torch.optim.Adam(self.w_params, lr=self.hp["w_lr"], weight_decay=wd)
+        elif self.hp["w_optimizer"] == "sgd":
+            self.w_opt = torch.optim.SGD(self.w_params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
+                                         weight_decay=wd, nesterov=nesterov)
+        else:
+            raise ConfigError(f"unknown w_optimizer '{self.hp['w_optimizer']}'; choose from: adam, sgd")
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=epochs, eta_min=self.hp["w_lr_min"])
 
     def search(self, ctx: SearchContext) -> SearchResult:
@@ -109,6 +117,7 @@ class OneShotStrategy(Strategy):
             pbar.advance(start_epoch * steps)
             for epoch in range(start_epoch, epochs):
                 t0 = time.perf_counter()
+                self.on_epoch_start(supernet, epoch, epochs, ctx)
                 train_loader.set_epoch(epoch)
                 second_iter = self._stream(second_loader, epoch)
                 supernet.train()

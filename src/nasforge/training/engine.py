@@ -15,6 +15,7 @@ from .. import progress
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
+from ..ops.binary import latent_binary_weights
 from ..runs.store import RunDir
 from ..utils import Cost, CostMeter, seed_everything
 
@@ -23,7 +24,7 @@ from ..utils import Cost, CostMeter, seed_everything
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (momentum, cosine) or "adamw" (cosine)
+    optimizer: str = "sgd"  # "sgd" (momentum, cosine), "adam" (L2 weight decay, cosine) or "adamw" (cosine)
     lr: float = 0.05
     lr_min: float = 0.0
     momentum: float = 0.9
@@ -37,10 +38,17 @@ class TrainConfig:
     hflip: bool = True
     cutout: int = 0
     seed: int = 0
+    kd_lambda: float = 1.0  # knowledge distillation (with a teacher): CE + kd_lambda * kd_tau^2 * KL
+    kd_tau: float = 1.0
+    stages: int = 0  # binary networks: 2 = two-stage recipe, 1 = fully binary at once; 0 = auto (2 if binary)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"unknown optimizer '{self.optimizer}'; choose from: adamw, sgd")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ConfigError(f"unknown optimizer '{self.optimizer}'; choose from: adam, adamw, sgd")
+        if self.stages not in (0, 1, 2):
+            raise ConfigError(f"stages must be 0 (auto), 1 or 2, got {self.stages}")
+        if not (self.kd_tau > 0 and self.kd_lambda >= 0):
+            raise ConfigError(f"kd_tau must be positive and kd_lambda non-negative, got {self.kd_tau}, {self.kd_lambda}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -69,15 +77,35 @@ class TrainConfig:
 
 
 def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser and cosine schedule of `cfg`; `params` are parameters or param-group dicts."""
     params = list(params)
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                      nesterov=cfg.nesterov and cfg.momentum > 0,
                                                      weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
     return opt, sched
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Parameter groups: latent weights of convs whose weights are currently binarized get no weight decay
+    (decay would only drag them towards a sign flip); everything else takes the configured decay."""
+    binary = {id(p) for p in latent_binary_weights(model)}
+    rest = [p for p in model.parameters() if id(p) not in binary]
+    if not binary:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": [p for p in model.parameters() if id(p) in binary], "weight_decay": 0.0}]
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): tau^2 * KL(softmax(teacher/tau) || softmax(student/tau)),
+    averaged over the batch; logits ``[N, classes]``."""
+    return tau * tau * F.kl_div(F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1),
+                                reduction="batchmean", log_target=True)
 
 
 def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -107,18 +135,22 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
 
 def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig,
                 run: RunDir | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> dict[str, Any]:
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                teacher: nn.Module | None = None) -> dict[str, Any]:
     """Train `model` in place; returns the final metrics, the per-epoch history and the cost.
 
     With `run`, a checkpoint is written after every epoch and an existing one is resumed from, so an
-    interrupted run ends with the same weights as an uninterrupted one.
+    interrupted run ends with the same weights as an uninterrupted one. With a `teacher` (a trained model
+    in eval mode on the same inputs), the loss adds ``kd_lambda * kd_loss(student, teacher, kd_tau)``.
     """
     seed_everything(cfg.seed)
     if mean is None or std is None:
         mean, std = train.stats()
     train_loader = cfg.loader(train, mean, std, train=True)
     test_loader = cfg.loader(test, mean, std, train=False) if test is not None else None
-    opt, sched = make_optimizer(model.parameters(), cfg, len(train_loader))
+    opt, sched = make_optimizer(param_groups(model), cfg, len(train_loader))
+    if teacher is not None:
+        teacher.eval()
     history: list[dict[str, Any]] = []
     start_epoch, spent = 0, Cost()
 
@@ -144,6 +176,10 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
             for step, (x, y) in enumerate(train_loader):
                 logits, aux = split_logits(model(x))
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if teacher is not None and cfg.kd_lambda > 0:
+                    with torch.no_grad():
+                        t_logits, _ = split_logits(teacher(x))
+                    loss = loss + cfg.kd_lambda * kd_loss(logits, t_logits, cfg.kd_tau)
                 if aux is not None and cfg.aux_weight > 0:
                     loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
                 check_finite(loss, f"epoch {epoch + 1} step {step + 1}")
