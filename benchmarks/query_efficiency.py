@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--pnas-K", default=None, type=int, help="PNAS beam width (default: the space's, 40 / 8)")
     args = p.parse_args()
 
-    from nasforge.benchmarks import MacroTable, NB201Table
+    from nasforge.tables import MacroTable, NB201Table
 
     budgets = sorted(int(b) for b in args.budgets.split(","))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))

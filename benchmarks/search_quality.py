@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nasforge import api
-from nasforge.benchmarks import NB201Table
+from nasforge.tables import NB201Table
 
 DEFAULT_TABLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"
 METHODS = ["manas", "manas-ls", "random-ws", "darts", "single-darts"]

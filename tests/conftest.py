@@ -1,6 +1,7 @@
 """Shared fixtures: real benchmark tables and Fashion-MNIST when present, tiny synthetic data otherwise."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from nasforge.data.datasets import DEBIAN_FASHION_MNIST, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = (REPO / ".." / "shared" / "data" / "benchmarks").resolve()
+# beside the checkout (as on main), or where $NASFORGE_TABLES points (a worktree elsewhere)
+TABLES = Path(os.environ.get("NASFORGE_TABLES") or REPO / ".." / "shared" / "data" / "benchmarks").resolve()
 
 
 @pytest.fixture(autouse=True)

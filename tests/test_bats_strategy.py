@@ -199,4 +199,4 @@ def test_method_darts_runs_on_the_naive_binary_darts_space(tmp_path):
                      run_root=tmp_path)
     assert "sep_conv_3x3" in json.dumps(res["arch"]) or "dil_conv" in json.dumps(res["arch"]) or res["arch"]
     with pytest.raises(ConfigError, match="is real-valued"):
-        BATS().check(__import__("nasforge.spaces.darts", fromlist=["DartsSpace"]).DartsSpace())
+        BATS().prepare(__import__("nasforge.spaces.darts", fromlist=["DartsSpace"]).DartsSpace())

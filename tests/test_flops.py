@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.benchmarks import MacroTable
+from nasforge.tables import MacroTable
 from nasforge.errors import UserError
 from nasforge.hardware.flops import count_flops, count_params, model_cost
 from nasforge.spaces.macro import MacroSpace

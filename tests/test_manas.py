@@ -95,7 +95,7 @@ def test_sampled_step_touches_only_sampled_ops(space_name):
 def _ops_per_agent(supernet, mixed, strategy):
     """agent index -> list over ops of the op modules of every copy of that edge."""
     out: dict[int, list[list]] = {}
-    if strategy.space_kind == "nb201":
+    if not supernet.prunes_inputs:  # nb201: one shared 6-edge cell
         for n, m in enumerate(mixed):
             e = n % 6
             out.setdefault(e, [[] for _ in m.ops])

@@ -17,7 +17,8 @@ from nasforge.spaces.nb201 import NB201Space
 from nasforge.spaces.pnas import PNASSpace
 from nasforge.strategies.base import Budget, SearchContext
 from nasforge.strategies.evolution import Evolution, RegularizedEvolution
-from nasforge.strategies.pnas import PNAS, NB201Growth
+from nasforge.spaces.darts import DartsSpace
+from nasforge.strategies.pnas import PNAS, growth_for
 from nasforge.strategies.random_search import RandomSearch
 from nasforge.surrogates import oracle as oracle_module
 from nasforge.surrogates.oracle import OracleEstimator
@@ -74,8 +75,8 @@ def test_budget_and_estimator_are_required():
         PNAS(beam=3)
     with pytest.raises(ConfigError, match="beam width K"):
         search(PNAS(K=0), reduced(), trials=3)
-    with pytest.raises(ConfigError, match="knows how to grow"):
-        search(PNAS(), type("Other", (PNASSpace,), {"name": "other"})(), trials=3)
+    with pytest.raises(ConfigError, match="grows spaces with a categorical encoding or PNAS block cells"):
+        search(PNAS(), DartsSpace(), trials=3)  # neither categorical nor block cells
 
 
 def test_random_search_stops_when_a_small_space_is_used_up():
@@ -157,7 +158,7 @@ def test_tier_a_pnas_beats_random_on_the_oracle():
 
 
 def test_nb201_growth_prefixes_are_table_cells():
-    growth = NB201Growth(NB201Space())
+    growth = growth_for(NB201Space())
     roots = growth.roots()
     assert len(roots) == 5 and growth.arch(roots[3]) == "|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|"
     kids = growth.expand(roots[:2])
@@ -213,7 +214,7 @@ def test_table_estimator_errors(tmp_path, tables_dir):
         TableEstimator(tmp_path / "nope")
     with pytest.raises(UserError, match="unknown NB201 dataset"):
         TableEstimator(tables_dir, dataset="mnist")
-    with pytest.raises(ConfigError, match="not 'pnas'"):
+    with pytest.raises(ConfigError, match="space 'pnas' has no published table"):
         TableEstimator(tables_dir).trial_spec(reduced(), [[0, "identity", 0, "identity"]], 0)
 
 

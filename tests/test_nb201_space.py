@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nasforge.benchmarks import NB201Table, format_arch, parse_arch
+from nasforge.tables import NB201Table, format_arch, parse_arch
 from nasforge.errors import UserError
 from nasforge.spaces.nb201 import OPS, NB201Space
 

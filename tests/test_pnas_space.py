@@ -168,7 +168,7 @@ def test_macro_space_sample_validate_mutate_and_errors():
 
 
 def test_macro_network_matches_the_benchmark_parameter_counts(tables_dir):
-    from nasforge.benchmarks import MacroTable
+    from nasforge.tables import MacroTable
 
     table = MacroTable.load(tables_dir)
     sp = MacroSpace(in_channels=3, num_classes=10, resolution=32)

@@ -1,4 +1,4 @@
-"""Tests for nasforge.benchmarks: NB201 arch strings and the readers of the published benchmark tables.
+"""Tests for nasforge.tables: NB201 arch strings and the readers of the published benchmark tables.
 
 The tables live outside the package (../shared/data/benchmarks relative to the repo root); tests that
 need them are skipped with a reason when that folder is missing.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasforge.benchmarks import (
+from nasforge.tables import (
     FBNET_OPS,
     NB201_DATASETS,
     NB201_EDGES,
@@ -32,10 +32,10 @@ from nasforge.benchmarks import (
     parse_arch,
     parse_macro_arch,
 )
-from nasforge.benchmarks import nb201 as nb201_module
+from nasforge.tables import nb201 as nb201_module
 from nasforge.errors import DataError, UserError
 
-TABLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"
+from conftest import TABLES  # noqa: E402 - beside the checkout, or $NASFORGE_TABLES
 ACC_200 = TABLES / "nb201" / "nb201_200ep_test_accuracy.csv"
 ACC_12 = TABLES / "nb201" / "nb201_12ep_accuracy.csv"
 NB201_LAT = TABLES / "nb201" / "nb201_device_latency_ms.csv"

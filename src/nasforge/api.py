@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any, Iterator
 import torch
 
 from . import config as cfgmod
+from .building import build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
-from .errors import ConfigError, UserError
+from .errors import ConfigError
 from .hardware.binary import model_costs
 from .models import MODELS
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
@@ -33,21 +33,14 @@ from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_thre
 DEFAULT_RUN_ROOT = "runs"
 
 
-def _import_all() -> None:
-    """Importing the modules registers every space, strategy, dataset, estimator and executor."""
-    import importlib
-    import pkgutil
+__all__ = ["build_model", "components", "evaluate", "export", "load_arch", "search", "train"]
 
-    for pkg in ("spaces", "strategies", "estimators"):
-        mod = importlib.import_module(f"nasforge.{pkg}")
-        for info in pkgutil.iter_modules(mod.__path__):
-            importlib.import_module(f"nasforge.{pkg}.{info.name}")
-    importlib.import_module("nasforge.runs.executors")
+_import_all = import_components  # the name other modules used
 
 
 def components() -> dict[str, list[tuple[str, str]]]:
     """Everything registered, by kind: what `nasforge list` prints."""
-    _import_all()
+    import_components()
     return {"spaces": list(SPACES.describe()), "strategies": list(STRATEGIES.describe()),
             "datasets": list(DATASETS.describe()), "estimators": list(ESTIMATORS.describe()),
             "executors": list(EXECUTORS.describe()), "models": list(MODELS.describe())}
@@ -80,65 +73,32 @@ def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
     return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False))
 
 
-def _space(name: str, data: ImageDataset | None, options: dict[str, Any]):
-    cls = SPACES.get(name)
-    if data is None:
-        return cls(**options)
-    return cls(in_channels=data.in_channels, num_classes=data.num_classes, resolution=data.resolution, **options)
-
-
-def load_arch(path: str | Path) -> dict[str, Any]:
-    """Read an architecture file: {"space", "arch", optional "space_config"} (a result.json works too)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / RunDir.RESULT
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"architecture file {p} not found") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"architecture file {p} is not valid JSON: {e}") from None
-    if not isinstance(data, dict) or "space" not in data or "arch" not in data:
-        raise UserError(f"architecture file {p} must hold a JSON object with 'space' and 'arch'")
-    return data
-
-
 # ---------------------------------------------------------------------------------------------
 # search
 # ---------------------------------------------------------------------------------------------
 def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
            resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Run a search (and the optional retraining of its result); returns result.json's content."""
-    _import_all()
+    import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy_cls = STRATEGIES.get(cfg["method"])
     strategy = strategy_cls(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
     needs_data = strategy.kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
-    if strategy.kind == "multi-trial":
-        if cfg["estimator"] is None:
-            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
-                              f"from: {', '.join(ESTIMATORS.names())}")
-        if not budget.trials and not budget.seconds:
-            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
-    elif cfg["estimator"] not in (None,):
-        raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
-    elif not budget.epochs:
-        raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
-    check_train_portion(cfg["train_portion"])  # before a run directory exists
-    EXECUTORS.get(cfg["executor"]) if cfg["executor"] != "local" else None
+    _check_search(cfg, strategy, budget)  # before a run directory exists
     set_threads(cfg["threads"])
 
     train = test = None
     if needs_data:
         train, test = _datasets(cfg)
-    space = _space(cfg["space"], train, cfg["space_options"])
-    strategy.check(space)  # e.g. a binary-network strategy on a real space: before a run directory exists
+    space = make_space(cfg["space"], train, cfg["space_options"])
+    if hasattr(strategy, "prepare"):  # checks that need the space (e.g. vitas' MACs window), before the run dir
+        strategy.prepare(space)
     teacher = _teacher(cfg)
     if teacher is not None and not getattr(strategy, "uses_teacher", False) and not cfg["retrain"]:
         raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
                           "distil and no retraining is configured")
-    table = _load_table(cfg, space.name)
+    table = _load_table(cfg, space)
     if resume is None:
         run = RunDir.create(run_root, "search", cfg, name=run_name)
 
@@ -147,22 +107,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
-            data = None
-            if strategy.kind == "one-shot":
-                tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"],
-                                      train_portion=cfg["train_portion"])
-                mean, std = train.stats()
-                data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
-            estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
-            executor = _executor(cfg) if strategy.kind == "multi-trial" else None
-            ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
-                                executor=executor, run=run, table=table)
-            ctx.teacher = teacher
-            try:
-                res = strategy.search(ctx)
-            finally:
-                if executor is not None and hasattr(executor, "shutdown"):
-                    executor.shutdown()
+            res = _run_strategy(cfg, strategy, space, budget, train, table, run, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
                      "history_tail": res.history[-1] if res.history else None}
             atomic_write_json(search_file, found)
@@ -181,29 +126,57 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     return result
 
 
-def _load_table(cfg: dict[str, Any], space: str):
-    if not cfg["tables"]:
+def _check_search(cfg: dict[str, Any], strategy, budget: Budget) -> None:
+    """The checks of a search config that need the strategy: estimator and budget fit its kind; the
+    train portion and executor are valid. Raises ConfigError (one line)."""
+    if strategy.kind == "multi-trial":
+        if cfg["estimator"] is None:
+            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
+                              f"from: {', '.join(ESTIMATORS.names())}")
+        if not budget.trials and not budget.seconds:
+            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
+    elif cfg["estimator"] is not None:
+        raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
+    elif not budget.epochs:
+        raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
+    check_train_portion(cfg["train_portion"])
+    _check_executor(cfg["executor"])
+
+
+def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
+                  run: RunDir, teacher=None):
+    """Build the strategy's context (search-train/val halves for one-shot; estimator and executor for
+    multi-trial) and run it; returns its SearchResult."""
+    data = None
+    if strategy.kind == "one-shot":
+        tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"], train_portion=cfg["train_portion"])
+        mean, std = train.stats()
+        data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
+    estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
+    executor = _executor(cfg) if strategy.kind == "multi-trial" else None
+    ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
+                        executor=executor, run=run, table=table)
+    ctx.teacher = teacher
+    try:
+        return strategy.search(ctx)
+    finally:
+        if executor is not None and hasattr(executor, "shutdown"):
+            executor.shutdown()
+
+
+def _check_executor(name: str) -> None:
+    """An unknown executor name is a ConfigError (raised here, before a run directory exists)."""
+    if name != "local":
+        EXECUTORS.get(name)
+
+
+def _load_table(cfg: dict[str, Any], space):
+    """The published table of `space` (SearchSpace.table) when --tables is given, else None."""
+    if not cfg["tables"] or space.table is None:
         return None
-    from .benchmarks import MacroTable, NB201Table
+    from .tables.lookup import open_lookup
 
-    if space == "nb201":
-        return _DatasetTable(NB201Table.load(cfg["tables"]), cfg["table_dataset"])
-    if space == "macro":
-        return MacroTable.load(cfg["tables"])
-    return None
-
-
-class _DatasetTable:
-    """An NB201 table whose `record` also carries the headline number for the configured dataset."""
-
-    def __init__(self, table, dataset: str) -> None:
-        self.table, self.dataset = table, dataset
-
-    def record(self, arch):
-        return self.table.record(arch)
-
-    def __getattr__(self, name):
-        return getattr(self.table, name)
+    return open_lookup(space.table, cfg["tables"], dataset=cfg["table_dataset"])
 
 
 def _estimator(cfg: dict[str, Any], space):
@@ -236,34 +209,24 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
     model = space.build(arch, **cfg["retrain_space_options"])
-    tcfg = train_config_for(model, cfg["retrain"])
-    out = fit(model, tr, te, tcfg, run=run, teacher=teacher,
-              costs=lambda m: {"params": sum(p.numel() for p in m.parameters()),
-                               **model_costs(m, tr.in_channels, tr.resolution)})
+    tcfg = train_config_for(model, cfg["retrain"])  # binary networks: Adam + cosine defaults, two stages
+    out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr))
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     return {"test_accuracy": out["final"].get("test_accuracy"), "params": sum(p.numel() for p in model.parameters()),
-            **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
+            **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
+            "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
             "space_options": cfg["retrain_space_options"], "stages": out["stages"]}
+
+
+def _costs_of(data: ImageDataset):
+    """model -> {params, flops, bops, ops} on `data`'s image shape (see nasforge.hardware.binary)."""
+    return lambda m: {"params": sum(p.numel() for p in m.parameters()),
+                      **model_costs(m, data.in_channels, data.resolution)}
 
 
 # ---------------------------------------------------------------------------------------------
 # train / evaluate / export
 # ---------------------------------------------------------------------------------------------
-def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset, space_options: dict[str, Any] | None = None):
-    """A model for a named fixed model ("baseline") or an architecture file/dict."""
-    _import_all()
-    if isinstance(arch, str) and arch in MODELS:
-        return MODELS.get(arch)(in_channels=data.in_channels, num_classes=data.num_classes), {"model": arch}
-    if not isinstance(arch, dict) and not Path(str(arch)).exists():
-        raise UserError(f"unknown architecture '{arch}': give a model name ({', '.join(MODELS.names())}) "
-                        "or the path of an architecture JSON file (arch.json or result.json of a search)")
-    spec = arch if isinstance(arch, dict) else load_arch(arch)
-    space_cfg = {k: v for k, v in spec.get("space_config", {}).items()
-                 if k not in ("space", "in_channels", "num_classes", "resolution")}
-    space = _space(spec["space"], data, space_cfg)
-    return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
-
-
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
@@ -273,16 +236,13 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(int(cfg["train"].get("seed", 0)))  # the initial weights, too, are the same in any process
-    model, described = build_model(cfg["arch"] if not str(cfg["arch"]).endswith(".json") or resume else
-                                   str(Path(cfg["arch"]).resolve()), tr, cfg["space_options"])
+    model, described = build_model(_arch_source(cfg["arch"], resumed=resume is not None), tr, cfg["space_options"])
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
     teacher = _teacher(cfg)
     if resume is None:
         run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
     with _tracked_cost(run) as meter:
-        out = fit(model, tr, te, tcfg, run=run, teacher=teacher,
-                  costs=lambda m: {"params": sum(p.numel() for p in m.parameters()),
-                                   **model_costs(m, tr.in_channels, tr.resolution)})
+        out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr))
         cost = meter.now().as_dict()
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
@@ -296,6 +256,17 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     return result
 
 
+def _arch_source(arch: Any, resumed: bool) -> Any:
+    """What `train` builds from: a model name or architecture dict as given; a new run's architecture file by
+    its absolute path (a resumed run reads the path its config stored)."""
+    if resumed or not str(arch).endswith(".json"):
+        return arch
+    return str(Path(arch).resolve())
+
+
+_load_trained = load_trained  # the name other modules used
+
+
 def _teacher(cfg: dict[str, Any]):
     """The frozen teacher model of ``cfg["teacher"]`` (a finished train run, or a search run with retraining),
     or None. Raises ConfigError when it was trained on another dataset than this run's."""
@@ -305,50 +276,17 @@ def _teacher(cfg: dict[str, Any]):
     if tcfg.get("dataset") != cfg["dataset"]:
         raise ConfigError(f"teacher run {cfg['teacher']} was trained on '{tcfg.get('dataset')}', but this run uses "
                           f"'{cfg['dataset']}'; a teacher must be trained on the same dataset")
-    model = _load_trained(cfg["teacher"])[0]
+    model = load_trained(cfg["teacher"])[0]
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def _load_trained(run_dir: str | Path):
-    """The model of a finished `train` run (or a search run's retrained model) with its normalisation."""
-    run = RunDir.open(run_dir)
-    cfg = run.config()
-    res = run.result()
-    if cfg.get("command") == "search":
-        if "retrain" not in res:
-            raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
-        arch_spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
-        space_options = res["retrain"].get("space_options", {})
-        state_file = Path(res["retrain"]["model_file"])
-        dataset = cfg["dataset"]
-    else:
-        arch_spec = res["model"] if "model" in res else {"space": res["space"], "arch": res["arch"],
-                                                         "space_config": _space_config_of(cfg)}
-        space_options = cfg.get("space_options", {})
-        state_file = Path(res["model_file"])
-        dataset = cfg["dataset"]
-    _, test_set = load_dataset(dataset, cfg.get("data_root"))
-    model, _ = build_model(arch_spec, test_set, space_options)
-    state = torch.load(state_file, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, state, cfg, test_set
-
-
-def _space_config_of(cfg: dict[str, Any]) -> dict[str, Any]:
-    arch = cfg["arch"]
-    if isinstance(arch, dict):
-        return arch.get("space_config", {})
-    return load_arch(arch).get("space_config", {})
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None) -> dict[str, Any]:
     """Test accuracy of a trained run's model on the official test set."""
     from .data import Loader, split_indices
 
-    model, state, cfg, test_set = _load_trained(run_dir)
+    model, state, cfg, test_set = load_trained(run_dir)
     if test_subset:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
     loader = Loader(test_set, 500, mean=state["mean"], std=state["std"])
@@ -361,7 +299,7 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
     """Export a trained model to ONNX and verify it in onnxruntime against PyTorch's logits."""
     from .export import export_onnx
 
-    model, state, cfg, test_set = _load_trained(run_dir)
+    model, state, cfg, test_set = load_trained(run_dir)
     from .data import Loader
 
     x, _ = next(iter(Loader(test_set, check_images, mean=state["mean"], std=state["std"])))

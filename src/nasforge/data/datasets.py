@@ -18,41 +18,8 @@ import torch
 from ..errors import DataError
 from ..registry import DATASETS
 from .idx import read_idx
-
-
-@dataclass
-class ImageDataset:
-    images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor  # int64 [N]
-    num_classes: int
-    name: str = ""
-    classes: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise DataError(f"{self.name}: images must be uint8 [N, C, H, W], got {tuple(self.images.shape)} "
-                            f"{self.images.dtype}")
-        if len(self.images) != len(self.labels):
-            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def resolution(self) -> int:
-        return int(self.images.shape[-1])
-
-    def subset(self, index: torch.Tensor) -> "ImageDataset":
-        return ImageDataset(self.images[index], self.labels[index], self.num_classes, self.name, self.classes)
-
-    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std in [0, 1] units (from at most 10k images: enough for normalisation)."""
-        x = self.images[:10000].float().div_(255)
-        return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+from .images import ImageDataset
+from .loader import Loader
 
 
 @dataclass
@@ -67,8 +34,6 @@ class SearchData:
     std: tuple[float, ...] = (0.5,)
 
     def loaders(self, seed: int):
-        from .loader import Loader
-
         aug = self.augment or {}
         return (Loader(self.train, self.batch_size, shuffle=True, seed=seed, mean=self.mean, std=self.std, **aug),
                 Loader(self.val, self.batch_size, shuffle=True, seed=seed + 7919, mean=self.mean, std=self.std, **aug))

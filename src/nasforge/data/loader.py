@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .datasets import ImageDataset
+from .images import ImageDataset
 
 
 def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tensor:

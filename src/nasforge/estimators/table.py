@@ -12,43 +12,33 @@ else from ``$NASFORGE_TABLES``.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
-from ..benchmarks import MacroTable, NB201Table, default_table_dir
-from ..benchmarks.nb201 import check_dataset, check_metric
 from ..errors import ConfigError
 from ..registry import ESTIMATORS
 from ..spaces.base import Arch, SearchSpace
+from ..tables import default_table_dir
+from ..tables.lookup import LOOKUPS, open_lookup
+from ..tables.nb201 import check_dataset, check_metric
 from .base import Estimator
-
-TABLE_SPACES = ("nb201", "macro")
-
-
-@functools.lru_cache(maxsize=8)
-def _nb201(path: str) -> NB201Table:
-    return NB201Table.load(path)
-
-
-@functools.lru_cache(maxsize=8)
-def _macro(path: str) -> MacroTable:
-    return MacroTable.load(path)
 
 
 def run_trial(spec: dict[str, Any], threads: int = 1) -> dict[str, Any]:
-    """Trial function: one table lookup."""
-    if spec["table"] == "nb201":
-        score = _nb201(spec["path"]).query(spec["arch"], spec["dataset"], spec["metric"])
-        return {"score": score, "metric": f"{spec['dataset']}_{spec['metric']}"}
-    if spec["table"] == "macro":
-        return {"score": _macro(spec["path"]).query(spec["arch"]), "metric": "cifar10_mean_test"}
-    raise ConfigError(f"unknown benchmark table '{spec['table']}' in trial spec; expected one of {', '.join(TABLE_SPACES)}")
+    """Trial function: one table lookup (the table is loaded once per process)."""
+    if spec["table"] not in LOOKUPS:
+        raise ConfigError(f"unknown benchmark table '{spec['table']}' in trial spec; expected one of {', '.join(LOOKUPS)}")
+    score, metric = open_lookup(spec["table"], spec["path"], spec.get("dataset", "cifar10"),
+                                spec.get("metric", "val_12")).score(spec["arch"])
+    return {"score": score, "metric": metric}
 
 
-@ESTIMATORS.register("table", help="query mode: look architectures up in NB201 / NAS-Bench-Macro tables")
+@ESTIMATORS.register("table", help="query mode: look architectures up in the published table of the space (NB201, NAS-Bench-Macro)")
 class TableEstimator(Estimator):
-    """`tables`: folder of the benchmark tables; `dataset` / `metric`: the NB201 search signal."""
+    """`tables`: folder of the benchmark tables; `dataset` / `metric`: the NB201 search signal.
+
+    Works on every space that names a table (``SearchSpace.table``); the others get a ConfigError.
+    """
 
     name = "table"
     trial_fn = "nasforge.estimators.table:run_trial"
@@ -70,25 +60,21 @@ class TableEstimator(Estimator):
             warnings.warn("table estimator scores by the 200-epoch *test* accuracy: the search sees the ground truth",
                           stacklevel=2)
 
-    def _check_space(self, space: SearchSpace) -> None:
-        if space.name not in TABLE_SPACES:
-            raise ConfigError(f"the table estimator has tables for spaces {', '.join(TABLE_SPACES)}, not '{space.name}'")
+    @staticmethod
+    def _table_of(space: SearchSpace) -> str:
+        if space.table is None:
+            raise ConfigError(f"space '{space.name}' has no published table to look architectures up in; the table "
+                              f"estimator covers the tables {', '.join(LOOKUPS)}")
+        return space.table
 
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
         # no seed: a lookup does not depend on it, and leaving it out lets the journal share trials across seeds
-        self._check_space(space)
-        arch = space.validate(arch)
-        if space.name == "nb201":
-            return {"table": "nb201", "path": self.path, "dataset": self.dataset, "metric": self.metric, "arch": arch}
-        return {"table": "macro", "path": self.path, "arch": arch}
+        table = self._table_of(space)
+        return {"table": table, "path": self.path, "dataset": self.dataset, "metric": self.metric,
+                "arch": space.validate(arch)}
 
     def ground_truth(self, space: SearchSpace, arch: Arch) -> dict[str, Any]:
         """What the table says about the recommendation: NB201 200-epoch test accuracy (and the rest of its
         record), or NAS-Bench-Macro's mean test accuracy, params and FLOPs."""
-        self._check_space(space)
-        arch = space.validate(arch)
-        if space.name == "nb201":
-            record = _nb201(self.path).record(arch)
-            return {"test_accuracy": record[f"{self.dataset}_test_200"], "dataset": self.dataset, **record}
-        record = _macro(self.path).record(arch)
-        return {"test_accuracy": record["mean_acc"], "dataset": "cifar10", **record}
+        lookup = open_lookup(self._table_of(space), self.path, self.dataset, self.metric)
+        return lookup.ground_truth(space.validate(arch))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch.nn as nn
 
@@ -17,11 +18,39 @@ from ..errors import ConfigError
 Arch = Any  # a JSON value; each space documents its form
 
 
+@dataclass(frozen=True)
+class CategoricalEncoding:
+    """A space whose architectures are one choice (0 .. choices-1) per position (NB201: 6 edges x 5 ops).
+
+    Surrogate predictors tokenize such a space and progressive search grows it without knowing which
+    space it is. `encode(arch)` -> `positions` ints; `decode(ints)` -> canonical arch. Progressive growth
+    decides the positions in the groups of `growth_steps` (default: one at a time, in order); a position
+    not decided yet holds `undecided`. `beam` / `batch_full`: PNAS's K and full-size round size tuned on
+    the space (None: the strategy's defaults).
+    """
+
+    positions: int
+    choices: int
+    encode: Callable[[Arch], Sequence[int]]
+    decode: Callable[[Sequence[int]], Arch]
+    growth_steps: tuple[tuple[int, ...], ...] | None = None
+    undecided: int = 0
+    beam: int | None = None
+    batch_full: int | None = None
+
+
 class SearchSpace(ABC):
     name: ClassVar[str] = ""
     supports_weight_sharing: ClassVar[bool] = False
     #: option name -> default; the options are the *search* scale, `build(**overrides)` can change them
     defaults: ClassVar[dict[str, Any]] = {}
+    #: what varies with the space, declared here so that no strategy or API function names a space:
+    #: the weight optimiser a one-shot search uses by default (SGD momentum 0.9 + cosine; the values of the
+    #: space's paper: DARTS 3e-4 without Nesterov) - a strategy's w_weight_decay / w_nesterov override them
+    search_optimizer: ClassVar[dict[str, Any]] = {"weight_decay": 3e-4, "nesterov": False}
+    #: the published table architectures of this space can be looked up in (a key of
+    #: nasforge.tables.lookup.LOOKUPS), or None; used by the table estimator and a search's `table` record
+    table: ClassVar[str | None] = None
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         unknown = set(options) - set(self.defaults)
@@ -57,6 +86,10 @@ class SearchSpace(ABC):
     def supernet(self, **overrides: Any) -> "nn.Module":
         raise ConfigError(f"space '{self.name}' has no weight-sharing supernet; "
                           "use a multi-trial strategy (random, evolution, pnas)")
+
+    def categorical(self) -> CategoricalEncoding | None:
+        """The space as one choice per position, if it is one (see CategoricalEncoding); else None."""
+        return None
 
     def describe(self, arch: Arch) -> str:
         return str(arch)

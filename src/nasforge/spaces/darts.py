@@ -440,6 +440,8 @@ class DartsSupernet(Supernet, _Backbone):
     that type), or with ``unique_cells`` one group ``cell{i}`` per cell. Weighted mode runs every op (DARTS);
     after ``set_path`` each edge runs only its sampled op and `none` edges run nothing (MANAS)."""
 
+    prunes_inputs = True  # a genotype keeps 2 inputs per node
+
     def __init__(self, C: int = 16, layers: int = 8, nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3,
                  num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True,
                  cell_ops: CellOps = DARTS_CELL_OPS) -> None:
@@ -496,23 +498,37 @@ class DartsSupernet(Supernet, _Backbone):
                 "reduce_concat": list(concat)}
 
     def arch_to_path(self, arch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The sampled path that runs exactly the edges of the genotype `arch` (standard or full form) and `none`
-        on every other edge: the derived sub-network with the supernet's weights (``set_path`` it). An edge
-        listed twice in a node keeps its first op. Raises UserError for an arch of another cell layout."""
-        parsed = parse_arch(arch, self.nodes, self.op_names)
-        specs = {g: c for g, c in zip(["normal", "reduce"], parsed)} if isinstance(parsed, tuple) else \
-            {g: parsed[i] for i, g in enumerate(self.cell_groups)}
+        """The path that runs exactly `arch` (standard or full form); edges the genotype leaves out get `none`."""
+        names = self.op_names
         edges = cell_edges(self.nodes)
-        none = self.op_names.index(NONE)
-        device = next(iter(self.alphas.values())).device
+        if "cells" in arch:
+            cells = dict(zip(self.cell_groups, (c["ops"] for c in arch["cells"])))
+        else:
+            cells = {"normal": arch["normal"], "reduce": arch["reduce"]}
         path = {}
-        for g in self.alphas:
-            chosen: dict[tuple[int, int], int] = {}
-            for k, inputs in enumerate(specs[g].nodes):
-                for op, i in inputs:
-                    chosen.setdefault((i, k + 2), self.op_names.index(op))
-            path[g] = torch.tensor([chosen.get(e, none) for e in edges], dtype=torch.long, device=device)
+        for g, ops in cells.items():
+            idx = [names.index(NONE)] * len(edges)
+            standard = len(ops) == 2 * self.nodes and len(ops) != len(edges)
+            for k, (op, i) in enumerate(ops):
+                j = k // 2 + 2 if standard else edges[k][1]  # standard form: pairs 2m, 2m+1 feed node m + 2
+                idx[edges.index((i, j))] = names.index(op)
+            path[g] = torch.tensor(idx, dtype=torch.long, device=self.alphas[g].device)
         return path
+
+    def sample_pruned_actions(self, rng: Any) -> list[list[int]]:
+        """A uniform DARTS genotype per alpha group: each node reads two distinct earlier nodes, each edge a
+        uniform non-`none` op; the other edges are `none`."""
+        none = self.op_names.index(NONE)
+        real_ops = [k for k in range(len(self.op_names)) if k != none]
+        edges = cell_edges(self.nodes)
+        cells = []
+        for _ in self.alphas:
+            ops = [none] * len(edges)
+            for j in range(2, self.nodes + 2):  # node j may read nodes 0..j-1
+                for i in rng.choice(j, size=2, replace=False):
+                    ops[edges.index((int(i), j))] = int(rng.choice(real_ops))
+            cells.append(ops)
+        return cells
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS, parse_macro_arch
+from ..tables.macro import MACRO_CHOICES, MACRO_LAYERS, parse_macro_arch
 from ..errors import ConfigError
 from ..registry import SPACES
-from .base import SearchSpace
+from .base import CategoricalEncoding, SearchSpace
 
 STAGES: tuple[int, ...] = (2, 3, 3)  # layers per stage; the first layer of each stage has stride 2
 _EXPAND_KERNEL = {"mb3_k3": (3, 3), "mb6_k5": (6, 5)}
@@ -84,6 +84,7 @@ class MacroSpace(SearchSpace):
 
     name = "macro"
     defaults = {"C": 32, "head": 1280}
+    table = "nas-bench-macro"
 
     def sample(self, rng: random.Random) -> str:
         return "".join(str(rng.randrange(len(MACRO_CHOICES))) for _ in range(MACRO_LAYERS))
@@ -107,6 +108,14 @@ class MacroSpace(SearchSpace):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"macro option {key} must be an integer >= 1, got {v!r}")
         return MacroNetwork(self.validate(arch), C, head, self.in_channels, self.num_classes)
+
+    def categorical(self) -> CategoricalEncoding:
+        """Choice (MACRO_CHOICES index) per layer; progressive search decides layers first to last, undecided
+        layers are identity (0); K = 8 (3 + 7 x 8 = 59 queries reach full size)."""
+        return CategoricalEncoding(
+            positions=MACRO_LAYERS, choices=len(MACRO_CHOICES), encode=lambda a: [int(ch) for ch in a],
+            decode=lambda c: "".join(str(int(i)) for i in c), growth_steps=tuple((i,) for i in range(MACRO_LAYERS)),
+            undecided=0, beam=8)
 
     def describe(self, arch: Any) -> str:
         return " ".join(MACRO_CHOICES[int(ch)] for ch in self.validate(arch))

@@ -12,12 +12,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..benchmarks.nb201 import NB201_EDGES, NB201_OPS, format_arch, parse_arch
+from ..tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, indices_to_ops, ops_to_indices, parse_arch
 from ..ops import NB201_OPS as OP_FACTORIES
 from ..ops import ResNetBasicBlock, is_parameter_free
 from ..registry import SPACES
 from ..supernet import MixedOp, Supernet
-from .base import SearchSpace
+from .base import CategoricalEncoding, SearchSpace
 
 OPS = list(NB201_OPS)
 _SKIP, _CONV1, _CONV3, _POOL = (OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
@@ -221,8 +221,12 @@ class NB201Supernet(Supernet, _Skeleton):
         s = (scores or {"cell": self.alphas["cell"].detach()})["cell"]
         return format_arch([OPS[int(k)] for k in s.argmax(-1)])
 
-    def path_to_arch(self, path: dict[str, torch.Tensor]) -> str:
+    def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = False) -> str:
+        """The cell a path runs (``top2`` does not apply: NB201 keeps every edge)."""
         return format_arch([OPS[int(k)] for k in path["cell"]])
+
+    def arch_to_path(self, arch: str) -> dict[str, torch.Tensor]:
+        return {"cell": torch.tensor([self.op_names.index(op) for op in parse_arch(arch)], dtype=torch.long)}
 
 
 @SPACES.register("nb201", help="NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 cells; arch = official arch string")
@@ -230,6 +234,8 @@ class NB201Space(SearchSpace):
     name = "nb201"
     supports_weight_sharing = True
     defaults = {"C": 16, "N": 5}
+    search_optimizer = {"weight_decay": 5e-4, "nesterov": True}  # NAS-Bench-201's training recipe
+    table = "nas-bench-201"
 
     def sample(self, rng: random.Random) -> str:
         return format_arch([rng.choice(OPS) for _ in NB201_EDGES])
@@ -250,6 +256,16 @@ class NB201Space(SearchSpace):
     def supernet(self, **overrides: Any) -> NB201Supernet:
         return NB201Supernet(self._option(overrides, "C"), self._option(overrides, "N"), self.in_channels,
                              self.num_classes, track_running_stats=overrides.get("track_running_stats", True))
+
+    def categorical(self) -> CategoricalEncoding:
+        """Op index (NB201_OPS) per edge (NB201_EDGES order). Progressive search assigns 0->3 first, then
+        0->1 and 1->3, then the rest: each step completes a new input-to-output path, and undecided edges
+        are `none`, so every prefix is a cell of the table. K = 40 and rounds of 5 were chosen on seeds
+        0-39 of the query benchmark (docs/pnas.md), which reports seeds 100-199."""
+        return CategoricalEncoding(
+            positions=len(NB201_EDGES), choices=len(OPS), encode=lambda a: ops_to_indices(parse_arch(a)),
+            decode=lambda c: format_arch(indices_to_ops(c)), growth_steps=((3,), (0, 4), (1, 2, 5)),
+            undecided=OPS.index("none"), beam=40, batch_full=5)
 
     def parameter_free_count(self, arch: str) -> int:
         return sum(is_parameter_free(op) for op in parse_arch(arch))

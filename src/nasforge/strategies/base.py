@@ -57,7 +57,7 @@ class SearchContext:
     estimator: "Estimator | None" = None
     executor: Any = None
     run: "RunDir | None" = None
-    table: Any = None  # nasforge.benchmarks.NB201Table when configured
+    table: Any = None  # nasforge.tables.lookup.Lookup of the space's table when --tables is given
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
@@ -128,9 +128,6 @@ class Strategy(ABC):
             raise ConfigError(f"unknown hyperparameter(s) {sorted(unknown)} for strategy '{self.name}'; "
                               f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
         self.hp = {**self.defaults, **hparams}
-
-    def check(self, space: SearchSpace) -> None:
-        """Reject a bad strategy/space combination (ConfigError, one line) before a run directory exists."""
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

@@ -56,7 +56,8 @@ class BATS(DARTS):
     uses_teacher = True
     defaults = {**DARTS.defaults, **BATS_DEFAULTS}
 
-    def check(self, space: SearchSpace) -> None:
+    def prepare(self, space: SearchSpace) -> None:
+        """Reject a real-valued space or bad options (ConfigError, one line) before a run directory exists."""
         if not getattr(space, "is_binary", False):
             raise ConfigError(f"strategy 'bats' searches binary networks, but space '{space.name}' is real-valued; "
                               "use --space bats (or --space darts --space-opt binary=naive)")
@@ -73,7 +74,7 @@ class BATS(DARTS):
 
     # -- set-up and schedules -------------------------------------------------------------
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
-        self.check(ctx.space)
+        self.prepare(ctx.space)
         super().setup(supernet, ctx)
         set_binarization(supernet, act=True, weight=self.hp["search_weight_bits"] == 1)
         self.teacher = ctx.teacher

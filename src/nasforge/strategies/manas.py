@@ -103,11 +103,11 @@ class PathSamplingStrategy(OneShotStrategy):
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
-        self.space_kind = _space_kind(supernet)
         top2 = self.hp["top2"]
-        if top2 and self.space_kind != "darts":
-            raise ConfigError(f"top2 applies to the darts space only; '{ctx.space.name}' derives one op per edge")
-        self.top2 = bool(self.space_kind == "darts" if top2 is None else top2)
+        if top2 and not supernet.prunes_inputs:
+            raise ConfigError(f"top2 applies to supernets whose derivation keeps 2 inputs per node; "
+                              f"'{ctx.space.name}' derives one op per edge")
+        self.top2 = bool(supernet.prunes_inputs if top2 is None else top2)
         self.groups = list(supernet.alphas.keys())
         shapes = [tuple(supernet.alphas[g].shape) for g in self.groups]
         self.n_arms = shapes[0][1]
@@ -196,7 +196,7 @@ class PathSamplingStrategy(OneShotStrategy):
                 q[:, none] = 1.0 - q.sum(axis=1)
                 return supernet.derive(self._tensors(np.log(np.maximum(q, 1e-300))))
             return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
-        if self.space_kind == "darts" and self.top2:
+        if self.top2:
             return supernet.derive(self._tensors(self.scores()))
         return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
 
@@ -342,45 +342,12 @@ def score_path(supernet: Supernet, path: dict[str, torch.Tensor], batches) -> tu
     return loss / n, correct / n
 
 
-# -- space adapters ---------------------------------------------------------------------------------------
-def _space_kind(supernet: Supernet) -> str:
-    from ..spaces.darts import DartsSupernet
-    from ..spaces.nb201 import NB201Supernet
-
-    if isinstance(supernet, DartsSupernet):
-        return "darts"
-    if isinstance(supernet, NB201Supernet):
-        return "nb201"
-    raise ConfigError(f"sampled-path search supports the nb201 and darts spaces, not {type(supernet).__name__}")
-
-
+# -- space adapters (kept for callers of the functions; the supernets implement them) -------------------
 def path_to_arch(supernet: Supernet, path: dict[str, torch.Tensor], top2: bool = False) -> Any:
-    """The architecture of a path; on darts ``top2=False`` keeps every edge (full form, `none` = no edge)."""
-    if _space_kind(supernet) == "darts":
-        return supernet.path_to_arch(path, top2=top2)
-    return supernet.path_to_arch(path)
+    """The architecture of a path; where the supernet prunes inputs, ``top2=False`` keeps every edge."""
+    return supernet.path_to_arch(path, top2=top2)
 
 
 def arch_to_path(supernet: Supernet, arch: Any) -> dict[str, torch.Tensor]:
     """The path that runs exactly `arch` on the supernet (edges an arch leaves out get `none`)."""
-    names = supernet.op_names
-    if _space_kind(supernet) == "nb201":
-        from ..benchmarks.nb201 import parse_arch
-
-        return {"cell": torch.tensor([names.index(op) for op in parse_arch(arch)], dtype=torch.long)}
-    from ..spaces.darts import cell_edges
-
-    edges = cell_edges(supernet.nodes)
-    if "cells" in arch:
-        cells = dict(zip(supernet.cell_groups, (c["ops"] for c in arch["cells"])))
-    else:
-        cells = {"normal": arch["normal"], "reduce": arch["reduce"]}
-    path = {}
-    for g, ops in cells.items():
-        idx = [names.index("none")] * len(edges)
-        standard = len(ops) == 2 * supernet.nodes and len(ops) != len(edges)
-        for k, (op, i) in enumerate(ops):
-            j = k // 2 + 2 if standard else edges[k][1]  # standard form: pairs 2m, 2m+1 feed node m + 2
-            idx[edges.index((i, j))] = names.index(op)
-        path[g] = torch.tensor(idx, dtype=torch.long)
-    return path
+    return supernet.arch_to_path(arch)

@@ -65,9 +65,9 @@ class OneShotStrategy(Strategy):
         self.w_opt.step()
 
     def _make_weight_optimizer(self, supernet: Supernet, ctx: SearchContext, epochs: int) -> None:
-        nb201 = ctx.space.name == "nb201"
-        wd = self.hp["w_weight_decay"] if self.hp["w_weight_decay"] is not None else (5e-4 if nb201 else 3e-4)
-        nesterov = self.hp["w_nesterov"] if self.hp["w_nesterov"] is not None else nb201
+        space_opt = ctx.space.search_optimizer  # the space's own recipe unless the strategy's hparams say otherwise
+        wd = self.hp["w_weight_decay"] if self.hp["w_weight_decay"] is not None else space_opt["weight_decay"]
+        nesterov = self.hp["w_nesterov"] if self.hp["w_nesterov"] is not None else space_opt["nesterov"]
         self.w_params = supernet.weight_parameters()
         if self.hp["w_optimizer"] == "adam":  # the common choice for binary networks (BATS spec 2.5)
             self.w_opt: torch.optim.Optimizer = torch.optim.Adam(self.w_params, lr=self.hp["w_lr"], weight_decay=wd)
@@ -199,7 +199,7 @@ class OneShotStrategy(Strategy):
             out["hessian_eigenvalue"] = dominant_eigenvalue(lambda: F.cross_entropy(supernet(x), y),
                                                             supernet.arch_parameters(), iters=self.hp["hessian_iters"],
                                                             generator=g)
-        if ctx.table is not None and ctx.space.name == "nb201":
+        if ctx.table is not None:  # set only for a space with a published table (SearchSpace.table)
             out["table"] = ctx.table.record(arch)
         out.update(self.epoch_diagnostics(supernet, ctx, batches[0] if batches else None))
         return out

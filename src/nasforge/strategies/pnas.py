@@ -8,16 +8,17 @@
 
 How a space grows is a `Growth`:
 
-* `PNASGrowth` (space "pnas"): the paper's algorithm, blocks appended one at a time. Candidate tokens are
+* `PNASGrowth` (spaces of PNAS block cells): the paper's algorithm, blocks appended one at a time. Candidate tokens are
   built with numpy broadcasting (parent tokens x new-block tokens), so the ~300k candidates of b = 5 are
   never turned into Python objects; only the K picked ones are.
-* `NB201Growth` (space "nb201", spec 1.8 tier C, our adaptation): edges are assigned in the fixed order
+* `CategoricalGrowth` (a space with a categorical encoding, `SearchSpace.categorical()`): positions are
+  decided in the groups the space declares. On nb201 (spec 1.8 tier C, our adaptation) edges are assigned in the fixed order
   0->3, 0->1, 1->3, 0->2, 1->2, 2->3, which connects input to output first; unassigned edges are `none`, so
   every prefix is a real cell of the table. Edges are added in three steps (0->3; then 0->1 and 1->3; then
   0->2, 1->2 and 2->3), each completing a new input-to-output path: an edge into a node that does not yet
   reach the output cannot change the network, so scoring it alone would spend a query on a copy of its
   parent.
-* `MacroGrowth` (space "macro"): layers are chosen first to last; undecided layers are identity.
+  On macro, layers are chosen first to last; undecided layers are identity.
 
 Beyond the paper: the full-size candidates (children of the last beam) can be scored in rounds of
 ``batch_full`` < K with a refit in between (on the pnas space the default is K, the paper's single round),
@@ -38,7 +39,7 @@ from scipy.stats import spearmanr
 
 from ..errors import ConfigError
 from ..registry import STRATEGIES
-from ..spaces.base import Arch, SearchSpace
+from ..spaces.base import Arch, CategoricalEncoding, SearchSpace
 from ..surrogates.ensemble import KINDS, Ensemble
 from ..surrogates.tokenizers import PNASTokenizer, TokenBatch, Tokenizer, tokenizer_for
 from .base import SearchContext
@@ -141,45 +142,30 @@ class _ListGrowth(Growth):
         return Candidates(self.tokenizer.batch([self.arch(c) for c in children]), children.__getitem__)
 
 
-class NB201Growth(_ListGrowth):
-    #: NB201_EDGES indices: (0,3); (0,1), (1,3); (0,2), (1,2), (2,3)
-    STEPS = ((3,), (0, 4), (1, 2, 5))
-    #: 5 + 40 queries reach the full-size candidates, then rounds of 5 with a refit in between; chosen on
-    #: seeds 0-39 of the query benchmark (docs/pnas.md), which reports seeds 100-199
-    default_K = 40
-    default_batch_full = 5
+class CategoricalGrowth(_ListGrowth):
+    """Growth of a space with a categorical encoding (SearchSpace.categorical()): its `growth_steps` decide
+    positions in groups; a position not decided yet holds the encoding's `undecided` choice."""
 
-    def __init__(self, space: SearchSpace) -> None:
-        from ..benchmarks.nb201 import NB201_OPS
-
-        super().__init__(space, self.STEPS, len(NB201_OPS))
-        self.ops = NB201_OPS
+    def __init__(self, space: SearchSpace, encoding: CategoricalEncoding) -> None:
+        steps = encoding.growth_steps or tuple((i,) for i in range(encoding.positions))
+        super().__init__(space, steps, encoding.choices)
+        self.encoding = encoding
+        self.default_K = encoding.beam or Growth.default_K
+        self.default_batch_full = encoding.batch_full
 
     def arch(self, partial: Partial) -> Arch:
-        from ..benchmarks.nb201 import format_arch
-
-        return format_arch([self.ops[i] if i >= 0 else "none" for i in partial])
-
-
-class MacroGrowth(_ListGrowth):
-    default_K = 8  # 3 + 7 x 8 = 59 queries reach full size
-
-    def __init__(self, space: SearchSpace) -> None:
-        from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS
-
-        super().__init__(space, [(i,) for i in range(MACRO_LAYERS)], len(MACRO_CHOICES))
-
-    def arch(self, partial: Partial) -> Arch:
-        return "".join(str(max(i, 0)) for i in partial)  # undecided layers are identity (0)
-
-
-GROWTHS: dict[str, type[Growth]] = {"pnas": PNASGrowth, "nb201": NB201Growth, "macro": MacroGrowth}
+        return self.encoding.decode([i if i >= 0 else self.encoding.undecided for i in partial])
 
 
 def growth_for(space: SearchSpace) -> Growth:
-    if space.name not in GROWTHS:
-        raise ConfigError(f"strategy 'pnas' knows how to grow spaces {', '.join(GROWTHS)}, not '{space.name}'")
-    return GROWTHS[space.name](space)
+    """How `space` grows: by its categorical encoding, or block by block for PNAS block cells."""
+    encoding = space.categorical()
+    if encoding is not None:
+        return CategoricalGrowth(space, encoding)
+    if hasattr(space, "max_blocks") and hasattr(space, "op_names"):
+        return PNASGrowth(space)
+    raise ConfigError(f"strategy 'pnas' grows spaces with a categorical encoding or PNAS block cells; "
+                      f"space '{space.name}' has neither")
 
 
 @STRATEGIES.register("pnas", help="progressive beam search over growing cells, guided by a surrogate ensemble")

@@ -62,28 +62,16 @@ class RandomWS(PathSamplingStrategy):
 
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         super().setup(supernet, ctx)
-        self.nodes = getattr(supernet, "nodes", None)  # intermediate nodes of a DARTS cell
+        self._sample_pruned = supernet.sample_pruned_actions  # genotypes of the pruned (top2) form
         self._selection: dict[str, Any] | None = None
         self._defer = False  # True while an epoch's diagnostics must not pay for a selection
 
     # -- choosing the architecture ----------------------------------------------------------------
     def sample_candidate(self, rng: np.random.Generator) -> np.ndarray:
         """One architecture as a flat action vector (see the module docstring for the distribution)."""
-        if not (self.space_kind == "darts" and self.top2):
+        if not self.top2:
             return rng.integers(0, self.n_arms, int(self.bounds[-1]))
-        from ..spaces.darts import cell_edges
-
-        none = self.op_names.index("none")
-        real_ops = np.array([k for k in range(self.n_arms) if k != none])
-        edges = cell_edges(self.nodes)
-        cells = []
-        for _ in self.groups:
-            ops = np.full(len(edges), none)
-            for j in range(2, self.nodes + 2):  # node j may read nodes 0..j-1
-                for i in rng.choice(j, size=2, replace=False):
-                    ops[edges.index((int(i), j))] = rng.choice(real_ops)
-            cells.append(ops)
-        return np.concatenate(cells).astype(np.int64)
+        return np.concatenate(self._sample_pruned(rng)).astype(np.int64)
 
     def select(self, supernet: Supernet, ctx: SearchContext) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, _SELECT_STREAM, self.steps_done])

@@ -7,7 +7,7 @@ never look inside the network, so one strategy runs on every space.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,9 @@ class Supernet(nn.Module):
     ``forward`` by asking :meth:`edge_weights` / :meth:`edge_index` for each edge."""
 
     op_names: list[str]
+    #: True when the space's derivation keeps only some incoming edges per node (DARTS: the top 2), so a
+    #: sampled-path strategy may derive in that pruned form (its ``top2`` option); False: one op per edge
+    prunes_inputs: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,6 +90,19 @@ class Supernet(nn.Module):
     def derive(self, scores: dict[str, torch.Tensor] | None = None) -> Arch:
         """The discrete architecture from `scores` (default: the current alphas), by the space's rule."""
         raise NotImplementedError
+
+    def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = False) -> Arch:
+        """The architecture a path runs (canonical JSON of the space). ``top2`` only where `prunes_inputs`."""
+        raise NotImplementedError
+
+    def arch_to_path(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """The path that runs exactly `arch` (a validated architecture); edges it leaves out get `none`."""
+        raise NotImplementedError
+
+    def sample_pruned_actions(self, rng: Any) -> list[list[int]]:
+        """Where `prunes_inputs`: one random architecture of the pruned form (per group, an op index per
+        edge; the unused edges `none`), drawn with the numpy Generator `rng`."""
+        raise NotImplementedError(f"{type(self).__name__} derives one op per edge; it has no pruned form")
 
     def diagnostics(self) -> dict[str, Any]:
         probs = self.probabilities()

@@ -115,8 +115,8 @@ class OracleEstimator(Estimator):
         self.seed, self.noise = seed, noise
 
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
-        if space.name != "pnas":
-            raise ConfigError(f"the oracle estimator scores PNAS cells only, not space '{space.name}'")
+        if not (hasattr(space, "max_blocks") and hasattr(space, "op_names")):
+            raise ConfigError(f"the oracle estimator scores PNAS block cells only, not space '{space.name}'")
         return {"oracle_seed": self.seed, "noise": self.noise, "ops": list(space.op_names),
                 "max_blocks": space.max_blocks, "arch": space.validate(arch)}
 

@@ -110,27 +110,14 @@ class PositionChoiceTokenizer(Tokenizer):
         return np.stack([np.arange(self.n_positions) * self.n_choices + choices, choices], axis=1)
 
 
-def nb201_choices(arch: str) -> tuple[int, ...]:
-    from ..benchmarks.nb201 import ops_to_indices, parse_arch
-
-    return ops_to_indices(parse_arch(arch))
-
-
-def macro_choices(arch: str) -> list[int]:
-    return [int(ch) for ch in arch]
-
-
 def tokenizer_for(space: Any) -> Tokenizer:
-    """The tokenizer of a search space (pnas, nb201, macro)."""
-    name = getattr(space, "name", "")
-    if name == "pnas":
+    """The tokenizer of a search space: (position, choice) tokens for a space with a categorical encoding
+    (`SearchSpace.categorical()`, e.g. nb201, macro), block tokens for a space of PNAS block cells (one
+    with `op_names` and `max_blocks`). Raises ConfigError for any other space."""
+    encoding = space.categorical() if callable(getattr(space, "categorical", None)) else None
+    if encoding is not None:
+        return PositionChoiceTokenizer(encoding.positions, encoding.choices, encoding.encode)
+    if hasattr(space, "max_blocks") and hasattr(space, "op_names"):
         return PNASTokenizer(space.op_names, space.max_blocks)
-    if name == "nb201":
-        from ..benchmarks.nb201 import NB201_EDGES, NB201_OPS
-
-        return PositionChoiceTokenizer(len(NB201_EDGES), len(NB201_OPS), nb201_choices)
-    if name == "macro":
-        from ..benchmarks.macro import MACRO_CHOICES, MACRO_LAYERS
-
-        return PositionChoiceTokenizer(MACRO_LAYERS, len(MACRO_CHOICES), macro_choices)
-    raise ConfigError(f"no surrogate tokenizer for space '{name}'; the surrogate predictors support pnas, nb201, macro")
+    raise ConfigError(f"no surrogate tokenizer for space '{getattr(space, 'name', space)}'; the surrogate predictors "
+                      "support spaces with a categorical encoding (nb201, macro) and PNAS block cells")

@@ -2,7 +2,7 @@
 
 A cell has 4 nodes; each of the 6 edges i->j (i < j) carries one of 5 ops. The arch string lists, for
 node j = 1, 2, 3, its incoming edges from nodes 0..j-1: `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`.
-Row i of every NB201 table is the official NB201 / NATS-Bench topology index i.
+The arch-string helpers live in nb201_arch.py (re-exported here). Row i of every NB201 table is the official NB201 / NATS-Bench topology index i.
 
 The tables themselves are never shipped with nasforge: `NB201Table.load` reads them from a path.
 Sources: Dong & Yang, "NAS-Bench-201" (ICLR 2020) and Dong et al., "NATS-Bench" (TPAMI 2021) for the
@@ -10,35 +10,27 @@ Sources: Dong & Yang, "NAS-Bench-201" (ICLR 2020) and Dong et al., "NATS-Bench" 
 """
 from __future__ import annotations
 
-import csv
 import functools
-import math
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 
 from ..errors import DataError, UserError, choices_message
+from .files import (  # noqa: F401 - re-exported: the CSV helpers lived here before
+    check_index_column, check_row_count, file_signature, find_table_file, float_columns, read_csv_rows,
+)
+from .latency import NB201_LATENCY_FILE as LATENCY_FILE, LatencyTable  # noqa: F401 - LATENCY_FILE re-exported
+from .nb201_arch import (  # noqa: F401 - re-exported: the public arch-string API of this module
+    NB201_EDGES, NB201_OPS, NB201_SIZE, check_arch_column, format_arch, indices_to_ops, ops_to_indices, parse_arch,
+)
 
-if TYPE_CHECKING:  # latency.py imports this module's helpers, so import it lazily at run time
-    from .latency import LatencyTable
-
-NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NB201_EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-NB201_SIZE = len(NB201_OPS) ** len(NB201_EDGES)  # 15,625 cells
 NB201_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16-120")
 NB201_METRICS: tuple[str, ...] = ("test_200", "val_12", "test_12")
 
 ACC_200_FILE = "nb201_200ep_test_accuracy.csv"
 ACC_12_FILE = "nb201_12ep_accuracy.csv"
-LATENCY_FILE = "nb201_device_latency_ms.csv"
 
-_ARCH_FORM = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-_OP_INDEX = {op: i for i, op in enumerate(NB201_OPS)}
-# One regex match per row keeps table validation fast; parse_arch explains any string it rejects.
-_OP_RE = "(?:" + "|".join(NB201_OPS) + ")"
-_ARCH_RE = re.compile(r"\+".join(r"\|" + r"\|".join(f"{_OP_RE}~{src}" for src in range(node)) + r"\|" for node in (1, 2, 3)))
 
 # Column name in the published file -> (dataset, metric) in nasforge's vocabulary.
 _ACC_200_HEADER = [
@@ -74,167 +66,6 @@ _ACC_12_COLUMNS = {
 
 PathLike = Union[str, Path]
 ArchKey = Union[str, int, np.integer]
-
-
-# --------------------------------------------------------------------------------------------------
-# Arch strings (pure functions, no table needed)
-# --------------------------------------------------------------------------------------------------
-
-
-def _bad_arch(s: str, why: str) -> UserError:
-    return UserError(f"bad NB201 arch string '{s}': {why}; expected the form {_ARCH_FORM}")
-
-
-def parse_arch(s: str) -> tuple[str, ...]:
-    """Arch string -> the 6 op names in NB201_EDGES order. Raises UserError naming the bad part."""
-    if not isinstance(s, str):
-        raise UserError(f"an NB201 arch string must be a str like {_ARCH_FORM}, got {type(s).__name__} {s!r}")
-    groups = s.split("+")
-    if len(groups) != 3:
-        raise _bad_arch(s, f"found {len(groups)} node group(s) separated by '+', expected 3")
-    ops: list[str] = []
-    for node, group in enumerate(groups, start=1):
-        if len(group) < 2 or not (group.startswith("|") and group.endswith("|")):
-            raise _bad_arch(s, f"node {node} group '{group}' must start and end with '|'")
-        edges = group[1:-1].split("|")
-        if len(edges) != node:
-            raise _bad_arch(s, f"node {node} group '{group}' has {len(edges)} edge(s), expected {node} (one per earlier node)")
-        for src, edge in enumerate(edges):
-            op, sep, inp = edge.partition("~")
-            if not sep:
-                raise _bad_arch(s, f"edge '{edge}' into node {node} lacks the '~<input node>' suffix")
-            if op not in _OP_INDEX:
-                raise UserError(f"bad NB201 arch string '{s}': " + choices_message("NB201 op", op, list(NB201_OPS)))
-            if inp != str(src):
-                raise _bad_arch(s, f"edge '{edge}' is edge {src}->{node}, so its input must be '~{src}', not '~{inp}'")
-            ops.append(op)
-    return tuple(ops)
-
-
-def _check_ops(ops: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(ops, str):
-        raise UserError(f"expected a sequence of {len(NB201_EDGES)} NB201 op names, got the string '{ops}' (use parse_arch)")
-    ops = tuple(ops)
-    if len(ops) != len(NB201_EDGES):
-        raise UserError(f"an NB201 cell has {len(NB201_EDGES)} edges {NB201_EDGES}, got {len(ops)} ops: {list(ops)}")
-    for op in ops:
-        if op not in _OP_INDEX:
-            raise UserError(choices_message("NB201 op", str(op), list(NB201_OPS)))
-    return ops
-
-
-def format_arch(ops: Sequence[str]) -> str:
-    """6 op names in NB201_EDGES order -> arch string (inverse of parse_arch)."""
-    ops = _check_ops(ops)
-    groups, k = [], 0
-    for node in (1, 2, 3):
-        groups.append("|" + "|".join(f"{ops[k + src]}~{src}" for src in range(node)) + "|")
-        k += node
-    return "+".join(groups)
-
-
-def ops_to_indices(ops: Sequence[str]) -> tuple[int, ...]:
-    """Op names -> positions in NB201_OPS (e.g. for one-hot encodings)."""
-    return tuple(_OP_INDEX[op] for op in _check_ops(ops))
-
-
-def indices_to_ops(indices: Sequence[int]) -> tuple[str, ...]:
-    """Positions in NB201_OPS -> op names (inverse of ops_to_indices)."""
-    indices = tuple(indices)
-    if len(indices) != len(NB201_EDGES):
-        raise UserError(f"an NB201 cell has {len(NB201_EDGES)} edges, got {len(indices)} op indices: {list(indices)}")
-    for i in indices:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(NB201_OPS):
-            raise UserError(f"NB201 op index {i!r} is not an integer in 0..{len(NB201_OPS) - 1} ({', '.join(NB201_OPS)})")
-    return tuple(NB201_OPS[int(i)] for i in indices)
-
-
-# --------------------------------------------------------------------------------------------------
-# CSV helpers shared with latency.py: strict reading with errors that name file, line and expectation
-# --------------------------------------------------------------------------------------------------
-
-
-def read_csv_rows(path: Path, expected_header: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and data rows of a CSV file; every row must have as many fields as the header."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise DataError(f"cannot read table {path}: {e.strerror or e}") from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV file: {e}") from None
-    if not rows:
-        raise DataError(f"{path}: the file is empty; expected a header line and data rows")
-    header, body = rows[0], rows[1:]
-    if expected_header is not None and header != list(expected_header):
-        raise DataError(f"{path}: line 1: wrong header {header}; expected {list(expected_header)}")
-    for i, row in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {i + 2}: found {len(row)} fields, expected {len(header)} ({', '.join(header)})")
-    return header, body
-
-
-def check_row_count(path: Path, rows: list[list[str]], expected: int, what: str) -> None:
-    if len(rows) != expected:
-        hint = " (the file looks truncated)" if len(rows) < expected else ""
-        raise DataError(f"{path}: found {len(rows):,} data rows, expected {expected:,} ({what}){hint}")
-
-
-def float_columns(path: Path, header: Sequence[str], rows: list[list[str]], columns: Sequence[int]) -> np.ndarray:
-    """The given columns as a read-only (n_rows, n_columns) float array; non-numbers and NaN/inf are errors."""
-    cells = [[row[c] for c in columns] for row in rows]
-    try:
-        values = np.array(cells, dtype=np.float64).reshape(len(rows), len(columns))
-    except ValueError:
-        values = None  # locate the culprit below; the vectorised path above is the fast common case
-    if values is None or not np.isfinite(values).all():
-        for i, row in enumerate(rows):
-            for c in columns:
-                try:
-                    ok = math.isfinite(float(row[c]))
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise DataError(f"{path}: line {i + 2}: column '{header[c]}' holds {row[c]!r}, expected a finite number")
-        if values is None:  # numpy refused a spelling Python's float() accepts; every cell is a finite number
-            values = np.array([[float(x) for x in r] for r in cells], dtype=np.float64).reshape(len(rows), len(columns))
-    values.setflags(write=False)  # tables are cached and shared, so nobody may edit them in place
-    return values
-
-
-def check_index_column(path: Path, header: Sequence[str], rows: list[list[str]], column: int) -> None:
-    """The index column must read 0, 1, 2, ... so that row number == official index."""
-    for i, row in enumerate(rows):
-        if row[column] != str(i):
-            raise DataError(f"{path}: line {i + 2}: column '{header[column]}' holds {row[column]!r}, expected {i} (row number)")
-
-
-def check_arch_column(path: Path, archs: Sequence[str]) -> None:
-    """Every arch string must be valid and appear once; errors name the line."""
-    seen: dict[str, int] = {}
-    for i, arch in enumerate(archs):
-        if not _ARCH_RE.fullmatch(arch):
-            try:
-                parse_arch(arch)
-            except UserError as e:
-                raise DataError(f"{path}: line {i + 2}: {e}") from None
-        if arch in seen:
-            raise DataError(f"{path}: line {i + 2}: arch {arch} repeats line {seen[arch] + 2}; expected each cell once")
-        seen[arch] = i
-
-
-def find_table_file(directory: Path, name: str, subdir: str) -> Path | None:
-    """`name` directly in `directory` or in its `subdir` (the layout of shared/data/benchmarks)."""
-    for candidate in (directory / name, directory / subdir / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def file_signature(path: Path) -> tuple[str, int, int]:
-    """Cache key: a file edited in place (same path, new size or mtime) is read again."""
-    st = path.stat()
-    return (str(path), st.st_mtime_ns, st.st_size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,8 +239,6 @@ def _load_cached(signatures: tuple[tuple[str, int, int] | None, ...]) -> NB201Ta
     latency = None
     sources = [acc_200_path, acc_12_path]
     if signatures[2] is not None:
-        from .latency import LatencyTable
-
         latency_path = Path(signatures[2][0])
         latency = LatencyTable.load(latency_path, space="nb201")
         for i in range(len(latency)):

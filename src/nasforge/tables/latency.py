@@ -16,19 +16,12 @@ from typing import Sequence, Union
 import numpy as np
 
 from ..errors import DataError, UserError, choices_message
-from .nb201 import (
-    LATENCY_FILE as NB201_LATENCY_FILE,
-    NB201_SIZE,
-    check_arch_column,
-    check_index_column,
-    check_row_count,
-    file_signature,
-    find_table_file,
-    float_columns,
-    format_arch,
-    parse_arch,
-    read_csv_rows,
+from .files import (
+    check_index_column, check_row_count, file_signature, find_table_file, float_columns, read_csv_rows,
 )
+from .nb201_arch import NB201_SIZE, check_arch_column, format_arch, parse_arch
+
+NB201_LATENCY_FILE = "nb201_device_latency_ms.csv"
 
 FBNET_LATENCY_FILE = "fbnet_device_latency_ms.csv"
 # Column op_idx_list of the FBNet file indexes this tuple (checked against op_names on load).

@@ -17,7 +17,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from ..errors import DataError, UserError
-from .nb201 import file_signature, find_table_file
+from .files import file_signature, find_table_file
 
 MACRO_CHOICES: tuple[str, ...] = ("identity", "mb3_k3", "mb6_k5")
 MACRO_LAYERS = 8

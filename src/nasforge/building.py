@@ -1,0 +1,124 @@
+"""Model building: from a space name or an architecture file to a network (and back from a trained run).
+
+`nasforge.api` orchestrates runs (configs, run directories, costs); everything here only turns descriptions
+into modules: registration of the components, spaces from their options, architectures from files, fixed
+or searched networks, and the trained model of a finished run.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .data import ImageDataset, load_dataset
+from .errors import UserError
+from .models import MODELS
+from .registry import SPACES
+from .runs.store import RunDir
+from .spaces.base import SearchSpace
+
+#: keys of a stored space_config that describe the data, not the space's options
+_DATA_KEYS = ("space", "in_channels", "num_classes", "resolution")
+
+
+def import_components() -> None:
+    """Import every space, strategy and estimator module (and the executors) so their registrations run."""
+    for pkg in ("spaces", "strategies", "estimators"):
+        mod = importlib.import_module(f"nasforge.{pkg}")
+        for info in pkgutil.iter_modules(mod.__path__):
+            importlib.import_module(f"nasforge.{pkg}.{info.name}")
+    importlib.import_module("nasforge.runs.executors")
+
+
+def make_space(name: str, data: ImageDataset | None, options: dict[str, Any]) -> SearchSpace:
+    """The registered space `name` with `options`, sized for `data` (channels, classes, resolution) when
+    given. Raises ConfigError for an unknown space or option."""
+    cls = SPACES.get(name)
+    if data is None:
+        return cls(**options)
+    return cls(in_channels=data.in_channels, num_classes=data.num_classes, resolution=data.resolution, **options)
+
+
+def load_arch(path: str | Path) -> dict[str, Any]:
+    """Read an architecture file: {"space", "arch", optional "space_config"} (a result.json works too, and a
+    run directory stands for its result.json). Raises UserError if it is missing or malformed."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RunDir.RESULT
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"architecture file {p} not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"architecture file {p} is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or "space" not in data or "arch" not in data:
+        raise UserError(f"architecture file {p} must hold a JSON object with 'space' and 'arch'")
+    return data
+
+
+def arch_spec(arch: str | dict[str, Any] | Path) -> dict[str, Any] | str:
+    """What `arch` names: a fixed model's name (returned as is), an architecture dict (as is), or the
+    content of an architecture file. Raises UserError for anything else."""
+    import_components()
+    if isinstance(arch, str) and arch in MODELS:
+        return arch
+    if isinstance(arch, dict):
+        return arch
+    if not Path(str(arch)).exists():
+        raise UserError(f"unknown architecture '{arch}': give a model name ({', '.join(MODELS.names())}) "
+                        "or the path of an architecture JSON file (arch.json or result.json of a search)")
+    return load_arch(arch)
+
+
+def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset,
+                space_options: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A model for a named fixed model ("baseline") or an architecture file/dict, sized for `data`.
+
+    Returns (model, description): {"model": name} or {"space", "arch" (canonical)}. `space_options`
+    change the scale of a searched architecture (e.g. C, N). Raises UserError / ConfigError for an unknown
+    architecture, space or option.
+    """
+    spec = arch_spec(arch)
+    if isinstance(spec, str):
+        return MODELS.get(spec)(in_channels=data.in_channels, num_classes=data.num_classes), {"model": spec}
+    space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
+    space = make_space(spec["space"], data, space_cfg)
+    return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
+
+
+def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any], ImageDataset]:
+    """The model of a finished `train` run (or a search run's retrained model) in eval mode, with its saved
+    state (normalisation mean/std), the run's config and the official test set.
+    Raises UserError for a search run without a retrained model."""
+    run = RunDir.open(run_dir)
+    cfg = run.config()
+    res = run.result()
+    if cfg.get("command") == "search":
+        if "retrain" not in res:
+            raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
+        spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
+        space_options = res["retrain"].get("space_options", {})
+        state_file = Path(res["retrain"]["model_file"])
+    else:
+        spec = res["model"] if "model" in res else {"space": res["space"], "arch": res["arch"],
+                                                    "space_config": _space_config_of(cfg)}
+        space_options = cfg.get("space_options", {})
+        state_file = Path(res["model_file"])
+    _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
+    model, _ = build_model(spec, test_set, space_options)
+    state = torch.load(state_file, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state, cfg, test_set
+
+
+def _space_config_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    arch = cfg["arch"]
+    if isinstance(arch, dict):
+        return arch.get("space_config", {})
+    return load_arch(arch).get("space_config", {})
