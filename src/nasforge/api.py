@@ -84,7 +84,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     strategy_cls = STRATEGIES.get(cfg["method"])
     strategy = strategy_cls(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
-    needs_data = strategy.kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
+    kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
+    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
     _check_search(cfg, strategy, budget)  # before a run directory exists
     set_threads(cfg["threads"])
 
@@ -100,6 +101,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
                           "distil and no retraining is configured")
     table = _load_table(cfg, space)
     if resume is None:
+        strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
         run = RunDir.create(run_root, "search", cfg, name=run_name)
 
     with _tracked_cost(run) as meter:
@@ -129,7 +131,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
 def _check_search(cfg: dict[str, Any], strategy, budget: Budget) -> None:
     """The checks of a search config that need the strategy: estimator and budget fit its kind; the
     train portion and executor are valid. Raises ConfigError (one line)."""
-    if strategy.kind == "multi-trial":
+    kind = strategy.mode(cfg["estimator"])
+    if kind == "multi-trial":
         if cfg["estimator"] is None:
             raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
                               f"from: {', '.join(ESTIMATORS.names())}")
@@ -148,12 +151,13 @@ def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: I
     """Build the strategy's context (search-train/val halves for one-shot; estimator and executor for
     multi-trial) and run it; returns its SearchResult."""
     data = None
-    if strategy.kind == "one-shot":
+    kind = strategy.mode(cfg["estimator"])
+    if kind == "one-shot":
         tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"], train_portion=cfg["train_portion"])
         mean, std = train.stats()
         data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
-    estimator = _estimator(cfg, space) if strategy.kind == "multi-trial" else None
-    executor = _executor(cfg) if strategy.kind == "multi-trial" else None
+    estimator = _estimator(cfg, space) if kind == "multi-trial" else None
+    executor = _executor(cfg) if kind == "multi-trial" else None
     ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
                         executor=executor, run=run, table=table)
     ctx.teacher = teacher

@@ -181,6 +181,11 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
     _emit(summary)
 
 
+from .cli_latency import latency_app  # noqa: E402  (the `nasforge latency ...` commands)
+
+app.add_typer(latency_app, name="latency")
+
+
 def _usage_error_types() -> tuple[type, ...]:
     # typer >= 0.20 vendors click as typer._click; older versions raise click's own classes
     types: list[type] = []

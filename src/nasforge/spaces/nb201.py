@@ -236,6 +236,7 @@ class NB201Space(SearchSpace):
     defaults = {"C": 16, "N": 5}
     search_optimizer = {"weight_decay": 5e-4, "nesterov": True}  # NAS-Bench-201's training recipe
     table = "nas-bench-201"
+    latency_table = "nb201"  # HELP: every cell measured on 27 devices (nasforge.hardware)
 
     def sample(self, rng: random.Random) -> str:
         return format_arch([rng.choice(OPS) for _ in NB201_EDGES])

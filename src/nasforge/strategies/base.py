@@ -129,6 +129,14 @@ class Strategy(ABC):
                               f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
         self.hp = {**self.defaults, **hparams}
 
+    def mode(self, estimator: str | None) -> str:
+        """How the API runs this strategy with the given --estimator: "one-shot" or "multi-trial"."""
+        return self.kind
+
+    def preflight(self, space: SearchSpace, cfg: dict[str, Any]) -> None:
+        """Checks that need the space and the config, run by the API before a new run directory is created
+        (not on resume); raise UserError. (Strategies may also define `prepare(space)`, run every time.)"""
+
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:
         """Run under ctx.budget, checkpointing through ctx.checkpoint so ctx.restore() resumes exactly."""

@@ -1,0 +1,130 @@
+"""What `nasforge latency` does, as Python functions (the CLI is a thin shell over these).
+
+* :func:`list_devices` — local execution regimes and HELP table devices;
+* :func:`build_table` — measure (local) or fit (HELP, fbnet) the per-(layer, op) table of a space on a
+  device; optionally calibrate a local table on whole networks;
+* :func:`show_table` — the table as stored, without measuring anything (a corrupt cache is an error here);
+* :func:`predict_arch` — latency of an architecture file on a device: raw and calibrated LUT predictions,
+  optionally a fresh end-to-end measurement (local devices), or the table value (nb201).
+
+Everything returns plain JSON-able dicts. No network access, no pickles.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .devices import (HELP_FBNET_DEVICES, HELP_NB201_DEVICES, LOCAL_DEVICES, PER_ARCH_TABLES, SUMMED_FBNET_DEVICES,
+                      check_target, is_local)
+
+
+def _make_space(space: str, options: dict[str, Any] | None = None, in_channels: int = 1, resolution: int = 28,
+                num_classes: int = 10):
+    from ..building import import_components
+    from ..registry import SPACES
+
+    import_components()
+    return SPACES.get(space)(in_channels=in_channels, num_classes=num_classes, resolution=resolution,
+                             **(options or {}))
+
+
+def list_devices() -> dict[str, Any]:
+    """Every target device name with what it is and which spaces it has latencies for."""
+    out = {name: {"kind": "local", "description": d.description, "spaces": "any layer-wise (mobile, fbnet)"}
+           for name, d in LOCAL_DEVICES.items()}
+    for name in sorted(set(HELP_FBNET_DEVICES) | set(HELP_NB201_DEVICES)):
+        spaces = [s for s, devs in (("fbnet", HELP_FBNET_DEVICES), ("nb201", HELP_NB201_DEVICES)) if name in devs]
+        note = " (FBNet column is a sum of per-block measurements)" if name in SUMMED_FBNET_DEVICES else ""
+        out[name] = {"kind": "table (HELP)", "description": f"measured by HELP{note}", "spaces": ", ".join(spaces)}
+    return out
+
+
+def build_table(device: str, space: str = "mobile", space_options: dict[str, Any] | None = None, *,
+                in_channels: int = 1, resolution: int = 28, num_classes: int = 10, tables: str | None = None,
+                cache: str | None = None, calibrate: int = 0, seed: int = 0, warmup: int = 10, repeats: int = 7,
+                number: int = 10, n_fit: int = 1000, progress=None) -> dict[str, Any]:
+    """Build or update the table; returns a summary (and the calibration / held-out fit report)."""
+    sp = _make_space(space, space_options, in_channels, resolution, num_classes)
+    check_target(device, sp)
+    if is_local(device):
+        from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
+
+        c = LatencyCache(cache or default_cache_path(device), device)
+        lut = build_local_lut(sp, device, c, warmup=warmup, repeats=repeats, number=number, progress=progress)
+        out: dict[str, Any] = {"device": device, "space": sp.name, "cache": str(c.path),
+                               "measured_now": lut.meta["measured_now"], "from_cache": lut.meta["from_cache"],
+                               "cache_rebuilt_from_corrupt": c.rebuilt_from_corrupt, "bounds_ms": list(lut.bounds())}
+        if calibrate:
+            rep = run_calibration(sp, lut, c, n=calibrate, seed=seed, warmup=warmup, repeats=repeats, number=number)
+            out["calibration"] = {k: v for k, v in rep.items() if k != "archs"}
+        return out
+    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
+        return {"device": device, "space": sp.name, "note": "latencies are exact per-architecture lookups; nothing to build"}
+    from .cost import _fitted, table_dir
+
+    table, report = _fitted(table_dir(tables), device, n_fit, seed)
+    return {"device": device, "space": sp.name, "fit": report, "bounds_ms": list(table.bounds()),
+            "summed_by_construction": device in SUMMED_FBNET_DEVICES}
+
+
+def show_table(device: str, space: str = "mobile", space_options: dict[str, Any] | None = None, *,
+               in_channels: int = 1, resolution: int = 28, num_classes: int = 10, tables: str | None = None,
+               cache: str | None = None, n_fit: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The stored table (ms per layer and op, fixed part, calibration). Measures nothing."""
+    sp = _make_space(space, space_options, in_channels, resolution, num_classes)
+    check_target(device, sp)
+    if not hasattr(sp, "layer_specs"):
+        raise UserError(f"'{sp.name}' has no per-(layer, op) table; use `nasforge latency predict` for an architecture")
+    if is_local(device):
+        from .lut import LatencyCache, build_local_lut, default_cache_path
+
+        c = LatencyCache(cache or default_cache_path(device), device, strict=True)
+        lut = build_local_lut(sp, device, c, only_cached=True)
+    else:
+        from .cost import _fitted, table_dir
+
+        lut, _ = _fitted(table_dir(tables), device, n_fit, seed)
+    return {"device": device, "space": sp.name, "fixed_ms": lut.fixed, "calibration": lut.calibration,
+            "layers": [{"layer": i, **spec.as_dict(), "ms": e} for i, (spec, e) in enumerate(zip(sp.layer_specs(), lut.entries))],
+            "bounds_ms": list(lut.bounds())}
+
+
+def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None, tables: str | None = None,
+                 cache: str | None = None, measure: bool = False, n_fit: int = 1000, warmup: int = 10,
+                 repeats: int = 7, number: int = 10) -> dict[str, Any]:
+    """Latency of the architecture in `arch_file` (arch.json / result.json) on `device`."""
+    from ..building import load_arch
+
+    spec = load_arch(arch_file)
+    if space is not None and spec["space"] != space:
+        raise UserError(f"architecture file {arch_file} holds a '{spec['space']}' architecture, not '{space}'")
+    cfg = dict(spec.get("space_config") or {})
+    kw = {k: cfg.pop(k) for k in ("in_channels", "resolution", "num_classes") if k in cfg}
+    cfg.pop("space", None)
+    sp = _make_space(spec["space"], cfg, **kw)
+    check_target(device, sp)
+    arch = sp.validate(spec["arch"])
+    out: dict[str, Any] = {"device": device, "space": sp.name, "arch": arch}
+    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
+        from .cost import table_dir
+        from .tablefit import NB201TableLatency
+
+        out["latency_ms"] = NB201TableLatency(table_dir(tables), device).predict(arch)
+        out["source"] = "HELP table (measured network)"
+        return out
+    from .cost import latency_model
+
+    mkw = {"warmup": warmup, "repeats": repeats, "number": number}
+    model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit, measure_kw=mkw if is_local(device) else None)
+    out["lut_raw_ms"] = model.predict(arch)
+    out["lut_calibrated_ms"] = model.calibrated(arch) if model.calibration else None
+    out["source"] = model.meta.get("source")
+    if measure:
+        if not is_local(device):
+            raise UserError(f"--measure times the network here; '{device}' is a table device (use a local one: "
+                            f"{', '.join(LOCAL_DEVICES)})")
+        from .lut import measure_network
+
+        out["measured_ms"] = measure_network(sp.build(arch), sp, device, **mkw)
+    return out

@@ -1,0 +1,519 @@
+"""HURRICANE: hardware-aware two-stage single-path search for a named target device.
+
+Zhang, Yang, Jiang, Zhu, Liu, "Fast Hardware-Aware Neural Architecture Search", CVPR-W 2020 (arXiv
+1910.11609); spec section 2. Steps, for the device named by ``target`` (not ``--device``, which is where the
+search computes):
+
+0. a latency model of the space on the target: a LUT timed here for a local device, the per-(layer, op) table
+   fitted from HELP measurements for a table device (``nasforge.hardware.cost``). The latency budget is
+   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network in the space;
+1. hardware-specific candidates: per layer the ``top_k`` ops by FLOPs / latency on the target
+   (``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
+2. a single-path supernet over those candidates (SPOS: each step trains one uniformly sampled path). Two
+   stages (``order``): ``late_first`` trains the supernet with the later ``split`` share of the layers
+   searchable and the early layers fixed to their fastest candidate, searches them, fixes them to the
+   winner, then continues the *same* weights with the early layers searchable (stage 2 starts from stage 1);
+   ``early_first`` swaps the groups; ``joint`` is one-stage SPOS. Epochs: ``stage_epochs`` (default: the
+   budget's epochs split 70/30);
+3. in each stage, regularised evolution (the shared ``RegularizedEvolution`` engine, with mutation and
+   uniform crossover) under a **hard latency constraint**: a candidate over the budget is never evaluated,
+   only counted (``violations_rejected``). Before scoring, each candidate's BN statistics are recalibrated
+   on ``bn_batches`` search-train batches; the score is its accuracy on ``eval_batches`` held-out search-val
+   batches. The supernet's own BN buffers are restored afterwards;
+4. the winner is retrained from scratch by the common ``retrain`` step (``--retrain-epochs``);
+5. every evaluated architecture is written with its latency to ``pareto_<target>.json`` / ``.png``.
+
+With ``--estimator table`` on nb201 the search is exact and training-free: the table gives the accuracy
+(the estimator's signal) and the HELP table the latency on ``target``; the evolution is the `evolution`
+strategy with the latency constraint added.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from itertools import islice
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import progress
+from ..errors import ConfigError, UserError, choices_message
+from ..hardware.devices import PER_ARCH_TABLES, check_target, is_local
+from ..registry import STRATEGIES
+from ..utils import atomic_write_json, seed_everything
+from .base import SearchContext, SearchResult, Strategy
+from .evolution import Evolution, RegularizedEvolution
+from .random_search import arch_key
+
+ORDERS = ("late_first", "early_first", "joint")
+LATENCY_METRICS = ("raw", "calibrated")
+_BN_EPOCH = 50_000  # loader epoch whose batches recalibrate BN (distinct from training epochs)
+_EVAL_EPOCH = 60_000
+
+
+def _int(name: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"hurricane {name} must be an integer >= {low}, got {v!r}")
+    return v
+
+
+@STRATEGIES.register("hurricane", help="HURRICANE: per-device candidates, two-stage SPOS supernet, evolution under "
+                                       "a hard latency constraint (target=<device>)")
+class Hurricane(Strategy):
+    name = "hurricane"
+    kind = "one-shot"
+    defaults = {
+        "target": "local-cpu-1t", "top_k": 4, "latency_ms": None, "latency_frac": 0.6, "latency_metric": "raw",
+        "order": "late_first", "split": 0.5, "stage_epochs": None,
+        "population": 20, "sample_size": 5, "evaluations": 60, "crossover_prob": 0.5,
+        "bn_batches": 10, "eval_batches": 5,
+        "w_lr": 0.05, "w_momentum": 0.9, "w_weight_decay": 4e-5, "grad_clip": 5.0,
+        "calibrate": 0, "lut_cache": None, "lut_warmup": 10, "lut_repeats": 7, "lut_number": 10, "n_fit": 1000,
+    }
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        hp = self.hp
+        if hp["order"] not in ORDERS:
+            raise ConfigError(choices_message("hurricane order", str(hp["order"]), list(ORDERS)))
+        if hp["latency_metric"] not in LATENCY_METRICS:
+            raise ConfigError(choices_message("hurricane latency_metric", str(hp["latency_metric"]), list(LATENCY_METRICS)))
+        for key, low in (("top_k", 1), ("population", 2), ("sample_size", 1), ("evaluations", 1), ("bn_batches", 0),
+                         ("eval_batches", 1), ("calibrate", 0), ("lut_warmup", 0), ("lut_repeats", 1),
+                         ("lut_number", 1), ("n_fit", 1)):
+            _int(key, hp[key], low)
+        if hp["sample_size"] > hp["population"]:
+            raise ConfigError(f"hurricane sample_size ({hp['sample_size']}) cannot exceed population ({hp['population']})")
+        if not isinstance(hp["split"], (int, float)) or not 0 < hp["split"] < 1:
+            raise ConfigError(f"hurricane split (share of layers searched as the late group) must be in (0, 1), "
+                              f"got {hp['split']!r}")
+        frac, ms = hp["latency_frac"], hp["latency_ms"]
+        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0):
+            raise ConfigError(f"hurricane latency_ms must be a positive number of ms, got {ms!r}")
+        if ms is None and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1):
+            raise ConfigError(f"hurricane latency_frac must be in (0, 1], got {frac!r}")
+        if not 0 <= hp["crossover_prob"] <= 1:
+            raise ConfigError(f"hurricane crossover_prob must be in [0, 1], got {hp['crossover_prob']!r}")
+        se = hp["stage_epochs"]
+        if se is not None:
+            n = 1 if hp["order"] == "joint" else 2
+            if not isinstance(se, (list, tuple)) or len(se) != n or any(isinstance(e, bool) or not isinstance(e, int)
+                                                                       or e < 1 for e in se):
+                raise ConfigError(f"hurricane stage_epochs must be a list of {n} positive integers for order "
+                                  f"{hp['order']}, got {se!r}")
+        if not isinstance(hp["target"], str):
+            raise ConfigError(f"hurricane target must be a device name, got {hp['target']!r}")
+        check_target(hp["target"])
+
+    # -- how the API runs it ----------------------------------------------------------------------------
+    def mode(self, estimator: str | None) -> str:
+        """one-shot (supernet) normally; multi-trial when an estimator (table) is given."""
+        return "multi-trial" if estimator else "one-shot"
+
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
+        """Checks that need the space and tables, before a run directory exists: the target has data for the
+        space and the latency budget is reachable (else one line naming the minimum)."""
+        check_target(self.hp["target"], space)
+        if cfg.get("estimator") and getattr(space, "latency_table", None) not in PER_ARCH_TABLES:
+            raise ConfigError(f"hurricane with --estimator needs a space whose every architecture has a measured "
+                              f"latency (nb201); '{space.name}' is searched with a supernet (drop --estimator)")
+        if not cfg.get("estimator") and not hasattr(space, "layer_specs"):
+            raise ConfigError(f"hurricane trains a single-path supernet over a layer-wise space (mobile, fbnet); "
+                              f"'{space.name}' is not one (for nb201 use --estimator table)")
+        model = self._latency_model(space, cfg.get("tables"))
+        self._budget(model, space)
+
+    # -- latency ----------------------------------------------------------------------------------------
+    def _latency_model(self, space, tables, run=None):
+        from ..hardware.cost import latency_model
+
+        hp = self.hp
+        stored = run.file(f"lut_{hp['target']}.json") if run is not None else None
+        if stored is not None and stored.exists():  # a resumed run uses the table it started with
+            from ..hardware.lut import LayerLatencyTable
+            import json
+
+            return LayerLatencyTable.from_dict(json.loads(stored.read_text()))
+        return latency_model(hp["target"], space, tables=tables, cache_path=hp["lut_cache"], n_fit=hp["n_fit"],
+                             measure_kw={"warmup": hp["lut_warmup"], "repeats": hp["lut_repeats"],
+                                         "number": hp["lut_number"]} if is_local(hp["target"]) else None)
+
+    def _lat(self, model, arch) -> float:
+        return model.calibrated(arch) if self.hp["latency_metric"] == "calibrated" else model.predict(arch)
+
+    def _budget(self, model, space) -> float:
+        lo, hi = model.bounds()
+        if self.hp["latency_metric"] == "calibrated" and getattr(model, "calibration", None):
+            a, b = model.calibration["a"], model.calibration["b"]
+            lo, hi = a * lo + b, a * hi + b
+        T = float(self.hp["latency_ms"]) if self.hp["latency_ms"] is not None else self.hp["latency_frac"] * hi
+        if T < lo:
+            raise UserError(f"latency budget {T:.4g} ms on {self.hp['target']} is below the fastest possible "
+                            f"'{space.name}' network ({lo:.4g} ms); raise latency_ms/latency_frac")
+        return T
+
+    # -- search -----------------------------------------------------------------------------------------
+    def search(self, ctx: SearchContext) -> SearchResult:
+        if ctx.estimator is not None:
+            return self._table_search(ctx)
+        return self._supernet_search(ctx)
+
+    # ---------------------------------------------------------------------------------------------------
+    # training-free mode: nb201 + table estimator
+    # ---------------------------------------------------------------------------------------------------
+    def _table_search(self, ctx: SearchContext) -> SearchResult:
+        from ..hardware.tablefit import NB201TableLatency
+
+        if getattr(ctx.space, "latency_table", None) not in PER_ARCH_TABLES or not hasattr(ctx.estimator, "path"):
+            raise ConfigError("hurricane with an estimator needs --estimator table and a space with per-architecture "
+                              "latency tables (nb201)")
+        model = NB201TableLatency(ctx.estimator.path, self.hp["target"])
+        T = self._budget(model, ctx.space)
+        evo = _ConstrainedEvolution(lambda a: model.predict(a) <= T, population=self.hp["population"],
+                                    sample_size=self.hp["sample_size"], batch=1)
+        res = evo.search(ctx)
+        points = [{"arch": h["arch"], "accuracy": h["score"], "latency_ms": model.predict(h["arch"])}
+                  for h in res.history if h["score"] is not None]
+        files = {}
+        if ctx.run is not None:
+            from ..hardware.pareto import write_pareto
+
+            files = write_pareto(ctx.run.path, self.hp["target"], points, T, acc_label="table accuracy (search signal)")
+        over = [p for p in points if p["latency_ms"] > T]
+        res.metrics.update({"target": self.hp["target"], "budget_ms": T, "latency_ms": model.predict(res.arch),
+                            "violations_rejected": evo.rejected, "evaluated_over_budget": len(over),
+                            "pareto": files})
+        return res
+
+    # ---------------------------------------------------------------------------------------------------
+    # supernet mode
+    # ---------------------------------------------------------------------------------------------------
+    def _stages(self, L: int) -> list[list[int]]:
+        n_late = max(1, min(L - 1, round(self.hp["split"] * L))) if L > 1 else L
+        late, early = list(range(L - n_late, L)), list(range(L - n_late))
+        order = self.hp["order"]
+        if order == "joint" or not early:
+            return [list(range(L))]
+        return [late, early] if order == "late_first" else [early, late]
+
+    def _stage_epochs(self, total: int, n: int) -> list[int]:
+        if self.hp["stage_epochs"] is not None:
+            return list(self.hp["stage_epochs"])
+        if n == 1:
+            return [total]
+        if total < 2:
+            raise ConfigError("two-stage hurricane needs at least 2 epochs (or set stage_epochs)")
+        first = max(1, min(total - 1, round(0.7 * total)))
+        return [first, total - first]
+
+    def _supernet_search(self, ctx: SearchContext) -> SearchResult:
+        hp, space = self.hp, ctx.space
+        if ctx.data is None:
+            raise ConfigError("hurricane trains a supernet and needs a dataset")
+        if not ctx.budget.epochs and hp["stage_epochs"] is None:
+            raise ConfigError("hurricane needs an epoch budget (--epochs N) or stage_epochs")
+        if not hasattr(space, "layer_specs"):
+            raise ConfigError(f"hurricane needs a layer-wise space (mobile, fbnet); '{space.name}' is not one")
+        device = getattr(ctx, "device", None) or torch.device("cpu")
+        seed_everything(ctx.seed)
+        state = ctx.restore()
+        if state is not None and state.get("kind") != "hurricane":
+            state = None
+        target = hp["target"]
+
+        # -- step 0/1: latency model, budget, candidates (fixed for the run; stored in the run dir) --
+        model = self._latency_model(space, getattr(ctx, "tables", None) or _tables_of(ctx), ctx.run)
+        calibration = None
+        if hp["calibrate"] and is_local(target) and state is None:
+            from ..hardware.lut import LatencyCache, calibrate, default_cache_path
+
+            cache = LatencyCache(hp["lut_cache"] or default_cache_path(target), target)
+            calibration = calibrate(space, model, cache, n=hp["calibrate"], seed=ctx.seed,
+                                    warmup=hp["lut_warmup"], repeats=hp["lut_repeats"], number=hp["lut_number"])
+        if ctx.run is not None and hasattr(model, "as_dict") and not ctx.run.file(f"lut_{target}.json").exists():
+            atomic_write_json(ctx.run.file(f"lut_{target}.json"), model.as_dict())
+        T = self._budget(model, space)
+        from ..hardware.selection import select_candidates
+
+        if state is not None:
+            selection = state["selection"]
+        else:
+            selection = select_candidates(space, model, hp["top_k"], T)
+            if ctx.run is not None:
+                atomic_write_json(ctx.run.file(f"candidates_{target}.json"), selection)
+            ctx.log(event="candidates", target=target, budget_ms=T, candidates=selection["candidates"],
+                    swapped=selection["swapped"])
+        cands = selection["candidates"]
+        lo, _ = model.bounds(cands)
+        if (model.calibration["a"] * lo + model.calibration["b"] if hp["latency_metric"] == "calibrated"
+                and model.calibration else lo) > T:
+            raise UserError(f"the selected candidates cannot meet the budget {T:.4g} ms on {target} (fastest "
+                            f"{lo:.4g} ms); raise latency_ms/latency_frac or top_k")
+        fastest = [min(c, key=lambda o: (model.layer_latency(i, o), o)) for i, c in enumerate(cands)]
+
+        supernet = space.supernet(candidates=cands).to(device)
+        stages = self._stages(len(cands))
+        epochs = self._stage_epochs(ctx.budget.epochs or 0, len(stages))
+        train_loader, val_loader = ctx.data.loaders(ctx.seed)
+
+        # -- resumable state --
+        s = {"stage": 0, "epoch": 0, "fixed": list(fastest), "evo": None, "evo_rng": None, "evaluated": [],
+             "stage_results": [], "rejected": 0, "train_s": [0.0] * len(stages), "history": [], "seq": 0}
+        opt_state = sched_state = None
+        if state is not None:
+            s = state["s"]
+            if ctx.run is not None:  # drop records logged after the checkpoint; that work runs again
+                last = s.get("seq", 0)
+                ctx.run.truncate_metrics(lambda m: m.get("seq") is None or m["seq"] <= last)
+            supernet.load_state_dict(state["supernet"])
+            opt_state, sched_state = state.get("w_opt"), state.get("w_sched")
+            torch.set_rng_state(state["torch_rng"])
+        while s["stage"] < len(stages):
+            active = stages[s["stage"]]
+            n_ep = epochs[s["stage"]]
+            opt, sched = self._optimizer(supernet, n_ep)
+            if opt_state is not None:
+                opt.load_state_dict(opt_state)
+                sched.load_state_dict(sched_state)
+                opt_state = sched_state = None
+            # ---- supernet training (SPOS uniform single path over the active layers) ----
+            with progress.bar(f"hurricane stage {s['stage'] + 1}", n_ep * len(train_loader)) as pbar:
+                pbar.advance(s["epoch"] * len(train_loader))
+                while s["epoch"] < n_ep and s["evo"] is None:
+                    t0 = time.perf_counter()
+                    stats = self._train_epoch(supernet, opt, train_loader, active, s, device, ctx.seed, pbar)
+                    sched.step()
+                    s["train_s"][s["stage"]] += time.perf_counter() - t0
+                    s["epoch"] += 1
+                    rec = {"event": "epoch", "stage": s["stage"] + 1, "epoch": s["epoch"], **stats,
+                           "searchable_layers": active}
+                    s["history"].append(rec)
+                    self._log(ctx, s, **rec)
+                    self._save(ctx, supernet, opt, sched, s, selection)
+            # ---- evolution under the latency constraint ----
+            self._evolve(ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection)
+            best = max((e for e in s["evaluated"] if e["stage"] == s["stage"] + 1), key=lambda e: e["accuracy"])
+            for i in active:
+                s["fixed"][i] = best["arch"][i]
+            s["stage_results"].append({"stage": s["stage"] + 1, "searched_layers": active, "epochs": n_ep,
+                                       "best_arch": best["arch"], "best_accuracy": best["accuracy"],
+                                       "latency_ms": best["latency_ms"], "supernet_train_s": s["train_s"][s["stage"]]})
+            self._log(ctx, s, event="stage", **s["stage_results"][-1])
+            s.update(stage=s["stage"] + 1, epoch=0, evo=None, evo_rng=None)
+            self._save(ctx, supernet, None, None, s, selection)
+        arch = list(s["fixed"])
+        points = [{k: e[k] for k in ("arch", "accuracy", "latency_ms", "stage")} for e in s["evaluated"]]
+        files = {}
+        if ctx.run is not None:
+            from ..hardware.pareto import write_pareto
+
+            files = write_pareto(ctx.run.path, target, points, T, acc_label="supernet held-out accuracy")
+        metrics = {
+            "target": target, "budget_ms": T, "latency_metric": hp["latency_metric"],
+            "latency_ms": model.predict(arch), "latency_calibrated_ms": model.calibrated(arch),
+            "candidates": cands, "order": hp["order"], "stages": s["stage_results"],
+            "supernet_train_s": sum(s["train_s"]), "evaluated": len(s["evaluated"]),
+            "violations_rejected": s["rejected"],
+            "evaluated_over_budget": sum(1 for e in s["evaluated"] if e["latency_ms"] > T + 1e-9),
+            "pareto": files, "latency_source": getattr(model, "meta", {}).get("source"),
+        }
+        if calibration is not None:
+            metrics["calibration"] = {k: v for k, v in calibration.items() if k not in ("archs",)}
+        return SearchResult(arch=space.validate(arch), history=s["history"], metrics=metrics)
+
+    def _optimizer(self, supernet: nn.Module, epochs: int):
+        params = [p for p in supernet.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
+                              weight_decay=self.hp["w_weight_decay"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: max(0.0, 1.0 - e / epochs))  # SPOS: linear decay
+        return opt, sched
+
+    def _train_epoch(self, supernet, opt, loader, active, s, device, seed, pbar) -> dict[str, float]:
+        rng = random.Random(f"hurricane-path-{seed}-{s['stage']}-{s['epoch']}")
+        loader.set_epoch(s["stage"] * 10_000 + s["epoch"])
+        supernet.train()
+        loss_sum = correct = seen = 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            arch = list(s["fixed"])
+            for i in active:
+                arch[i] = rng.choice(supernet.candidates[i])
+            supernet.set_path(supernet.arch_to_path(arch))
+            opt.zero_grad(set_to_none=True)
+            logits = supernet(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                from ..training import check_finite
+
+                check_finite(loss, "hurricane supernet training")
+            loss.backward()
+            if self.hp["grad_clip"]:
+                nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], self.hp["grad_clip"])
+            opt.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            pbar.advance()
+        return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+    def _evolve(self, ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection):
+        hp = self.hp
+        fixed = list(s["fixed"])
+        cands = supernet.candidates
+        stage_no = s["stage"] + 1
+
+        def sample(rng: random.Random) -> list[str]:
+            a = list(fixed)
+            for i in active:
+                a[i] = rng.choice(cands[i])
+            return a
+
+        def mutate(arch, rng: random.Random) -> list[str]:
+            a = list(arch)
+            movable = [i for i in active if len(cands[i]) > 1]
+            if movable:
+                i = rng.choice(movable)
+                a[i] = rng.choice([o for o in cands[i] if o != a[i]])
+            return a
+
+        def crossover(a, b, rng: random.Random) -> list[str]:
+            return [a[i] if (i not in active or rng.random() < 0.5) else b[i] for i in range(len(a))]
+
+        def within(arch) -> bool:
+            ok = self._lat(model, arch) <= T
+            if not ok:
+                s["rejected"] += 1
+            return ok
+
+        engine = RegularizedEvolution(sample, mutate, population_size=hp["population"], sample_size=hp["sample_size"],
+                                      constraint=within, crossover=crossover, crossover_prob=hp["crossover_prob"],
+                                      key=arch_key, max_attempts=5000)
+        rng = random.Random(f"hurricane-evo-{ctx.seed}-{s['stage']}")
+        if s["evo"] is not None:
+            engine.load_state_dict(s["evo"])
+            rng.setstate(_tuple_state(s["evo_rng"]))
+        n_space = math.prod(len(cands[i]) for i in active)
+        target_n = min(hp["evaluations"], n_space)
+        done = sum(1 for e in s["evaluated"] if e["stage"] == stage_no)
+        bn_batches = list(islice(_epoch(train_loader, _BN_EPOCH), hp["bn_batches"]))
+        eval_batches = list(islice(_epoch(val_loader, _EVAL_EPOCH), hp["eval_batches"]))
+        while done < target_n:
+            archs = engine.ask(rng, min(hp["population"] // 2 or 1, target_n - done))
+            if not archs:
+                break
+            fits = []
+            for a in archs:
+                acc = score_candidate(supernet, supernet.arch_to_path(a), bn_batches, eval_batches, device)
+                lat = self._lat(model, a)
+                s["evaluated"].append({"stage": stage_no, "arch": a, "accuracy": acc, "latency_ms": lat})
+                self._log(ctx, s, event="candidate", stage=stage_no, arch=a, accuracy=acc, latency_ms=lat)
+                fits.append(acc)
+            engine.tell(archs, fits)
+            done += len(archs)
+            s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
+            self._save(ctx, supernet, opt, sched, s, selection)
+
+    @staticmethod
+    def _log(ctx, s, **record) -> None:
+        s["seq"] = s.get("seq", 0) + 1
+        ctx.log(seq=s["seq"], **record)
+
+    def _save(self, ctx, supernet, opt, sched, s, selection) -> None:
+        ctx.checkpoint({"kind": "hurricane", "s": s, "supernet": supernet.state_dict(), "selection": selection,
+                        "w_opt": opt.state_dict() if opt is not None else None,
+                        "w_sched": sched.state_dict() if sched is not None else None,
+                        "torch_rng": torch.get_rng_state()})
+
+
+def _tables_of(ctx: SearchContext):
+    run = ctx.run
+    if run is None:
+        return None
+    try:
+        return run.config().get("tables")
+    except Exception:
+        return None
+
+
+def _tuple_state(st):
+    """random.Random state back from its JSON-ish (list) form."""
+    if isinstance(st, list):
+        return (st[0], tuple(st[1]), st[2])
+    return st
+
+
+def _epoch(loader, epoch: int):
+    loader.set_epoch(epoch)
+    return iter(loader)
+
+
+def _bn_modules(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def score_candidate(supernet, path, bn_batches, eval_batches, device) -> float:
+    """Held-out accuracy of one path after BN recalibration (SPOS): reset the running statistics, accumulate
+    them (cumulative average) over `bn_batches` in train mode, score `eval_batches` in eval mode, then put the
+    supernet's own BN buffers and momenta back. Returns a fraction in [0, 1]."""
+    bns = _bn_modules(supernet)
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
+    was_training = supernet.training
+    supernet.set_path(path)
+    try:
+        if bn_batches:
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None
+            supernet.train()
+            for x, _ in bn_batches:
+                supernet(x.to(device))
+        supernet.eval()
+        correct = total = 0
+        for x, y in eval_batches:
+            correct += int((supernet(x.to(device)).argmax(1) == y.to(device)).sum())
+            total += len(y)
+    finally:
+        for m, (mean, var, n, mom) in zip(bns, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
+            m.momentum = mom
+        supernet.train(was_training)
+    return correct / total
+
+
+class _ConstrainedEvolution(Evolution):
+    """The `evolution` strategy with a hard constraint: proposals that fail `constraint` are never evaluated,
+    only counted (``rejected``)."""
+
+    name = "hurricane"
+
+    def __init__(self, constraint, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self._constraint = constraint
+        self.rejected = 0
+
+    def setup(self, ctx: SearchContext) -> None:
+        super().setup(ctx)
+
+        def within(arch) -> bool:
+            ok = self._constraint(arch)
+            if not ok:
+                self.rejected += 1
+            return ok
+
+        self.engine.constraint = within
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "rejected": self.rejected}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.rejected = int(state.pop("rejected", 0))
+        super().load_state(state)
+
+    def extra_metrics(self) -> dict[str, Any]:
+        return {"violations_rejected": self.rejected}

@@ -1,0 +1,347 @@
+"""HURRICANE: layer-wise spaces, latency LUTs (measured, cached, fitted), candidate selection, the strategy."""
+from __future__ import annotations
+
+import json
+import random
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from nasforge import api
+from nasforge.cli import main as cli_main
+from nasforge.errors import UserError
+from nasforge.hardware import lut as lutmod
+from nasforge.hardware.devices import LOCAL_DEVICES, LocalDevice
+from nasforge.hardware.lut import CorruptCache, LatencyCache, build_local_lut, entry_key
+from nasforge.hardware.pareto import pareto_front
+from nasforge.hardware.selection import jaccard, select_candidates
+from nasforge.hardware.tablefit import fit_layer_table
+from nasforge.ops.mobile import FBNET_OP_NAMES, MOBILE_OPS
+from nasforge.spaces.fbnet import FBNetSpace
+from nasforge.spaces.mobile import MobileSpace
+from nasforge.strategies.base import SearchContext
+from nasforge.strategies.hurricane import Hurricane
+
+TINY = {"widths": [8, 8, 16, 16], "strides": [1, 2, 1, 2], "stem": 8, "head": 16}
+
+
+def fake_measure(module, shape, device, **kw):
+    """A deterministic stand-in for timing: ms from the op's parameter count and shape (no clock)."""
+    n = sum(p.numel() for p in module.parameters())
+    h = zlib.crc32(f"{type(module).__name__}{n}{tuple(shape)}{device.name}".encode()) % 1000
+    return {"ms": 0.01 + n * 1e-5 + h * 1e-6, "iqr_ms": 0.0, "min_ms": 0.01}
+
+
+@pytest.fixture
+def fake_cache(tmp_path):
+    """A LUT cache file for the tiny mobile space on local-cpu-1t, filled by fake_measure."""
+    path = tmp_path / "lut.json"
+    space = MobileSpace(**TINY)
+    build_local_lut(space, "local-cpu-1t", LatencyCache(path, "local-cpu-1t"), measure_fn=fake_measure)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# spaces
+# ---------------------------------------------------------------------------------------------------------
+def test_mobile_pool_has_32_candidates_and_skip_only_where_identity():
+    assert len(MOBILE_OPS) == 32
+    fams = [p["family"] for p in MOBILE_OPS.values()]
+    assert fams.count("mbconv") == 24 and fams.count("shuffle") == 6 and fams.count("xception") == 2
+    space = MobileSpace()
+    for spec, choices in zip(space.layer_specs(), space.layer_choices()):
+        assert ("skip" in choices) == (spec.stride == 1 and spec.C_in == spec.C_out)
+        assert len(choices) in (32, 33)
+    rng = random.Random(0)
+    x = torch.randn(2, 1, 28, 28)
+    for op in space.pool():  # every candidate builds and runs in every layer that allows it
+        arch = [op if op in c else c[0] for c in space.layer_choices()]
+        assert space.build(arch)(x).shape == (2, 10)
+    with pytest.raises(UserError, match="does not fit"):
+        space.validate(["skip"] * 8)  # skip at the stride-2 layers
+    with pytest.raises(UserError, match="unknown 'mobile' op"):
+        space.validate(["k3_e6"] * 8)  # an fbnet op: an architecture of another space
+    assert space.validate(space.mutate(space.sample(rng), rng))
+
+
+def test_fbnet_space_matches_the_help_encoding():
+    space = FBNetSpace()
+    assert space.num_layers == 22 and space.pool() == list(FBNET_OP_NAMES)
+    specs = space.layer_specs()
+    assert [s.C_out for s in specs][:6] == [16, 24, 24, 24, 24, 32] and specs[-1].C_out == 352
+    assert sum(s.stride == 2 for s in specs) == 4  # + the stem: 224 -> 7
+    arch = space.validate("k5_e6 skip k3_e1_g2 skip k5_e1 skip skip skip k5_e6 k5_e1 k3_e1_g2 k5_e1 k5_e6 k3_e6 "
+                          "k3_e3 k5_e6 k3_e6 k3_e3 k5_e1 k3_e3 k5_e1 k5_e1_g2")
+    assert space.encode(arch) == [7, 8, 1, 8, 4, 8, 8, 8, 7, 4, 1, 4, 7, 3, 2, 7, 3, 2, 4, 2, 4, 5]  # row 0 of HELP
+    assert space.validate(space.encode(arch)) == arch
+    small = FBNetSpace(width=0.25, stem_stride=1)
+    assert small.build(arch)(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_fbnet_encoding_matches_every_row_of_the_help_table(tables_dir):
+    from nasforge.tables.latency import LatencyTable
+    from nasforge.tables.files import read_csv_rows
+
+    space = FBNetSpace()
+    header, rows = read_csv_rows(tables_dir / "fbnet" / "fbnet_device_latency_ms.csv")
+    table = LatencyTable.load(tables_dir, space="fbnet")
+    assert len(rows) == 5000
+    for i, row in enumerate(rows):
+        names = row[2].split()
+        assert space.encode(names) == [int(x) for x in row[1].split()]
+        assert space.validate([int(x) for x in row[1].split()]) == names
+        assert list(table.arch_of(i)) == names
+
+
+def test_single_path_supernet_step_touches_only_sampled_ops():
+    space = MobileSpace(**TINY)
+    cands = [c[:3] for c in space.layer_choices()]
+    net = space.supernet(candidates=cands)
+    path = {"layers": torch.tensor([0, 1, 2, 1])}
+    net.set_path(path)
+    torch.nn.functional.cross_entropy(net(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3])).backward()
+    for layer, (mixed, k) in enumerate(zip(net.mixed, path["layers"].tolist())):
+        for j, op in enumerate(mixed.ops):
+            grads = [p.grad for p in op.parameters()]
+            if j == k:
+                assert all(g is not None for g in grads), (layer, j)
+            else:
+                assert all(g is None for g in grads), (layer, j)
+    assert net.path_to_arch(path) == [c[i] for c, i in zip(cands, [0, 1, 2, 1])]
+    net.set_path(None)
+    with pytest.raises(RuntimeError, match="path"):
+        net(torch.randn(1, 1, 28, 28))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# latency tables
+# ---------------------------------------------------------------------------------------------------------
+def test_lut_lookup_equals_the_sum_it_claims(fake_cache):
+    space = MobileSpace(**TINY)
+    lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
+    assert lut.meta["measured_now"] == 0  # all from the cache
+    dev = LOCAL_DEVICES["local-cpu-1t"]
+    entries = json.loads(fake_cache.read_text())["entries"]
+    arch = space.sample(random.Random(3))
+    total = 0.0
+    for op, spec in zip(arch, space.layer_specs()):
+        total += entries[entry_key(dev, "op", op, (spec.C_in, spec.resolution, spec.resolution), spec.C_out,
+                                   spec.stride)]["ms"]
+        assert lut.layer_latency(space.layer_specs().index(spec), op) > 0
+    assert lut.predict(arch) == pytest.approx(lut.fixed + total, rel=1e-12)
+    assert lut.fixed > 0
+    lo, hi = lut.bounds()
+    assert lo <= lut.predict(arch) <= hi
+    lut.calibration = {"a": 2.0, "b": 1.0}
+    assert lut.calibrated(arch) == pytest.approx(2 * lut.predict(arch) + 1)
+
+
+def test_real_timing_of_one_op_is_positive_and_median_based():
+    dev = LOCAL_DEVICES["local-cpu-1t"]
+    res = lutmod.measure(torch.nn.Conv2d(4, 4, 3, padding=1), (4, 8, 8), dev, warmup=1, repeats=3, number=2)
+    assert res["ms"] > 0 and res["min_ms"] <= res["ms"]
+    ort = lutmod.measure(torch.nn.Conv2d(4, 4, 3, padding=1), (4, 8, 8), LOCAL_DEVICES["local-ort-1t"], warmup=1,
+                         repeats=3, number=2)
+    assert ort["ms"] > 0
+
+
+def test_cache_keys_change_with_threads_batch_and_library_version(monkeypatch):
+    base = LocalDevice("d", "torch", 1, 1)
+    k = entry_key(base, "op", "mb_k3_e3", (8, 14, 14), 8, 1)
+    assert k != entry_key(LocalDevice("d", "torch", 2, 1), "op", "mb_k3_e3", (8, 14, 14), 8, 1)
+    assert k != entry_key(LocalDevice("d", "torch", 1, 32), "op", "mb_k3_e3", (8, 14, 14), 8, 1)
+    assert k != entry_key(LocalDevice("d", "torch", 1, 1, True), "op", "mb_k3_e3", (8, 14, 14), 8, 1)
+    assert k != entry_key(base, "op", "mb_k3_e3", (8, 7, 7), 8, 1)
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert k != entry_key(base, "op", "mb_k3_e3", (8, 14, 14), 8, 1)
+
+
+def test_corrupt_cache_is_rebuilt_not_trusted(tmp_path, fake_cache, capsys):
+    data = json.loads(fake_cache.read_text())
+    first = next(iter(data["entries"]))
+    data["entries"][first]["ms"] = -1.0  # an impossible timing
+    fake_cache.write_text(json.dumps(data))
+    with pytest.raises(CorruptCache, match="invalid entry"):
+        LatencyCache(fake_cache, "local-cpu-1t", strict=True)
+    c = LatencyCache(fake_cache, "local-cpu-1t")
+    assert c.rebuilt_from_corrupt and len(c) == 0
+    assert (tmp_path / "lut.json.corrupt").exists() and not fake_cache.exists()
+    assert "rebuilding" in capsys.readouterr().err
+    fake_cache.write_text("{not json")
+    assert LatencyCache(fake_cache, "local-cpu-1t").rebuilt_from_corrupt
+
+
+def test_fitted_table_reproduces_a_synthetic_additive_device_exactly():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.1, 3.0, size=(22, 9))
+    archs = rng.integers(0, 9, size=(1500, 22))
+    lat = 5.0 + true[np.arange(22), archs].sum(1)  # a constant (stem + head) plus per-layer costs
+    table, report = fit_layer_table(archs, lat, FBNET_OP_NAMES, "synthetic", n_fit=1000, seed=1)
+    assert report["n_heldout"] == 500
+    assert report["heldout_within_10pct"] == 1.0 and report["heldout_median_abs_pct_error"] < 1e-8
+    for a, y in zip(archs[:50], lat[:50]):
+        assert table.predict([FBNET_OP_NAMES[i] for i in a]) == pytest.approx(y, rel=1e-9)
+    # differences between ops of a layer are identifiable, and recovered
+    assert table.entries[3]["k5_e6"] - table.entries[3]["skip"] == pytest.approx(true[3, 7] - true[3, 8], abs=1e-8)
+    noisy = lat * rng.uniform(0.7, 1.3, size=len(lat))  # a non-additive device is reported as such
+    assert fit_layer_table(archs, noisy, FBNET_OP_NAMES, "noisy", n_fit=1000)[1]["heldout_within_10pct"] < 0.6
+
+
+def test_candidate_selection_keeps_topk_by_flops_per_ms_and_a_fitting_op(fake_cache):
+    space = MobileSpace(**TINY)
+    lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
+    sel = select_candidates(space, lut, k=4)
+    assert all(len(c) == 4 for c in sel["candidates"])
+    for i, c in enumerate(sel["candidates"]):
+        worst_kept = min(sel["scores"][i][o] for o in c)
+        assert all(sel["scores"][i][o] <= worst_kept for o in space.layer_choices()[i] if o not in c)
+    lo, _ = lut.bounds()
+    tight = select_candidates(space, lut, k=4, budget_ms=lo * 1.01)
+    assert tight["swapped"]  # the latency-share rule brought in a fast op
+    assert lut.bounds(tight["candidates"])[0] <= lo * 1.01 + 1e-9
+    assert jaccard(sel["candidates"], sel["candidates"]) == [1.0] * 4
+
+
+def test_pareto_front():
+    pts = [{"accuracy": a, "latency_ms": l} for a, l in [(0.5, 1), (0.6, 2), (0.55, 3), (0.7, 4), (0.4, 0.5)]]
+    assert pareto_front(pts) == [4, 0, 1, 3]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the strategy
+# ---------------------------------------------------------------------------------------------------------
+def _cfg(cache, **hp):
+    return {"space": "mobile", "method": "hurricane", "dataset": "synthetic", "subset": 256, "batch_size": 32,
+            "budget": {"epochs": 2}, "space_options": dict(TINY),
+            "hparams": {"population": 4, "sample_size": 2, "evaluations": 6, "bn_batches": 2, "eval_batches": 2,
+                        "lut_cache": str(cache), **hp}}
+
+
+def test_evolution_never_evaluates_a_candidate_over_the_constraint(tmp_path, fake_cache):
+    res = api.search(_cfg(fake_cache, latency_frac=0.45, top_k=6), run_root=tmp_path)
+    m = res["search"]["metrics"]
+    run = tmp_path / res["run_dir"].split("/")[-1]
+    cands = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(l).get("event") == "candidate"]
+    assert len(cands) == m["evaluated"] and 6 < m["evaluated"] <= 12  # at most 6 per stage
+    assert all(c["latency_ms"] <= m["budget_ms"] for c in cands)
+    assert m["evaluated_over_budget"] == 0 and m["violations_rejected"] > 0
+    assert m["latency_ms"] <= m["budget_ms"]
+    pareto = json.loads((run / "pareto_local-cpu-1t.json").read_text())
+    assert len(pareto["points"]) == m["evaluated"] and pareto["front"] and (run / "pareto_local-cpu-1t.png").exists()
+    sel = json.loads((run / "candidates_local-cpu-1t.json").read_text())
+    assert sel["candidates"] == m["candidates"] and all(len(c) == 6 for c in sel["candidates"])
+    assert [s["searched_layers"] for s in m["stages"]] == [[2, 3], [0, 1]]  # late layers first
+    assert all(res["arch"][i] == m["stages"][0]["best_arch"][i] for i in (2, 3))  # stage 2 kept stage 1's choice
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", [1, 3])  # after supernet epoch 1; inside stage 1's evolution
+def test_hurricane_resumes_exactly(tmp_path, fake_cache, monkeypatch, crash_at):
+    cfg = _cfg(fake_cache)
+    ref = api.search(cfg, run_root=tmp_path / "a")
+    original = SearchContext.checkpoint
+    calls = {"n": 0}
+
+    def checkpoint_then_die(self, state):
+        original(self, state)
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise SimulatedCrash
+
+    monkeypatch.setattr(SearchContext, "checkpoint", checkpoint_then_die)
+    with pytest.raises(SimulatedCrash):
+        api.search(cfg, run_root=tmp_path / "b", run_name="r")
+    monkeypatch.setattr(SearchContext, "checkpoint", original)
+    resumed = api.search(resume=tmp_path / "b" / "r")
+    assert resumed["arch"] == ref["arch"]
+    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / "r" / "checkpoint.pt", weights_only=False)
+    for k, v in ck_ref["supernet"].items():
+        assert torch.equal(ck["supernet"][k], v), k
+    assert ck["s"]["evaluated"] == ck_ref["s"]["evaluated"]
+    keep = ("event", "stage", "epoch", "arch", "accuracy", "train_loss", "seq")
+    lines = lambda p: [{k: r.get(k) for k in keep} for r in map(json.loads, p.read_text().splitlines())]
+    assert lines(tmp_path / "b" / "r" / "metrics.jsonl") == lines(tmp_path / "a" / ref["run_dir"].split("/")[-1] /
+                                                                   "metrics.jsonl")
+
+
+def test_table_mode_on_nb201_is_exact_and_constrained(tmp_path, tables_dir):
+    cfg = {"space": "nb201", "method": "hurricane", "estimator": "table", "tables": str(tables_dir),
+           "budget": {"trials": 60}, "hparams": {"target": "pixel3", "latency_frac": 0.3}}
+    res = api.search(cfg, run_root=tmp_path)
+    m = res["search"]["metrics"]
+    from nasforge.tables.latency import LatencyTable
+
+    lat = LatencyTable.load(tables_dir, space="nb201")
+    assert m["budget_ms"] == pytest.approx(0.3 * lat.column("pixel3").max())
+    assert lat.latency(res["arch"], "pixel3") <= m["budget_ms"]
+    assert m["evaluated_over_budget"] == 0 and m["violations_rejected"] > 0 and m["trials"] == 60
+    again = api.search(cfg, run_root=tmp_path / "again")
+    assert again["arch"] == res["arch"]
+
+
+def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, capsys):
+    base = ["search", "--method", "hurricane", "--space", "mobile", "--dataset", "synthetic", "--subset", "64",
+            "--epochs", "2", "--out", str(tmp_path / "runs"), "--quiet"]
+    for k, v in TINY.items():
+        base += ["--space-opt", f"{k}={json.dumps(v)}"]
+    cases = [
+        (["--set", "target=nosuch"], "unknown latency device 'nosuch'"),
+        (["--set", f"lut_cache={fake_cache}", "--set", "latency_ms=0.001"], "below the fastest possible"),
+        (["--set", "target=pixel3"], "not 'mobile'"),
+        (["--set", "order=sideways"], "unknown hurricane order"),
+    ]
+    for extra, msg in cases:
+        with pytest.raises(SystemExit) as e:
+            cli_main(base + extra)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and msg in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+    # an architecture of another space, and a corrupt cache, in `nasforge latency`
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"space": "fbnet", "arch": ["skip"] * 22}))
+    with pytest.raises(SystemExit) as e:
+        cli_main(["latency", "predict", str(arch), "--device", "local-cpu-1t", "--space", "mobile"])
+    assert e.value.code == 2 and "not 'mobile'" in capsys.readouterr().err
+    arch.write_text(json.dumps({"space": "mobile", "arch": ["k3_e6"] * 8}))
+    with pytest.raises(SystemExit) as e:
+        cli_main(["latency", "predict", str(arch), "--device", "local-cpu-1t"])
+    assert e.value.code == 2 and "unknown 'mobile' op" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(SystemExit) as e:
+        cli_main(["latency", "show", "--device", "local-cpu-1t", "--cache", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "not valid JSON" in err and len(err.splitlines()) == 1
+
+
+def test_latency_cli_show_and_predict_from_a_cache(tmp_path, fake_cache, capsys):
+    opts = []
+    for k, v in TINY.items():
+        opts += ["--space-opt", f"{k}={json.dumps(v)}"]
+    cli_main(["latency", "show", "--device", "local-cpu-1t", "--cache", str(fake_cache), "--json", *opts])
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown["layers"]) == 4 and shown["fixed_ms"] > 0
+    space = MobileSpace(**TINY)
+    arch = space.sample(random.Random(1))
+    f = tmp_path / "arch.json"
+    f.write_text(json.dumps({"space": "mobile", "space_config": space.config, "arch": arch}))
+    cli_main(["latency", "predict", str(f), "--device", "local-cpu-1t", "--cache", str(fake_cache)])
+    got = json.loads(capsys.readouterr().out)
+    expect = shown["fixed_ms"] + sum(layer["ms"][op] for layer, op in zip(shown["layers"], arch))
+    assert got["lut_raw_ms"] == pytest.approx(expect)
+
+
+def test_hparam_validation():
+    with pytest.raises(UserError, match="split"):
+        Hurricane(split=1.5)
+    with pytest.raises(UserError, match="stage_epochs"):
+        Hurricane(stage_epochs=[3])
+    with pytest.raises(UserError, match="latency_frac"):
+        Hurricane(latency_frac=0)
