@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-slow bench peers clean
+.PHONY: setup data graphviz demo test test-slow bench peers clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,14 @@ data:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	fi
 
-demo: setup data
+# graphviz draws the found architectures in `nasforge report` (the demo ends by writing its run's report)
+graphviz:
+	@if ! command -v dot >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing graphviz"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz >/dev/null; \
+	fi
+
+demo: setup data graphviz
 	$(BIN)/nasforge demo
 
 test: setup data

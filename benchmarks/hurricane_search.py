@@ -10,9 +10,10 @@ retrained from scratch for ``--retrain-epochs`` epochs on ``--retrain-subset`` i
 
 * ``h3``: hardware-aware space (32 candidates + skip, top-4 per layer on local-cpu-1t) vs the fixed
   FBNet-like 4-op baseline space (MBConv k3e3/k3e6/k5e3/k5e6), same supernet (two-stage 5+2 epochs) and
-  evolution budget, T = 60 % of the calibrated LUT latency of the slowest baseline network; per seed:
-  retrained test accuracy of both winners and their latency measured end to end (pass: mean accuracy
-  difference >= -0.3 pp and both measured latencies <= 1.1 T).
+  evolution budget, T = 60 % of the raw LUT latency of the slowest baseline network (the constraint is on
+  the raw LUT sum); per seed: retrained test accuracy of both winners and their latency measured end to
+  end (pass: mean accuracy difference >= -0.3 pp and measured latencies <= 1.1 T, with T carried into
+  end-to-end units by the calibration a*T+b; the plain measured <= 1.1 T check is reported too).
 * ``h4``: one-stage SPOS (joint, 10 epochs) vs two-stage late_first (5 + 2) vs early_first (5 + 2), same
   evolution budget per stage: retrained accuracy and supernet training seconds (pass: two-stage within
   0.5 pp of one-stage).
@@ -82,8 +83,10 @@ def h3(args, root: Path) -> dict:
     sp, base_lut = lut_for("mobile", base_opts, "local-cpu-1t", args.tables, calibrate=20)
     hw_sp, hw_lut = lut_for("mobile", {}, "local-cpu-1t", args.tables, calibrate=20)
     slowest = [max(e, key=e.get) for e in base_lut.entries]
-    T = 0.6 * base_lut.calibrated(slowest)
-    hp = {"target": "local-cpu-1t", "latency_ms": T, "latency_metric": "calibrated", "stage_epochs": [5, 2]}
+    T = 0.6 * base_lut.predict(slowest)  # spec 2.6: 60 % of the LUT latency of the slowest baseline network
+    a, b = base_lut.calibration["a"], base_lut.calibration["b"]
+    T_measured_units = a * T + b  # the same budget in end-to-end (calibrated) units
+    hp = {"target": "local-cpu-1t", "latency_ms": T, "latency_metric": "raw", "stage_epochs": [5, 2]}
     rows = []
     for seed in args.seeds:
         for name, opts in (("hardware_aware", {}), ("baseline", base_opts)):
@@ -95,11 +98,14 @@ def h3(args, root: Path) -> dict:
 
     acc = {v: [r["test_accuracy"] for r in rows if r["variant"] == v] for v in ("hardware_aware", "baseline")}
     diff = float(np.mean(acc["hardware_aware"]) - np.mean(acc["baseline"]))
-    within = all(r["measured_ms"] <= 1.1 * T for r in rows)
-    return {"T_ms": T, "T_rule": "0.6 x calibrated LUT latency of the slowest baseline network on local-cpu-1t",
+    within_cal = all(r["measured_ms"] <= 1.1 * T_measured_units for r in rows)
+    within_raw = all(r["measured_ms"] <= 1.1 * T for r in rows)
+    return {"T_ms": T, "T_rule": "0.6 x raw LUT latency of the slowest baseline network on local-cpu-1t (constraint "
+            "on the raw LUT sum)", "T_in_measured_units_ms": T_measured_units,
             "calibration_baseline": base_lut.calibration, "calibration_hw": hw_lut.calibration, "runs": rows,
             "mean_acc": {k: float(np.mean(v)) for k, v in acc.items()}, "mean_diff_pp": 100 * diff,
-            "all_measured_within_1.1T": within, "pass": 100 * diff >= -0.3 and within}
+            "all_measured_within_1.1T_calibrated": within_cal, "all_measured_within_1.1T_raw": within_raw,
+            "pass": 100 * diff >= -0.3 and within_cal}
 
 
 def h4(args, root: Path) -> dict:

@@ -308,3 +308,25 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
 
     x, _ = next(iter(Loader(test_set, check_images, mean=state["mean"], std=state["std"])))
     return export_onnx(model, x, out, opset=opset)
+
+
+# ---------------------------------------------------------------------------------------------
+# report / compare (the logic lives in nasforge.report)
+# ---------------------------------------------------------------------------------------------
+def report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Write one run directory (any method, finished or in progress) as a self-contained HTML page;
+    `out` defaults to RUN_DIR/report.html. Returns {"report": path, "status", "sections", ...}.
+    Raises UserError if `run_dir` is not a run directory (nothing is written then)."""
+    from .report import write_report
+
+    return write_report(run_dir, out)
+
+
+def compare(run_dirs: list[str | Path], out: str | Path | None = None,
+            csv: str | Path | None = None) -> dict[str, Any]:
+    """Leaderboard of runs grouped by method (mean +/- sample std over seeds) with an accuracy-vs-cost
+    scatter, written as HTML (`out`) and/or CSV (`csv`). Returns {"runs", "groups", "html", "csv"}.
+    Raises UserError if any path is not a run directory (nothing is written then)."""
+    from .report import compare_runs
+
+    return compare_runs(run_dirs, out=out, csv_path=csv)

@@ -150,6 +150,29 @@ def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
     _emit(api.export(run_dir, onnx_file, opset=opset))
 
 
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory (finished, or in progress: what exists so far)"),
+           out_file: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)")) -> None:
+    """One run as a self-contained HTML page: config, drawn architecture, curves, diagnostics, trials, cost."""
+    res = api.report(run_dir, out_file)
+    for w in res["warnings"]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    out.print(res["report"], highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories (any methods, spaces, seeds)"),
+            out_file: Path = typer.Option(Path("compare.html"), "--out", help="HTML file to write"),
+            csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV line per run")) -> None:
+    """Leaderboard of runs grouped by method (mean +/- std over seeds), accuracy-vs-cost scatter, CSV."""
+    from .report.compare import terminal_tables
+
+    res = api.compare(run_dirs, out=out_file, csv=csv_file)
+    for t in terminal_tables(res):
+        out.print(t)
+    out.print(f"HTML: {res['html']}" + (f"  CSV: {res['csv']}" if res["csv"] else ""), highlight=False, soft_wrap=True)
+
+
 @app.command("list")
 def list_components() -> None:
     """Every registered search space, strategy, dataset, estimator, executor and model."""
@@ -179,6 +202,10 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
         summary["nb201_cifar100_test_200ep"] = res["table"]["cifar100_test_200"]
         summary["nb201_imagenet16_120_test_200ep"] = res["table"]["imagenet16-120_test_200"]
     _emit(summary)
+    rep = api.report(res["run_dir"])
+    for w in rep["warnings"]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    out.print(f"report: {rep['report']}", highlight=False, soft_wrap=True)
 
 
 from .cli_latency import latency_app  # noqa: E402  (the `nasforge latency ...` commands)

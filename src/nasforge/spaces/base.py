@@ -94,5 +94,10 @@ class SearchSpace(ABC):
     def describe(self, arch: Arch) -> str:
         return str(arch)
 
+    def figure(self, arch: Arch) -> list | None:
+        """`arch` as drawable parts (:mod:`nasforge.spaces.figure`: cells, strips of blocks, tables) for
+        ``nasforge report``; None (the default) shows the architecture as JSON text."""
+        return None
+
     def _option(self, overrides: dict[str, Any], key: str) -> Any:
         return overrides.get(key, self.options[key])

@@ -648,6 +648,28 @@ class DartsSpace(SearchSpace):
         parsed = parse_arch(self.validate(arch), self.options["nodes"], self.op_names)
         return sum(is_parameter_free(op) for cell in parsed for inputs in cell.nodes for op, _ in inputs)
 
+    def figure(self, arch: Any) -> list:
+        """Each cell (normal and reduce, or every unique cell) as a DAG: inputs c_{k-2}, c_{k-1}, intermediate
+        nodes 0.., each with its chosen (op, input) edges, and the concatenated nodes joined to c_{k}. Read from
+        the canonical genotype only, so subclasses with other op sets (e.g. bats) are drawn the same way."""
+        from .figure import CellFigure
+
+        a = self.validate(arch)
+        nodes = self.options["nodes"]
+        named = [(f"cell {n}", c["ops"], c["concat"]) for n, c in enumerate(a["cells"])] if "cells" in a else \
+            [("normal", a["normal"], a["normal_concat"]), ("reduce", a["reduce"], a["reduce_concat"])]
+        names = {0: "c_{k-2}", 1: "c_{k-1}"}
+        node = lambda i: names.get(i, str(i - 2))  # noqa: E731
+        out = []
+        for title, ops, concat in named:
+            sizes = [2] * nodes if len(ops) == 2 * nodes else list(range(2, nodes + 2))  # two inputs, or every edge
+            starts = [sum(sizes[:j]) for j in range(nodes)]
+            edges = [(node(i), node(j + 2), op) for j in range(nodes)
+                     for op, i in ops[starts[j]: starts[j] + sizes[j]]]
+            edges += [(node(c), "c_{k}", "") for c in concat]
+            out.append(CellFigure(title, inputs=["c_{k-2}", "c_{k-1}"], edges=edges, output="c_{k}"))
+        return out
+
     def describe(self, arch: Any) -> str:
         def cell(ops: list[list], concat: list[int]) -> str:
             return " ".join(f"{op}<-{i}" for op, i in ops) + f" | concat {concat}"

@@ -232,6 +232,15 @@ class LayerwiseSpace(SearchSpace):
     def describe(self, arch: Any) -> str:
         return " ".join(self.validate(arch))
 
+    def figure(self, arch: Any) -> list:
+        """The searchable layers as a strip of blocks (drawn by ``nasforge report``): each layer's op with its
+        stride, channels and input resolution."""
+        from .figure import StripFigure
+
+        blocks = [(op, f"s{spec.stride}, {spec.C_in}->{spec.C_out} ch, {spec.resolution}px")
+                  for op, spec in zip(self.validate(arch), self.layer_specs())]
+        return [StripFigure(f"{len(blocks)} searchable layers", blocks)]
+
     def op_factory(self) -> Callable[[str, int, int, int], nn.Module]:
         return self.make_op
 

@@ -119,3 +119,16 @@ class MacroSpace(SearchSpace):
 
     def describe(self, arch: Any) -> str:
         return " ".join(MACRO_CHOICES[int(ch)] for ch in self.validate(arch))
+
+    def figure(self, arch: Any) -> list:
+        """The 8 searchable layers as a strip: the chosen block, stride and output channels of each."""
+        from .figure import StripFigure
+
+        blocks, C, layer = [], self.options["C"], 0
+        for stage, n in enumerate(STAGES):
+            C *= 2
+            for k in range(n):
+                choice = MACRO_CHOICES[int(self.validate(arch)[layer])]
+                blocks.append((choice, f"stride {2 if k == 0 else 1}, {C} ch"))
+                layer += 1
+        return [StripFigure("searchable layers", blocks)]

@@ -271,6 +271,15 @@ class NB201Space(SearchSpace):
     def parameter_free_count(self, arch: str) -> int:
         return sum(is_parameter_free(op) for op in parse_arch(arch))
 
+    def figure(self, arch: Any) -> list:
+        """The cell as a DAG: node 0 (input) to node 3 (output), one edge per op; `none` edges (zero) are
+        not drawn (a degenerate cell then shows no path from input to output)."""
+        from .figure import CellFigure
+
+        edges = [(f"n{src}", f"n{dst}", op) for (src, dst), op in zip(NB201_EDGES, parse_arch(arch)) if op != "none"]
+        return [CellFigure("cell", inputs=["n0"], edges=edges, output="n3",
+                           labels={"n0": "in", "n1": "1", "n2": "2", "n3": "out"})]
+
     def is_degenerate(self, arch: str) -> bool:
         """True when no path of non-`none` edges joins the input (node 0) to the output (node 3): the
         network then predicts a constant (10 % on every NAS-Bench-201 data set)."""

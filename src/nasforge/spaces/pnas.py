@@ -402,6 +402,19 @@ class PNASSpace(SearchSpace):
                            stem=o["stem"], stem_multiplier=float(o["stem_multiplier"]), concat=o["concat"],
                            aux=bool(o["aux"]), dropout=float(o["dropout"]))
 
+    def figure(self, arch: Any) -> list:
+        """The cell as a DAG: inputs H[c-2], H[c-1], one node per block (the sum of its two op edges), and the
+        concatenated blocks (per the space's concat rule) joined to the cell output H[c]."""
+        from .figure import CellFigure
+
+        cell = self.canonical(arch)
+        names = {0: "H[c-2]", 1: "H[c-1]"}
+        node = lambda i: names.get(i, f"b{i - 1}")  # noqa: E731
+        edges = [(node(i), f"b{k}", op) for k, (i1, o1, i2, o2) in enumerate(cell, start=1)
+                 for i, op in ((i1, o1), (i2, o2))]
+        edges += [(f"b{k}", "H[c]", "") for k in cell_output_blocks(cell, self.options["concat"])]
+        return [CellFigure("cell", inputs=["H[c-2]", "H[c-1]"], edges=edges, output="H[c]")]
+
     def describe(self, arch: Any) -> str:
         names = {0: "H[c-2]", 1: "H[c-1]"}
         parts = []

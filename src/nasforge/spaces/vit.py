@@ -273,6 +273,29 @@ class ViTSpace(SearchSpace):
         blocks = " ".join("id" if b is None else f"h{b['heads']}/a{b['attn']}/m{b['mlp']}" for b in a["blocks"])
         return f"patch {a['patch']} embed {a['embed']} | {blocks} | {self.macs(a) / 1e6:.2f} M MACs"
 
+    def figure(self, arch: Any) -> list:
+        """The subnet as a block table (drawn by ``nasforge report``): the patch embedding, then one row per
+        block slot (identity, or heads, Q/K/V width, head width, MLP hidden width, and the slot whose weights
+        it runs, which identity shifting re-maps)."""
+        from .figure import TableFigure
+
+        a = self.validate(arch)
+        p, e = a["patch"], a["embed"]
+        tokens = (self.resolution // p) ** 2 + 1
+        path = iter(self.weight_path(a))
+        rows: list[list[Any]] = [["embed", f"{p}x{p} patches, {tokens} tokens (class token included)", "", "", "",
+                                  "", f"width {e}"]]
+        for i, b in enumerate(a["blocks"]):
+            if b is None:
+                rows.append([i, "identity", "", "", "", "", ""])
+            else:
+                rows.append([i, "transformer block", b["heads"], b["attn"], b["attn"] // b["heads"], b["mlp"],
+                             f"slot {next(path)}"])
+        active = sum(b is not None for b in a["blocks"])
+        title = f"patch {p}, embed {e}, {active} of {len(a['blocks'])} blocks, {self.macs(a) / 1e6:.2f} M MACs"
+        return [TableFigure(title, ["slot", "block", "heads", "Q/K/V width", "head width", "MLP hidden", "weights"],
+                            rows)]
+
     # -- networks -------------------------------------------------------------------------------
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
         """The standalone ViT of `arch` (identities dropped), freshly initialised."""

@@ -172,6 +172,7 @@ class OneShotStrategy(Strategy):
         out: dict[str, Any] = {
             "arch": arch,
             "alpha_softmax": {g: p.tolist() for g, p in probs.items()},
+            "op_names": list(supernet.op_names),  # the columns of alpha_softmax (for reports)
             "edge_entropy": {g: entropy(p).tolist() for g, p in probs.items()},
             "mean_entropy": float(torch.cat([entropy(p) for p in probs.values()]).mean()),
             "parameter_free_ops": ctx.space.parameter_free_count(arch) if hasattr(ctx.space, "parameter_free_count") else None,
