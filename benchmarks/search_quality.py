@@ -12,6 +12,10 @@ For each derived cell it reports:
   * its Fashion-MNIST test accuracy after retraining from scratch (`--retrain-epochs` epochs on
     `--retrain-subset` training images at C=`--retrain-C`, N=`--retrain-N`, one fixed seed; identical
     cells are trained once).
+Derivation rules, side by side: the differentiable and bandit strategies record the final cell under every
+derivation rule of their supernet (`default`: NB201's per-edge argmax with `none`; `no-none`: argmax among
+the other ops; `connected`: the best-scoring cell whose input reaches its output), from the same search.
+Per method and rule: the table accuracies, and how many seeds derived a disconnected (constant) cell.
 Per method: mean and standard deviation over seeds, and the relative improvement
 RI = (acc - mean acc of random-ws) / mean acc of random-ws (spec §4.6). As a reference, the table's
 expectation for a uniformly random cell (the mean over all 15,625 cells) and its best cell.
@@ -21,11 +25,13 @@ spread over methods; `--jobs 2` runs two searches at a time, one torch thread ea
 
     .venv/bin/python benchmarks/search_quality.py --seeds 0 --seconds 20 --epochs 3     # smoke run
     .venv/bin/python benchmarks/search_quality.py --seeds 0 1 2 --seconds 150 --jobs 2
+    .venv/bin/python benchmarks/search_quality.py --methods darts single-darts manas manas-ls --no-retrain
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from nasforge import api
+from nasforge.spaces.nb201 import NB201Space
+from nasforge.supernet import DERIVATION_RULES
 from nasforge.tables import NB201Table
 
 DEFAULT_TABLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"
@@ -55,7 +63,14 @@ def _search(job: dict[str, Any]) -> dict[str, Any]:
     progress.set_enabled(False)
     res = api.search(cfg, run_root=job["out"], run_name=f"{job['method']}-s{job['seed']}")
     metrics = res["search"]["metrics"]
-    return {"method": job["method"], "seed": job["seed"], "arch": res["arch"],
+    by_rule = {}
+    if "derived_by_rule" in metrics:
+        table = NB201Table.load(job["tables"])
+        for rule, arch in metrics["derived_by_rule"].items():
+            rec = table.record(arch)
+            by_rule[rule] = {"arch": arch, "degenerate": NB201Space().is_degenerate(arch),
+                             "nb201": {k: rec[v] for k, v in TABLE_KEYS.items()}}
+    return {"method": job["method"], "seed": job["seed"], "arch": res["arch"], "by_rule": by_rule,
             "epochs_run": metrics["epochs_run"], "search_wall_s": res["search"]["search_cost"]["wall_s"],
             "search_cpu_s": res["search"]["search_cost"]["cpu_s"],
             "nb201": {k: res["table"][v] for k, v in TABLE_KEYS.items()},
@@ -101,6 +116,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/search_quality", help="run directories are written here")
     args = p.parse_args()
     t0 = time.perf_counter()
+    load_start = list(os.getloadavg())
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     jobs = [{"method": m, "seed": s, "C": args.C, "N": args.N, "subset": args.subset, "batch": args.batch,
              "epochs": args.epochs, "seconds": args.seconds, "tables": args.tables, "data_root": args.data_root,
@@ -130,6 +146,11 @@ def main() -> None:
         summary[m] = {k: _stats([value(r, k) for r in mine]) for k in metrics}
         summary[m]["epochs_run"] = [r["epochs_run"] for r in mine]
         summary[m]["distinct_archs"] = len({r["arch"] for r in mine})
+        if all(r["by_rule"] for r in mine):
+            summary[m]["by_rule"] = {
+                rule: {**{k: _stats([r["by_rule"][rule]["nb201"][k] for r in mine]) for k in TABLE_KEYS},
+                       "degenerate_seeds": sum(r["by_rule"][rule]["degenerate"] for r in mine)}
+                for rule in DERIVATION_RULES}
     if "random-ws" in summary:
         for m in args.methods:
             summary[m]["RI_vs_random_ws"] = {
@@ -140,6 +161,7 @@ def main() -> None:
                  for k in TABLE_KEYS}
     print(json.dumps({
         "benchmark": "search_quality",
+        "load_avg_1_5_15": {"start": load_start, "end": list(os.getloadavg())},
         "config": vars(args),
         "hparams": HPARAMS,
         "table_reference": reference,

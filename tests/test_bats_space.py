@@ -38,7 +38,9 @@ def test_third_party_genotype_builds_runs_and_is_binary():
     assert arch["normal"][0] == ["group_conv_5x5", 0] and arch["reduce"][0] == ["max_pool_3x3", 0]
     net = space.build(BATS_THIRD_PARTY, auxiliary=True, layers=4)
     net.train()
-    logits, aux = net(torch.randn(2, 1, 28, 28))
+    from nasforge.ops.heads import forward_with_aux
+
+    logits, aux = forward_with_aux(net, torch.randn(2, 1, 28, 28))
     assert logits.shape == aux.shape == (2, 10)
     assert is_binary(net) and len(check_binary_weights(net)) > 0
     # stem, 1x1 preprocessing and classifier stay real by default; binarize_1x1 makes the 1x1s binary

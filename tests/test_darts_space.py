@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasforge.hardware.flops import model_cost
+from nasforge.ops.heads import forward_with_aux, param_counts, take_aux_logits
 from nasforge.errors import ConfigError, UserError
 from nasforge.ops import Identity, Zero
 from nasforge.registry import SPACES
@@ -140,6 +142,9 @@ def test_darts_v2_parameter_count_matches_the_paper():
     total = sum(p.numel() for p in net.parameters())
     assert total - aux == 3_349_342
     assert aux == 476_426
+    # what nasforge reports (train, retrain, result.json, model_cost): the inference network, head apart
+    assert param_counts(net) == {"params": 3_349_342, "params_aux": 476_426}
+    assert model_cost(net, torch.zeros(1, 3, 32, 32)).params == 3_349_342
 
 
 def test_build_from_sampled_arch_trains():
@@ -177,10 +182,11 @@ def test_auxiliary_head_in_training_only(size):
     space = DartsSpace(in_channels=1, num_classes=5, resolution=size, C=4)
     net = space.build(DARTS_V2, layers=5, auxiliary=True)
     x, _ = batch(size=size)
-    logits, aux = net.train()(x)
+    logits, aux = forward_with_aux(net.train(), x)
     assert logits.shape == aux.shape == (2, 5)
-    assert net.eval()(x).shape == (2, 5)
-    assert space.build(DARTS_V2, layers=5).train()(x).shape == (2, 5)  # no head: plain logits
+    assert take_aux_logits(net) is None  # taken once
+    assert net.eval()(x).shape == (2, 5) and take_aux_logits(net) is None  # no head output in eval mode
+    assert forward_with_aux(space.build(DARTS_V2, layers=5).train(), x)[1] is None  # no head
 
 
 def test_aux_pool_geometry():

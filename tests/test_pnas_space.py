@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from nasforge.ops.heads import forward_with_aux, take_aux_logits
 from nasforge.errors import ConfigError, UserError
 from nasforge.registry import SPACES
 from nasforge.spaces.macro import MacroSpace
@@ -125,10 +126,11 @@ def test_scale_overrides_aux_head_and_drop_path():
     net = sp.build(PNASNET5, aux=True)
     net.drop_path_prob = 0.2
     net.train()
-    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10) and net.aux_logits.shape == (2, 10)
+    logits, aux = forward_with_aux(net, torch.randn(2, 1, 28, 28))
+    assert logits.shape == (2, 10) and aux.shape == (2, 10)
     net.eval()
     net(torch.randn(1, 1, 28, 28))
-    assert net.aux_logits is None
+    assert take_aux_logits(net) is None
     with pytest.raises(ConfigError, match="unknown build option"):
         sp.build(PNASNET5, F=8)
 

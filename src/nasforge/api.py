@@ -22,6 +22,7 @@ from .data import ImageDataset, SearchData, final_split, load_dataset, search_sp
 from .data.datasets import check_train_portion
 from .errors import ConfigError
 from .hardware.binary import model_costs
+from .ops.heads import param_counts
 from .models import MODELS
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.store import RunDir
@@ -216,16 +217,15 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     tcfg = train_config_for(model, cfg["retrain"])  # binary networks: Adam + cosine defaults, two stages
     out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr))
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
-    return {"test_accuracy": out["final"].get("test_accuracy"), "params": sum(p.numel() for p in model.parameters()),
+    return {"test_accuracy": out["final"].get("test_accuracy"), **param_counts(model),
             **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
             "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
             "space_options": cfg["retrain_space_options"], "stages": out["stages"]}
 
 
 def _costs_of(data: ImageDataset):
-    """model -> {params, flops, bops, ops} on `data`'s image shape (see nasforge.hardware.binary)."""
-    return lambda m: {"params": sum(p.numel() for p in m.parameters()),
-                      **model_costs(m, data.in_channels, data.resolution)}
+    """model -> {params, params_aux, flops, bops, ops} on `data`'s image shape (see nasforge.hardware.binary)."""
+    return lambda m: {**param_counts(m), **model_costs(m, data.in_channels, data.resolution)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,8 +251,7 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
               "train_accuracy": out["final"].get("train_accuracy"),
-              "params": sum(p.numel() for p in model.parameters()),
-              **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
+              **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
               "stages": out["stages"], "teacher": cfg.get("teacher"),
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}

@@ -131,8 +131,8 @@ def train(
                             "teacher": str(teacher) if teacher else None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
-    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "flops", "bops", "ops", "stages", "epochs",
-                "images_per_s", "cost", "run_dir"])
+    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
+                "epochs", "images_per_s", "cost", "run_dir"])
 
 
 @app.command()

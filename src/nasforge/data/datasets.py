@@ -35,8 +35,11 @@ class SearchData:
 
     def loaders(self, seed: int):
         aug = self.augment or {}
-        return (Loader(self.train, self.batch_size, shuffle=True, seed=seed, mean=self.mean, std=self.std, **aug),
-                Loader(self.val, self.batch_size, shuffle=True, seed=seed + 7919, mean=self.mean, std=self.std, **aug))
+        # drop_single: a last batch of one image cannot be batch-normalised on 1x1 maps (see Loader)
+        return (Loader(self.train, self.batch_size, shuffle=True, seed=seed, drop_single=True, mean=self.mean,
+                       std=self.std, **aug),
+                Loader(self.val, self.batch_size, shuffle=True, seed=seed + 7919, drop_single=True, mean=self.mean,
+                       std=self.std, **aug))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,11 +48,15 @@ def cutout(x: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
 
 
 class Loader:
-    """Iterate (images float32 normalised [B, C, H, W], labels int64 [B]) over an ImageDataset."""
+    """Iterate (images float32 normalised [B, C, H, W], labels int64 [B]) over an ImageDataset.
+
+    `drop_last` drops an incomplete last batch (the ImageNet convention); `drop_single` drops it only when
+    it holds a single image, which training-mode BatchNorm cannot normalise once a network's maps are 1x1
+    (training streams use it, so any dataset size trains in every network)."""
 
     def __init__(self, data: ImageDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  crop_padding: int = 0, hflip: bool = False, cutout: int = 0, drop_last: bool = False,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+                 drop_single: bool = False, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if len(data) == 0:
@@ -65,6 +69,7 @@ class Loader:
         self.hflip = hflip
         self.cutout = cutout
         self.drop_last = drop_last and len(data) >= batch_size
+        self.drop_single = drop_single
         if mean is None or std is None:
             mean, std = data.stats()
         c = data.in_channels
@@ -80,8 +85,10 @@ class Loader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.data)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.data), self.batch_size)
+        if rest and (self.drop_last or (self.drop_single and rest == 1 and full > 0)):
+            return full
+        return full + (rest > 0)
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset, search_split
+from ..ops.heads import param_counts
 from ..registry import ESTIMATORS, SPACES
 from ..spaces.base import Arch, SearchSpace
 from ..training import TrainConfig, evaluate, train_model
@@ -51,4 +52,4 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     out = train_model(model, tr, None, train_cfg, mean=mean, std=std)
     val = evaluate(model, train_cfg.loader(va, mean, std, train=False))
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
-            "params": sum(p.numel() for p in model.parameters()), "train_s": out["cost"]["wall_s"]}
+            **param_counts(model), "train_s": out["cost"]["wall_s"]}

@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
+from ..ops.heads import param_counts
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,10 @@ class ModelCost:
     """Forward cost of a model on one example batch."""
 
     flops: int  # forward FLOPs for the whole batch (multiply-add = 2)
-    params: int
+    params: int  # inference-time parameters (an auxiliary head is left out: it is counted in params_aux)
     batch_size: int
     by_child: dict[str, int] = field(default_factory=dict)  # forward FLOPs inside each direct child module
+    params_aux: int = 0  # parameters of auxiliary heads (training only)
 
     @property
     def macs(self) -> int:
@@ -37,7 +39,8 @@ class ModelCost:
         return self.flops / self.batch_size
 
     def as_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "macs": self.macs, "params": self.params, "batch_size": self.batch_size,
+        return {"flops": self.flops, "macs": self.macs, "params": self.params, "params_aux": self.params_aux,
+                "batch_size": self.batch_size,
                 "flops_per_sample": self.flops_per_sample, "by_child": dict(self.by_child)}
 
 
@@ -79,8 +82,9 @@ def model_cost(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
         # a container never called itself (nn.ModuleList) holds the sum of its outermost called members
         outermost = [p for p in inside if not any(p.startswith(q + ".") for q in inside)]
         by_child[child] = sum(recorded[p] for p in outermost)
-    return ModelCost(flops=int(counter.get_total_flops()), params=count_params(model),
-                     batch_size=int(inputs[0].shape[0]), by_child=by_child)
+    counts = param_counts(model)
+    return ModelCost(flops=int(counter.get_total_flops()), params=counts["params"],
+                     batch_size=int(inputs[0].shape[0]), by_child=by_child, params_aux=counts["params_aux"])
 
 
 def count_flops(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:

@@ -76,15 +76,18 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the resolution without losing half the pixels: two 1x1 stride-2 convs, the second shifted by one."""
+    """Halve the resolution without losing half the pixels: two 1x1 stride-2 convs, the second shifted by one.
+
+    An odd `C_out` is split floor / ceil between the two convs (27 -> 13 + 14), as TF-slim's
+    `factorized_reduction` does (PNASNet mobile's F/2 = 27 stem cell); even counts split in halves (DARTS)."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
-        if C_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
+        if C_out < 2:
+            raise ValueError(f"FactorizedReduce needs at least 2 output channels, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

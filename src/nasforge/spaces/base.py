@@ -51,6 +51,9 @@ class SearchSpace(ABC):
     #: the published table architectures of this space can be looked up in (a key of
     #: nasforge.tables.lookup.LOOKUPS), or None; used by the table estimator and a search's `table` record
     table: ClassVar[str | None] = None
+    #: the build option (`build(arch, **{aux_option: True})`) that adds an auxiliary head, or None; the head
+    #: reaches the training engine through nasforge.ops.heads and is left out of `params`
+    aux_option: ClassVar[str | None] = None
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         unknown = set(options) - set(self.defaults)

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
 from ..ops.cnn import OpFactory
+from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
-from ..supernet import MixedOp, Supernet
+from ..supernet import DERIVATION_RULES, MixedOp, Supernet
 from .base import SearchSpace
 
 OPS: list[str] = list(DARTS_OPS)  # none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3/5x5, dil_conv_3x3/5x5
@@ -368,8 +369,9 @@ class _Backbone(nn.Module):
 
 
 class DartsNetwork(_Backbone):
-    """The evaluation network of a genotype. Set ``drop_path_prob`` (the training engine ramps it per epoch);
-    with an auxiliary head, training-mode forward returns ``(logits, aux_logits)``."""
+    """The evaluation network of a genotype. Set ``drop_path_prob`` (the training engine ramps it per epoch).
+    With ``auxiliary``, the head after cell 2L/3 reaches the training engine through the shared mechanism of
+    :mod:`nasforge.ops.heads` (forward returns the main logits [B, classes] in every mode)."""
 
     def __init__(self, arch: dict[str, Any], cells: list[CellSpec], C: int, stem_multiplier: int,
                  in_channels: int, num_classes: int, auxiliary: bool = False,
@@ -383,15 +385,14 @@ class DartsNetwork(_Backbone):
                          if auxiliary else None)
         _channels_last(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clear_auxiliary(self)
         s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
-        aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_index and self.aux_head is not None and self.training:
-                aux = self.aux_head(s1)
-        logits = self.classify(s1)
-        return (logits, aux) if aux is not None else logits
+            if i == self.aux_index:
+                tap_auxiliary(self, s1)
+        return self.classify(s1)
 
 
 class SearchCell(nn.Module):
@@ -475,9 +476,13 @@ class DartsSupernet(Supernet, _Backbone):
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
         return self.classify(s1)
 
-    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> dict[str, Any]:
         """The DARTS genotype of `scores` (logits per group, default the alphas; pass log-probabilities for a
-        policy): top-2 incoming edges per node by best non-`none` probability, op = argmax excluding `none`."""
+        policy): top-2 incoming edges per node by best non-`none` probability, op = argmax excluding `none`.
+        That rule never picks `none` and gives every node two inputs, so every `rule` (DERIVATION_RULES)
+        gives this genotype."""
+        if rule not in DERIVATION_RULES:
+            raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
         s = scores if scores is not None else {g: a.detach() for g, a in self.alphas.items()}
         concat = list(range(2, self.nodes + 2))
         if self.unique_cells:
@@ -545,6 +550,7 @@ class DartsSpace(SearchSpace):
 
     name = "darts"
     supports_weight_sharing = True
+    aux_option = "auxiliary"
     defaults = {"C": 16, "layers": 8, "nodes": 4, "stem_multiplier": 3, "unique_cells": False, "binary": False}
     #: build() overrides accepted on top of the space options (the scale of the final network)
     build_options: tuple[str, ...] = _BUILD_OPTIONS

@@ -5,6 +5,7 @@ residual block -> N cells at 4C -> BN-ReLU -> global pool -> linear. The cell ou
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any
 
@@ -16,7 +17,8 @@ from ..tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, indices_to_
 from ..ops import NB201_OPS as OP_FACTORIES
 from ..ops import ResNetBasicBlock, is_parameter_free
 from ..registry import SPACES
-from ..supernet import MixedOp, Supernet
+from ..errors import ConfigError, choices_message
+from ..supernet import DERIVATION_RULES, MixedOp, Supernet
 from .base import CategoricalEncoding, SearchSpace
 
 OPS = list(NB201_OPS)
@@ -196,6 +198,19 @@ class NB201Network(_Skeleton):
         return self.classify(x)
 
 
+@functools.lru_cache(maxsize=1)
+def _all_cells() -> tuple[torch.Tensor, torch.Tensor]:
+    """Every NB201 cell as op indices [15625, 6] (NB201_EDGES order) and whether its input (node 0) reaches
+    its output (node 3) through non-`none` edges [15625] (bool)."""
+    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))
+    live = cells != OPS.index("none")
+    reach = {0: torch.ones(len(cells), dtype=torch.bool)}
+    for node in (1, 2, 3):  # edges are listed in topological order
+        into = [e for e, (_, dst) in enumerate(NB201_EDGES) if dst == node]
+        reach[node] = torch.stack([reach[NB201_EDGES[e][0]] & live[:, e] for e in into]).any(0)
+    return cells, reach[3]
+
+
 class NB201Supernet(Supernet, _Skeleton):
     """All cells share one alpha matrix [6 edges x 5 ops] (one group, ``cell``)."""
 
@@ -216,10 +231,30 @@ class NB201Supernet(Supernet, _Skeleton):
             x = layer(x, weights, path) if isinstance(layer, SearchCell) else layer(x)
         return self.classify(x)
 
-    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> str:
-        """Per-edge argmax over all five ops, `none` included (NB201's rule; no top-2 pruning)."""
-        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"]
-        return format_arch([OPS[int(k)] for k in s.argmax(-1)])
+    def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> str:
+        """The cell of `scores` [6, 5] (logits; default the alphas) by `rule`:
+
+        * "default": per-edge argmax over all five ops, `none` included (NAS-Bench-201's rule; no top-2
+          pruning). It can cut every input-to-output path (a constant network, see `is_degenerate`);
+        * "no-none": per-edge argmax over the four other ops (the DARTS convention: `none` is never chosen);
+        * "connected": the cell with the highest sum of per-edge log-softmax scores among the cells whose
+          input reaches the output through non-`none` edges (= "default" whenever that cell is connected).
+        """
+        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().double()
+        if rule == "default":
+            return format_arch([OPS[int(k)] for k in s.argmax(-1)])
+        if rule == "no-none":
+            none = OPS.index("none")
+            masked = s.clone()
+            masked[:, none] = float("-inf")
+            return format_arch([OPS[int(k)] for k in masked.argmax(-1)])
+        if rule == "connected":
+            cells, connected = _all_cells()
+            logp = torch.log_softmax(s, dim=-1)  # [6, 5]
+            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]
+            total[~connected] = float("-inf")
+            return format_arch([OPS[int(k)] for k in cells[int(total.argmax())]])
+        raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
 
     def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = False) -> str:
         """The cell a path runs (``top2`` does not apply: NB201 keeps every edge)."""

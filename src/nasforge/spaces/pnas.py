@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import PNAS_OPS, Conv1x7x7x1, DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN, drop_path
+from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
 from .base import SearchSpace
 
@@ -148,9 +149,11 @@ def cell_output_blocks(cell: Sequence[Sequence[Any]], concat: str = "unused") ->
 
 def make_op(name: str, C_in: int, C_out: int, stride: int, affine: bool = True) -> nn.Module:
     """One PNAS op. With C_in == C_out this is the shared PNAS_OPS op; otherwise (only the first cell, which
-    reads the raw stem output as H^{c-2}, as in the official code) the op also changes the channel count."""
-    if name == "identity" and stride == 2:
-        return _reduce(C_in, C_out, affine)
+    reads the raw stem output as H^{c-2}, as in the official code) the op also changes the channel count.
+    `identity` with a stride or a channel change is ReLU -> 1x1 conv (stride) -> BN, as in TF-slim's
+    `_apply_conv_operation` and its PyTorch ports (a factorized reduction only prepares H^{c-2})."""
+    if name == "identity" and (stride > 1 or C_in != C_out):
+        return ReLUConvBN(C_in, C_out, 1, stride, 0, affine=affine)
     if C_in == C_out:
         return PNAS_OPS[name](C_out, stride, affine)
     if name.startswith("sep_conv_"):
@@ -161,8 +164,6 @@ def make_op(name: str, C_in: int, C_out: int, stride: int, affine: bool = True) 
     if name in ("max_pool_3x3", "avg_pool_3x3"):
         return nn.Sequential(Pool(name[:3], stride), nn.Conv2d(C_in, C_out, 1, bias=False),
                              nn.BatchNorm2d(C_out, affine=affine))
-    if name == "identity":
-        return ReLUConvBN(C_in, C_out, 1, 1, 0, affine=affine)
     if name == "conv_7x1_1x7":
         return Conv1x7x7x1(C_in, C_out, stride, affine)
     if name == "dil_conv_3x3":
@@ -171,11 +172,9 @@ def make_op(name: str, C_in: int, C_out: int, stride: int, affine: bool = True) 
 
 
 def _reduce(C_in: int, C_out: int, affine: bool = True) -> nn.Module:
-    # FactorizedReduce splits C_out in two halves; an odd count (e.g. F/2 = 27 of PNASNet mobile's stem) falls
-    # back to a strided ReLU-1x1 conv-BN, which has the same number of weights
-    if C_out % 2 == 0:
-        return FactorizedReduce(C_in, C_out, affine)
-    return ReLUConvBN(C_in, C_out, 1, 2, 0, affine=affine)
+    # ReLU + factorized reduction of H^{c-2} at twice the resolution; an odd C_out (F/2 = 27 of PNASNet
+    # mobile's second stem cell) splits floor / ceil, 13 + 14, as TF-slim's factorized_reduction
+    return FactorizedReduce(C_in, C_out, affine)
 
 
 class PNASCell(nn.Module):
@@ -241,6 +240,27 @@ class AuxHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+#: BatchNorm of the published ImageNet PNASNet-5 (TF-slim's arg scope: epsilon 1e-3, moving-average decay
+#: 0.9997, i.e. PyTorch momentum 1 - 0.9997); nasforge's default is PyTorch's (1e-5, 0.1)
+PUBLISHED_IMAGENET_BN: dict[str, float] = {"bn_eps": 1e-3, "bn_momentum": 3e-4}
+
+
+def set_batchnorm(module: nn.Module, eps: float, momentum: float) -> None:
+    """Give every BatchNorm in `module` this epsilon and momentum (PyTorch convention: the weight of the
+    new batch in the running statistics, = 1 - TF's decay)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eps, m.momentum = float(eps), float(momentum)
+
+
+def _check_bn(eps: Any, momentum: Any) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ConfigError(f"PNAS option bn_eps must be a positive number, got {eps!r}")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
+        raise ConfigError(f"PNAS option bn_momentum must be a number in (0, 1], got {momentum!r} "
+                          "(PyTorch convention: 1 - TF's decay; the published 0.9997 decay is 3e-4)")
+
+
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
@@ -248,19 +268,19 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 class PNASNetwork(nn.Module):
     """Stem, 3N cells (stride 2 at cells N and 2N), ReLU, global average pool, dropout, linear.
 
-    With ``aux=True`` the cell before the second reduction feeds an auxiliary head; in training mode its
-    logits are left in ``self.aux_logits`` (None otherwise) so `forward` always returns the main logits.
+    With ``aux=True`` the cell before the second reduction feeds an auxiliary head, which reaches the
+    training engine through the shared mechanism of :mod:`nasforge.ops.heads` (forward returns the main
+    logits [B, classes] in every mode).
     ``drop_path_prob`` (set by a trainer) drops op outputs as NASNet's drop-path does.
     """
 
     def __init__(self, cell: Cell, C: int, N: int, in_channels: int, num_classes: int, resolution: int,
                  stem: str = "cifar", stem_multiplier: float = 1.0, concat: str = "unused", aux: bool = False,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
         super().__init__()
         num_cells = 3 * N
         # the official calc_reduction_layers: int(k / 3 * num_cells) for k = 1, 2
         self.reductions = [int(k / 3 * num_cells) for k in (1, 2)]
-        self.aux_logits: torch.Tensor | None = None
         res = resolution
         # each state: (channels, resolution); H^{c-2} of the first cell is None ("raw": same tensor as H^{c-1})
         if stem == "imagenet":
@@ -308,6 +328,7 @@ class PNASNetwork(nn.Module):
                 self.aux_head = AuxHead(prev[0], prev[1], num_classes)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(prev[0], num_classes)
+        set_batchnorm(self, bn_eps, bn_momentum)
 
     @property
     def drop_path_prob(self) -> float:
@@ -319,15 +340,15 @@ class PNASNetwork(nn.Module):
             m.drop_prob = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clear_auxiliary(self)
         s = self.stem(x)
         s_pp, s_p = s, s
-        self.aux_logits = None
         for m in self.stem_cells:
             s_pp, s_p = s_p, m(s_pp, s_p)
         for i, m in enumerate(self.cells):
             s_pp, s_p = s_p, m(s_pp, s_p)
-            if self.aux_head is not None and self.training and i == self.aux_index:
-                self.aux_logits = self.aux_head(s_p)
+            if i == self.aux_index:
+                tap_auxiliary(self, s_p)
         out = torch.relu(s_p).mean(dim=(2, 3))
         return self.classifier(self.dropout(out))
 
@@ -341,11 +362,14 @@ class PNASNetwork(nn.Module):
 class PNASSpace(SearchSpace):
     """Options: C (first-stage filters, the paper's F), N (cells per stage, 3N cells), blocks (B), ops
     ("full" 8 ops or "reduced" 4 ops), stem ("cifar" or "imagenet"), stem_multiplier, concat ("unused" blocks,
-    the NASNet rule, or "all", the official PNASNet-5 network), aux (auxiliary head), dropout."""
+    the NASNet rule, or "all", the official PNASNet-5 network), aux (auxiliary head), dropout, bn_eps and
+    bn_momentum (every BatchNorm; default PyTorch's 1e-5 / 0.1, the published ImageNet values are
+    PUBLISHED_IMAGENET_BN: 1e-3 / 3e-4 = 1 - decay 0.9997)."""
 
     name = "pnas"
+    aux_option = "aux"
     defaults = {"C": 8, "N": 1, "blocks": 5, "ops": "full", "stem": "cifar", "stem_multiplier": 1.0,
-                "concat": "unused", "aux": False, "dropout": 0.0}
+                "concat": "unused", "aux": False, "dropout": 0.0, "bn_eps": 1e-5, "bn_momentum": 0.1}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)
@@ -357,6 +381,7 @@ class PNASSpace(SearchSpace):
             raise ConfigError(f"PNAS option blocks must be an integer >= 1, got {b!r}")
         if self.options["concat"] not in ("unused", "all"):
             raise ConfigError(choices_message("PNAS concat rule", str(self.options["concat"]), ["unused", "all"]))
+        _check_bn(self.options["bn_eps"], self.options["bn_momentum"])
 
     @property
     def max_blocks(self) -> int:
@@ -398,9 +423,11 @@ class PNASSpace(SearchSpace):
                 raise ConfigError(f"PNAS option {key} must be an integer >= 1, got {o[key]!r}")
         if o["concat"] not in ("unused", "all"):
             raise ConfigError(choices_message("PNAS concat rule", str(o["concat"]), ["unused", "all"]))
+        _check_bn(o["bn_eps"], o["bn_momentum"])
         return PNASNetwork(cell, o["C"], o["N"], self.in_channels, self.num_classes, self.resolution,
                            stem=o["stem"], stem_multiplier=float(o["stem_multiplier"]), concat=o["concat"],
-                           aux=bool(o["aux"]), dropout=float(o["dropout"]))
+                           aux=bool(o["aux"]), dropout=float(o["dropout"]), bn_eps=float(o["bn_eps"]),
+                           bn_momentum=float(o["bn_momentum"]))
 
     def figure(self, arch: Any) -> list:
         """The cell as a DAG: inputs H[c-2], H[c-1], one node per block (the sum of its two op edges), and the

@@ -22,7 +22,7 @@ from .base import SearchContext
 from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
 
 ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "arch_weight_decay": 1e-3,
-                                 "temperature": 1.0, "activation": "softmax"}
+                                 "temperature": 1.0, "activation": "softmax", "derive": "default"}
 
 
 class _Differentiable(OneShotStrategy):

@@ -96,6 +96,9 @@ class PathSamplingStrategy(OneShotStrategy):
         if self.hp["hessian_every"]:
             raise ConfigError(f"strategy '{self.name}' has no architecture gradient, so there is no Hessian to "
                               "track; leave hessian_every at 0")
+        if self.hp.get("final") == "sample" and self.hp.get("derive", "default") != "default":
+            raise ConfigError(f"{self.name} derive={self.hp['derive']} applies to final=argmax; final=sample "
+                              "draws the architecture from the policies")
 
     # -- subclass hooks -----------------------------------------------------------------------
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
@@ -198,6 +201,9 @@ class PathSamplingStrategy(OneShotStrategy):
             return path_to_arch(supernet, self.actions_to_path(actions), top2=False)
         if self.top2:
             return supernet.derive(self._tensors(self.scores()))
+        rule = self.hp.get("derive", "default")
+        if rule != "default":  # e.g. "connected": the best cell under the policies whose input reaches its output
+            return supernet.derive(self._tensors(self.scores()), rule=rule)
         return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
 
     def _tensors(self, matrix: np.ndarray) -> dict[str, torch.Tensor]:
@@ -282,7 +288,8 @@ class MANAS(PathSamplingStrategy):
     """EXP3 agents; ``eta=None`` uses sqrt(2 ln K / (T K)) with T = epochs x steps per epoch."""
 
     name = "manas"
-    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax"}
+    defaults = {**PATH_DEFAULTS, "eta": None, "gamma": 0.0, "baseline": False, "val_loss": "ce", "final": "argmax",
+                "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         eta = self.hp["eta"] if self.hp["eta"] is not None else default_eta(n_arms, horizon)
@@ -297,7 +304,7 @@ class MANASLS(PathSamplingStrategy):
 
     name = "manas-ls"
     defaults = {**PATH_DEFAULTS, "ridge": 1e-3, "refit_every": None, "warmup": None, "val_loss": "ce",
-                "final": "argmax"}
+                "final": "argmax", "derive": "default"}
 
     def make_agents(self, n_agents: int, n_arms: int, horizon: int) -> AgentPopulation:
         refit = self.hp["refit_every"]

@@ -15,9 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import progress
-from ..errors import ConfigError
+from ..errors import ConfigError, choices_message
 from ..ops import is_parameter_free
-from ..supernet import Supernet, entropy
+from ..supernet import DERIVATION_RULES, Supernet, entropy
 from ..supernet.hessian import dominant_eigenvalue
 from ..training import check_finite
 from ..utils import seed_everything
@@ -35,6 +35,12 @@ class OneShotStrategy(Strategy):
     #: which extra batch stream `step` needs: None, "val" (search-val half) or "train" (a second train stream)
     second_stream: ClassVar[str | None] = None
 
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        rule = self.hp.get("derive", "default")
+        if rule not in DERIVATION_RULES:  # before a run directory exists
+            raise ConfigError(choices_message(f"{self.name} derive rule", str(rule), list(DERIVATION_RULES)))
+
     # -- hooks for subclasses ---------------------------------------------------------------
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         """Create arch optimisers / agents."""
@@ -44,7 +50,23 @@ class OneShotStrategy(Strategy):
         raise NotImplementedError
 
     def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
-        return supernet.derive()
+        """The architecture of the current alphas by the supernet's rule (hyperparameter ``derive``, where the
+        strategy has it: "default", "no-none" or "connected"; see Supernet.derive)."""
+        rule = self.hp.get("derive", "default")
+        return supernet.derive() if rule == "default" else supernet.derive(rule=rule)
+
+    def derivations(self, supernet: Supernet, ctx: SearchContext) -> dict[str, Any]:
+        """The final architecture under every derivation rule (same supernet, same alphas), for reporting
+        the rules side by side; the search's result follows the ``derive`` hyperparameter."""
+        chosen = self.hp["derive"]
+        out: dict[str, Any] = {}
+        try:
+            for rule in DERIVATION_RULES:
+                self.hp["derive"] = rule
+                out[rule] = ctx.space.validate(self.derive(supernet, ctx))
+        finally:
+            self.hp["derive"] = chosen
+        return out
 
     def strategy_state(self) -> dict[str, Any]:
         return {}
@@ -99,6 +121,7 @@ class OneShotStrategy(Strategy):
             from ..data.loader import Loader
 
             second_loader = Loader(ctx.data.train, ctx.data.batch_size, shuffle=True, seed=ctx.seed + 104729,
+                                   drop_single=True,
                                    mean=ctx.data.mean, std=ctx.data.std, **(ctx.data.augment or {}))
         history: list[dict[str, Any]] = []
         start_epoch = 0
@@ -145,6 +168,8 @@ class OneShotStrategy(Strategy):
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
         metrics: dict[str, Any] = {"epochs_run": len(history)}
+        if "derive" in self.hp:
+            metrics["derived_by_rule"] = self.derivations(supernet, ctx)
         if hasattr(ctx.space, "is_degenerate") and ctx.space.is_degenerate(arch):
             metrics["degenerate"] = True
             warnings.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "

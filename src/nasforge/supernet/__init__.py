@@ -1,5 +1,5 @@
 """Weight-sharing machinery shared by every one-shot method: mixed ops and the supernet interface."""
-from .base import Supernet, entropy, path_size
+from .base import DERIVATION_RULES, Supernet, entropy, path_size
 from .mixed import MixedOp
 
-__all__ = ["Supernet", "MixedOp", "entropy", "path_size"]
+__all__ = ["DERIVATION_RULES", "Supernet", "MixedOp", "entropy", "path_size"]

@@ -20,6 +20,10 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p.clamp_min(1e-12).log() * p).sum(-1)
 
 
+#: derivation rules every supernet accepts (see Supernet.derive)
+DERIVATION_RULES: tuple[str, ...] = ("default", "no-none", "connected")
+
+
 def path_size(path: dict[str, torch.Tensor]) -> int:
     return sum(int(v.numel()) for v in path.values())
 
@@ -87,8 +91,13 @@ class Supernet(nn.Module):
         return {g: torch.randint(0, a.shape[1], (a.shape[0],), generator=generator) for g, a in self.alphas.items()}
 
     # -- results --------------------------------------------------------------------------------
-    def derive(self, scores: dict[str, torch.Tensor] | None = None) -> Arch:
-        """The discrete architecture from `scores` (default: the current alphas), by the space's rule."""
+    def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> Arch:
+        """The discrete architecture from `scores` (logits per group; default: the current alphas).
+
+        `rule` (one of DERIVATION_RULES): "default" is the space's own rule; "no-none" picks among the
+        non-`none` ops only; "connected" takes the highest-scoring architecture (sum of per-edge
+        log-softmax scores) whose input reaches its output through non-`none` ops. Where the space's rule
+        already excludes `none` (DARTS), the three coincide."""
         raise NotImplementedError
 
     def path_to_arch(self, path: dict[str, torch.Tensor], top2: bool = False) -> Arch:

@@ -16,6 +16,7 @@ from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
 from ..ops.binary import latent_binary_weights
+from ..ops.heads import forward_with_aux
 from ..runs.store import RunDir
 from ..utils import Cost, CostMeter, seed_everything
 
@@ -72,7 +73,7 @@ class TrainConfig:
     def loader(self, data: ImageDataset, mean, std, train: bool = True) -> Loader:
         if train:
             return Loader(data, self.batch_size, shuffle=True, seed=self.seed, crop_padding=self.crop_padding,
-                          hflip=self.hflip, cutout=self.cutout, mean=mean, std=std)
+                          hflip=self.hflip, cutout=self.cutout, drop_single=True, mean=mean, std=std)
         return Loader(data, 500, mean=mean, std=std)
 
 
@@ -174,7 +175,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
             model.train()
             t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
             for step, (x, y) in enumerate(train_loader):
-                logits, aux = split_logits(model(x))
+                logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 if teacher is not None and cfg.kd_lambda > 0:
                     with torch.no_grad():
