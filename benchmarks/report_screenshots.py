@@ -3,7 +3,8 @@
 The runs are deliberately tiny (Fashion-MNIST subsets, one or two supernet epochs, one retraining epoch), made
 to show what the pages look like; their accuracies are not results and must not be quoted as such.
 
-    python benchmarks/report_screenshots.py --root /tmp/six --tables ../shared/data/benchmarks
+    python benchmarks/report_screenshots.py --root /tmp/six --tables ../shared/data/benchmarks \
+        [--report-run runs/<a single-darts run>]
 
 Runs already finished under --root are reused (the script can be re-run after adding a method). Prints JSON:
 the runs, the pages and the screenshots written (docs/img/report_single_darts.png,
@@ -55,6 +56,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--methods", default=None, help="comma-separated subset of the six")
     ap.add_argument("--out", default=str(REPO / "docs" / "img"))
+    ap.add_argument("--report-run", default=None,
+                    help="run whose report is shot as report_single_darts.png (default: the tiny single-darts-s0)")
     args = ap.parse_args()
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +78,7 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
             runs.append(run)
     pages = {}
-    single = root / "single-darts-s0"
+    single = Path(args.report_run) if args.report_run else root / "single-darts-s0"
     if single.is_dir():
         page = nasforge.report(single)["report"]
         shot = browser.screenshot(page, width=1200, height=900, full_page=True)

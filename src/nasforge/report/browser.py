@@ -9,6 +9,7 @@ background networking or first-run tasks, in a fresh profile directory that is d
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -114,19 +115,20 @@ def screenshot(html_file: str | Path, width: int = 1200, height: int = 900, full
     if not path.is_file():
         raise UserError(f"{path} not found")
     profile = tempfile.mkdtemp(prefix="nasforge-chromium-")
-    to_browser_r, to_browser_w = os.pipe()
-    from_browser_r, from_browser_w = os.pipe()
-
-    def child_fds() -> None:  # the browser reads commands on fd 3 and answers on fd 4
-        os.dup2(to_browser_r, 3)
-        os.dup2(from_browser_w, 4)
-
-    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
-            "--mute-audio", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=child_fds, pass_fds=(3, 4), close_fds=True)
+    # two pipes, moved to descriptors >= 10 so the shell's redirections below cannot collide with them
+    to_browser_r, to_browser_w = (_high(fd) for fd in os.pipe())
+    from_browser_r, from_browser_w = (_high(fd) for fd in os.pipe())
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
+             "--mute-audio", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
+    # the browser reads commands on fd 3 and answers on fd 4: bash (which, unlike dash, redirects descriptors
+    # above 9) sets them up and execs it; no preexec_fn, which is unsafe in a process with threads
+    shell = shutil.which("bash") or "/bin/bash"
+    script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+    proc = subprocess.Popen([shell, "-c", script, exe, *flags], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            pass_fds=(to_browser_r, from_browser_w), close_fds=True)
     os.close(to_browser_r)
     os.close(from_browser_w)
     pipe = _Pipe(to_browser_w, from_browser_r, proc)
@@ -164,6 +166,13 @@ def screenshot(html_file: str | Path, width: int = 1200, height: int = 900, full
         os.close(to_browser_w)
         os.close(from_browser_r)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _high(fd: int) -> int:
+    """A close-on-exec copy of `fd` numbered 10 or above (the original is closed)."""
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return new
 
 
 def _errors(events: list[dict[str, Any]]) -> list[str]:

@@ -131,6 +131,8 @@ def edge_entropies(records: Sequence[Mapping[str, Any]], key: str = "edge_entrop
         ax.axhline(math.log(k), color="grey", linestyle="--", linewidth=0.8, label=f"uniform over {k} ops")
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel("entropy (nats)", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return png(fig)
@@ -146,9 +148,10 @@ def _n_ops(records: Sequence[Mapping[str, Any]]) -> int | None:
     return None
 
 
-def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], metric: str = "score") -> bytes | None:
-    """Every trial's score against elapsed seconds since the first trial (dots) with the best-so-far curve,
-    and the same against the trial index."""
+def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], metric: str = "score",
+                 start: float | None = None) -> bytes | None:
+    """Every trial's score against the seconds since `start` (default: the first result) when it finished,
+    with the best-so-far curve, and the same against the trial index."""
     idx = [i for i, s in enumerate(scores) if s is not None]
     if not idx:
         return None
@@ -165,13 +168,15 @@ def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], 
                 label="best so far")
         ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
 
     if have_time:
         t = np.array([times[i] for i in idx], dtype=float)
-        draw(axes.pop(0), t - t.min(), "seconds since the first result")
+        t0 = start if start is not None and start <= t.min() else t.min()
+        draw(axes.pop(0), t - t0, "seconds since the run started" if t0 != t.min() else "seconds since the first result")
     draw(axes[0], n, "trial")
     return png(fig)
 

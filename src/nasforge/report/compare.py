@@ -42,7 +42,8 @@ def run_row(view: RunView) -> dict[str, Any]:
             "table_metric": tab[0] if tab else None, "table_accuracy": tab[1] if tab else None,
             "test_accuracy": test_accuracy(view), "params": costs.get("params"), "flops": costs.get("flops"),
             "bops": costs.get("bops"), "ops": costs.get("ops"),
-            "latency": latency[1], "latency_device": latency[0],
+            "latency": latency[1],
+            "latency_device": latency[0].removeprefix("latency").removesuffix("ms").strip() or None if latency[0] else None,
             "search_wall_s": search.get("wall_s"), "search_cpu_s": search.get("cpu_s"),
             "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path)}
 
@@ -110,7 +111,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 
 _GROUP_COLS = [("test_accuracy", "test acc (retrained)"), ("table_accuracy", "table acc"), ("params", "params"),
-               ("flops", "FLOPs"), ("bops", "BOPs"), ("ops", "OPs"), ("latency", "latency"),
+               ("flops", "FLOPs"), ("bops", "BOPs"), ("ops", "OPs"), ("latency", "latency ms"),
                ("search_wall_s", "search wall s"), ("search_cpu_s", "search CPU s")]
 
 
@@ -127,9 +128,11 @@ def compare_context(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
     run_cols = [("run", "run"), ("method", "method"), ("space", "space"), ("seed", "seed"), ("status", "status"),
                 ("arch", "architecture"), ("table_metric", "table metric")]
     run_cols += [(k, label) for k, label in _GROUP_COLS if any(isinstance(r.get(k), (int, float)) for r in rows)]
+    if any(r.get("latency_device") for r in rows):
+        run_cols.append(("latency_device", "latency of"))
     ordered = [r for g in groups for r in sorted((r for r in rows if (r["method"], r["space"]) == (g["method"], g["space"])),
                                                   key=lambda r: str(r["seed"]))]
-    shown = [[_short(r[k], 70) if k == "arch" else r.get(k) for k, _ in run_cols] for r in ordered]
+    shown = [[_short(r[k], 48) if k == "arch" else r.get(k) for k, _ in run_cols] for r in ordered]
     sections.append({"id": "runs", "title": "Runs", "items": [table([label for _, label in run_cols], shown)]})
     plots: list[Any] = []
     for y, label in (("test_accuracy", "retrained test accuracy"), ("table_accuracy", "table accuracy")):
@@ -147,7 +150,7 @@ def compare_context(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
     methods = sorted({g["method"] for g in groups})
     return {"title": "nasforge compare", "heading": f"Comparison of {len(rows)} runs",
             "subtitle": f"{len(methods)} method(s): " + ", ".join(methods), "sections": sections,
-            "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "path": ", ".join(sorted({str(Path(r['run_dir']).parent) for r in rows}))}
+            "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "path": ", ".join(sorted({str(Path(r['run_dir']).resolve().parent) for r in rows}))}
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,

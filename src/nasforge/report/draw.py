@@ -116,8 +116,8 @@ def render_svg(g: graphviz.Digraph) -> str | None:
         return None
     try:
         svg = g.pipe(format="svg").decode()
-    except graphviz.ExecutableNotFound:
-        return None
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
+        return None  # the page then shows the DOT source
     start = svg.find("<svg")
     svg = svg[start:] if start >= 0 else svg
     # inline SVG in HTML needs no namespace declarations (the HTML parser assigns them); dropping them and

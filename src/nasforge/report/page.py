@@ -164,9 +164,9 @@ def _architecture(view: RunView) -> tuple[dict[str, Any] | None, list[DrawnPart]
     if space is not None:
         try:
             figure = space.figure(arch)
-        except UserError as e:
+        except Exception as e:  # a space that cannot describe this architecture must not cost the page
             figure = None
-            items.append(note(f"cannot draw this architecture: {e}"))
+            items.append(note(f"cannot draw this architecture ({type(e).__name__}: {e})"))
         if figure:
             parts = draw_parts(figure)
             if any(p.kind == "graph" for p in parts) and not dot_available():
@@ -236,8 +236,11 @@ def _one_shot(view: RunView) -> dict[str, Any] | None:
     k = charts._n_ops(epochs)
     if ops is not None and len(ops) != k:
         ops = None
-    items.append(image(_via_file(lambda p: plot_alpha_trajectories(epochs, p, op_names=ops)),
-                       caption="op probability per edge over epochs (softmax of alpha; MANAS: the agents' policies)"))
+    values = [x for e in epochs for rows in e["alpha_softmax"].values() for row in rows for x in row]
+    zoom = bool(values) and max(values) - min(values) < 0.2  # still near uniform: zoom in to show the movement
+    items.append(image(_via_file(lambda p: plot_alpha_trajectories(epochs, p, op_names=ops, zoom=zoom)),
+                       caption="op probability per edge over epochs (softmax of alpha; MANAS: the agents' policies)"
+                               + (f"; y axis zoomed to {min(values):.4f}..{max(values):.4f}" if zoom else "")))
     final = (view.search or {}).get("metrics", {}).get("policies") if view.search else None
     if not isinstance(final, dict):
         final = epochs[-1]["alpha_softmax"]
@@ -290,7 +293,8 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     metric = next((str(t.extra["metric"]) for t in trials if "metric" in t.extra), "score")
     if metric == "score" and any(e.get("event") == "candidate" and "fitness" in e for e in view.metrics):
         metric = "fitness"
-    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric),
+    items: list[Any] = [image(charts.trial_scores([t.time for t in trials], [t.score for t in trials], metric,
+                                                  start=view.started),
                               caption="every trial's score over time, with the best so far")]
     cost_key = next((k for k in ("latency", "latency_ms", "macs", "flops", "ops", "params")
                      if any(_isnum(t.extra.get(k)) for t in trials)), None)
@@ -383,10 +387,25 @@ def _retraining(view: RunView) -> dict[str, Any] | None:
     if isinstance(rt, dict):
         items.append(kv([(k, v) for k, v in rt.items() if k not in ("model_file",) and not isinstance(v, (dict, list))]
                         + [(k, v) for k, v in rt.items() if isinstance(v, dict) and v]))
+        items += _record_tables(rt)
     if view.command == "train" and res:
-        items.append(kv([(k, res.get(k)) for k in ("test_accuracy", "train_accuracy", "params", "epochs",
-                                                    "images_per_s", "dataset")]))
+        items.append(kv([(k, res.get(k)) for k in ("test_accuracy", "train_accuracy", "params", *COST_FIELDS[1:],
+                                                    "epochs", "images_per_s", "dataset", "teacher")]))
+        items += _record_tables(res, skip=("history",))
     return _section("retrain", "Retraining" if view.command == "search" else "Training result", items)
+
+
+def _record_tables(d: dict[str, Any], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A table for every list of records in a result (e.g. the stages of a two-stage binary training)."""
+    out = []
+    for k, v in d.items():
+        if k in skip or not isinstance(v, list) or not v or not all(isinstance(r, dict) for r in v):
+            continue
+        cols: list[str] = []
+        for r in v:
+            cols += [c for c in r if c not in cols and not isinstance(r[c], (dict, list))]
+        out.append(table(cols, [[r.get(c) for c in cols] for r in v], caption=k))
+    return out
 
 
 def _cost(view: RunView) -> dict[str, Any] | None:
@@ -433,7 +452,9 @@ def build_report(view: RunView) -> dict[str, Any]:
     return {"title": f"nasforge report: {view.name}", "heading": view.name, "subtitle": subtitle,
             "status": _status(view), "finished": view.finished, "sections": sections,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "path": str(view.path.resolve()),
-            "warnings": [dot_missing_message()] if any(p.kind == "graph" and p.svg is None for p in parts) else []}
+            "warnings": [(dot_missing_message() if not dot_available() else
+                          "graphviz could not render the architecture; the page shows its DOT source")]
+            if any(p.kind == "graph" and p.svg is None for p in parts) else []}
 
 
 def render(template: str, context: dict[str, Any]) -> str:

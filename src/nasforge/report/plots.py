@@ -89,8 +89,10 @@ def _box(col: int, row: int) -> Rectangle:
 
 
 def plot_alpha_trajectories(history: Sequence[Mapping[str, Any]], path: str | Path,
-                            op_names: Sequence[str] | None = None, key: str = "alpha_softmax") -> Path:
-    """Per-edge op probabilities over epochs: one panel per edge (rows = groups), one line per op.
+                            op_names: Sequence[str] | None = None, key: str = "alpha_softmax",
+                            zoom: bool = False) -> Path:
+    """Per-edge op probabilities over epochs: one panel per edge (rows = groups), one line per op. The y axis
+    spans [0, 1], or with `zoom` the range of the values (for distributions that barely leave uniform).
 
     Works for every one-shot search that logs ``alpha_softmax`` (DARTS, Single-DARTS; for MANAS the
     values are the agents' policies)."""
@@ -112,7 +114,14 @@ def plot_alpha_trajectories(history: Sequence[Mapping[str, Any]], path: str | Pa
                 continue
             for o in range(k):
                 ax.plot(epochs, s[:, e, o], color=colours[o], linewidth=1.0)
-            ax.set_ylim(0, 1)
+            if zoom:
+                lo = min(float(v[:, :, :].min()) for v in series.values())
+                hi = max(float(v[:, :, :].max()) for v in series.values())
+                pad = max(1e-6, 0.05 * (hi - lo))
+                ax.set_ylim(lo - pad, hi + pad)
+                ax.ticklabel_format(axis="y", useOffset=False)
+            else:
+                ax.set_ylim(0, 1)
             ax.tick_params(labelsize=6)
             ax.set_title(f"{g} e{e}", fontsize=7)
     fig.legend([axes[0, 0].lines[o] for o in range(k)], labels, loc="outside right center", fontsize=7)

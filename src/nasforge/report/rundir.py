@@ -91,11 +91,11 @@ class RunView:
         result = _read_json(p / "result.json")
         result = result if isinstance(result, dict) else None
         search = _read_json(p / "search.json")
-        sub_runs = {}
-        for sub in sorted(q for q in p.iterdir() if q.is_dir()):
-            recs = _read_jsonl(sub / "metrics.jsonl")
+        sub_runs = {}  # retraining, training stages (retrain/stage1, ...): two levels down at most
+        for f in sorted(p.glob("*/metrics.jsonl")) + sorted(p.glob("*/*/metrics.jsonl")):
+            recs = _read_jsonl(f)
             if recs:
-                sub_runs[sub.name] = recs
+                sub_runs[f.parent.relative_to(p).as_posix()] = recs
         extra = {}
         for f in sorted(p.glob("*.json")):
             if f.name not in STANDARD_FILES:
@@ -113,11 +113,19 @@ class RunView:
         """Evaluated architectures in order: multi-trial searches log ``event: trial`` (with ``score``),
         the selection phase of one-shot searches (e.g. ViTAS's evolution) ``event: candidate`` (``fitness``)."""
         recs = [m for m in self.metrics if m.get("event") in TRIAL_EVENTS]
-        if recs:
-            return [Trial(i, m.get("arch"), _score(m), _num(m.get("time")),
-                          {k: v for k, v in m.items() if k not in ("arch", "time", "event", *SCORE_KEYS)})
-                    for i, m in enumerate(recs)]
-        return self._journal_trials()
+        if not recs:
+            return self._journal_trials()
+        trials = [Trial(i, m.get("arch"), _score(m), _num(m.get("time")),
+                        {k: v for k, v in m.items() if k not in ("arch", "time", "event", *SCORE_KEYS)})
+                  for i, m in enumerate(recs)]
+        # a batch of trials is logged at once; the journal knows when each one finished
+        finished = {}
+        for t in self._journal_trials():
+            finished.setdefault(_key(t.arch), t.time)
+        for t in trials:
+            if finished.get(_key(t.arch)) is not None:
+                t.time = finished[_key(t.arch)]
+        return trials
 
     def _journal_trials(self) -> list[Trial]:
         """Finished trials from trials.sqlite (a search in progress logs its trials in batches)."""
@@ -148,6 +156,14 @@ class RunView:
     @property
     def command(self) -> str:
         return str(self.config.get("command", "?"))
+
+    @property
+    def started(self) -> float | None:
+        """Unix time the run directory was created (its config.json is written once, then)."""
+        try:
+            return (self.path / "config.json").stat().st_mtime
+        except OSError:
+            return None
 
     @property
     def finished(self) -> bool:
@@ -232,6 +248,10 @@ class RunView:
             if isinstance(src, dict) and isinstance(src.get("search_cost"), dict):
                 return src["search_cost"]
         return self.final_cost() if self.command == "search" and not self.finished else None
+
+
+def _key(arch: Any) -> str:
+    return json.dumps(arch, sort_keys=True)
 
 
 def _score(rec: dict[str, Any]) -> float | None:
