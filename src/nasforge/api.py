@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import torch
 
 from . import config as cfgmod
+from . import distributed
+from .accel import check_precision, resolve_device, setup_device
 from .building import build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
@@ -56,18 +58,41 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
     try:
         yield meter
     finally:
-        atomic_write_json(p, meter.now().as_dict())
+        run.write_json("cost.json", meter.now().as_dict())
 
 
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
-    """A resumed run takes its stored config (the run directory is the source of truth)."""
+    """A resumed run takes its stored config (the run directory is the source of truth); `config` may
+    change only where it runs (cfgmod.RESUME_OVERRIDABLE: device, threads), e.g. resume a GPU run on a CPU."""
     if resume is None:
         return None, cfgmod.resolve(defaults, config)
     run = RunDir.open(resume)
     stored = run.config()
     stored.pop("command", None)
-    return run, cfgmod.resolve(defaults, stored)
+    override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
+    other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)
+    if other:
+        raise ConfigError(f"a resumed run keeps its stored config; only {', '.join(cfgmod.RESUME_OVERRIDABLE)} "
+                          f"may change, not {', '.join(other)}")
+    return run, cfgmod.resolve(defaults, stored, override)
+
+
+def _runtime(cfg: dict[str, Any]) -> torch.device:
+    """Resolve and check the device and precision (before any run directory exists), join the torchrun
+    process group when launched by torchrun, and set the thread count. Raises ConfigError."""
+    device = resolve_device(cfg.get("device", "auto"))
+    check_precision(cfg.get("precision", "fp32"), device)
+    setup_device(device)
+    set_threads(cfg["threads"])
+    distributed.init(device)
+    return device
+
+
+def _create_run(run_root: str | Path, command: str, cfg: dict[str, Any], name: str | None) -> RunDir:
+    """Rank 0 creates the run directory and every other rank uses the same one."""
+    path = str(RunDir.create(run_root, command, cfg, name=name).path) if distributed.is_main() else None
+    return RunDir(distributed.broadcast_object(path))
 
 
 def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
@@ -79,7 +104,9 @@ def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
 # ---------------------------------------------------------------------------------------------
 def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
            resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
-    """Run a search (and the optional retraining of its result); returns result.json's content."""
+    """Run a search (and the optional retraining of its result); returns result.json's content.
+
+    With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues)."""
     import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy_cls = STRATEGIES.get(cfg["method"])
@@ -88,7 +115,10 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
     _check_search(cfg, strategy, budget)  # before a run directory exists
-    set_threads(cfg["threads"])
+    if kind == "multi-trial" and distributed.launched():
+        raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
+                          "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
+    device = _runtime(cfg)
 
     train = test = None
     if needs_data:
@@ -103,27 +133,28 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     table = _load_table(cfg, space)
     if resume is None:
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
-        run = RunDir.create(run_root, "search", cfg, name=run_name)
+        run = _create_run(run_root, "search", cfg, run_name)
 
     with _tracked_cost(run) as meter:
         search_file = run.file("search.json")
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
-            res = _run_strategy(cfg, strategy, space, budget, train, table, run, teacher)
+            res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
                      "history_tail": res.history[-1] if res.history else None}
-            atomic_write_json(search_file, found)
+            run.write_json("search.json", found)
         arch = space.validate(found["arch"])
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
                                   "method": cfg["method"], "seed": cfg["seed"], "search": found}
         if table is not None:
             result["table"] = table.record(arch)
         if cfg["retrain"]:
-            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"), teacher)
+            result["retrain"] = _retrain(cfg, space, arch, train, test, RunDir(run.path / "retrain"), device,
+                                         teacher)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
-    atomic_write_json(run.file("arch.json"), {"space": space.name, "space_config": space.config, "arch": arch})
+    run.write_json("arch.json", {"space": space.name, "space_config": space.config, "arch": arch})
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
@@ -148,19 +179,21 @@ def _check_search(cfg: dict[str, Any], strategy, budget: Budget) -> None:
 
 
 def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
-                  run: RunDir, teacher=None):
-    """Build the strategy's context (search-train/val halves for one-shot; estimator and executor for
-    multi-trial) and run it; returns its SearchResult."""
+                  run: RunDir, device: torch.device, teacher=None):
+    """Build the strategy's context (search-train/val halves for one-shot, on `device` and sharded under
+    torchrun; estimator and executor for multi-trial) and run it; returns its SearchResult."""
     data = None
     kind = strategy.mode(cfg["estimator"])
     if kind == "one-shot":
         tr, va = search_split(train, seed=cfg["split_seed"], subset=cfg["subset"], train_portion=cfg["train_portion"])
         mean, std = train.stats()
-        data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std)
-    estimator = _estimator(cfg, space) if kind == "multi-trial" else None
+        data = SearchData(tr, va, cfg["batch_size"], cfg["augment"], mean, std, device=device,
+                          rank=distributed.rank(), world_size=distributed.world_size())
+    estimator = _estimator(cfg, space, device) if kind == "multi-trial" else None
     executor = _executor(cfg) if kind == "multi-trial" else None
     ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
-                        executor=executor, run=run, table=table)
+                        executor=executor, run=run, table=table, device=device, precision=cfg["precision"],
+                        sync_bn=bool(cfg["sync_bn"]))
     ctx.teacher = teacher
     try:
         return strategy.search(ctx)
@@ -184,11 +217,13 @@ def _load_table(cfg: dict[str, Any], space):
     return open_lookup(space.table, cfg["tables"], dataset=cfg["table_dataset"])
 
 
-def _estimator(cfg: dict[str, Any], space):
+def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
     name = cfg["estimator"]
     cls = ESTIMATORS.get(name)
     opts = dict(cfg["estimator_options"])
     if name == "scratch":
+        opts.setdefault("device", _trial_device(cfg, device))
+        opts.setdefault("precision", cfg["precision"])
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
     if name == "table":
@@ -202,6 +237,14 @@ def _estimator(cfg: dict[str, Any], space):
         raise ConfigError(f"bad options for estimator '{name}': {e}") from None
 
 
+def _trial_device(cfg: dict[str, Any], device: torch.device | None) -> str:
+    """Where scratch trials train: the configured device for the local executor; on Ray, "cuda" (the GPU
+    Ray gives the task) when gpus_per_trial > 0, else the CPU."""
+    if cfg["executor"] == "ray":
+        return "cuda" if cfg["executor_options"].get("gpus_per_trial") else "cpu"
+    return str(device) if device is not None else "cpu"
+
+
 def _executor(cfg: dict[str, Any]):
     from .runs.executors import make_executor
 
@@ -209,14 +252,17 @@ def _executor(cfg: dict[str, Any]):
 
 
 def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir,
-             teacher=None) -> dict[str, Any]:
-    run.path.mkdir(parents=True, exist_ok=True)
+             device: torch.device, teacher=None) -> dict[str, Any]:
+    if distributed.is_main():
+        run.path.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
     model = space.build(arch, **cfg["retrain_space_options"])
     tcfg = train_config_for(model, cfg["retrain"])  # binary networks: Adam + cosine defaults, two stages
-    out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr))
-    torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
+    out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
+              precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
+    run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
     return {"test_accuracy": out["final"].get("test_accuracy"), **param_counts(model),
             **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
             "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
@@ -236,7 +282,7 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
-    set_threads(cfg["threads"])
+    device = _runtime(cfg)
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(int(cfg["train"].get("seed", 0)))  # the initial weights, too, are the same in any process
@@ -244,11 +290,12 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
     teacher = _teacher(cfg)
     if resume is None:
-        run = RunDir.create(run_root, "train", {**cfg, "train": tcfg.as_dict()}, name=run_name)
+        run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
     with _tracked_cost(run) as meter:
-        out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr))
+        out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
+                  precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()
-    torch.save({"model": model.state_dict(), "mean": out["mean"], "std": out["std"]}, run.path / "model.pt")
+    run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
               "train_accuracy": out["final"].get("train_accuracy"),
               **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
@@ -257,6 +304,11 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict on the CPU (model files load on any device)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _arch_source(arch: Any, resumed: bool) -> Any:
@@ -285,23 +337,38 @@ def _teacher(cfg: dict[str, Any]):
     return model
 
 
-def evaluate(run_dir: str | Path, test_subset: int | None = None) -> dict[str, Any]:
-    """Test accuracy of a trained run's model on the official test set."""
+def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",
+             precision: str = "fp32") -> dict[str, Any]:
+    """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps).
+
+    Raises:
+        UserError: not a finished train run; ConfigError: unavailable device or bad precision.
+    """
     from .data import Loader, split_indices
 
+    dev = resolve_device(device)
+    check_precision(precision, dev)
     model, state, cfg, test_set = load_trained(run_dir)
     if test_subset:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
-    loader = Loader(test_set, 500, mean=state["mean"], std=state["std"])
+    loader = Loader(test_set, 500, mean=state["mean"], std=state["std"], device=dev)
+    model.to(dev)
     t0 = time.perf_counter()
-    metrics = evaluate_model(model, loader)
-    return {**metrics, "images": len(test_set), "images_per_s": len(test_set) / (time.perf_counter() - t0)}
+    metrics = evaluate_model(model, loader, precision)
+    return {**metrics, "images": len(test_set), "images_per_s": len(test_set) / (time.perf_counter() - t0),
+            "device": str(dev), "precision": precision}
 
 
-def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: int = 64) -> dict[str, Any]:
-    """Export a trained model to ONNX and verify it in onnxruntime against PyTorch's logits."""
+def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: int = 64,
+           device: str = "cpu") -> dict[str, Any]:
+    """Export a trained model to ONNX and verify it in onnxruntime against PyTorch's logits.
+
+    The model is exported from the CPU in fp32 whatever device trained it (an ONNX file is device-free);
+    `device` is only checked (exit 2 when it is not there) so the flag means the same on every command.
+    """
     from .export import export_onnx
 
+    resolve_device(device)
     model, state, cfg, test_set = load_trained(run_dir)
     from .data import Loader
 

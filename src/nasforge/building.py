@@ -111,7 +111,7 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
         state_file = Path(res["model_file"])
     _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
     model, _ = build_model(spec, test_set, space_options)
-    state = torch.load(state_file, map_location="cpu", weights_only=False)
+    state = torch.load(state_file, map_location="cpu", weights_only=False)  # host: model files load on any device
     model.load_state_dict(state["model"])
     model.eval()
     return model, state, cfg, test_set

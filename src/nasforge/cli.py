@@ -26,15 +26,50 @@ out = Console()
 err = Console(stderr=True)
 
 RunRoot = typer.Option("runs", "--out", help="folder that receives the run directory")
+DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)"
+PRECISION_HELP = "fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)"
+NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
+SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
+_ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
+
+
+def _maybe_relaunch(nproc: Optional[int]) -> None:
+    """--nproc N: run this same command as N processes through torch.distributed.run, then exit."""
+    if nproc is None:
+        return
+    from . import distributed
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+    if distributed.launched() or nproc == 1:
+        return  # already under torchrun, or nothing to launch
+    argv, skip = [], False
+    for a in _ARGV:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        argv.append(a)
+    sys.exit(distributed.relaunch(nproc, argv))
 
 
 def _emit(result: dict[str, Any], keys: list[str] | None = None) -> None:
+    if not _rank0():
+        return  # under torchrun only rank 0 prints the result
     shown = {k: result[k] for k in keys if k in result} if keys else result
     out.print_json(json.dumps(shown, default=str))
 
 
 def _kv(items: Optional[List[str]]) -> dict[str, Any]:
     return cfgmod.parse_assignments(items)
+
+
+def _rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +94,7 @@ def search(
     executor: Optional[str] = typer.Option(None, help="where trials run: local | ray"),
     workers: Optional[int] = typer.Option(None, help="ray: parallel trials"),
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
+    gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
     teacher: Optional[Path] = typer.Option(None, help="finished train run distilled into search (bats) and retraining"),
@@ -71,11 +107,16 @@ def search(
     name: Optional[str] = typer.Option(None, help="run directory name"),
     run_root: Path = RunRoot,
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
+    nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
     """Search an architecture; writes a run directory with result.json."""
-    progress.set_enabled(not quiet)
+    progress.set_enabled(not quiet and _rank0())
+    _maybe_relaunch(nproc)
     if resume is not None:
-        res = api.search(resume=resume)
+        res = api.search(_drop_none({"device": device, "threads": threads}) or None, resume=resume)
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
@@ -86,7 +127,9 @@ def search(
             "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
-            "executor_options": _drop_none({"workers": workers, "address": ray_address}),
+            "executor_options": _drop_none({"workers": workers, "address": ray_address,
+                                            "gpus_per_trial": gpus_per_trial}),
+            "device": device, "precision": precision, "sync_bn": sync_bn or None,
         })
         if retrain_epochs:
             flags["retrain"] = {"epochs": retrain_epochs}
@@ -117,18 +160,24 @@ def train(
     name: Optional[str] = typer.Option(None),
     run_root: Path = RunRoot,
     quiet: bool = typer.Option(False, "--quiet"),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
+    nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
     """Train an architecture from scratch on the full training set and test it."""
-    progress.set_enabled(not quiet)
+    progress.set_enabled(not quiet and _rank0())
+    _maybe_relaunch(nproc)
     if resume is not None:
-        res = api.train(resume=resume)
+        res = api.train(_drop_none({"device": device, "threads": threads}) or None, resume=resume)
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
         flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
-                            "teacher": str(teacher) if teacher else None})
+                            "teacher": str(teacher) if teacher else None,
+                            "device": device, "precision": precision, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = api.train(cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root, run_name=name)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
@@ -137,17 +186,20 @@ def train(
 
 @app.command()
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
-             test_subset: Optional[int] = typer.Option(None)) -> None:
+             test_subset: Optional[int] = typer.Option(None),
+             device: str = typer.Option("auto", help=DEVICE_HELP),
+             precision: str = typer.Option("fp32", help=PRECISION_HELP)) -> None:
     """Test accuracy of a trained model."""
-    _emit(api.evaluate(run_dir, test_subset=test_subset))
+    _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision))
 
 
 @app.command()
 def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
            onnx_file: Path = typer.Option(Path("model.onnx"), "--out", help="ONNX file to write"),
-           opset: int = typer.Option(17)) -> None:
+           opset: int = typer.Option(17),
+           device: str = typer.Option("cpu", help="checked only: export always runs on the CPU in fp32")) -> None:
     """Export a trained model to ONNX, checked in onnxruntime against PyTorch."""
-    _emit(api.export(run_dir, onnx_file, opset=opset))
+    _emit(api.export(run_dir, onnx_file, opset=opset, device=device))
 
 
 @app.command()
@@ -225,6 +277,7 @@ def _usage_error_types() -> tuple[type, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, standalone_mode=False)
     except typer.Exit as e:
@@ -244,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume RUN_DIR (finished epochs and trials are kept)", file=sys.stderr)
         sys.exit(130)
+    finally:
+        from . import distributed
+
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

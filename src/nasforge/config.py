@@ -34,6 +34,9 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "table_dataset": "cifar10",
     "seed": 0,
     "threads": None,
+    "device": "auto",  # auto | cpu | cuda | cuda:N | mps (nasforge.accel.resolve_device)
+    "precision": "fp32",  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    "sync_bn": False,  # data parallel (torchrun): synchronise BatchNorm statistics across processes
     "retrain": None,  # TrainConfig dict to retrain the found architecture from scratch; None skips it
     "retrain_space_options": {},  # scale of the final network (e.g. C, N)
     "retrain_subset": None,
@@ -52,7 +55,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "train": {},
     "threads": None,
     "teacher": None,  # a finished train run on the same dataset: knowledge distillation (CE + lambda tau^2 KL)
+    "device": "auto",
+    "precision": "fp32",
+    "sync_bn": False,
 }
+
+#: keys a resumed run may change (where it runs, not what it computes)
+RESUME_OVERRIDABLE = ("device", "threads")
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

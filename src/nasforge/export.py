@@ -21,7 +21,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     weights folded in (the file stores the +/-alpha_c tensors, activations are binarized by a comparison in
     the graph); every folded weight tensor is checked to take exactly two values (+/-alpha_c) per output
     channel, in PyTorch and again in the ONNX file's initializers (``binary_weight_tensors`` /
-    ``binary_weight_tensors_in_onnx`` in the result). Raises UserError if a check or the comparison fails."""
+    ``binary_weight_tensors_in_onnx`` in the result). Raises UserError if a check or the comparison fails.
+    The model and `example` are moved to the CPU first (ONNX export traces on the host; the file is
+    device-free and onnxruntime checks it on the CPU), so a model trained on a GPU exports as is."""
     from .ops.binary import binary_convs, check_binary_weights, fold_binary_weights, is_binary
 
     out = Path(out)
@@ -34,9 +36,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
             checked = check_binary_weights(model)
         except ValueError as e:
             raise UserError(f"binary weights are not two-valued: {e}") from None
+    host = torch.device("cpu")  # host: ONNX export and the onnxruntime check run on the CPU
+    model = model.to(host).float()
+    example = example.to(host).float()
     model.eval()
     with torch.no_grad():
-        expected = model(example).numpy()
+        expected = model(example).cpu().numpy()
     # torch.onnx prints diagnostics on stdout; keep the CLI's output to the one result line
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
@@ -63,7 +68,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
                     raise UserError(f"ONNX initializer {name}.weight: output channel {c} holds {len(vals)} values")
             in_onnx += 1
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"images": example.numpy()})[0]
+    got = session.run(["logits"], {"images": example.cpu().numpy()})[0]
     diff = float(np.abs(got - expected).max())
     agree = float((got.argmax(1) == expected.argmax(1)).mean())
     if diff > atol:

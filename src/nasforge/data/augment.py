@@ -59,16 +59,17 @@ def random_erasing(x: torch.Tensor, prob: float, g: torch.Generator, area: tuple
         return x
     n, c, h, w = x.shape
     dev = x.device
-    erase = torch.rand(n, generator=g) < prob
-    frac = torch.empty(n).uniform_(area[0], area[1], generator=g)
-    ratio = torch.exp(torch.empty(n).uniform_(log_ratio[0], log_ratio[1], generator=g))
+    erase = torch.rand(n, generator=g) < prob  # host: drawn on g (CPU)
+    frac = torch.empty(n).uniform_(area[0], area[1], generator=g)  # host: drawn on g (CPU)
+    ratio = torch.exp(torch.empty(n).uniform_(log_ratio[0], log_ratio[1], generator=g))  # host: drawn on g (CPU)
     eh = (torch.sqrt(frac * h * w * ratio)).round().clamp(1, h).long()
     ew = (torch.sqrt(frac * h * w / ratio)).round().clamp(1, w).long()
-    top = (torch.rand(n, generator=g) * (h - eh + 1)).long()
-    left = (torch.rand(n, generator=g) * (w - ew + 1)).long()
-    noise = torch.randn(x.shape, generator=g).to(device=dev, dtype=x.dtype)
-    ys = torch.arange(h).view(1, h, 1)
-    xs = torch.arange(w).view(1, 1, w)
+    top = (torch.rand(n, generator=g) * (h - eh + 1)).long()  # host: drawn on g (CPU)
+    left = (torch.rand(n, generator=g) * (w - ew + 1)).long()  # host: drawn on g (CPU)
+    noise = torch.randn(x.shape, generator=g).to(device=dev, dtype=x.dtype)  # host: drawn on g (CPU)
+    top, left, eh, ew, erase = top.to(dev), left.to(dev), eh.to(dev), ew.to(dev), erase.to(dev)
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
     inside = ((ys >= top.view(-1, 1, 1)) & (ys < (top + eh).view(-1, 1, 1)) & (xs >= left.view(-1, 1, 1))
               & (xs < (left + ew).view(-1, 1, 1)) & erase.view(-1, 1, 1))
     return torch.where(inside.unsqueeze(1).to(dev), noise, x)

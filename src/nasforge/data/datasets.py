@@ -24,7 +24,10 @@ from .loader import Loader
 
 @dataclass
 class SearchData:
-    """The two halves a search sees: weights train on `train`, bi-level methods fit alphas on `val`."""
+    """The two halves a search sees: weights train on `train`, bi-level methods fit alphas on `val`.
+
+    Loaders produce batches on `device`; under data parallelism (`world_size` > 1) each rank gets its shard
+    of every global batch of `batch_size` images."""
 
     train: ImageDataset
     val: ImageDataset
@@ -32,14 +35,20 @@ class SearchData:
     augment: dict | None = None
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
+    device: Any = None  # torch.device; None = where the dataset lives (CPU)
+    rank: int = 0
+    world_size: int = 1
+
+    def loader(self, data: ImageDataset, seed: int, *, shuffle: bool = True, augment: bool = True):
+        """A Loader over `data` with this search's batch size, normalisation, device and shard."""
+        aug = (self.augment or {}) if augment else {}
+        # drop_single: a last batch of one image cannot be batch-normalised on 1x1 maps (see Loader)
+        return Loader(data, self.batch_size, shuffle=shuffle, seed=seed, drop_single=True, mean=self.mean,
+                      std=self.std, device=self.device, rank=self.rank, world_size=self.world_size, **aug)
 
     def loaders(self, seed: int):
-        aug = self.augment or {}
-        # drop_single: a last batch of one image cannot be batch-normalised on 1x1 maps (see Loader)
-        return (Loader(self.train, self.batch_size, shuffle=True, seed=seed, drop_single=True, mean=self.mean,
-                       std=self.std, **aug),
-                Loader(self.val, self.batch_size, shuffle=True, seed=seed + 7919, drop_single=True, mean=self.mean,
-                       std=self.std, **aug))
+        """(search-train loader, search-val loader), both shuffled and augmented as configured."""
+        return self.loader(self.train, seed), self.loader(self.val, seed + 7919)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ def _load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tup
             raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
         if labels.max() >= 10:
             raise DataError(f"{folder}: label {int(labels.max())} out of range 0..9")
-        out.append(ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+        out.append(ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),  # host: datasets load into host memory
                                 10, name))
     return out[0], out[1]
 
@@ -176,7 +185,7 @@ def _cifar(name: str, folder_name: str, train_files: list[str], test_files: list
                 raise DataError(f"corrupt file {folder / f}: {e}") from None
             xs.append(x)
             ys.append(y)
-        out.append(ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)),
+        out.append(ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)),  # host: datasets load into host memory
                                 num_classes, name))
     return out[0], out[1]
 
@@ -218,7 +227,7 @@ def image_folder(root: str | Path | None = None, download: bool = False, resolut
                 ys.append(label)
         if not xs:
             raise DataError(f"{root / split} holds no images")
-        out.append(ImageDataset(torch.from_numpy(np.stack(xs)), torch.tensor(ys), len(classes), "image-folder",
+        out.append(ImageDataset(torch.from_numpy(np.stack(xs)), torch.tensor(ys), len(classes), "image-folder",  # host: datasets load into host memory
                                 tuple(classes)))
     return out[0], out[1]
 
@@ -228,18 +237,18 @@ def synthetic(root: str | Path | None = None, download: bool = False, n_train: i
               channels: int = 1, resolution: int = 28, num_classes: int = 10) -> tuple[ImageDataset, ImageDataset]:
     """Class k is a noisy sinusoidal grating with one of 5 orientations and 2 frequencies at a random phase:
     local texture, not position, carries the label, so small CNNs with global pooling learn it in a few steps."""
-    g = torch.Generator().manual_seed(1234)
-    yy, xx = torch.meshgrid(torch.arange(resolution, dtype=torch.float32),
-                            torch.arange(resolution, dtype=torch.float32), indexing="ij")
+    g = torch.Generator().manual_seed(1234)  # host: datasets load into host memory
+    yy, xx = torch.meshgrid(torch.arange(resolution, dtype=torch.float32),  # host: datasets load into host memory
+                            torch.arange(resolution, dtype=torch.float32), indexing="ij")  # host: datasets load into host memory
 
     def make(n: int) -> ImageDataset:
-        y = torch.randint(0, num_classes, (n,), generator=g)
+        y = torch.randint(0, num_classes, (n,), generator=g)  # host: datasets load into host memory
         theta = (y % 5).float() * (torch.pi / 5)
         freq = torch.where(y // 5 % 2 == 0, 1 / 3.0, 1 / 7.0) * 2 * torch.pi
-        phase = torch.rand(n, generator=g) * 2 * torch.pi
+        phase = torch.rand(n, generator=g) * 2 * torch.pi  # host: datasets load into host memory
         wave = torch.sin(freq.view(-1, 1, 1) * (xx * theta.cos().view(-1, 1, 1) + yy * theta.sin().view(-1, 1, 1))
                          + phase.view(-1, 1, 1))
-        img = 128 + 90 * wave.unsqueeze(1) + 30 * torch.randn(n, channels, resolution, resolution, generator=g)
+        img = 128 + 90 * wave.unsqueeze(1) + 30 * torch.randn(n, channels, resolution, resolution, generator=g)  # host: datasets load into host memory
         return ImageDataset(img.clamp(0, 255).to(torch.uint8), y, num_classes, "synthetic")
 
     return make(n_train), make(n_test)
@@ -255,7 +264,7 @@ def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:
     """A fixed permutation of range(n), cut to `subset`; the same seed always gives the same indices."""
     if subset is not None and not (2 <= subset):
         raise DataError(f"subset must be at least 2 images, got {subset}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))  # host: datasets load into host memory
     return perm[: min(subset, n)] if subset else perm
 
 

@@ -34,6 +34,17 @@ class ImageDataset:
     def resolution(self) -> int:
         return int(self.images.shape[-1])
 
+    def on(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) on `device`, copied there once and cached (the loader keeps uint8 data there)."""
+        device = torch.device(device)
+        if self.images.device == device:
+            return self.images, self.labels
+        cache = self.__dict__.setdefault("_on_device", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = (self.images.to(device), self.labels.to(device))
+        return cache[key]
+
     def subset(self, index: torch.Tensor) -> "ImageDataset":
         return ImageDataset(self.images[index], self.labels[index], self.num_classes, self.name, self.classes)
 

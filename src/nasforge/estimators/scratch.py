@@ -20,16 +20,21 @@ class ScratchEstimator(Estimator):
     trial_fn = "nasforge.estimators.scratch:run_trial"
 
     def __init__(self, data: dict[str, Any], train: dict[str, Any] | None = None,
-                 space_options: dict[str, Any] | None = None) -> None:
+                 space_options: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32") -> None:
         self.data = data  # {"dataset", "data_root", "subset", "split_seed", "train_portion"}
         self.train = TrainConfig.from_dict({"epochs": 1, **(train or {})}).as_dict()
         self.space_options = space_options or {}
+        self.device = str(device)  # resolved where the trial runs (a Ray worker maps "cuda" to its own GPU)
+        self.precision = precision
 
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
         # The training seed is fixed per architecture (not per search seed): proxy noise must not
         # depend on which search proposed the cell (PNAS pitfall "control proxy noise").
-        return {"space": space.config, "arch": arch, "build": self.space_options, "data": self.data,
-                "train": {**self.train, "seed": self.train.get("seed", 0)}}
+        spec = {"space": space.config, "arch": arch, "build": self.space_options, "data": self.data,
+                "train": {**self.train, "seed": self.train.get("seed", 0)}, "device": self.device}
+        if self.precision != "fp32":
+            spec["precision"] = self.precision
+        return spec
 
 
 @lru_cache(maxsize=4)
@@ -39,8 +44,13 @@ def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, 
 
 
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+    """Train the spec's architecture on search-train on the spec's device; score = search-val accuracy."""
+    from ..accel import resolve_device
+
     if threads:
         torch.set_num_threads(threads)
+    device = resolve_device(spec.get("device", "cpu"))
+    precision = spec.get("precision", "fp32")
     d = spec["data"]
     tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0),
                     d.get("train_portion", 0.5))
@@ -49,7 +59,7 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     model = space.build(arch=spec["arch"], **spec.get("build", {}))
     train_cfg = TrainConfig.from_dict(spec["train"])
     mean, std = tr.stats()
-    out = train_model(model, tr, None, train_cfg, mean=mean, std=std)
-    val = evaluate(model, train_cfg.loader(va, mean, std, train=False))
+    out = train_model(model, tr, None, train_cfg, mean=mean, std=std, device=device, precision=precision)
+    val = evaluate(model, train_cfg.loader(va, mean, std, train=False, device=device), precision)
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
-            **param_counts(model), "train_s": out["cost"]["wall_s"]}
+            **param_counts(model), "train_s": out["cost"]["wall_s"], "device": str(device)}

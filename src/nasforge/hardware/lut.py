@@ -67,7 +67,7 @@ def _onnx_session(module: nn.Module, x: torch.Tensor, threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    return sess, {"x": x.numpy()}
+    return sess, {"x": x.numpy()}  # host: latency is measured on the host CPU
 
 
 def measure(module: nn.Module, input_shape: Sequence[int], device: LocalDevice, *, warmup: int = 10,
@@ -83,7 +83,7 @@ def measure(module: nn.Module, input_shape: Sequence[int], device: LocalDevice, 
     from torch.utils import benchmark
 
     module = module.eval()
-    x = torch.randn(device.batch, *[int(s) for s in input_shape])
+    x = torch.randn(device.batch, *[int(s) for s in input_shape])  # host: latency is measured on the host CPU
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(device.threads)
     try:

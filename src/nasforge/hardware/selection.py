@@ -25,7 +25,7 @@ def layer_flops(space) -> list[dict[str, int]]:
     """FLOPs (multiply-add = 2) of each allowed op of each layer at batch 1."""
     out = []
     for spec, names in zip(space.layer_specs(), space.layer_choices()):
-        x = torch.zeros(1, spec.C_in, spec.resolution, spec.resolution)
+        x = torch.zeros(1, spec.C_in, spec.resolution, spec.resolution)  # host: FLOPs counted on a host probe
         out.append({op: count_flops(space.make_op(op, spec.C_in, spec.C_out, spec.stride), x) for op in names})
     return out
 

@@ -221,7 +221,8 @@ def _run_on_worker(fn: str, spec: dict[str, Any], threads: int) -> tuple[dict[st
 @EXECUTORS.register("ray", help="run trials in parallel on Ray workers (a local instance or a cluster)")
 class RayExecutor(Executor):
     """One Ray task per trial, at most `workers` in flight, each with `threads_per_worker` torch threads
-    (default: cores // workers, so parallel trials do not fight over the cores).
+    (default: cores // workers, so parallel trials do not fight over the cores) and `gpus_per_trial` GPUs
+    (fractional allowed, e.g. 0.5: two trials per GPU; 0: CPU trials).
 
     Without `address` a local Ray instance with `workers` CPUs is started on first use and stopped by
     `shutdown()`. Its workers see the driver's `sys.path`, so any trial function importable in the driver is
@@ -231,9 +232,15 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, workers: int = 2, address: str | None = None, threads_per_worker: int | None = None) -> None:
+    def __init__(self, workers: int = 2, address: str | None = None, threads_per_worker: int | None = None,
+                 gpus_per_trial: float = 0.0) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if not isinstance(gpus_per_trial, Real) or isinstance(gpus_per_trial, bool) or gpus_per_trial < 0:
+            raise ConfigError(f"gpus_per_trial must be a number >= 0 (fractions share a GPU), got {gpus_per_trial!r}")
+        if 1 < gpus_per_trial != int(gpus_per_trial):
+            raise ConfigError(f"gpus_per_trial above 1 must be a whole number, got {gpus_per_trial}")
+        self.gpus_per_trial = float(gpus_per_trial)
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ConfigError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
         self.workers = workers
@@ -265,7 +272,9 @@ class RayExecutor(Executor):
             self._owns_ray = True
         # max_retries=0: Ray would otherwise re-run a task whose worker died on its own; the journal counts
         # attempts, so retries are ours
-        self._task = ray.remote(num_cpus=1, max_retries=0)(_run_on_worker)
+        # num_gpus: Ray reserves that share of a GPU per trial and sets CUDA_VISIBLE_DEVICES, so the trial's
+        # device "cuda" is the GPU Ray chose (fractions put several trials on one GPU)
+        self._task = ray.remote(num_cpus=1, num_gpus=self.gpus_per_trial, max_retries=0)(_run_on_worker)
         self._ray = ray
         return ray
 

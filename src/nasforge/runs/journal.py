@@ -50,9 +50,14 @@ def canonical_json(spec: dict[str, Any]) -> str:
         raise ConfigError(f"trial spec is not plain JSON ({e}): {spec!r:.200}") from None
 
 
+#: spec keys that say where a trial runs, not what it computes: left out of the key, so a search resumed on
+#: another device (``--resume RUN --device cpu``) still finds the trials it finished
+PLACEMENT_KEYS = ("device",)
+
+
 def spec_key(spec: dict[str, Any]) -> str:
     """Deterministic key of a spec: the same trial proposed again, even after a restart, has the same key."""
-    return _hash(canonical_json(spec))
+    return _hash(canonical_json({k: v for k, v in spec.items() if k not in PLACEMENT_KEYS}))
 
 
 def _hash(canonical: str) -> str:
@@ -149,7 +154,7 @@ class TrialJournal:
     def add(self, spec: dict[str, Any]) -> Trial:
         """Record a trial as pending, or return the existing one with the same spec (idempotent)."""
         text = canonical_json(spec)
-        key = _hash(text)
+        key = spec_key(spec)
         with self._conn:
             self._conn.execute("INSERT OR IGNORE INTO trials (key, spec) VALUES (?, ?)", (key, text))
         trial = self.get(key)

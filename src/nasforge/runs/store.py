@@ -6,6 +6,8 @@ Layout of a run directory::
     metrics.jsonl      one JSON object per logged event (epoch, trial, ...)
     checkpoint.pt      the latest checkpoint (written to a temp file, then renamed)
     result.json        written once at the end: architecture, metrics, cost
+
+Under data parallelism (torchrun) only rank 0 writes: every writing method is a no-op on other ranks.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..errors import UserError
 from ..utils import atomic_torch_save, atomic_write_json, to_jsonable
 
@@ -61,6 +64,8 @@ class RunDir:
             raise UserError(f"cannot read {self.path / self.CONFIG}: {e}") from None
 
     def log(self, **record: Any) -> None:
+        if not distributed.is_main():
+            return
         record = {"time": round(time.time(), 3), **record}
         with open(self.path / self.METRICS, "a") as f:
             f.write(json.dumps(to_jsonable(record)) + "\n")
@@ -79,6 +84,8 @@ class RunDir:
 
     def truncate_metrics(self, keep: "callable") -> None:
         """On resume, drop records logged after the checkpoint that is being resumed from."""
+        if not distributed.is_main():
+            return
         kept = [m for m in self.metrics() if keep(m)]
         tmp = "".join(json.dumps(m) + "\n" for m in kept)
         from ..utils import atomic_write_bytes
@@ -86,7 +93,8 @@ class RunDir:
         atomic_write_bytes(self.path / self.METRICS, tmp.encode())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(state, self.path / self.CHECKPOINT)
+        if distributed.is_main():
+            atomic_torch_save(state, self.path / self.CHECKPOINT)
 
     def has_checkpoint(self) -> bool:
         return (self.path / self.CHECKPOINT).is_file()
@@ -96,12 +104,23 @@ class RunDir:
         if not p.is_file():
             return None
         try:
-            return torch.load(p, map_location="cpu", weights_only=False)
+            # tensors come back on the CPU whatever device wrote them; the caller moves them
+            return torch.load(p, map_location="cpu", weights_only=False)  # host: device-independent checkpoints
         except Exception as e:  # corrupt file: say so rather than crash deep inside torch
             raise UserError(f"checkpoint {p} is unreadable ({type(e).__name__}); delete it to restart the run") from None
 
     def write_result(self, result: dict[str, Any]) -> None:
-        atomic_write_json(self.path / self.RESULT, to_jsonable(result))
+        self.write_json(self.RESULT, to_jsonable(result))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Atomically write `obj` as JSON to the file `name` of the run (rank 0 only)."""
+        if distributed.is_main():
+            atomic_write_json(self.path / name, obj)
+
+    def save_torch(self, name: str, obj: Any) -> None:
+        """Atomically torch.save `obj` to the file `name` of the run (rank 0 only)."""
+        if distributed.is_main():
+            atomic_torch_save(obj, self.path / name)
 
     def result(self) -> dict[str, Any]:
         p = self.path / self.RESULT

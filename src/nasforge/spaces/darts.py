@@ -517,7 +517,7 @@ class DartsSupernet(Supernet, _Backbone):
             for k, (op, i) in enumerate(ops):
                 j = k // 2 + 2 if standard else edges[k][1]  # standard form: pairs 2m, 2m+1 feed node m + 2
                 idx[edges.index((i, j))] = names.index(op)
-            path[g] = torch.tensor(idx, dtype=torch.long, device=self.alphas[g].device)
+            path[g] = torch.tensor(idx, dtype=torch.long)  # host: path indices
         return path
 
     def sample_pruned_actions(self, rng: Any) -> list[list[int]]:

@@ -101,14 +101,14 @@ class LayerwiseSupernet(Supernet):
             if name not in cands:
                 raise ValueError(f"layer {i}: op {name!r} is not among this supernet's candidates {cands}")
             idx.append(cands.index(name))
-        return {"layers": torch.tensor(idx, dtype=torch.long)}
+        return {"layers": torch.tensor(idx, dtype=torch.long)}  # host: path indices
 
     def path_to_arch(self, path: dict[str, torch.Tensor]) -> list[str]:
         return [c[int(i)] for c, i in zip(self.candidates, path["layers"].tolist())]
 
     def random_path(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        idx = [int(torch.randint(0, len(c), (1,), generator=generator)) for c in self.candidates]
-        return {"layers": torch.tensor(idx, dtype=torch.long)}
+        idx = [int(torch.randint(0, len(c), (1,), generator=generator)) for c in self.candidates]  # host: path indices
+        return {"layers": torch.tensor(idx, dtype=torch.long)}  # host: path indices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is None:

@@ -34,8 +34,10 @@ def _grouped_batch_norm(y: torch.Tensor, bns: list[nn.BatchNorm2d], scale: torch
     as its own forward would.
     """
     first = bns[0]
-    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps for bn in bns):
-        # no common update rule (e.g. cumulative averages): run each BN on its own block
+    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps
+           or type(bn) is not nn.BatchNorm2d for bn in bns):
+        # no common update rule (e.g. cumulative averages), or a BN subclass with its own forward (e.g.
+        # nasforge.distributed.SyncBatchNorm under data parallelism): run each BN on its own block
         blocks = [bn(block) for bn, block in zip(bns, y.chunk(len(bns), dim=1))]
         return torch.cat(blocks, dim=1) * scale.view(1, -1, 1, 1)
     tracked = first.running_mean is not None
@@ -202,9 +204,9 @@ class NB201Network(_Skeleton):
 def _all_cells() -> tuple[torch.Tensor, torch.Tensor]:
     """Every NB201 cell as op indices [15625, 6] (NB201_EDGES order) and whether its input (node 0) reaches
     its output (node 3) through non-`none` edges [15625] (bool)."""
-    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))
+    cells = torch.cartesian_prod(*[torch.arange(len(OPS))] * len(NB201_EDGES))  # host: a lookup table
     live = cells != OPS.index("none")
-    reach = {0: torch.ones(len(cells), dtype=torch.bool)}
+    reach = {0: torch.ones(len(cells), dtype=torch.bool)}  # host: a lookup table
     for node in (1, 2, 3):  # edges are listed in topological order
         into = [e for e, (_, dst) in enumerate(NB201_EDGES) if dst == node]
         reach[node] = torch.stack([reach[NB201_EDGES[e][0]] & live[:, e] for e in into]).any(0)
@@ -240,7 +242,7 @@ class NB201Supernet(Supernet, _Skeleton):
         * "connected": the cell with the highest sum of per-edge log-softmax scores among the cells whose
           input reaches the output through non-`none` edges (= "default" whenever that cell is connected).
         """
-        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().double()
+        s = (scores or {"cell": self.alphas["cell"].detach()})["cell"].detach().cpu().double()  # derived on the host
         if rule == "default":
             return format_arch([OPS[int(k)] for k in s.argmax(-1)])
         if rule == "no-none":
@@ -251,7 +253,7 @@ class NB201Supernet(Supernet, _Skeleton):
         if rule == "connected":
             cells, connected = _all_cells()
             logp = torch.log_softmax(s, dim=-1)  # [6, 5]
-            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]
+            total = logp[torch.arange(len(NB201_EDGES)), cells].sum(-1)  # [15625]; host: derived on the host
             total[~connected] = float("-inf")
             return format_arch([OPS[int(k)] for k in cells[int(total.argmax())]])
         raise ConfigError(choices_message("derivation rule", str(rule), list(DERIVATION_RULES)))
@@ -261,7 +263,7 @@ class NB201Supernet(Supernet, _Skeleton):
         return format_arch([OPS[int(k)] for k in path["cell"]])
 
     def arch_to_path(self, arch: str) -> dict[str, torch.Tensor]:
-        return {"cell": torch.tensor([self.op_names.index(op) for op in parse_arch(arch)], dtype=torch.long)}
+        return {"cell": torch.tensor([self.op_names.index(op) for op in parse_arch(arch)], dtype=torch.long)}  # host: path indices
 
 
 @SPACES.register("nb201", help="NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 cells; arch = official arch string")

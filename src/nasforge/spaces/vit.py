@@ -373,7 +373,7 @@ class SuperTransformer(nn.Module):
         sp = self.space
 
         def draw(size: int, unit: int) -> int:
-            return int(torch.randint(0, size // unit, (1,), generator=generator)) * unit
+            return int(torch.randint(0, size // unit, (1,), generator=generator)) * unit  # host: drawn on the generator
 
         act = self.active(arch)
         return {"embed": draw(sp.E, sp.units["embed"]),

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+import torch
+
 from ..errors import ConfigError
 from ..spaces.base import Arch, SearchSpace
 
@@ -59,19 +61,32 @@ class SearchContext:
     run: "RunDir | None" = None
     table: Any = None  # nasforge.tables.lookup.Lookup of the space's table when --tables is given
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # host: default; the API sets it
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of forward passes (nasforge.accel.Precision)
+    sync_bn: bool = False  # data parallel: BatchNorm statistics over the global batch
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
     teacher: Any = None  # a frozen trained model for knowledge distillation (config key `teacher`), or None
     _journal: Any = None
 
     # -- logging and checkpoints ------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes the run directory (rank 0, or the only process)."""
+        from .. import distributed
+
+        return distributed.is_main()
+
     def log(self, **record: Any) -> None:
-        if self.run is not None:
+        if self.run is not None and self.is_main:
             self.run.log(**record)
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        if self.run is not None:
+        if self.run is not None and self.is_main:
             self.run.save_checkpoint({**state, "elapsed_s": self.elapsed()})
+        from .. import distributed
+
+        distributed.barrier()  # no rank runs ahead of a checkpoint that may be resumed from
 
     def restore(self) -> dict[str, Any] | None:
         if self.run is None:

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
+from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..supernet import Supernet
 from .base import SearchContext
@@ -42,10 +44,10 @@ class _Differentiable(OneShotStrategy):
         self.a_opt.load_state_dict(state["a_opt"])
 
     def _alpha_grad(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> float:
-        """First-order alpha gradient of CE on (x, y); weight gradients are not computed."""
+        """First-order alpha gradient of CE on (x, y) (scaled under fp16); weight gradients are not computed."""
         loss = F.cross_entropy(supernet(x), y)
         check_loss(loss, "architecture step")
-        grads = torch.autograd.grad(loss, self.alphas)
+        grads = torch.autograd.grad(self.prec.scale(loss), self.alphas)
         for a, g in zip(self.alphas, grads):
             a.grad = g
         return loss.item()
@@ -55,7 +57,7 @@ class _Differentiable(OneShotStrategy):
         loss = F.cross_entropy(logits, y)
         check_loss(loss, "weight step")
         self.w_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.w_params)
+        self.prec.scale(loss).backward(inputs=self.w_params)
         self.weight_step(supernet)
         return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
@@ -66,6 +68,12 @@ class DARTS(_Differentiable):
     second_stream = "val"
     defaults = {**_Differentiable.defaults, "order": 1}
 
+    def setup(self, supernet, ctx):
+        super().setup(supernet, ctx)
+        if self.hp["order"] == 2 and ctx.precision == "fp16":
+            raise ConfigError("darts order=2 (finite-difference Hessian-vector products) runs in fp32 or bf16, "
+                              "not fp16; use --precision bf16 or order=1")
+
     def step(self, supernet, batch, second, ctx):
         (x, y), (xv, yv) = batch, second
         self.a_opt.zero_grad(set_to_none=True)
@@ -73,7 +81,7 @@ class DARTS(_Differentiable):
             val_loss = self.unrolled_alpha_grad(supernet, x, y, xv, yv)
         else:
             val_loss = self._alpha_grad(supernet, xv, yv)
-        self.a_opt.step()
+        self.arch_step(self.a_opt, self.alphas)
         loss, acc = self._weight_step(supernet, x, y)
         return {"train_loss": loss, "train_accuracy": acc, "val_loss": val_loss}
 
@@ -85,6 +93,7 @@ class DARTS(_Differentiable):
         wd = self.w_opt.param_groups[0]["weight_decay"]
         loss = F.cross_entropy(supernet(x), y)
         g_train = torch.autograd.grad(loss, w)
+        distributed.average_(g_train)  # the virtual step uses the global batch's gradient
         original = [p.detach().clone() for p in w]
         with torch.no_grad():  # virtual step w' = w - xi * (momentum + grad + wd * w), as DARTS' architect
             for p, g in zip(w, g_train):
@@ -97,6 +106,8 @@ class DARTS(_Differentiable):
         check_loss(val_loss, "unrolled architecture step")
         grads = torch.autograd.grad(val_loss, self.alphas + w)
         d_alpha, d_w = grads[: len(self.alphas)], grads[len(self.alphas):]
+        distributed.average_(d_w)  # eps and the perturbation are global; the rest is linear in the
+        # per-process gradients, so arch_step's average of alpha.grad completes the global gradient
         eps = 0.01 / torch.sqrt(sum((g * g).sum() for g in d_w)).clamp_min(1e-12)
         hvp = []
         for sign in (1.0, -1.0):  # grad_alpha L_train at w +/- eps * dL_val/dw'
@@ -133,7 +144,7 @@ class SingleDARTS(_Differentiable):
         if second is not None:  # two-batch ablation: alpha from another training batch, at the same w
             self.a_opt.zero_grad(set_to_none=True)
             self._alpha_grad(supernet, *second)
-            self.a_opt.step()
+            self.arch_step(self.a_opt, self.alphas)
             loss, acc = self._weight_step(supernet, x, y)
             return {"train_loss": loss, "train_accuracy": acc}
         logits = supernet(x)
@@ -141,7 +152,7 @@ class SingleDARTS(_Differentiable):
         check_loss(loss, "single-level step")
         self.w_opt.zero_grad(set_to_none=True)
         self.a_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.prec.scale(loss).backward()
         self.weight_step(supernet)  # clips w only
-        self.a_opt.step()
+        self.arch_step(self.a_opt, self.alphas)
         return {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..errors import ConfigError, choices_message
 from ..registry import STRATEGIES
 from ..supernet import Supernet
@@ -66,7 +67,18 @@ PATH_DEFAULTS: dict[str, Any] = {**WEIGHT_DEFAULTS, "hessian_every": 0, "top2": 
 
 
 def normalised_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> float:
-    """The bandit loss of one validation batch, in [0, 1] (see the module docstring)."""
+    """The bandit loss of one validation batch, in [0, 1] (see the module docstring).
+
+    Under data parallelism `logits`/`y` are this process's shard and the loss is that of the global batch
+    (sums over processes), so every rank gives its agents the same loss."""
+    logits = logits.float()
+    if distributed.active():
+        wrong = float((logits.argmax(1) != y).sum())
+        ce_sum = float(F.cross_entropy(logits, y, reduction="sum"))
+        wrong, ce_sum, n = distributed.sum_floats(wrong, ce_sum, len(y))
+        if kind == "error":
+            return wrong / n
+        return min(max(ce_sum / n / math.log(logits.shape[1]), 0.0), 1.0)
     if kind == "error":
         return float((logits.argmax(1) != y).float().mean())
     ce = float(F.cross_entropy(logits, y))
@@ -129,11 +141,12 @@ class PathSamplingStrategy(OneShotStrategy):
 
     # -- paths ------------------------------------------------------------------------------------
     def actions_to_path(self, actions: np.ndarray) -> dict[str, torch.Tensor]:
-        return {g: torch.tensor(actions[s:e], dtype=torch.long)
+        # paths are host-side control data (op indices read as Python ints), whatever the device
+        return {g: torch.tensor(actions[s:e], dtype=torch.long)  # host: path indices
                 for g, s, e in zip(self.groups, self.bounds[:-1], self.bounds[1:])}
 
     def path_to_actions(self, path: dict[str, torch.Tensor]) -> np.ndarray:
-        return np.concatenate([path[g].numpy() for g in self.groups]).astype(np.int64)
+        return np.concatenate([path[g].cpu().numpy() for g in self.groups]).astype(np.int64)
 
     def by_group(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """Split an (N, ...) per-agent array into the alpha groups."""
@@ -148,7 +161,7 @@ class PathSamplingStrategy(OneShotStrategy):
         loss = F.cross_entropy(logits, y)
         check_loss(loss, f"{self.name} weight step")
         self.w_opt.zero_grad(set_to_none=True)  # unsampled ops keep grad=None: SGD skips them entirely
-        loss.backward()
+        self.prec.scale(loss).backward()
         self.weight_step(supernet)
         stats = {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}
         if self.feedback:
@@ -179,7 +192,8 @@ class PathSamplingStrategy(OneShotStrategy):
         logp = self.by_group(np.log(np.maximum(self.policies(), 1e-30)))
         with torch.no_grad():
             for g in self.groups:
-                supernet.alphas[g].copy_(torch.from_numpy(logp[g]))
+                a = supernet.alphas[g]
+                a.copy_(torch.from_numpy(logp[g]).to(device=a.device, dtype=a.dtype))  # host: numpy, then moved
 
     def derive(self, supernet: Supernet, ctx: SearchContext) -> Any:
         final = self.hp["final"]
@@ -207,7 +221,8 @@ class PathSamplingStrategy(OneShotStrategy):
         return path_to_arch(supernet, self.actions_to_path(self.greedy_actions()), top2=False)
 
     def _tensors(self, matrix: np.ndarray) -> dict[str, torch.Tensor]:
-        return {g: torch.from_numpy(np.ascontiguousarray(m)) for g, m in self.by_group(matrix).items()}
+        return {g: torch.from_numpy(np.ascontiguousarray(m))  # host: scores for derive (read on the host)
+                for g, m in self.by_group(matrix).items()}
 
     # -- diagnostics ------------------------------------------------------------------------------------
     def _diagnostics(self, supernet, ctx, val_loader, epoch):
@@ -342,10 +357,11 @@ def score_path(supernet: Supernet, path: dict[str, torch.Tensor], batches) -> tu
     loss = correct = n = 0.0
     with torch.no_grad():
         for x, y in batches:
-            logits = supernet(x)
+            logits = supernet(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
+    loss, correct, n = distributed.sum_floats(loss, correct, n)  # the global batches under data parallelism
     return loss / n, correct / n
 
 

@@ -3,6 +3,13 @@
 A one-shot strategy only says what happens on one step (`step`) and how the final architecture is chosen
 (`derive`); this base class owns the supernet, the weight optimiser (SGD + cosine, as DARTS), the batch
 streams, per-epoch diagnostics, atomic checkpoints and exact resume.
+
+Devices, precision and data parallelism are handled here too, so every method inherits them: the supernet
+lives on ``ctx.device``; ``step`` runs under autocast (``ctx.precision``; architecture parameters stay fp32);
+a step computes gradients through ``self.prec.scale(loss)`` and steps optimisers through
+:meth:`OneShotStrategy.weight_step` / :meth:`OneShotStrategy.arch_step`, which average gradients over the
+processes of a torchrun job (nasforge.distributed) before the (unscaled, clipped) update, so every rank holds
+identical weights and architecture parameters.
 """
 from __future__ import annotations
 
@@ -14,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import progress
+from .. import distributed, progress
+from ..accel import Precision, rng_state, set_rng_state
 from ..errors import ConfigError, choices_message
 from ..ops import is_parameter_free
 from ..supernet import DERIVATION_RULES, Supernet, entropy
@@ -37,6 +45,8 @@ class OneShotStrategy(Strategy):
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
+        # replaced in search() by the context's device and precision; fp32 on the CPU for direct step() calls
+        self.prec = Precision(torch.device("cpu"), "fp32")  # host: default until search() sets ctx.device
         rule = self.hp.get("derive", "default")
         if rule not in DERIVATION_RULES:  # before a run directory exists
             raise ConfigError(choices_message(f"{self.name} derive rule", str(rule), list(DERIVATION_RULES)))
@@ -82,9 +92,19 @@ class OneShotStrategy(Strategy):
 
     # -- shared machinery -----------------------------------------------------------------
     def weight_step(self, supernet: Supernet, loss: torch.Tensor | None = None) -> None:
+        """Step the weight optimiser on the gradients in ``p.grad`` (from ``self.prec.scale(loss).backward()``):
+        average over processes, unscale (fp16), clip to ``grad_clip``, step (skipped on fp16 overflow)."""
+        distributed.average_grads(self.w_params)
+        self.prec.unscale_(self.w_opt)
         if self.hp["grad_clip"]:
             nn.utils.clip_grad_norm_(self.w_params, self.hp["grad_clip"])
-        self.w_opt.step()
+        self.prec.step(self.w_opt)
+
+    def arch_step(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+        """Step an architecture optimiser on the (scaled) gradients of `params`: average them over processes,
+        then unscale and step (skipped on fp16 overflow). Use it for every optimiser but the weights'."""
+        distributed.average_grads(params)
+        self.prec.step(optimizer)
 
     def _make_weight_optimizer(self, supernet: Supernet, ctx: SearchContext, epochs: int) -> None:
         space_opt = ctx.space.search_optimizer  # the space's own recipe unless the strategy's hparams say otherwise
@@ -110,7 +130,11 @@ class OneShotStrategy(Strategy):
                               "(use random, evolution or pnas)")
         epochs = ctx.budget.epochs
         seed_everything(ctx.seed)
-        supernet = ctx.space.supernet()
+        self.prec = Precision(ctx.device, ctx.precision)
+        supernet = ctx.space.supernet().to(ctx.device)
+        if ctx.sync_bn and distributed.active():
+            distributed.convert_sync_batchnorm(supernet)
+        distributed.broadcast_module(supernet)  # identical start on every rank (the seed makes it so already)
         self._make_weight_optimizer(supernet, ctx, epochs)
         self.setup(supernet, ctx)
         train_loader, val_loader = ctx.data.loaders(ctx.seed)
@@ -118,11 +142,7 @@ class OneShotStrategy(Strategy):
         if self.second_stream == "val":
             second_loader = val_loader
         elif self.second_stream == "train":
-            from ..data.loader import Loader
-
-            second_loader = Loader(ctx.data.train, ctx.data.batch_size, shuffle=True, seed=ctx.seed + 104729,
-                                   drop_single=True,
-                                   mean=ctx.data.mean, std=ctx.data.std, **(ctx.data.augment or {}))
+            second_loader = ctx.data.loader(ctx.data.train, ctx.seed + 104729)
         history: list[dict[str, Any]] = []
         start_epoch = 0
         state = ctx.restore()
@@ -131,7 +151,8 @@ class OneShotStrategy(Strategy):
             self.w_opt.load_state_dict(state["w_opt"])
             self.w_sched.load_state_dict(state["w_sched"])
             self.load_strategy_state(state["strategy"])
-            torch.set_rng_state(state["rng"])
+            self.prec.load_state_dict(state.get("scaler"))
+            set_rng_state(state["rng"], ctx.device)
             start_epoch, history = state["epoch"], state["history"]
             if ctx.run is not None:
                 ctx.run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
@@ -148,12 +169,19 @@ class OneShotStrategy(Strategy):
                 seen = 0
                 for x, y in train_loader:
                     second = next(second_iter) if second_iter is not None else None
-                    stats = self.step(supernet, (x, y), second, ctx)
+                    with self.prec.autocast():
+                        stats = self.step(supernet, (x, y), second, ctx)
+                    self.prec.update()
+                    if not ctx.sync_bn:  # as DDP's broadcast_buffers: every rank keeps rank 0's BN statistics
+                        distributed.broadcast_module(supernet, buffers_only=True)
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v * len(y)
                     seen += len(y)
                     pbar.advance()
                 self.w_sched.step()
+                keys = sorted(sums)
+                *totals, seen = distributed.sum_floats(*(sums[k] for k in keys), seen)
+                sums = dict(zip(keys, totals))
                 record: dict[str, Any] = {"event": "epoch", "epoch": epoch + 1,
                                           "images_per_s": seen / (time.perf_counter() - t0),
                                           **{k: v / seen for k, v in sums.items()}}
@@ -162,9 +190,9 @@ class OneShotStrategy(Strategy):
                 ctx.log(**record)
                 ctx.checkpoint({"kind": "one-shot", "epoch": epoch + 1, "supernet": supernet.state_dict(),
                                 "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
-                                "strategy": self.strategy_state(), "rng": torch.get_rng_state(),
-                                "history": history})
-                if ctx.out_of_time():
+                                "strategy": self.strategy_state(), "rng": rng_state(ctx.device),
+                                "scaler": self.prec.state_dict(), "device": str(ctx.device), "history": history})
+                if distributed.broadcast_bool(ctx.out_of_time()):  # rank 0's clock decides for every rank
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
         metrics: dict[str, Any] = {"epochs_run": len(history)}
@@ -216,12 +244,13 @@ class OneShotStrategy(Strategy):
         supernet.eval()
         with torch.no_grad():
             correct = sum((supernet(x).argmax(1) == y).sum().item() for x, y in batches)
-        out["supernet_val_accuracy"] = correct / sum(len(y) for _, y in batches)
+        correct, total = distributed.sum_floats(correct, sum(len(y) for _, y in batches))
+        out["supernet_val_accuracy"] = correct / total
         supernet.train()
         he = self.hp["hessian_every"]
         if he and (epoch + 1) % he == 0 and supernet.path is None and batches:
             x, y = batches[0]
-            g = torch.Generator().manual_seed(ctx.seed + epoch)
+            g = torch.Generator(device="cpu").manual_seed(ctx.seed + epoch)  # host: the same probe on every device
             out["hessian_eigenvalue"] = dominant_eigenvalue(lambda: F.cross_entropy(supernet(x), y),
                                                             supernet.arch_parameters(), iters=self.hp["hessian_iters"],
                                                             generator=g)

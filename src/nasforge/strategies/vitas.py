@@ -58,7 +58,7 @@ _EVO_STREAM = 0x65766F  # "evo"
 
 def _device(ctx: SearchContext) -> torch.device:
     dev = getattr(ctx, "device", None)
-    return torch.device(dev) if dev is not None else torch.device("cpu")
+    return torch.device(dev) if dev is not None else torch.device("cpu")  # host: default device
 
 
 def calibrate_identity(space: Any, fmin: float, fmax: float, samples: int = 1000, start: float = 0.5,
@@ -219,7 +219,7 @@ class ViTAS(Strategy):
         hp = self.hp
         rng = random.Random(f"{seed}-{_STEP_STREAM}-{step}")
         arch = space.sample(rng, p_identity=self._prepared["p_identity"])
-        g = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 8191 + _STEP_STREAM) % (2**63))
+        g = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 8191 + _STEP_STREAM) % (2**63))  # host: CPU generator, same draws on every device
         nrng = np.random.default_rng([seed, _STEP_STREAM, step])
         if hp["crop_padding"]:
             x = random_crop(x, hp["crop_padding"], g)
@@ -266,7 +266,7 @@ class ViTAS(Strategy):
 
         data = ctx.data
         n = min(self.hp["eval_images"], len(data.val))
-        sub = data.val.subset(torch.arange(n)) if n < len(data.val) else data.val
+        sub = data.val.subset(torch.arange(n)) if n < len(data.val) else data.val  # host: index of a host dataset
         return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std))
 
     # -- the whole search -------------------------------------------------------------------------------

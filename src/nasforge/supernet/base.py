@@ -88,7 +88,9 @@ class Supernet(nn.Module):
         return {g: (a.shape[0], a.shape[1]) for g, a in self.alphas.items()}
 
     def random_path(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return {g: torch.randint(0, a.shape[1], (a.shape[0],), generator=generator) for g, a in self.alphas.items()}
+        # a path is control data (op indices read as Python ints), so it stays on the host whatever the device
+        return {g: torch.randint(0, a.shape[1], (a.shape[0],), generator=generator)  # host: path indices
+                for g, a in self.alphas.items()}
 
     # -- results --------------------------------------------------------------------------------
     def derive(self, scores: dict[str, torch.Tensor] | None = None, rule: str = "default") -> Arch:

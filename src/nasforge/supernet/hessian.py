@@ -22,7 +22,8 @@ def dominant_eigenvalue(loss_fn: Callable[[], torch.Tensor], params: Sequence[to
     params = list(params)
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    vec = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
+    # drawn on the generator's device (CPU by default) so the probe is the same on every device, then moved
+    vec = [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]  # host: see above
     norm = torch.sqrt(sum((v * v).sum() for v in vec))
     vec = [v / norm for v in vec]
     eig = 0.0

@@ -99,7 +99,7 @@ class Ensemble:
             self._lo = lo - 0.25 * self._span  # data span [0.25, 0.75] of the sigmoid's range
         elif y.min() < 0 or y.max() > 1:
             raise ConfigError("with normalize=False surrogate targets must lie in [0, 1] (accuracy fractions)")
-        target = torch.tensor((y - self._lo) / self._span, dtype=torch.float32)
+        target = torch.tensor((y - self._lo) / self._span, dtype=torch.float32)  # host: the PNAS surrogate is fitted on the CPU
         n = len(y)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, n]))
         take = max(1, int(round(self.subsample * n)))
@@ -107,24 +107,24 @@ class Ensemble:
         for m in range(self.members):
             masks[m, rng.permutation(n)[:take]] = 1.0
         member_seeds = rng.integers(0, 2**31 - 1, size=self.members)
-        tokens, lengths = torch.from_numpy(batch.tokens), torch.from_numpy(batch.lengths)
+        tokens, lengths = torch.from_numpy(batch.tokens), torch.from_numpy(batch.lengths)  # host: the PNAS surrogate is fitted on the CPU
         if self.kind == "mlp":
             with _seeded(int(member_seeds[0])):
                 self._mlp = MLPMembers(self.members, self.tokenizer.slot_tables, self.tokenizer.table_sizes,
                                        self.embed_dim, self.hidden)
             bag = self._mlp.bag(tokens, lengths)
             self._train(self._mlp, lambda i: self._mlp.forward_bag(bag if i is None else bag[i]), target,
-                        torch.from_numpy(masks), int(member_seeds[0]))
+                        torch.from_numpy(masks), int(member_seeds[0]))  # host: the PNAS surrogate is fitted on the CPU
         else:
             self._lstms = []
             for m in range(self.members):
-                sel = torch.from_numpy(np.flatnonzero(masks[m]))
+                sel = torch.from_numpy(np.flatnonzero(masks[m]))  # host: the PNAS surrogate is fitted on the CPU
                 with _seeded(int(member_seeds[m])):
                     model = LSTMPredictor(self.tokenizer.slot_tables, self.tokenizer.table_sizes, self.embed_dim,
                                           self.hidden)
                 t, ln = tokens[sel], lengths[sel]
                 self._train(model, lambda i: model(t if i is None else t[i], ln if i is None else ln[i]).unsqueeze(0),
-                            target[sel], torch.ones(1, len(sel)), int(member_seeds[m]))
+                            target[sel], torch.ones(1, len(sel)), int(member_seeds[m]))  # host: the PNAS surrogate is fitted on the CPU
                 self._lstms.append(model)
         self.n_fit += 1
         return self
@@ -135,11 +135,11 @@ class Ensemble:
         `forward(index)` returns (members, len(index)) logits, all rows when index is None."""
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         n, batch = target.shape[0], BATCH_SIZE[self.kind]
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # host: the PNAS surrogate is fitted on the CPU
         model.train()
         with _threads(1):
             for _ in range(self.steps):
-                index = None if batch is None or batch >= n else torch.randint(n, (batch,), generator=gen)
+                index = None if batch is None or batch >= n else torch.randint(n, (batch,), generator=gen)  # host: the PNAS surrogate is fitted on the CPU
                 t, m = (target, masks) if index is None else (target[index], masks[:, index])
                 opt.zero_grad()
                 pred = torch.sigmoid(forward(index))  # (M, batch)
@@ -159,12 +159,12 @@ class Ensemble:
         out = np.empty((self.members, len(batch)), np.float64)
         for start in range(0, len(batch), chunk):
             part = batch.take(slice(start, start + chunk))
-            tokens, lengths = torch.from_numpy(part.tokens), torch.from_numpy(part.lengths)
+            tokens, lengths = torch.from_numpy(part.tokens), torch.from_numpy(part.lengths)  # host: the PNAS surrogate is fitted on the CPU
             if self.kind == "mlp":
                 logits = self._mlp(tokens, lengths)
             else:
                 logits = torch.stack([m(tokens, lengths) for m in self._lstms])
-            out[:, start:start + len(part)] = torch.sigmoid(logits).double().numpy()
+            out[:, start:start + len(part)] = torch.sigmoid(logits).double().numpy()  # host: the PNAS surrogate is fitted on the CPU
         return self._lo + self._span * out
 
     def predict(self, data: TokenBatch | Sequence[Any], chunk: int = 32768) -> np.ndarray:

@@ -21,13 +21,13 @@ import torch.nn as nn
 
 def _uniform(shape: Sequence[int], fan_in: int) -> nn.Parameter:
     bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default initialisation
-    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))  # host: construction
 
 
 def group_weights(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(n, groups * slots) weights: 1 / length for real groups, 0 for padding (a masked mean)."""
     n, groups, slots = tokens.shape
-    real = (torch.arange(groups).unsqueeze(0) < lengths.unsqueeze(1)).float()
+    real = (torch.arange(groups, device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)).float()
     w = real / lengths.clamp(min=1).unsqueeze(1).float()
     return w.unsqueeze(2).expand(n, groups, slots).reshape(n, groups * slots)
 
@@ -55,7 +55,7 @@ class MLPMembers(nn.Module):
         """(n, rows) bag of tokens: entry (i, offset[s] + token) holds the weight 1 / length of cell i."""
         n = tokens.shape[0]
         index = (tokens + self.offsets).reshape(n, -1)
-        return torch.zeros(n, self.rows).scatter_add_(1, index, group_weights(tokens, lengths))
+        return torch.zeros(n, self.rows, device=tokens.device).scatter_add_(1, index, group_weights(tokens, lengths))
 
     def forward_bag(self, bag: torch.Tensor) -> torch.Tensor:
         D = self.embed_dim

@@ -1,5 +1,9 @@
 """Train and evaluate any nn.Module: SGD+cosine or AdamW, weight decay, clipping, label smoothing, drop-path,
-auxiliary head; per-epoch logs of loss, accuracy and images/s; atomic per-epoch checkpoints and exact resume."""
+auxiliary head; per-epoch logs of loss, accuracy and images/s; atomic per-epoch checkpoints and exact resume.
+
+Runs on any device (``device=``), in fp32, bf16 or fp16 (``precision=``, see nasforge.accel), and data
+parallel when started by torchrun (see nasforge.distributed): each process trains on its shard of every
+global batch, gradients are averaged, and only rank 0 logs and writes checkpoints."""
 from __future__ import annotations
 
 import math
@@ -11,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import progress
+from .. import distributed, progress
+from ..accel import Precision, rng_state, set_rng_state
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
@@ -70,11 +75,16 @@ class TrainConfig:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def loader(self, data: ImageDataset, mean, std, train: bool = True) -> Loader:
+    def loader(self, data: ImageDataset, mean, std, train: bool = True, device: torch.device | None = None,
+               rank: int = 0, world_size: int = 1) -> Loader:
+        """Training loader (shuffled, augmented) or evaluation loader (batches of 500), on `device`, yielding
+        this rank's shard of every batch."""
         if train:
             return Loader(data, self.batch_size, shuffle=True, seed=self.seed, crop_padding=self.crop_padding,
-                          hflip=self.hflip, cutout=self.cutout, drop_single=True, mean=mean, std=std)
-        return Loader(data, 500, mean=mean, std=std)
+                          hflip=self.hflip, cutout=self.cutout, drop_single=True, mean=mean, std=std,
+                          device=device, rank=rank, world_size=world_size)
+        return Loader(data, max(500, world_size), mean=mean, std=std, device=device, rank=rank,
+                      world_size=world_size)
 
 
 def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -117,14 +127,19 @@ def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Loader) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: Loader, precision: str = "fp32") -> dict[str, float]:
+    """Mean cross-entropy and accuracy of `model` over `loader` (summed over processes when the loader is a
+    shard under data parallelism). The model must be on the loader's device."""
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
+    prec = Precision(loader.device, precision)
     for x, y in loader:
-        logits, _ = split_logits(model(x))
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        with prec.autocast():
+            logits, _ = split_logits(model(x))
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         total += len(y)
+    loss_sum, correct, total = distributed.sum_floats(loss_sum, correct, total)
     return {"loss": loss_sum / total, "accuracy": correct / total}
 
 
@@ -137,21 +152,40 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
 def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig,
                 run: RunDir | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                teacher: nn.Module | None = None) -> dict[str, Any]:
-    """Train `model` in place; returns the final metrics, the per-epoch history and the cost.
+                device: torch.device | str | None = None, precision: str = "fp32",
+                sync_bn: bool = False, teacher: nn.Module | None = None) -> dict[str, Any]:
+    """Train `model` in place on `device`; returns the final metrics, the per-epoch history and the cost.
 
-    With `run`, a checkpoint is written after every epoch and an existing one is resumed from, so an
-    interrupted run ends with the same weights as an uninterrupted one. With a `teacher` (a trained model
-    in eval mode on the same inputs), the loss adds ``kd_lambda * kd_loss(student, teacher, kd_tau)``.
+    `device`: where the model and the batches live (default: where the model's parameters are); the model
+    is moved there. `precision`: fp32 | bf16 | fp16 autocast (fp16 with a gradient scaler). Under
+    torchrun every process trains on its shard of each batch of `cfg.batch_size` images and gradients are
+    averaged; `sync_bn` computes BatchNorm statistics over the global batch, otherwise rank 0's running
+    statistics are broadcast after each step. With `run`, a checkpoint is written after every epoch (by rank
+    0) and an existing one is resumed from (on any device), so an interrupted run ends with the same
+    weights as an uninterrupted one. With a `teacher` (a trained model, frozen, on the same inputs; moved to
+    `device`), the loss adds ``kd_lambda * kd_loss(student, teacher, kd_tau)``.
+
+    Raises:
+        ConfigError: bad precision for the device; TrainingDiverged: a non-finite loss.
     """
     seed_everything(cfg.seed)
+    if device is None:
+        device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")  # host: a model without parameters
+    device = torch.device(device)
+    prec = Precision(device, precision)
+    model.to(device)
+    rank, world = distributed.rank(), distributed.world_size()
+    if sync_bn and world > 1:
+        distributed.convert_sync_batchnorm(model)
+    distributed.broadcast_module(model)
     if mean is None or std is None:
         mean, std = train.stats()
-    train_loader = cfg.loader(train, mean, std, train=True)
-    test_loader = cfg.loader(test, mean, std, train=False) if test is not None else None
+    train_loader = cfg.loader(train, mean, std, train=True, device=device, rank=rank, world_size=world)
+    test_loader = (cfg.loader(test, mean, std, train=False, device=device, rank=rank, world_size=world)
+                   if test is not None else None)
     opt, sched = make_optimizer(param_groups(model), cfg, len(train_loader))
     if teacher is not None:
-        teacher.eval()
+        teacher.to(device).eval()
     history: list[dict[str, Any]] = []
     start_epoch, spent = 0, Cost()
 
@@ -160,10 +194,12 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        prec.load_state_dict(state.get("scaler"))
+        set_rng_state(state["rng"], device)
         start_epoch, history = state["epoch"], state["history"]
         spent = Cost(**state["cost"])
-        run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
+        if distributed.is_main():
+            run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
 
     meter = CostMeter(spent)
     with progress.bar("train", cfg.epochs * len(train_loader)) as pbar:
@@ -175,39 +211,47 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
             model.train()
             t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
             for step, (x, y) in enumerate(train_loader):
-                logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                if teacher is not None and cfg.kd_lambda > 0:
-                    with torch.no_grad():
-                        t_logits, _ = split_logits(teacher(x))
-                    loss = loss + cfg.kd_lambda * kd_loss(logits, t_logits, cfg.kd_tau)
-                if aux is not None and cfg.aux_weight > 0:
-                    loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
+                with prec.autocast():
+                    logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    if teacher is not None and cfg.kd_lambda > 0:
+                        with torch.no_grad():
+                            t_logits, _ = split_logits(teacher(x))
+                        loss = loss + cfg.kd_lambda * kd_loss(logits, t_logits, cfg.kd_tau)
+                    if aux is not None and cfg.aux_weight > 0:
+                        loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
                 check_finite(loss, f"epoch {epoch + 1} step {step + 1}")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                prec.scale(loss).backward()
+                distributed.average_grads(model.parameters())
+                prec.unscale_(opt)
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
+                prec.step(opt)
+                prec.update()
+                if not sync_bn:
+                    distributed.broadcast_module(model, buffers_only=True)
                 seen += len(y)
                 loss_sum += loss.item() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum().item()
                 pbar.advance()
             train_s = time.perf_counter() - t0
+            loss_sum, correct, seen = distributed.sum_floats(loss_sum, correct, seen)
             record = {"event": "epoch", "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                       "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                       "images_per_s": seen / train_s, "epoch_s": train_s}
             sched.step()
             if test_loader is not None:
-                ev = evaluate(model, test_loader)
+                ev = evaluate(model, test_loader, precision)
                 record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
             history.append(record)
-            if run is not None:
+            if run is not None and distributed.is_main():
                 run.log(**record)
                 run.save_checkpoint({"kind": "train", "epoch": epoch + 1, "model": model.state_dict(),
                                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                     "rng": torch.get_rng_state(), "history": history,
-                                     "cost": meter.now().as_dict()})
+                                     "scaler": prec.state_dict(), "rng": rng_state(device), "history": history,
+                                     "cost": meter.now().as_dict(), "device": str(device)})
+            distributed.barrier()
             if on_epoch is not None:
                 on_epoch(record)
     final = history[-1] if history else {}

@@ -37,18 +37,18 @@ def stage_count(model: nn.Module, cfg: TrainConfig) -> int:
 
 
 def fit(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: TrainConfig, run: RunDir | None = None,
-        teacher: nn.Module | None = None, costs=None) -> dict[str, Any]:
+        teacher: nn.Module | None = None, costs=None, **train_kw: Any) -> dict[str, Any]:
     """Train `model` by its recipe; returns train_model's output plus ``stages`` (one record per stage:
     ``stage``, ``binarization``, ``test_accuracy``, ``train_accuracy``, ``epochs``, ``wall_s`` and, with
     ``costs(model) -> dict``, the stage's cost fields).
 
     A real network trains once in `run`. A binary one with 2 stages trains stage 1 (binary activations, real
     weights) in ``run/stage1`` and stage 2 (fully binary) in ``run/stage2``; with 1 stage, fully binary in
-    ``run/stage1``. `cfg.epochs` is per stage.
+    ``run/stage1``. `cfg.epochs` is per stage. `train_kw` (device, precision, sync_bn) go to train_model.
     """
     n = stage_count(model, cfg)
     if not is_binary(model):
-        out = train_model(model, train, test, cfg, run=run, teacher=teacher)
+        out = train_model(model, train, test, cfg, run=run, teacher=teacher, **train_kw)
         out["stages"] = [_record(1, model, out, cfg, costs)]
         return out
     modes = [(True, False), (True, True)] if n == 2 else [(True, True)]
@@ -60,7 +60,7 @@ def fit(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: T
         if run is not None:
             sub = RunDir(run.path / f"stage{k}")
             sub.path.mkdir(parents=True, exist_ok=True)
-        out = train_model(model, train, test, cfg, run=sub, teacher=teacher, mean=mean, std=std)
+        out = train_model(model, train, test, cfg, run=sub, teacher=teacher, mean=mean, std=std, **train_kw)
         records.append(_record(k, model, out, cfg, costs))
         if run is not None:
             run.log(event="stage", **records[-1])
