@@ -59,7 +59,7 @@ def binary_cost(model: nn.Module, example: torch.Tensor) -> dict[str, Any]:
 def example_input(model: nn.Module, in_channels: int, resolution: int) -> torch.Tensor:
     """A one-image zero batch ``[1, C, R, R]`` on the model's device (for :func:`binary_cost`)."""
     p = next(model.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
+    device = p.device if p is not None else torch.device("cpu")  # host: a model without parameters
     return torch.zeros(1, in_channels, resolution, resolution, device=device)
 
 
