@@ -35,7 +35,7 @@ def cli_ok(capsys, *args):
     (["search", "--epochs", "1", "--train-portion", "1.5"], "train_portion (the search-train share"),
     (["search", "--bogus-flag"], "No such option: --bogus-flag"),
     (["train", "--arch", "nope"], "unknown architecture 'nope'"),
-    (["train", "--set", "optimizer=lamb"], "optimizer must be one of sgd, adamw; got 'lamb'"),
+    (["train", "--set", "optimizer=lamb"], "optimizer must be one of sgd, adam, adamw; got 'lamb'"),
     (["evaluate", "/nonexistent/run"], "is not a nasforge run directory"),
     (["search", "--resume", "/nonexistent/run"], "is not a nasforge run directory"),
     (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),

@@ -107,9 +107,11 @@ def test_aux_head_and_drop_path_are_used(tiny_data):
     assert sorted(set(m.seen)) == [0.0, 0.1]
 
 
-@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "optimizer must be one of sgd, adamw"),
+@pytest.mark.parametrize("bad,match", [({"optimizer": "lamb"}, "optimizer must be one of sgd, adam, adamw"),
                                        ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr must be a number > 0"),
-                                       ({"lr": float("nan")}, "lr must be a finite number")])
+                                       ({"lr": float("nan")}, "lr must be a finite number"),
+                                       ({"stages": 3}, "stages must be one of 0, 1, 2"),
+                                       ({"kd_tau": 0.0}, "kd_tau must be a number > 0")])
 def test_bad_training_config(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)

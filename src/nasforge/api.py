@@ -23,6 +23,7 @@ from .building import arch_spec, build_model, import_components, load_arch, load
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
+from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
 from .preflight import check_search
@@ -31,6 +32,7 @@ from .runs.guard import clean_temp_files, guarded
 from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
+from .training.recipes import fit, train_config_for
 from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
@@ -152,6 +154,10 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     space = make_space(cfg["space"], train, cfg["space_options"])
     if hasattr(strategy, "prepare"):  # checks that need the space (e.g. vitas' MACs window), before the run dir
         strategy.prepare(space)
+    teacher = _teacher(cfg)
+    if teacher is not None and not getattr(strategy, "uses_teacher", False) and not cfg["retrain"]:
+        raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
+                          "distil and no retraining is configured")
     table = _load_table(cfg, space)
     if resume is None:
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
@@ -162,7 +168,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
-            res = _run_strategy(cfg, strategy, space, budget, train, table, run, device)
+            res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
                      "history_tail": res.history[-1] if res.history else None, "history": res.history}
             run.write_json("search.json", found)
@@ -179,7 +185,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if cfg["retrain"]:
             child = RunDir(run.path / "retrain")
             child.on_checkpoint = run.on_checkpoint
-            result["retrain"] = _retrain(cfg, space, arch, train, test, child, device)
+            result["retrain"] = _retrain(cfg, space, arch, train, test, child, device, teacher)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
     result["arch_file"] = str(run.file("arch.json"))
@@ -206,7 +212,7 @@ def _check_search(cfg: dict[str, Any], strategy, budget: Budget) -> None:
 
 
 def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
-                  run: RunDir, device: torch.device):
+                  run: RunDir, device: torch.device, teacher=None):
     """Build the strategy's context (search-train/val halves for one-shot, on `device` and sharded under
     torchrun; estimator and executor for multi-trial) and run it; returns its SearchResult."""
     data = None
@@ -221,6 +227,7 @@ def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: I
     ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
                         executor=executor, run=run, table=table, device=device, precision=cfg["precision"],
                         sync_bn=bool(cfg["sync_bn"]))
+    ctx.teacher = teacher
     try:
         return strategy.search(ctx)
     finally:
@@ -281,21 +288,27 @@ def _executor(cfg: dict[str, Any]):
 
 
 def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageDataset, run: RunDir,
-             device: torch.device) -> dict[str, Any]:
+             device: torch.device, teacher=None) -> dict[str, Any]:
     if distributed.is_main():
         run.path.mkdir(parents=True, exist_ok=True)
     distributed.barrier()
-    tcfg = TrainConfig.from_dict(cfg["retrain"])
     tr, te = final_split(train, test, seed=cfg["split_seed"], subset=cfg["retrain_subset"],
                          test_subset=cfg["test_subset"])
-    seed_everything(tcfg.seed)  # the same weights in any process
+    seed_everything(TrainConfig.from_dict(cfg["retrain"]).seed)  # the same weights in any process
     model = space.build(arch, **cfg["retrain_space_options"])
-    out = train_model(model, tr, te, tcfg, run=run, device=device, precision=cfg["precision"],
-                      sync_bn=bool(cfg["sync_bn"]))
+    tcfg = train_config_for(model, cfg["retrain"])  # binary networks: Adam + cosine defaults, two stages
+    out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
+              precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
     run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
     return {"test_accuracy": out["final"].get("test_accuracy"), **param_counts(model),
-            "epochs": tcfg.epochs, "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
-            "space_options": cfg["retrain_space_options"]}
+            **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
+            "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
+            "space_options": cfg["retrain_space_options"], "stages": out["stages"]}
+
+
+def _costs_of(data: ImageDataset):
+    """model -> {params, params_aux, flops, bops, ops} on `data`'s image shape (see nasforge.hardware.binary)."""
+    return lambda m: {**param_counts(m), **model_costs(m, data.in_channels, data.resolution)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,26 +318,29 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
-    tcfg = TrainConfig.from_dict(cfg["train"])
+    TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
     device = _runtime(cfg)
+    teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
-    seed_everything(tcfg.seed)  # the same weights in any process
+    seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
+    tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
     if resume is None:
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
         if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
             run.write_json("arch.json", cfg["arch"])
     with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
-        out = train_model(model, tr, te, tcfg, run=run, device=device, precision=cfg["precision"],
-                          sync_bn=bool(cfg["sync_bn"]))
+        out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
+                  precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()
     run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
               "train_accuracy": out["final"].get("train_accuracy"),
-              **param_counts(model), "epochs": tcfg.epochs,
+              **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
+              "stages": out["stages"], "teacher": cfg.get("teacher"),
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result
@@ -348,6 +364,21 @@ def _arch_source(arch: Any, resumed: bool) -> Any:
 
 
 _load_trained = load_trained  # the name other modules used
+
+
+def _teacher(cfg: dict[str, Any]):
+    """The frozen teacher model of ``cfg["teacher"]`` (a finished train run, or a search run with retraining),
+    or None. Raises ConfigError when it was trained on another dataset than this run's."""
+    if not cfg.get("teacher"):
+        return None
+    tcfg = RunDir.open(cfg["teacher"]).config()
+    if tcfg.get("dataset") != cfg["dataset"]:
+        raise ConfigError(f"teacher run {cfg['teacher']} was trained on '{tcfg.get('dataset')}', but this run uses "
+                          f"'{cfg['dataset']}'; a teacher must be trained on the same dataset")
+    model = load_trained(cfg["teacher"])[0]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",

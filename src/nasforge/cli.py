@@ -124,6 +124,7 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
+    teacher: Optional[Path] = typer.Option(None, help="finished train run distilled into search (bats) and retraining"),
     threads: Optional[int] = typer.Option(None, help=_d("torch threads (also inside trials)", "threads")),
     hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8 (keys: `nasforge list SPACE`)"),
@@ -156,6 +157,7 @@ def search(
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
+            "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
@@ -184,6 +186,7 @@ def train(
     subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
     test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
     threads: Optional[int] = typer.Option(None),
+    teacher: Optional[Path] = typer.Option(None, help="finished train run to distil from (same dataset)"),
     train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=16"),
     config: Optional[Path] = typer.Option(None),
@@ -212,11 +215,13 @@ def train(
         flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
+                            "teacher": str(teacher) if teacher else None,
                             "device": device, "precision": precision, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         res = _run(api.train, cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root,
                    run_name=name)
-    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "epochs", "images_per_s", "cost", "run_dir"])
+    _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
+                "epochs", "images_per_s", "cost", "run_dir"])
 
 
 @app.command()

@@ -43,6 +43,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "retrain_space_options": {},  # scale of the final network (e.g. C, N)
     "retrain_subset": None,
     "test_subset": None,
+    "teacher": None,  # a finished train run whose model distils into the search (if the method does) and retraining
 }
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -55,6 +56,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "space_options": {},
     "train": {},
     "threads": None,
+    "teacher": None,  # a finished train run on the same dataset: knowledge distillation (CE + lambda tau^2 KL)
     "device": "auto",
     "precision": "fp32",
     "sync_bn": False,

@@ -37,15 +37,31 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     With `mean` and `std` (the training normalisation, 0..1 units) the normalisation is folded into the graph:
     the ONNX input ``images`` is then float32 pixel values 0..255 ([N, C, H, W]; cast uint8 images to float),
     `example` must be such pixels, and mean/std/input are recorded in the file's metadata.
+    A binary network (holding :class:`~nasforge.ops.binary.BinaryConv2d`) is exported with its binarized
+    weights folded in (the file stores the +/-alpha_c tensors, activations are binarized by a comparison in
+    the graph); every folded weight tensor is checked to take exactly two values (+/-alpha_c) per output
+    channel, in PyTorch and again in the ONNX file's initializers (``binary_weight_tensors`` /
+    ``binary_weight_tensors_in_onnx`` in the result).
     The model and `example` are moved to the CPU first (ONNX export traces on the host; the file is
     device-free and onnxruntime checks it on the CPU), so a model trained on a GPU exports as is.
-    Raises UserError when onnx/onnxruntime are missing or the file disagrees with PyTorch beyond `atol`.
+    Raises UserError when onnx/onnxruntime are missing, a binary check fails, or the file disagrees with
+    PyTorch beyond `atol`.
     """
+    from .ops.binary import binary_convs, check_binary_weights, fold_binary_weights, is_binary
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    binary = is_binary(model)
+    checked: dict[str, int] = {}
+    if binary:
+        model = fold_binary_weights(model)
+        try:
+            checked = check_binary_weights(model)
+        except ValueError as e:
+            raise UserError(f"binary weights are not two-valued: {e}") from None
     if mean is not None and std is not None:
         model = PixelInput(model, list(mean), list(std))
         example = example.float()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     host = torch.device("cpu")  # host: ONNX export and the onnxruntime check run on the CPU
     model = model.to(host).float()
     example = example.to(host).float()
@@ -72,12 +88,31 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
             entry.key, entry.value = k, v
         onnx.save(proto, str(out))
     onnx.checker.check_model(str(out))
+    in_onnx = 0
+    if binary:
+        from onnx import numpy_helper
+
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+        inner, prefix = (model.model, "model.") if isinstance(model, PixelInput) else (model, "")
+        for name, m in binary_convs(inner):
+            w = inits.get(f"{prefix}{name}.weight")
+            if w is None or name not in checked:
+                continue
+            for c, row in enumerate(w.reshape(w.shape[0], -1)):
+                vals = np.unique(row)
+                if len(vals) > 2 or (len(vals) == 2 and not np.isclose(vals[0], -vals[1])):
+                    raise UserError(f"ONNX initializer {name}.weight: output channel {c} holds {len(vals)} values")
+            in_onnx += 1
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"images": example.cpu().numpy()})[0]
     diff = float(np.abs(got - expected).max())
     agree = float((got.argmax(1) == expected.argmax(1)).mean())
     if diff > atol:
         raise UserError(f"exported model disagrees with PyTorch: max |logit diff| {diff:.2e} > {atol:.0e}")
-    return {"onnx_file": str(out), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
-            "bytes": out.stat().st_size, **({"input": meta["input"], "mean": json.loads(meta["mean"]),
-                                              "std": json.loads(meta["std"])} if meta else {})}
+    res = {"onnx_file": str(out), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
+           "bytes": out.stat().st_size}
+    if meta:
+        res.update(input=meta["input"], mean=json.loads(meta["mean"]), std=json.loads(meta["std"]))
+    if binary:
+        res.update(binary_weight_tensors=len(checked), binary_weight_tensors_in_onnx=in_onnx)
+    return res

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
+from ..ops.cnn import OpFactory
 from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
 from ..supernet import DERIVATION_RULES, MixedOp, Supernet
@@ -94,7 +95,8 @@ class CellSpec:
         return [[op, i] for inputs in self.nodes for op, i in inputs]
 
 
-def _parse_ops(entries: Any, nodes: int, where: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+def _parse_ops(entries: Any, nodes: int, where: str,
+               op_names: Sequence[str] = OPS) -> tuple[tuple[tuple[str, int], ...], ...]:
     n_pairs, n_full = 2 * nodes, num_edges(nodes)
     if not isinstance(entries, (list, tuple)) or len(entries) not in (n_pairs, n_full):
         got = f"{len(entries)} entries" if isinstance(entries, (list, tuple)) else type(entries).__name__
@@ -105,8 +107,9 @@ def _parse_ops(entries: Any, nodes: int, where: str) -> tuple[tuple[tuple[str, i
         if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str)
                 or not isinstance(entry[1], int) or isinstance(entry[1], bool)):
             raise UserError(f"{where}[{k}]: expected [op_name, input_node], got {entry!r}")
-        if entry[0] not in DARTS_OPS:
-            raise UserError(f"{where}[{k}]: " + choices_message("DARTS op", entry[0], OPS))
+        if entry[0] not in op_names:
+            raise UserError(f"{where}[{k}]: " + choices_message("DARTS op" if list(op_names) == OPS else "op",
+                                                              entry[0], list(op_names)))
         pairs.append((entry[0], entry[1]))
     if len(pairs) == n_pairs:  # standard form (for nodes == 1 it coincides with the full form)
         grouped = [pairs[2 * k: 2 * k + 2] for k in range(nodes)]
@@ -139,13 +142,14 @@ def _parse_concat(concat: Any, nodes: int, where: str) -> tuple[int, ...]:
     return tuple(concat)
 
 
-def parse_cell(ops: Any, concat: Any, nodes: int = 4, where: str = "cell") -> CellSpec:
-    """Validate one cell's ops and concat lists (UserError naming `where` if invalid)."""
-    return CellSpec(_parse_ops(ops, nodes, where), _parse_concat(concat, nodes, f"{where} concat"))
+def parse_cell(ops: Any, concat: Any, nodes: int = 4, where: str = "cell", op_names: Sequence[str] = OPS) -> CellSpec:
+    """Validate one cell's ops (names from `op_names`) and concat lists (UserError naming `where` if invalid)."""
+    return CellSpec(_parse_ops(ops, nodes, where, op_names), _parse_concat(concat, nodes, f"{where} concat"))
 
 
-def parse_arch(arch: Any, nodes: int = 4) -> list[CellSpec] | tuple[CellSpec, CellSpec]:
-    """A genotype -> ``(normal, reduce)`` for shared cells, or a list with one CellSpec per unique cell."""
+def parse_arch(arch: Any, nodes: int = 4, op_names: Sequence[str] = OPS) -> list[CellSpec] | tuple[CellSpec, CellSpec]:
+    """A genotype -> ``(normal, reduce)`` for shared cells, or a list with one CellSpec per unique cell.
+    Op names are checked against `op_names` (the DARTS ops by default)."""
     if isinstance(arch, dict) and "cells" in arch:
         if set(arch) != {"cells"}:
             raise UserError(f"a unique-cells arch holds only 'cells', got keys {sorted(arch)}")
@@ -156,15 +160,15 @@ def parse_arch(arch: Any, nodes: int = 4) -> list[CellSpec] | tuple[CellSpec, Ce
         for n, cell in enumerate(cells):
             if not isinstance(cell, dict) or "ops" not in cell or not set(cell) <= {"ops", "concat"}:
                 raise UserError(f"cells[{n}]: expected {{'ops': [[op, input], ...], 'concat': [...]}}, got {cell!r}")
-            specs.append(parse_cell(cell["ops"], cell.get("concat"), nodes, f"cells[{n}] ops"))
+            specs.append(parse_cell(cell["ops"], cell.get("concat"), nodes, f"cells[{n}] ops", op_names))
         return specs
     keys = {"normal", "normal_concat", "reduce", "reduce_concat"}
     if not isinstance(arch, dict) or not {"normal", "reduce"} <= set(arch) or not set(arch) <= keys:
         shown = sorted(arch) if isinstance(arch, dict) else type(arch).__name__
         raise UserError("a DARTS arch is {'normal': [[op, input], ...], 'normal_concat': [2, 3, 4, 5], "
                         "'reduce': [...], 'reduce_concat': [...]} or {'cells': [...]}; got " + str(shown))
-    return (parse_cell(arch["normal"], arch.get("normal_concat"), nodes, "normal"),
-            parse_cell(arch["reduce"], arch.get("reduce_concat"), nodes, "reduce"))
+    return (parse_cell(arch["normal"], arch.get("normal_concat"), nodes, "normal", op_names),
+            parse_cell(arch["reduce"], arch.get("reduce_concat"), nodes, "reduce", op_names))
 
 
 def format_arch(cells: list[CellSpec] | tuple[CellSpec, CellSpec]) -> dict[str, Any]:
@@ -232,6 +236,31 @@ def _preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool, affine: bool)
     return pre0, ReLUConvBN(C_p, C, 1, 1, 0, affine=affine)
 
 
+def _darts_stem(in_channels: int, C: int) -> nn.Module:
+    """DARTS' CIFAR stem: 3x3 conv, BN."""
+    return nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+
+
+@dataclass(frozen=True)
+class CellOps:
+    """What fills the DARTS macro skeleton: the candidate ops (ordered ``name -> (C, stride, affine) factory``),
+    the two input preprocessing modules ``(C_pp, C_p, C, reduction_prev, affine) -> (pre0, pre1)``, the stem
+    ``(in_channels, C_stem) -> module`` and the auxiliary head's activation. The DARTS space uses
+    :data:`DARTS_CELL_OPS`; the binary spaces (``bats``, naive binary DARTS) pass their own."""
+
+    ops: Mapping[str, OpFactory]
+    preprocess: Callable[[int, int, int, bool, bool], tuple[nn.Module, nn.Module]] = _preprocess
+    stem: Callable[[int, int], nn.Module] = _darts_stem
+    aux_activation: Callable[[], nn.Module] = field(default=lambda: nn.ReLU(inplace=True))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.ops)
+
+
+DARTS_CELL_OPS = CellOps(DARTS_OPS)
+
+
 def _empty_node(ref: torch.Tensor, reduction: bool) -> torch.Tensor:
     """The output of a node whose every input is `none`: zeros of the node's shape (and memory format)."""
     return torch.zeros_like(ref[:, :, ::2, ::2] if reduction else ref)
@@ -249,10 +278,11 @@ def _channels_last(net: nn.Module) -> None:
 class DartsCell(nn.Module):
     """A fixed cell: one op per kept edge (`none` edges are not built), nodes sum their inputs."""
 
-    def __init__(self, spec: CellSpec, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+    def __init__(self, spec: CellSpec, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, affine=True)
+        self.preprocess0, self.preprocess1 = cell_ops.preprocess(C_pp, C_p, C, reduction_prev, True)
         self.ops = nn.ModuleList()
         self.wiring: list[list[tuple[int, int]]] = []  # per node: (input node, index into self.ops)
         for inputs in spec.nodes:
@@ -260,7 +290,7 @@ class DartsCell(nn.Module):
             for op, i in inputs:
                 if op != NONE:
                     wires.append((i, len(self.ops)))
-                    self.ops.append(DARTS_OPS[op](C, 2 if reduction and i < 2 else 1, True))
+                    self.ops.append(cell_ops.ops[op](C, 2 if reduction and i < 2 else 1, True))
             self.wiring.append(wires)
         self.concat = spec.concat
         self.multiplier = len(spec.concat)
@@ -294,17 +324,19 @@ class AuxiliaryHead(nn.Module):
     """DARTS' CIFAR auxiliary classifier: ReLU, avg-pool to 2x2, 1x1 conv (128), BN, ReLU, 2x2 conv (768), BN,
     ReLU, linear. The pooling is computed from the incoming feature size (see :func:`aux_pool_geometry`)."""
 
-    def __init__(self, C: int, num_classes: int) -> None:
+    def __init__(self, C: int, num_classes: int, activation: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
+        act = activation or (lambda: nn.ReLU(inplace=True))  # BATS' head uses PReLU
+        self.act = act()
         self.features = nn.Sequential(
-            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), act(),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), act(),
         )
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, sh), (kw, sw) = aux_pool_geometry(x.shape[2]), aux_pool_geometry(x.shape[3])
-        x = F.avg_pool2d(F.relu(x), (kh, kw), stride=(sh, sw))
+        x = F.avg_pool2d(self.act(x), (kh, kw), stride=(sh, sw))
         return self.classifier(self.features(x).flatten(1))
 
 
@@ -312,10 +344,10 @@ class _Backbone(nn.Module):
     """Stem conv, L cells (channels doubled at the reduction cells), global pool and classifier."""
 
     def __init__(self, make_cell: Callable[..., nn.Module], layers: int, C: int, stem_multiplier: int,
-                 in_channels: int, num_classes: int) -> None:
+                 in_channels: int, num_classes: int, stem: Callable[[int, int], nn.Module] = _darts_stem) -> None:
         super().__init__()
         c_stem = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = stem(in_channels, c_stem)
         C_pp, C_p, C_cur = c_stem, c_stem, C
         reduction_prev = False
         reductions = reduction_layers(layers)
@@ -343,13 +375,15 @@ class DartsNetwork(_Backbone):
     :mod:`nasforge.ops.heads` (forward returns the main logits [B, classes] in every mode)."""
 
     def __init__(self, arch: dict[str, Any], cells: list[CellSpec], C: int, stem_multiplier: int,
-                 in_channels: int, num_classes: int, auxiliary: bool = False) -> None:
-        super().__init__(lambda i, *shape: DartsCell(cells[i], *shape), len(cells), C, stem_multiplier,
-                         in_channels, num_classes)
+                 in_channels: int, num_classes: int, auxiliary: bool = False,
+                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
+        super().__init__(lambda i, *shape: DartsCell(cells[i], *shape, cell_ops=cell_ops), len(cells), C,
+                         stem_multiplier, in_channels, num_classes, stem=cell_ops.stem)
         self.arch = arch
         self.drop_path_prob = 0.0
         self.aux_index = 2 * len(cells) // 3
-        self.aux_head = AuxiliaryHead(self.cell_channels[self.aux_index], num_classes) if auxiliary else None
+        self.aux_head = (AuxiliaryHead(self.cell_channels[self.aux_index], num_classes, cell_ops.aux_activation)
+                         if auxiliary else None)
         _channels_last(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,16 +399,18 @@ class DartsNetwork(_Backbone):
 class SearchCell(nn.Module):
     """A supernet cell: a MixedOp of all 8 ops on each of the 14 edges, non-affine BN everywhere."""
 
-    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, affine=False)
+        self.preprocess0, self.preprocess1 = cell_ops.preprocess(C_pp, C_p, C, reduction_prev, False)
         self.edge_list = cell_edges(nodes)
+        names = cell_ops.names
         self.edges = nn.ModuleList(
-            MixedOp([DARTS_OPS[name](C, 2 if reduction and i < 2 else 1, False) for name in OPS], OPS)
+            MixedOp([cell_ops.ops[name](C, 2 if reduction and i < 2 else 1, False) for name in names], names)
             for i, _ in self.edge_list)
         self.multiplier = nodes
-        self._none = OPS.index(NONE)
+        self._none = names.index(NONE)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor | None,
                 path: list[int] | None) -> torch.Tensor:
@@ -409,13 +445,14 @@ class DartsSupernet(Supernet, _Backbone):
     prunes_inputs = True  # a genotype keeps 2 inputs per node
 
     def __init__(self, C: int = 16, layers: int = 8, nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3,
-                 num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True) -> None:
-        _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape), layers, C, stem_multiplier,
-                           in_channels, num_classes)
+                 num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True,
+                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
+        _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape, cell_ops=cell_ops), layers, C,
+                           stem_multiplier, in_channels, num_classes, stem=cell_ops.stem)
         if not track_running_stats:
             _disable_running_stats(self.cells)
         self.init_supernet()
-        self.op_names = list(OPS)
+        self.op_names = cell_ops.names
         self.nodes = nodes
         self.unique_cells = unique_cells
         reductions = reduction_layers(layers)
@@ -426,7 +463,7 @@ class DartsSupernet(Supernet, _Backbone):
         # Shared cells always get both groups, so a genotype always has both cells, even when L < 3 makes every
         # cell a reduction cell (the `normal` alphas then receive no gradient).
         for g in self.cell_groups if unique_cells else ["normal", "reduce"]:
-            self.alphas[g] = nn.Parameter(1e-3 * torch.randn(num_edges(nodes), len(OPS)))
+            self.alphas[g] = nn.Parameter(1e-3 * torch.randn(num_edges(nodes), len(self.op_names)))
         _channels_last(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -502,16 +539,50 @@ class DartsSupernet(Supernet, _Backbone):
 
 # --------------------------------------------------------------------------------------------------
 # The space
-@SPACES.register("darts", help="DARTS CNN cells: 14 edges x 8 ops, normal + reduce (or unique) cells; arch = genotype")
+@SPACES.register("darts", help="DARTS CNN cells: 14 edges x 8 ops, normal + reduce (or unique) cells; arch = genotype "
+                               "(binary=naive: the same ops naively binarized)")
 class DartsSpace(SearchSpace):
+    """The DARTS cell space. Option ``binary``: ``false`` (default, the real-valued DARTS ops) or ``"naive"``:
+    the same ops binarized as-is, ReLU -> sign -> binary depthwise -> sign -> binary pointwise -> BN (XNOR
+    weights; preprocessing, stem, pools, skip and classifier stay real), the comparison the BATS paper's
+    abstract makes ("DARTS applied directly to binary networks gives very poor results"). Note that with
+    sign(0) = +1, sign(ReLU(x)) is +1 everywhere: the naive binary convs see a constant input, which is
+    exactly the information loss BATS' op design (BN -> sign -> conv -> PReLU) avoids."""
+
     name = "darts"
     supports_weight_sharing = True
     aux_option = "auxiliary"
     defaults = {"C": Opt(16, ">=1"), "layers": Opt(8, ">=1", help="cells (reductions at 1/3 and 2/3)"),
-                "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False}
+                "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,
+                "binary": Opt(False, type=None, help="false, or 'naive': DARTS ops binarized naively (1-bit)")}
+    #: build() overrides accepted on top of the space options (the scale of the final network)
+    build_options: tuple[str, ...] = _BUILD_OPTIONS
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
+        super().__init__(in_channels, num_classes, resolution, **options)
+        if self.options.get("binary", False) not in (False, None, "none", "naive"):
+            raise ConfigError(f"space option binary={self.options['binary']!r}: choose false or 'naive' "
+                              "(the BATS op set is the separate space 'bats')")
+
+    @property
+    def is_binary(self) -> bool:
+        """True when the space's conv ops are 1-bit (strategies for binary networks require this)."""
+        return self.options.get("binary") == "naive"
+
+    def cell_ops(self, **overrides: Any) -> CellOps:
+        """The op set filling the cells (overrides: build options that change it)."""
+        if self.is_binary:
+            from ..ops.bats import NAIVE_BINARY_DARTS_OPS
+
+            return CellOps(NAIVE_BINARY_DARTS_OPS)
+        return DARTS_CELL_OPS
+
+    @property
+    def op_names(self) -> list[str]:
+        return self.cell_ops().names
 
     def _random_cell(self, rng: random.Random) -> list[list]:
-        ops = OPS[1:]  # never `none`: a sampled genotype has two real inputs per node
+        ops = [o for o in self.op_names if o != NONE]  # never `none`: a sampled genotype has two real inputs per node
         return [[rng.choice(ops), i] for j in range(2, self.options["nodes"] + 2) for i in rng.sample(range(j), 2)]
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
@@ -524,7 +595,7 @@ class DartsSpace(SearchSpace):
                 "reduce": self._random_cell(rng), "reduce_concat": list(concat)}
 
     def validate(self, arch: Any) -> dict[str, Any]:
-        return format_arch(parse_arch(arch, self.options["nodes"]))
+        return format_arch(parse_arch(arch, self.options["nodes"], self.op_names))
 
     def mutate(self, arch: Any, rng: random.Random) -> dict[str, Any]:
         """Change one op or one input of one cell (inputs of a node stay distinct; the full form only changes ops)."""
@@ -542,16 +613,16 @@ class DartsSpace(SearchSpace):
             ops[k] = [op, rng.choice(new_inputs)]
         else:
             # the full form uses `none` to drop an edge, so it may mutate to `none`; the standard form may not
-            ops[k] = [rng.choice([o for o in OPS if o != op and (full or o != NONE)]), i]
+            ops[k] = [rng.choice([o for o in self.op_names if o != op and (full or o != NONE)]), i]
         return self.validate(out)
 
     def build(self, arch: Any, **overrides: Any) -> DartsNetwork:
         """The evaluation network; overrides ``C``, ``layers``, ``stem_multiplier``, ``auxiliary`` (default False)."""
-        unknown = set(overrides) - set(_BUILD_OPTIONS)
+        unknown = set(overrides) - set(self.build_options)
         if unknown:
-            raise ConfigError(f"unknown build option(s) {sorted(unknown)} for space 'darts'; "
-                              f"valid: {', '.join(_BUILD_OPTIONS)}")
-        parsed = parse_arch(arch, self.options["nodes"])
+            raise ConfigError(f"unknown build option(s) {sorted(unknown)} for space '{self.name}'; "
+                              f"valid: {', '.join(self.build_options)}")
+        parsed = parse_arch(self.validate(arch), self.options["nodes"], self.op_names)
         if isinstance(parsed, list):  # unique cells fix the depth
             layers = overrides.get("layers", len(parsed))
         else:
@@ -564,23 +635,26 @@ class DartsSpace(SearchSpace):
                 if i <= 2 * layers // 3:
                     size = (size + 1) // 2
             aux_pool_geometry(size)  # fail now, with a clear message, rather than in the first forward
+        cell_ops = self.cell_ops(**{k: v for k, v in overrides.items() if k not in _BUILD_OPTIONS},
+                                 C=self._option(overrides, "C"))
         return DartsNetwork(format_arch(parsed), cells, self._option(overrides, "C"),
                             self._option(overrides, "stem_multiplier"), self.in_channels, self.num_classes,
-                            auxiliary=auxiliary)
+                            auxiliary=auxiliary, cell_ops=cell_ops)
 
     def supernet(self, **overrides: Any) -> DartsSupernet:
         unknown = set(overrides) - set(_SUPERNET_OPTIONS)
         if unknown:
-            raise ConfigError(f"unknown supernet option(s) {sorted(unknown)} for space 'darts'; "
+            raise ConfigError(f"unknown supernet option(s) {sorted(unknown)} for space '{self.name}'; "
                               f"valid: {', '.join(_SUPERNET_OPTIONS)}")
         return DartsSupernet(self._option(overrides, "C"), self._option(overrides, "layers"),
                              self._option(overrides, "nodes"), self._option(overrides, "stem_multiplier"),
                              self.in_channels, self.num_classes, unique_cells=self._option(overrides, "unique_cells"),
-                             track_running_stats=overrides.get("track_running_stats", True))
+                             track_running_stats=overrides.get("track_running_stats", True),
+                             cell_ops=self.cell_ops(C=self._option(overrides, "C")))
 
     def parameter_free_count(self, arch: Any) -> int:
         """Parameter-free ops (skip, none, pools) over the genotype's cells (normal + reduce, or every unique cell)."""
-        parsed = parse_arch(arch, self.options["nodes"])
+        parsed = parse_arch(self.validate(arch), self.options["nodes"], self.op_names)
         return sum(is_parameter_free(op) for cell in parsed for inputs in cell.nodes for op, _ in inputs)
 
     def figure(self, arch: Any) -> list:

@@ -67,6 +67,7 @@ class SearchContext:
     sync_bn: bool = False  # data parallel: BatchNorm statistics over the global batch
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume
+    teacher: Any = None  # a frozen trained model for knowledge distillation (config key `teacher`), or None
     _journal: Any = None
     trial_bar: Any = None  # the "trial k of N, best so far" bar of a multi-trial search (nasforge.progress)
     trials_seen: int = 0

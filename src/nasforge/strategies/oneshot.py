@@ -37,6 +37,7 @@ WEIGHT_DEFAULTS: dict[str, Any] = {
     "w_nesterov": Opt(None, type=bool, help="null: the space's search default"),
     "grad_clip": Opt(5.0, ">0", nullable=True), "hessian_every": Opt(1, ">=0", help="epochs; 0 = never"),
     "hessian_iters": Opt(10, ">=1"), "eval_batches": Opt(10, ">=1"),
+    "w_optimizer": Opt("sgd", choices=("sgd", "adam"), help="supernet weight optimiser (adam: binary networks)"),
 }
 
 
@@ -90,6 +91,9 @@ class OneShotStrategy(Strategy):
     def epoch_diagnostics(self, supernet: Supernet, ctx: SearchContext, val_batch) -> dict[str, Any]:
         return {}
 
+    def on_epoch_start(self, supernet: Supernet, epoch: int, epochs: int, ctx: SearchContext) -> None:
+        """Called before every epoch (0-based `epoch`), also after a resume: per-epoch schedules go here."""
+
     # -- shared machinery -----------------------------------------------------------------
     def weight_step(self, supernet: Supernet, loss: torch.Tensor | None = None) -> None:
         """Step the weight optimiser on the gradients in ``p.grad`` (from ``self.prec.scale(loss).backward()``):
@@ -111,8 +115,13 @@ class OneShotStrategy(Strategy):
         wd = self.hp["w_weight_decay"] if self.hp["w_weight_decay"] is not None else space_opt["weight_decay"]
         nesterov = self.hp["w_nesterov"] if self.hp["w_nesterov"] is not None else space_opt["nesterov"]
         self.w_params = supernet.weight_parameters()
-        self.w_opt = torch.optim.SGD(self.w_params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
-                                     weight_decay=wd, nesterov=nesterov)
+        if self.hp["w_optimizer"] == "adam":  # the common choice for binary networks (BATS spec 2.5)
+            self.w_opt: torch.optim.Optimizer = torch.optim.Adam(self.w_params, lr=self.hp["w_lr"], weight_decay=wd)
+        elif self.hp["w_optimizer"] == "sgd":
+            self.w_opt = torch.optim.SGD(self.w_params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
+                                         weight_decay=wd, nesterov=nesterov)
+        else:
+            raise ConfigError(f"unknown w_optimizer '{self.hp['w_optimizer']}'; choose from: adam, sgd")
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=epochs, eta_min=self.hp["w_lr_min"])
 
     def _check_space(self, space) -> None:
@@ -165,6 +174,7 @@ class OneShotStrategy(Strategy):
             pbar.advance(start_epoch * steps)
             for epoch in range(start_epoch, epochs):
                 t0 = time.perf_counter()
+                self.on_epoch_start(supernet, epoch, epochs, ctx)
                 train_loader.set_epoch(epoch)
                 second_iter = self._stream(second_loader, epoch)
                 supernet.train()

@@ -21,6 +21,7 @@ from ..options import field as option
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
+from ..ops.binary import latent_binary_weights
 from ..ops.heads import forward_with_aux
 from ..runs.store import RunDir
 from ..utils import Cost, CostMeter, seed_everything
@@ -32,7 +33,8 @@ class TrainConfig:
 
     epochs: int = option(10, ">=1")
     batch_size: int = option(128, ">=1")
-    optimizer: str = option("sgd", choices=("sgd", "adamw"))  # "sgd" (momentum, cosine) or "adamw" (cosine)
+    # "sgd" (momentum, cosine), "adam" (L2 weight decay, cosine; binary networks) or "adamw" (cosine)
+    optimizer: str = option("sgd", choices=("sgd", "adam", "adamw"))
     lr: float = option(0.05, ">0")
     lr_min: float = option(0.0, ">=0")
     momentum: float = option(0.9, "[0, 1)")
@@ -48,6 +50,9 @@ class TrainConfig:
     hflip: bool = True
     cutout: int = option(0, ">=0")
     seed: int = option(0, ">=0")
+    kd_lambda: float = option(1.0, ">=0")  # knowledge distillation (with a teacher): CE + kd_lambda * kd_tau^2 * KL
+    kd_tau: float = option(1.0, ">0")
+    stages: int = option(0, choices=(0, 1, 2))  # binary networks: 2 = two-stage, 1 = fully binary at once, 0 = auto
 
     def __post_init__(self) -> None:
         options.check_dataclass(self, "", noun="training option")
@@ -80,11 +85,14 @@ class TrainConfig:
 
 
 def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser and cosine schedule of `cfg`; `params` are parameters or param-group dicts."""
     params = list(params)
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                      nesterov=cfg.nesterov and cfg.momentum > 0,
                                                      weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.warmup_epochs > 0:  # per epoch: linear warm-up, then cosine from lr to lr_min over the rest
@@ -110,6 +118,23 @@ def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any
         token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
         (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Parameter groups: latent weights of convs whose weights are currently binarized get no weight decay
+    (decay would only drag them towards a sign flip); everything else takes the configured decay."""
+    binary = {id(p) for p in latent_binary_weights(model)}
+    rest = [p for p in model.parameters() if id(p) not in binary]
+    if not binary:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": [p for p in model.parameters() if id(p) in binary], "weight_decay": 0.0}]
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): tau^2 * KL(softmax(teacher/tau) || softmax(student/tau)),
+    averaged over the batch; logits ``[N, classes]``."""
+    return tau * tau * F.kl_div(F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1),
+                                reduction="batchmean", log_target=True)
 
 
 def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -148,7 +173,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
                 run: RunDir | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                 device: torch.device | str | None = None, precision: str = "fp32",
-                sync_bn: bool = False) -> dict[str, Any]:
+                sync_bn: bool = False, teacher: nn.Module | None = None) -> dict[str, Any]:
     """Train `model` in place on `device`; returns the final metrics, the per-epoch history and the cost.
 
     `device`: where the model and the batches live (default: where the model's parameters are); the model
@@ -157,7 +182,8 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
     averaged; `sync_bn` computes BatchNorm statistics over the global batch, otherwise rank 0's running
     statistics are broadcast after each step. With `run`, a checkpoint is written after every epoch (by rank
     0) and an existing one is resumed from (on any device), so an interrupted run ends with the same
-    weights as an uninterrupted one.
+    weights as an uninterrupted one. With a `teacher` (a trained model, frozen, on the same inputs; moved to
+    `device`), the loss adds ``kd_lambda * kd_loss(student, teacher, kd_tau)``.
 
     Raises:
         ConfigError: bad precision for the device; TrainingDiverged: a non-finite loss.
@@ -177,8 +203,11 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
     train_loader = cfg.loader(train, mean, std, train=True, device=device, rank=rank, world_size=world)
     test_loader = (cfg.loader(test, mean, std, train=False, device=device, rank=rank, world_size=world)
                    if test is not None else None)
-    params = model.parameters() if cfg.decay_norms else no_decay_groups(model, cfg.weight_decay)
+    # no decay on latent binary weights (always) and, with decay_norms=False, on biases/norms/tokens (DeiT)
+    params = param_groups(model) if cfg.decay_norms else no_decay_groups(model, cfg.weight_decay)
     opt, sched = make_optimizer(params, cfg, len(train_loader))
+    if teacher is not None:
+        teacher.to(device).eval()
     history: list[dict[str, Any]] = []
     start_epoch, spent = 0, Cost()
 
@@ -207,6 +236,10 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
                 with prec.autocast():
                     logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    if teacher is not None and cfg.kd_lambda > 0:
+                        with torch.no_grad():
+                            t_logits, _ = split_logits(teacher(x))
+                        loss = loss + cfg.kd_lambda * kd_loss(logits, t_logits, cfg.kd_tau)
                     if aux is not None and cfg.aux_weight > 0:
                         loss = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
                 check_finite(loss, f"epoch {epoch + 1} step {step + 1}", clipping=bool(cfg.grad_clip))

@@ -1,0 +1,199 @@
+"""BATS: Binary ArchitecTure Search (Bulat, Martinez, Tzimiropoulos, ECCV 2020, arXiv 2003.01711).
+
+First-order bi-level DARTS (the `darts` strategy's machinery) on a binary space, with BATS' three changes
+on the search side:
+
+- **temperature**: mixing weights softmax(alpha / T) with a constant T (default 0.2) that makes every edge
+  commit; ``anneal=true`` decays T exponentially from ``temperature`` to ``temperature_min`` over the search
+  (an extension, *not* in the paper);
+- **32W/1A search**: binary activations with real weights by default (``search_weight_bits=32``);
+  ``search_weight_bits=1`` searches the fully binary supernet;
+- **knowledge distillation** from a real-valued teacher (config key ``teacher``: a finished train run on the
+  same dataset): the weight loss is CE + kd_lambda * kd_tau^2 * KL(teacher || student); the alpha loss is plain
+  CE unless ``kd_alpha=true``.
+
+The genotype is DARTS' top-2-excluding-none rule (independent of T). Every epoch logs, besides the
+diagnostics of every one-shot strategy, the temperature, the entropy of the actual mixing weights
+softmax(alpha/T) (normalised by log K), the entropy at T=1, and the discretization gap: supernet val accuracy
+minus that of the derived sub-network with inherited weights after BN recalibration.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..ops.binary import set_binarization
+from ..registry import STRATEGIES
+from ..spaces.base import SearchSpace
+from ..supernet import Supernet, entropy
+from ..training import kd_loss
+from .base import SearchContext
+from .darts import DARTS
+from .oneshot import check_loss
+
+BATS_DEFAULTS: dict[str, Any] = {
+    "temperature": 0.2, "anneal": False, "temperature_min": 0.05, "search_weight_bits": 32,
+    "kd_lambda": 1.0, "kd_tau": 1.0, "kd_alpha": False,
+    # weights: Adam, as usual for binary networks [spec 2.5, S]; alphas: DARTS' Adam (3e-4, (0.5, 0.999), 1e-3)
+    "w_optimizer": "adam", "w_lr": 1e-3, "w_lr_min": 0.0, "w_weight_decay": 1e-5,
+    "gap_every": 1, "gap_batches": 10,  # discretization gap every N epochs (0: only after the last), BN recal batches
+    "hessian_every": 0,
+}
+
+
+@STRATEGIES.register("bats", help="BATS: binary search, softmax(alpha/T) T=0.2, 32W/1A, optional KD from a teacher")
+class BATS(DARTS):
+    """The BATS search (see the module docstring); needs a binary space (``bats`` or ``darts`` with
+    ``binary=naive``)."""
+
+    name = "bats"
+    uses_teacher = True
+    defaults = {**DARTS.defaults, **BATS_DEFAULTS}
+
+    def prepare(self, space: SearchSpace) -> None:
+        """Reject a real-valued space or bad options (ConfigError, one line) before a run directory exists."""
+        if not getattr(space, "is_binary", False):
+            raise ConfigError(f"strategy 'bats' searches binary networks, but space '{space.name}' is real-valued; "
+                              "use --space bats (or --space darts --space-opt binary=naive)")
+        hp = self.hp
+        if not (isinstance(hp["temperature"], (int, float)) and hp["temperature"] > 0):
+            raise ConfigError(f"temperature must be a positive number, got {hp['temperature']!r}")
+        if hp["anneal"] and not (isinstance(hp["temperature_min"], (int, float)) and 0 < hp["temperature_min"]):
+            raise ConfigError(f"anneal needs a positive temperature_min, got {hp['temperature_min']!r}")
+        if hp["search_weight_bits"] not in (1, 32):
+            raise ConfigError(f"search_weight_bits must be 32 (real weights, binary activations) or 1 (fully "
+                              f"binary), got {hp['search_weight_bits']!r}")
+        if hp["order"] not in (1, 2):
+            raise ConfigError(f"order must be 1 or 2, got {hp['order']!r}")
+
+    # -- set-up and schedules -------------------------------------------------------------
+    def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
+        self.prepare(ctx.space)
+        super().setup(supernet, ctx)
+        set_binarization(supernet, act=True, weight=self.hp["search_weight_bits"] == 1)
+        self.teacher = ctx.teacher
+        if self.teacher is not None:
+            p = next(supernet.parameters())
+            self.teacher = self.teacher.to(p.device).eval()
+        self._epoch, self._epochs = 0, ctx.budget.epochs or 1
+
+    def temperature_at(self, epoch: int, epochs: int) -> float:
+        """T of `epoch` (0-based): constant, or T0 * (Tmin/T0)^(epoch/(epochs-1)) with ``anneal``."""
+        t0 = float(self.hp["temperature"])
+        if not self.hp["anneal"] or epochs <= 1:
+            return t0
+        t1 = float(self.hp["temperature_min"])
+        return t0 * (t1 / t0) ** (epoch / (epochs - 1))
+
+    def on_epoch_start(self, supernet: Supernet, epoch: int, epochs: int, ctx: SearchContext) -> None:
+        self._epoch, self._epochs = epoch, epochs
+        supernet.temperature = self.temperature_at(epoch, epochs)
+
+    # -- one step -------------------------------------------------------------------------
+    def _kd(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        if self.teacher is None or self.hp["kd_lambda"] <= 0:
+            return None
+        with torch.no_grad():
+            t = self.teacher(x)
+            t = t[0] if isinstance(t, tuple) else t
+        return self.hp["kd_lambda"] * kd_loss(logits, t, self.hp["kd_tau"])
+
+    def _alpha_grad(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> float:
+        if not self.hp["kd_alpha"] or self.teacher is None:
+            return super()._alpha_grad(supernet, x, y)
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y) + self._kd(logits, x)
+        check_loss(loss, "architecture step")
+        for a, g in zip(self.alphas, torch.autograd.grad(loss, self.alphas)):
+            a.grad = g
+        return loss.item()
+
+    def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        logits = supernet(x)
+        ce = F.cross_entropy(logits, y)
+        kd = self._kd(logits, x)
+        loss = ce if kd is None else ce + kd
+        check_loss(loss, "weight step")
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.w_params)
+        self.weight_step(supernet)
+        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def epoch_diagnostics(self, supernet: Supernet, ctx: SearchContext, val_batch) -> dict[str, Any]:
+        mixing = supernet.op_weights()
+        k = next(iter(mixing.values())).shape[1]
+        with torch.no_grad():
+            ent_t = torch.cat([entropy(p.detach()) for p in mixing.values()])
+            ent_1 = torch.cat([entropy(torch.softmax(a.detach(), -1)) for a in supernet.alphas.values()])
+        out: dict[str, Any] = {"temperature": supernet.temperature,
+                               "mixing_entropy": float(ent_t.mean()),
+                               "mixing_entropy_normalised": float(ent_t.mean()) / math.log(k),
+                               "alpha_entropy_t1_normalised": float(ent_1.mean()) / math.log(k)}
+        every = int(self.hp["gap_every"])
+        last = self._epoch + 1 >= self._epochs
+        if hasattr(supernet, "arch_to_path") and ((every and (self._epoch + 1) % every == 0) or last):
+            out.update(discretization_gap(supernet, ctx, self.derive(supernet, ctx), self.hp["eval_batches"],
+                                          self.hp["gap_batches"], seed=ctx.seed + self._epoch))
+        return out
+
+
+def _fixed_batches(loader, n: int, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    loader.set_epoch(epoch)
+    out = []
+    for i, b in enumerate(loader):
+        if i >= n:
+            break
+        out.append(b)
+    return out
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, batches) -> float:
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
+    return correct / max(1, sum(len(y) for _, y in batches))
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over `batches` (train-mode forwards,
+    no gradient); the model ends in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    for x, _ in batches:
+        model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+def discretization_gap(supernet: Supernet, ctx: SearchContext, arch: Any, eval_batches: int = 10,
+                       recal_batches: int = 10, seed: int = 0) -> dict[str, float]:
+    """Supernet val accuracy minus the val accuracy of the derived sub-network `arch` run with the supernet's
+    weights (sampled path: only the kept edges, each with its chosen op) after recomputing BN statistics on
+    `recal_batches` search-train batches. Both on the same `eval_batches` search-val batches; the supernet
+    itself is left untouched (the sub-network is a copy). Returns ``{"supernet_val_accuracy_gap_eval",
+    "subnet_val_accuracy", "discretization_gap"}``."""
+    train_loader, val_loader = ctx.data.loaders(ctx.seed)
+    val = _fixed_batches(val_loader, eval_batches, 20_000)
+    recal = _fixed_batches(train_loader, recal_batches, 30_000 + seed)
+    was_training = supernet.training
+    sup_acc = _accuracy(supernet, val)
+    supernet.train(was_training)
+    sub = copy.deepcopy(supernet)
+    sub.set_path(sub.arch_to_path(arch))
+    recalibrate_bn(sub, recal)
+    sub_acc = _accuracy(sub, val)
+    return {"supernet_val_accuracy_gap_eval": sup_acc, "subnet_val_accuracy": sub_acc,
+            "discretization_gap": sup_acc - sub_acc}
