@@ -133,14 +133,15 @@ def h4(args, root: Path) -> dict:
 
 def headline(args, root: Path) -> dict:
     opts = {"width": 0.25}
-    devices = ["local-cpu-1t", "local-cpu-2t-b32", "pixel3", "titan_rtx_1"]
+    devices = args.devices.split(",")
     models = {}
     for d in devices:
         models[d] = lut_for("fbnet", opts, d, args.tables, calibrate=10 if d.startswith("local") else 0)[1]
     rows = []
-    for d in devices:
-        r = run_search(args, "fbnet", opts, {"target": d, "order": "late_first", "stage_epochs": [5, 2]},
-                       args.seeds[0], 7, root)
+    for d in (args.only.split(",") if args.only else devices):
+        se = [int(x) for x in args.stage_epochs.split(",")]
+        r = run_search(args, "fbnet", opts, {"target": d, "order": "late_first", "stage_epochs": se},
+                       args.seeds[0], sum(se), root)
         r["target"] = d
         cross = {}
         for e in devices:
@@ -164,6 +165,9 @@ def main() -> None:
     p.add_argument("--retrain-epochs", type=int, default=3)
     p.add_argument("--retrain-subset", type=int, default=10000)
     p.add_argument("--test-subset", type=int, default=2000)
+    p.add_argument("--devices", default="local-cpu-1t,local-cpu-2t-b32,pixel3,titan_rtx_1", help="headline targets")
+    p.add_argument("--only", default=None, help="headline: search only these targets (cross table over --devices)")
+    p.add_argument("--stage-epochs", default="5,2", help="headline: supernet epochs of stage 1 and 2")
     p.add_argument("--tables", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"))
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]

@@ -345,3 +345,14 @@ def test_hparam_validation():
         Hurricane(stage_epochs=[3])
     with pytest.raises(UserError, match="latency_frac"):
         Hurricane(latency_frac=0)
+
+
+def test_a_budget_at_the_fastest_network_still_finishes(tmp_path, fake_cache):
+    """Only the fastest network fits: each stage scores its (feasible) starting point instead of failing."""
+    space = MobileSpace(**TINY)
+    lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
+    lo, _ = lut.bounds()
+    res = api.search({**_cfg(fake_cache, latency_ms=lo * 1.000001), "budget": {"epochs": 2}}, run_root=tmp_path)
+    m = res["search"]["metrics"]
+    assert m["evaluated"] == 2 and m["evaluated_over_budget"] == 0  # one per stage
+    assert res["arch"] == [min(e, key=e.get) for e in lut.entries]

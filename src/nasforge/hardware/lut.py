@@ -298,6 +298,8 @@ def build_local_lut(space, device: str, cache: LatencyCache | None = None, *, op
         values[key] = res["ms"]
         if progress is not None:
             progress(n + 1, len(todo))
+        if (n + 1) % 25 == 0:  # an interrupted build keeps what it measured
+            cache.save()
     if todo:
         cache.save()
 

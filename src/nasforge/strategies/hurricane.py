@@ -63,6 +63,15 @@ def _int(name: str, v: Any, low: int) -> int:
 @STRATEGIES.register("hurricane", help="HURRICANE: per-device candidates, two-stage SPOS supernet, evolution under "
                                        "a hard latency constraint (target=<device>)")
 class Hurricane(Strategy):
+    """Options (``--set key=value``): ``target`` (latency device), ``top_k`` (candidates kept per layer),
+    ``latency_ms`` / ``latency_frac`` (budget: absolute, or a fraction of the slowest network's latency),
+    ``latency_metric`` (raw | calibrated LUT), ``order`` (late_first | early_first | joint), ``split`` (share
+    of layers in the late group), ``stage_epochs`` ([stage 1, stage 2]), evolution ``population``,
+    ``sample_size``, ``evaluations`` (per stage), ``crossover_prob``; ``bn_batches`` / ``eval_batches``
+    (BN recalibration / held-out scoring); weight SGD ``w_lr``, ``w_momentum``, ``w_weight_decay``,
+    ``grad_clip``; local LUTs: ``calibrate`` (networks measured end to end), ``lut_cache``, ``lut_warmup``,
+    ``lut_repeats``, ``lut_number``; HELP fits: ``n_fit``. See the module docstring for the algorithm."""
+
     name = "hurricane"
     kind = "one-shot"
     defaults = {
@@ -295,7 +304,11 @@ class Hurricane(Strategy):
                     self._save(ctx, supernet, opt, sched, s, selection)
             # ---- evolution under the latency constraint ----
             self._evolve(ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection)
-            best = max((e for e in s["evaluated"] if e["stage"] == s["stage"] + 1), key=lambda e: e["accuracy"])
+            scored = [e for e in s["evaluated"] if e["stage"] == s["stage"] + 1]
+            if not scored:
+                raise UserError(f"hurricane stage {s['stage'] + 1}: no candidate within the budget {T:.4g} ms could be "
+                                "proposed; raise latency_ms/latency_frac")
+            best = max(scored, key=lambda e: e["accuracy"])
             for i in active:
                 s["fixed"][i] = best["arch"][i]
             s["stage_results"].append({"stage": s["stage"] + 1, "searched_layers": active, "epochs": n_ep,
@@ -400,6 +413,17 @@ class Hurricane(Strategy):
         done = sum(1 for e in s["evaluated"] if e["stage"] == stage_no)
         bn_batches = list(islice(_epoch(train_loader, _BN_EPOCH), hp["bn_batches"]))
         eval_batches = list(islice(_epoch(val_loader, _EVAL_EPOCH), hp["eval_batches"]))
+        if done == 0 and self._lat(model, fixed) <= T:
+            # the stage's starting point (the previous stage's winner, the rest on their defaults) is feasible by
+            # construction: score it first, so a stage whose feasible region is tiny still has a result
+            acc = score_candidate(supernet, supernet.arch_to_path(fixed), bn_batches, eval_batches, device)
+            lat = self._lat(model, fixed)
+            s["evaluated"].append({"stage": stage_no, "arch": list(fixed), "accuracy": acc, "latency_ms": lat})
+            self._log(ctx, s, event="candidate", stage=stage_no, arch=list(fixed), accuracy=acc, latency_ms=lat)
+            engine.tell([list(fixed)], [acc])
+            done = 1
+            s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
+            self._save(ctx, supernet, opt, sched, s, selection)
         while done < target_n:
             archs = engine.ask(rng, min(hp["population"] // 2 or 1, target_n - done))
             if not archs:

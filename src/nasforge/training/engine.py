@@ -42,6 +42,8 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "[0, 1)")
     drop_path: float = option(0.0, "[0, 1)")  # final drop-path probability, ramped linearly from 0 (DARTS)
     aux_weight: float = option(0.0, ">=0")  # weight of the auxiliary-head loss (0.4 in DARTS)
+    warmup_epochs: int = option(0, ">=0")  # linear warm-up epochs before the cosine decay (DeiT: 5)
+    decay_norms: bool = True  # False: no weight decay on biases, norms and class/position tokens (DeiT, ViTAS)
     crop_padding: int = option(2, ">=0")
     hflip: bool = True
     cutout: int = option(0, ">=0")
@@ -49,6 +51,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         options.check_dataclass(self, "", noun="training option")
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"training option warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
 
     @classmethod
     def declaration(cls) -> dict[str, Any]:
@@ -83,8 +87,29 @@ def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torc
                                                      weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.warmup_epochs > 0:  # per epoch: linear warm-up, then cosine from lr to lr_min over the rest
+        w, floor = cfg.warmup_epochs, cfg.lr_min / cfg.lr
+
+        def factor(e: int) -> float:
+            if e < w:
+                return (e + 1) / (w + 1)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (e - w) / max(1, cfg.epochs - w)))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
     return opt, sched
+
+
+def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: decay for matrices/kernels, none for biases, norms and tokens (1-D or
+    token/position tables), as DeiT and ViTAS do (`util/weight_decay.py`)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
+        (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -152,7 +177,8 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
     train_loader = cfg.loader(train, mean, std, train=True, device=device, rank=rank, world_size=world)
     test_loader = (cfg.loader(test, mean, std, train=False, device=device, rank=rank, world_size=world)
                    if test is not None else None)
-    opt, sched = make_optimizer(model.parameters(), cfg, len(train_loader))
+    params = model.parameters() if cfg.decay_norms else no_decay_groups(model, cfg.weight_decay)
+    opt, sched = make_optimizer(params, cfg, len(train_loader))
     history: list[dict[str, Any]] = []
     start_epoch, spent = 0, Cost()
 
