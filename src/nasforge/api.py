@@ -422,8 +422,8 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
 
         sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         n = min(len(test_set), 1000)
-        logits = sess.run(["logits"], {"images": test_set.images[:n].float().cpu().numpy()})[0]
-        res["onnx_accuracy_raw_pixels"] = float((logits.argmax(1) == test_set.labels[:n].cpu().numpy()).mean())
+        logits = sess.run(["logits"], {"images": test_set.images[:n].float().numpy()})[0]  # host: datasets live on the CPU
+        res["onnx_accuracy_raw_pixels"] = float((logits.argmax(1) == test_set.labels[:n].numpy()).mean())  # host: labels live on the CPU
         res["onnx_accuracy_images"] = n
     return res
 

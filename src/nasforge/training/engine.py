@@ -57,7 +57,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         options.check_dataclass(self, "", noun="training option")
         if self.warmup_epochs and self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+            raise ConfigError(f"training option warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
 
     @classmethod
     def declaration(cls) -> dict[str, Any]:
