@@ -424,3 +424,40 @@ def test_multi_trial_in_progress_reads_the_journal(runs, tmp_path):
     assert sorted(t.score for t in view.trials) == sorted(m["score"] for m in logged)
     best = max(logged, key=lambda m: m["score"])
     assert view.arch() == (best["arch"], "best of 2 trials so far (search in progress)")
+
+
+def test_binary_costs_and_training_stages_are_shown(runs, tmp_path):
+    """Binary networks report BOPs/FLOPs/OPs and per-stage results (BATS's two-stage recipe): the page shows
+    whatever of these a result holds (here added to a real train run's result)."""
+    run = tmp_path / "binary"
+    shutil.copytree(runs["train"], run, ignore=shutil.ignore_patterns("report.html"))
+    res = json.loads((run / "result.json").read_text())
+    res.update({"flops": 1_776_256, "bops": 7_400_960, "ops": 7_400_960 / 64 + 1_776_256,
+                "stages": [{"stage": 1, "binarization": "activations", "test_accuracy": 0.61},
+                           {"stage": 2, "binarization": "weights+activations", "test_accuracy": 0.55}]})
+    (run / "result.json").write_text(json.dumps(res))
+    text, p = check_page(Path(write_report(run)["report"]))
+    for label, value in (("bops", "7,400,960"), ("flops", "1,776,256"), ("ops", "1,891,896")):
+        assert re.search(rf"<th>{label}</th><td>{value}</td>", text), label
+    assert "weights+activations" in text and ">stages<" in text
+    row = run_row_of(run)
+    assert (row["bops"], row["flops"], row["ops"]) == (7_400_960, 1_776_256, 7_400_960 / 64 + 1_776_256)
+
+
+def run_row_of(run: Path) -> dict:
+    from nasforge.report.compare import run_row
+    from nasforge.report.rundir import RunView
+
+    return run_row(RunView.open(run))
+
+
+def test_bats_cells_are_drawn_like_darts_cells():
+    bats = pytest.importorskip("nasforge.spaces.bats")
+    import random
+
+    space = bats.BatsSpace()
+    arch = space.validate(space.sample(random.Random(0)))
+    normal, reduce = space.figure(arch)
+    assert [(s, d, op) for s, d, op in normal.edges if op] == \
+        [({0: "c_{k-2}", 1: "c_{k-1}"}.get(i, str(i - 2)), str(k // 2), op) for k, (op, i) in enumerate(arch["normal"])]
+    assert "digraph" in cell_graph(reduce).source

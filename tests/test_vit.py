@@ -255,11 +255,13 @@ def test_random_erasing_touches_about_p_of_the_images():
 
 
 # -- the strategy ---------------------------------------------------------------------------------------------------------
-def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, tiny_data):
+@pytest.mark.parametrize("flags", [{}, {"selection": "random"}, {"evolution_init": "uniform", "sampling": "uniform"}])
+def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, flags):
     sp = ViTSpace(**SMALL)
     top = sp.macs(sp.extreme_archs()[1])
-    strat = ViTAS(flops_min=0.2 * top, flops_max=0.35 * top, candidates=30, population=6, sample_size=3)
-    strat.prepare(sp)
+    strat = ViTAS(flops_min=0.2 * top, flops_max=0.35 * top, candidates=30, population=6, sample_size=3, **flags)
+    prep = strat.prepare(sp)
+    assert (prep["p_identity"] is None) == (flags.get("sampling") == "uniform")  # uniform: no calibration
     strat.device = torch.device("cpu")
     seen = []
 
@@ -330,6 +332,7 @@ def test_cli_search_train_export(tmp_path, capsys):
     (["--set", "flops_min=1", "--set", "flops_max=100"], "below the smallest subnet"),
     (["--space-opt", "heads=[1,2,3]"], "do not divide attention width"),
     (["--set", "budget=0.9"], "calibration cannot reach"),
+    (["--method", "random-ws"], "searched with --method vitas"),
 ])
 def test_cli_impossible_windows_and_bad_heads_exit_2_before_a_run_dir(tmp_path, capsys, extra, needle):
     code, out, err = run_cli(capsys, "search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic",
@@ -337,3 +340,24 @@ def test_cli_impossible_windows_and_bad_heads_exit_2_before_a_run_dir(tmp_path, 
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+def test_deit_recipe_options_of_the_training_engine():
+    from nasforge.training import TrainConfig, make_optimizer, no_decay_groups
+
+    net = ViTSpace(**SMALL).build({"patch": 7, "embed": 16, "blocks": [{"heads": 1, "attn": 8, "mlp": 16}, None, None]})
+    decay, free = no_decay_groups(net, 0.05)
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert {names[id(p)] for p in free["params"]} >= {"cls_token", "pos_embed", "norm.weight", "head.bias"}
+    assert all(p.ndim >= 2 for p in decay["params"]) and free["weight_decay"] == 0.0
+    cfg = TrainConfig(epochs=10, optimizer="adamw", lr=1e-3, lr_min=0.0, warmup_epochs=2, decay_norms=False)
+    opt, sched = make_optimizer(no_decay_groups(net, 0.05), cfg, 1)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1e-3 / 3) and lrs[1] == pytest.approx(2e-3 / 3) and lrs[2] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 1e-4
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainConfig(epochs=3, warmup_epochs=3)

@@ -25,8 +25,6 @@ memory-bound and not counted (as in nasforge.hardware.flops). FLOPs = 2 x MACs.
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -56,7 +54,7 @@ def attention(x: torch.Tensor, qkv_w: torch.Tensor, qkv_b: torch.Tensor, proj_w:
     a = qkv_w.shape[0] // 3
     d = a // heads
     qkv = F.linear(x, qkv_w, qkv_b).view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)  # [3, B, h, N, d]
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    q, k, v = qkv.unbind(0)  # one backward node (three `select`s would each allocate the full gradient)
     att = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1)
     o = (att @ v).transpose(1, 2).reshape(B, N, a)
     return F.linear(o, proj_w, proj_b)
@@ -170,18 +168,6 @@ class VisionTransformer(nn.Module):
         """Multiply-accumulates per image (module docstring convention)."""
         return vit_macs(self.resolution, self.in_channels, self.num_classes, self.patch, self.embed,
                         [(a, m) for _, a, m in self.block_spec])
-
-
-def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: decay for matrices/kernels, none for biases, norms and tokens (1-D or
-    token/position tables), as DeiT and ViTAS do (`util/weight_decay.py`)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
-        (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:

@@ -107,6 +107,8 @@ class ViTSpace(SearchSpace):
 
     name = "vit"
     supports_weight_sharing = False  # its super-transformer is trained by the `vitas` strategy, not the cell loop
+    weight_sharing_hint = "its super-transformer is searched with --method vitas; random-ws-style sampling is " \
+                          "--set sampling=uniform there"
     defaults = {"patch_sizes": [4, 7], "embed_dim": 64, "embed_ratios": [0.25, 0.5, 0.75, 1.0], "depth": 6,
                 "heads": [1, 2, 4], "qkv_dim": 64, "attn_ratios": [0.25, 0.5, 0.75, 1.0], "mlp_dim": 128,
                 "mlp_ratios": [0.25, 0.5, 0.75, 1.0], "share": None, "identity_shift": False, "style": "vitas",

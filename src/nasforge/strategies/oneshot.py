@@ -120,14 +120,23 @@ class OneShotStrategy(Strategy):
             raise ConfigError(f"unknown w_optimizer '{self.hp['w_optimizer']}'; choose from: adam, sgd")
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=epochs, eta_min=self.hp["w_lr_min"])
 
+    def _check_space(self, space) -> None:
+        if not space.supports_weight_sharing:
+            hint = getattr(space, "weight_sharing_hint", "use random, evolution or pnas")
+            raise ConfigError(f"strategy '{self.name}' needs a cell weight-sharing space; '{space.name}' has none "
+                              f"({hint})")
+
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
+        """Refuse a space without a cell supernet before a run directory exists."""
+        super().preflight(space, cfg)
+        self._check_space(space)
+
     def search(self, ctx: SearchContext) -> SearchResult:
         if ctx.data is None:
             raise ConfigError(f"strategy '{self.name}' trains a supernet and needs a dataset")
         if not ctx.budget.epochs:
             raise ConfigError(f"strategy '{self.name}' needs an epoch budget (--epochs N)")
-        if not ctx.space.supports_weight_sharing:
-            raise ConfigError(f"strategy '{self.name}' needs a weight-sharing space; '{ctx.space.name}' has none "
-                              "(use random, evolution or pnas)")
+        self._check_space(ctx.space)
         epochs = ctx.budget.epochs
         seed_everything(ctx.seed)
         self.prec = Precision(ctx.device, ctx.precision)

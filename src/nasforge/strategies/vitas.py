@@ -44,10 +44,9 @@ from .. import progress
 from ..data.augment import cutmix, random_erasing, soft_cross_entropy
 from ..data.loader import random_crop, random_hflip
 from ..errors import ConfigError
-from ..ops.attention import no_decay_groups
 from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
-from ..training import check_finite
+from ..training import check_finite, no_decay_groups
 from ..utils import atomic_write_json, seed_everything
 from .base import SearchContext, SearchResult, Strategy
 from .evolution import RegularizedEvolution

@@ -40,6 +40,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     drop_path: float = 0.0  # final drop-path probability, ramped linearly from 0 (DARTS)
     aux_weight: float = 0.0  # weight of the auxiliary-head loss (0.4 in DARTS)
+    warmup_epochs: int = 0  # linear warm-up epochs before the cosine decay (DeiT: 5)
+    decay_norms: bool = True  # False: no weight decay on biases, norms and class/position tokens (DeiT, ViTAS)
     crop_padding: int = 2
     hflip: bool = True
     cutout: int = 0
@@ -61,6 +63,8 @@ class TrainConfig:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.warmup_epochs < 0 or (self.warmup_epochs and self.warmup_epochs >= self.epochs):
+            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not 0.0 <= self.drop_path < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("drop_path and label_smoothing must be in [0, 1)")
 
@@ -98,6 +102,15 @@ def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torc
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.warmup_epochs > 0:  # per epoch: linear warm-up, then cosine from lr to lr_min over the rest
+        w, floor = cfg.warmup_epochs, cfg.lr_min / cfg.lr
+
+        def factor(e: int) -> float:
+            if e < w:
+                return (e + 1) / (w + 1)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (e - w) / max(1, cfg.epochs - w)))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
     return opt, sched
 
@@ -117,6 +130,18 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0) -> t
     averaged over the batch; logits ``[N, classes]``."""
     return tau * tau * F.kl_div(F.log_softmax(student / tau, dim=1), F.log_softmax(teacher / tau, dim=1),
                                 reduction="batchmean", log_target=True)
+
+
+def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: decay for matrices/kernels, none for biases, norms and tokens (1-D or
+    token/position tables), as DeiT and ViTAS do (`util/weight_decay.py`)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
+        (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def split_logits(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -183,7 +208,8 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
     train_loader = cfg.loader(train, mean, std, train=True, device=device, rank=rank, world_size=world)
     test_loader = (cfg.loader(test, mean, std, train=False, device=device, rank=rank, world_size=world)
                    if test is not None else None)
-    opt, sched = make_optimizer(param_groups(model), cfg, len(train_loader))
+    params = param_groups(model) if cfg.decay_norms else no_decay_groups(model, cfg.weight_decay)
+    opt, sched = make_optimizer(params, cfg, len(train_loader))
     if teacher is not None:
         teacher.to(device).eval()
     history: list[dict[str, Any]] = []

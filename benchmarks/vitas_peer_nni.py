@@ -1,0 +1,206 @@
+"""Super-transformer training speed and memory: nasforge's `vit` space in AutoFormer mode against NNI 3.0's
+AutoFormer space with its RandomOneShot strategy, at the same configuration.
+
+Configuration, identical for both (defaults; flags change them): Fashion-MNIST 1x28x28, patch 4 (49 patches
++ the class token), embed {48, 64}, depth {4, 5, 6} (the first d blocks), heads {1, 2, 4} per block with head
+width 64 (NNI's AutoFormer fixes it; attention width = 64 x heads), MLP ratio {2, 3} of the embed dim per
+block, Q/K/V biases, class-token classifier, pre-norm, no relative position encoding, no drop-path, batch 64,
+10 classes; one fresh uniform subnet per step (the same distribution in both: embed, depth, then per block
+heads and MLP ratio), cross-entropy, one optimiser step (NNI's Classification: Adam lr 1e-3; nasforge:
+AdamW lr 1e-3 with ViTAS' no-decay groups). The images are the same in both, in the same order.
+
+nasforge's side is its `vit` super-transformer (style=autoformer: leading slices, one shared Q/K/V, shared
+class token; identity_shift so depth d runs slots 0..d-1, as AutoFormer's first-d rule) driven by a plain
+loop (sample, forward, loss, backward, step), each step timed; the ViTAS strategy's augmentation and CutMix
+are not part of the measured step (NNI's side has none). NNI's side is `NasExperiment(AutoFormer(...),
+Classification, RandomOneShot())` as NNI's tutorial runs it, each step timed by a Lightning callback.
+Per seed each contender runs in a fresh subprocess, alternating order; after --warmup steps the median of
+the timed steps gives images/s; memory is the child's peak RSS.
+
+    .venv/bin/python benchmarks/vitas_peer_nni.py --threads 1 > docs/results/vitas_peer_nni.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+NNI_WORKER = Path(__file__).with_name("_nni_autoformer_worker.py")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def make_data(seed: int, n: int, path: Path) -> None:
+    from nasforge.data.datasets import fashion_mnist
+
+    train, _ = fashion_mnist()
+    mean, std = (v[0] for v in train.stats())
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[: n + 64]
+    x = ((train.images[idx].float() / 255 - mean) / std).contiguous()
+    y = train.labels[idx]
+    torch.save({"x_train": x[:n], "y_train": y[:n], "x_val": x[n:], "y_val": y[n:]}, path)
+
+
+def vit_space(args: argparse.Namespace):
+    """nasforge's `vit` space holding exactly NNI AutoFormer's choices (AutoFormer mode)."""
+    from nasforge.spaces.vit import ViTSpace
+
+    E, D, H = max(args.embed), max(args.depth), max(args.heads)
+    A = 64 * H
+    mlps = sorted({int(e * r) for e in args.embed for r in args.mlp_ratios})
+    M = max(mlps)
+    return ViTSpace(in_channels=1, num_classes=10, resolution=28, style="autoformer", identity_shift=True,
+                    patch_sizes=[args.patch], embed_dim=E, embed_ratios=[e / E for e in args.embed], depth=D,
+                    heads=args.heads, qkv_dim=A, attn_ratios=[64 * h / A for h in args.heads], mlp_dim=M,
+                    mlp_ratios=[m / M for m in mlps])
+
+
+def sample(rng: random.Random, args: argparse.Namespace) -> dict[str, Any]:
+    """AutoFormer's uniform distribution: embed, depth, then per block heads and MLP ratio."""
+    e, d = rng.choice(args.embed), rng.choice(args.depth)
+    blocks = []
+    for i in range(max(args.depth)):
+        h, r = rng.choice(args.heads), rng.choice(args.mlp_ratios)
+        blocks.append({"heads": h, "attn": 64 * h, "mlp": int(e * r)} if i < d else None)
+    return {"patch": args.patch, "embed": e, "blocks": blocks}
+
+
+def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from nasforge.training import no_decay_groups
+    from nasforge.utils import seed_everything
+
+    data = torch.load(args.data)
+    xt, yt = data["x_train"], data["y_train"]
+    rss_base = rss_mb()
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    torch.set_num_threads(args.threads)
+    space = vit_space(args)
+    supernet = space.supernet()
+    opt = torch.optim.AdamW(no_decay_groups(supernet, 0.05), lr=1e-3)
+    rng = random.Random(args.seed)
+    supernet.train()
+    times = []
+    for k in range(len(xt) // args.batch):
+        s = slice(k * args.batch, (k + 1) * args.batch)
+        t = time.perf_counter()
+        arch = sample(rng, args)
+        loss = F.cross_entropy(supernet(xt[s], arch, "left"), yt[s])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    total_s = time.perf_counter() - start
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step_s": times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": rss_peak,
+            "threads": torch.get_num_threads(), "supernet_params": sum(p.numel() for p in supernet.parameters())}
+
+
+def run_child(cmd: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(run: dict[str, Any], warmup: int, batch: int) -> dict[str, Any]:
+    timed = run["step_s"][warmup:]
+    step = statistics.median(timed)
+    return {"step_s_median": step, "images_per_s": batch / step, "rss_peak_mb": run["rss_peak_mb"],
+            "rss_base_mb": run["rss_base_mb"], "rss_delta_mb": run["rss_peak_mb"] - run["rss_base_mb"],
+            "user_level_s_per_step": run["total_s"] / len(run["step_s"]), "supernet_params": run["supernet_params"],
+            "steps": len(run["step_s"])}
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    nni_python = Path(args.nni_python)
+    if not nni_python.is_file():
+        sys.exit(f"NNI's venv python not found at {nni_python}; create it with "
+                 "`bash ../shared/peers/nni/setup.sh .peers/nni` (or pass --nni-python)")
+    n = (args.warmup + args.steps) * args.batch
+    csv = lambda v: ",".join(str(x) for x in v)  # noqa: E731
+    common_cfg = ["--embed", csv(args.embed), "--depth", csv(args.depth), "--heads", csv(args.heads),
+                  "--mlp-ratios", csv(args.mlp_ratios), "--patch", str(args.patch), "--batch", str(args.batch),
+                  "--threads", str(args.threads)]
+    rows: dict[str, list[dict[str, Any]]] = {"nasforge": [], "nni": []}
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="nasforge-vit-peer-") as tmp:
+        for i, seed in enumerate(args.seeds):
+            data = Path(tmp) / f"data_{seed}.pt"
+            make_data(seed, n, data)
+            common = ["--data", str(data), "--seed", str(seed), *common_cfg]
+            order = [("nasforge", [sys.executable, __file__, "--worker", *common]),
+                     ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])]
+            if i % 2:
+                order.reverse()
+            for name, cmd in order:
+                rows[name].append(summarise(run_child(cmd), args.warmup, args.batch))
+                print(f"seed={seed} {name}: {rows[name][-1]['step_s_median'] * 1e3:.1f} ms/step "
+                      f"{rows[name][-1]['rss_peak_mb']:.0f} MB", file=sys.stderr)
+    contenders = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in rows.items()}
+    for name, runs in rows.items():
+        contenders[name]["per_seed_step_s"] = [r["step_s_median"] for r in runs]
+    pairs = list(zip(rows["nasforge"], rows["nni"]))
+    ratios = {
+        "throughput_nasforge_over_nni": statistics.median(a["images_per_s"] / b["images_per_s"] for a, b in pairs),
+        "throughput_nasforge_over_nni_user_level": statistics.median(
+            b["user_level_s_per_step"] / a["user_level_s_per_step"] for a, b in pairs),
+        "peak_rss_nasforge_over_nni": statistics.median(a["rss_peak_mb"] / b["rss_peak_mb"] for a, b in pairs),
+        "rss_delta_nasforge_over_nni": statistics.median(a["rss_delta_mb"] / b["rss_delta_mb"] for a, b in pairs),
+    }
+    ratios["target_met"] = ratios["throughput_nasforge_over_nni"] >= 1.5 and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+    return {"config": {"dataset": "fashion-mnist 1x28x28", "patch": args.patch, "embed": args.embed,
+                       "depth": args.depth, "heads": args.heads, "head_dim": 64, "mlp_ratios": args.mlp_ratios,
+                       "batch": args.batch, "threads": args.threads, "seeds": args.seeds, "warmup_steps": args.warmup,
+                       "timed_steps": args.steps,
+                       "images_per_s": "train images per supernet step (batch / median step time)"},
+            "contenders": contenders, "ratios": ratios, "load_avg_start": load_start,
+            "load_avg_end": os.getloadavg()}
+
+
+def main() -> None:
+    if "--worker" in sys.argv:  # the nasforge contender: configuration as comma lists, as the NNI worker takes it
+        w = argparse.ArgumentParser()
+        for key in ("--embed", "--depth", "--heads"):
+            w.add_argument(key, type=lambda s: [int(v) for v in s.split(",")])
+        w.add_argument("--mlp-ratios", type=lambda s: [float(v) for v in s.split(",")])
+        for key in ("--patch", "--batch", "--threads", "--seed"):
+            w.add_argument(key, type=int)
+        w.add_argument("--data")
+        w.add_argument("--worker", action="store_true")
+        print(json.dumps(nasforge_worker(w.parse_args())))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--patch", type=int, default=4)
+    p.add_argument("--embed", type=int, nargs="+", default=[48, 64])
+    p.add_argument("--depth", type=int, nargs="+", default=[4, 5, 6])
+    p.add_argument("--heads", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--mlp-ratios", type=float, nargs="+", default=[2.0, 3.0])
+    p.add_argument("--nni-python", default=str(REPO / ".peers" / "nni" / "bin" / "python"))
+    print(json.dumps(benchmark(p.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
