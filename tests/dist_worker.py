@@ -1,8 +1,10 @@
 """Run under torchrun by test_distributed.py (not a test module): a search in which every rank also saves
 the state it checkpoints to ``OUT/rank<r>.pt``, so the test can compare ranks; with KILL_AFTER=k, rank 0
-kills itself with SIGKILL right after the checkpoint of epoch k (a crash after a checkpoint).
+kills itself with SIGKILL right after the checkpoint of epoch k (a crash after a checkpoint). With
+TRAIN_JSON it then also runs `nasforge train` with that config and every rank saves its trained model to
+``OUT/model<r>.pt``.
 
-    torchrun --nproc-per-node 2 tests/dist_worker.py CONFIG_JSON OUT RUN_ROOT [KILL_AFTER]
+    torchrun --nproc-per-node 2 tests/dist_worker.py CONFIG_JSON OUT RUN_ROOT [KILL_AFTER [TRAIN_JSON]]
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 import torch
 
 from nasforge import api, progress
+from nasforge.runs.store import RunDir
 from nasforge.strategies.base import SearchContext
 
 
@@ -34,6 +37,17 @@ def main() -> None:
     res = api.search(cfg, run_root=run_root, run_name="r")
     with open(f"{out}/result{rank}.json", "w") as f:
         json.dump({"arch": res["arch"]}, f)
+    if len(sys.argv) > 5:
+        save_torch = RunDir.save_torch
+
+        def save_every_rank(self, name, obj):
+            save_torch(self, name, obj)
+            torch.save(obj, f"{out}/model{rank}.pt")
+
+        RunDir.save_torch = save_every_rank
+        trained = api.train(json.loads(sys.argv[5]), run_root=run_root, run_name="t")
+        with open(f"{out}/train{rank}.json", "w") as f:
+            json.dump({"test_accuracy": trained["test_accuracy"], "history": trained["history"]}, f)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,27 @@ def test_trained_model_evaluates_and_exports_from_any_device(tmp_path, capsys):
     assert ev["device"] == "cpu" and 0 <= ev["accuracy"] <= 1
     ex = api.export(res["run_dir"], tmp_path / "m.onnx")
     assert ex["max_abs_diff"] < 1e-4
+
+
+def test_ray_gpus_per_trial_is_validated_and_trials_carry_their_device():
+    from nasforge.api import _trial_device
+    from nasforge.estimators.scratch import ScratchEstimator
+    from nasforge.runs.executors import RayExecutor, make_executor
+    from nasforge.runs.journal import spec_key
+    from nasforge.spaces.nb201 import NB201Space
+
+    assert RayExecutor(workers=2, gpus_per_trial=0.5).gpus_per_trial == 0.5
+    for bad in (-1, 1.5, "one"):
+        with pytest.raises(ConfigError, match="gpus_per_trial"):
+            make_executor("ray", gpus_per_trial=bad)
+    cfg = {"executor": "ray", "executor_options": {"gpus_per_trial": 0.25}}
+    assert _trial_device(cfg, torch.device("cpu")) == "cuda"  # Ray's CUDA_VISIBLE_DEVICES picks the GPU
+    assert _trial_device({**cfg, "executor_options": {}}, torch.device("cpu")) == "cpu"
+    assert _trial_device({"executor": "local", "executor_options": {}}, torch.device("cpu")) == "cpu"
+    est = ScratchEstimator(data={"dataset": "synthetic"}, device="cpu")
+    space = NB201Space()
+    arch = space.sample(__import__("random").Random(0))
+    spec = est.trial_spec(space, arch, seed=0)
+    assert spec["device"] == "cpu"
+    # where a trial runs is not part of what it computes: the journal finds it again on another device
+    assert spec_key(spec) == spec_key({**spec, "device": "cuda:1"})

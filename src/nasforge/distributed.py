@@ -150,6 +150,57 @@ def broadcast_object(obj):
     return box[0]
 
 
+def all_gather_object(obj) -> list:
+    """Every rank's picklable `obj`, in rank order (``[obj]`` without data parallelism)."""
+    if not active():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def state_digest(module: nn.Module, *extra: object) -> str:
+    """SHA-256 of a module's state (every parameter and buffer, bit for bit) and of `extra` (nested dicts,
+    lists, tensors, numpy arrays, numbers, strings: e.g. optimiser or agent states)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    _feed(h, module.state_dict())
+    for e in extra:
+        _feed(h, e)
+    return h.hexdigest()
+
+
+def _feed(h, obj: object) -> None:
+    import numpy as np
+
+    if isinstance(obj, torch.Tensor):
+        h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
+        h.update(obj.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"N{obj.dtype}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, dict):
+        for k in obj:  # insertion order: the same code builds the same dict on every rank
+            h.update(f"K{k!r}".encode())
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(repr(obj).encode())
+
+
+def consistency(module: nn.Module, arch: object, *extra: object) -> dict:
+    """Under data parallelism: do all ranks hold the same state and architecture? Returns
+    ``{"world_size", "ranks_identical", "arch_identical", "digests"}`` (the same on every rank)."""
+    digests = all_gather_object(state_digest(module, *extra))
+    archs = all_gather_object(arch)
+    return {"world_size": world_size(), "ranks_identical": len(set(digests)) == 1,
+            "arch_identical": all(a == archs[0] for a in archs), "digests": [d[:16] for d in digests]}
+
+
 def broadcast_module(module: nn.Module, buffers_only: bool = False) -> None:
     """Copy rank 0's parameters (unless `buffers_only`) and buffers to every rank."""
     if not active():
@@ -266,7 +317,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
     return subprocess.call(cmd)
 
 
-__all__ = ["active", "all_reduce_sum", "average_", "average_grads", "barrier", "broadcast_bool", "broadcast_module", "broadcast_object",
+__all__ = ["active", "all_gather_object", "all_reduce_sum", "consistency", "state_digest", "average_", "average_grads", "barrier", "broadcast_bool", "broadcast_module", "broadcast_object",
            "convert_sync_batchnorm", "init", "is_main", "launched", "rank", "relaunch", "shutdown",
            "SyncBatchNorm", "sum_floats", "world_size"]
 

@@ -207,6 +207,11 @@ class OneShotStrategy(Strategy):
         metrics: dict[str, Any] = {"epochs_run": len(history)}
         if "derive" in self.hp:
             metrics["derived_by_rule"] = self.derivations(supernet, ctx)
+        if distributed.active():  # every rank must end with the same weights, alphas, strategy state and arch
+            metrics["data_parallel"] = distributed.consistency(supernet, arch, self.strategy_state())
+            if not metrics["data_parallel"]["ranks_identical"]:
+                warnings.warn("data-parallel ranks ended with different supernet/strategy states: "
+                              f"{metrics['data_parallel']['digests']}", stacklevel=2)
         if hasattr(ctx.space, "is_degenerate") and ctx.space.is_degenerate(arch):
             metrics["degenerate"] = True
             warnings.warn(f"the derived architecture {arch} has no input-to-output path without `none`: "
