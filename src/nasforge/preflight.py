@@ -28,6 +28,7 @@ def check_space_scale(space, overrides: dict[str, Any], what: str) -> None:
     from .errors import UserError
 
     try:
+        space.check_build_overrides(overrides)
         arch = space.validate(space.sample(random.Random(0)))
         space.build(arch, **overrides)
     except UserError as e:

@@ -46,6 +46,8 @@ class SearchSpace(ABC):
     #: option name -> default or `nasforge.options.Opt` (type, range); the options are the *search* scale,
     #: `build(**overrides)` can change them (overrides are checked against the same declaration)
     defaults: ClassVar[dict[str, Any]] = {}
+    #: the keys `build(**overrides)` accepts; None means the keys of `defaults`
+    build_options: ClassVar[tuple[str, ...] | None] = None
     #: what varies with the space, declared here so that no strategy or API function names a space:
     #: the weight optimiser a one-shot search uses by default (SGD momentum 0.9 + cosine; the values of the
     #: space's paper: DARTS 3e-4 without Nesterov) - a strategy's w_weight_decay / w_nesterov override them
@@ -99,6 +101,17 @@ class SearchSpace(ABC):
         """`arch` as drawable parts (:mod:`nasforge.spaces.figure`: cells, strips of blocks, tables) for
         ``nasforge report``; None (the default) shows the architecture as JSON text."""
         return None
+
+    def check_build_overrides(self, overrides: dict[str, Any]) -> None:
+        """Reject keys `build` would not use (a typo such as ``c=16`` must not be silently ignored).
+
+        Raises:
+            ConfigError: one line naming the unknown keys and the valid ones.
+        """
+        valid = tuple(self.defaults) if self.build_options is None else self.build_options
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for space '{self.name}'; valid: {', '.join(valid)}")
 
     def _option(self, overrides: dict[str, Any], key: str) -> Any:
         """`overrides[key]` (checked against the declaration in `defaults`) or the space's own option."""

@@ -289,6 +289,7 @@ class NB201Space(SearchSpace):
         return format_arch(ops)
 
     def build(self, arch: Any, **overrides: Any) -> nn.Module:
+        self.check_build_overrides(overrides)
         return NB201Network(self.validate(arch), self._option(overrides, "C"), self._option(overrides, "N"),
                             self.in_channels, self.num_classes)
 
