@@ -259,6 +259,28 @@ def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, flags
     assert evo["summary"]["best_macs"] == max(seen) and sp.macs(best) == max(seen)
 
 
+def test_eval_batches_are_made_on_the_search_device(monkeypatch, tiny_data):
+    """ViTAS scores candidates on fixed held-out batches; the loader that makes them is given ctx.device."""
+    import nasforge.data.loader as loader_mod
+    from nasforge.data.datasets import SearchData
+
+    devices = []
+
+    class Recording(loader_mod.Loader):
+        def __init__(self, *args, **kwargs):
+            devices.append(kwargs.get("device"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(loader_mod, "Loader", Recording)
+    train, test = tiny_data
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = SearchContext(space=ViTSpace(**SMALL), budget=None, data=SearchData(train, test, 32), device=device)
+    batches = ViTAS(eval_images=80, eval_batch=32).eval_batches(ctx)
+    assert devices == [device]
+    assert [len(y) for _, y in batches] == [32, 32, 16]
+    assert all(x.device.type == device.type and y.device.type == device.type for x, y in batches)
+
+
 def test_vitas_search_resumes_exactly(tmp_path, crash, same_supernet):
     ref = api.search(VIT, run_root=tmp_path / "a")
     with crash(SearchContext, "checkpoint", at=(1, 3)) as died:  # after epoch 1, and again inside the evolution
