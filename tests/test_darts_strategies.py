@@ -146,3 +146,36 @@ def test_search_is_deterministic_and_resumes_exactly(tmp_path, crash, same_super
 def test_one_shot_needs_epochs_and_weight_sharing(tmp_path):
     with pytest.raises(ConfigError, match="epoch budget"):
         api.search({**BASE, "method": "darts", "budget": {}}, run_root=tmp_path)
+
+
+@pytest.mark.parametrize("method,hp", [("darts", {"order": 1}), ("darts", {"order": 2}), ("single-darts", {}),
+                                       ("bats", {})])
+def test_shallow_supernets_search_their_reduction_cells_only(method, hp):
+    """layers < 3 makes every cell a reduction cell: the `normal` alphas take no part in the loss, so they get
+    no gradient and stay as initialised, while the `reduce` alphas move; the Hessian diagnostic skips them."""
+    from nasforge.data.datasets import SearchData, synthetic
+    from nasforge.spaces.bats import BatsSpace
+    from nasforge.spaces.darts import DartsSpace
+    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.strategies.bats import BATS
+
+    if method == "bats":
+        space, strat = BatsSpace(C=2, layers=2, groups=1, shuffle_groups=2), BATS(**hp)
+    else:
+        space, strat = DartsSpace(C=2, layers=2), (DARTS if method == "darts" else SingleDARTS)(**hp)
+    torch.manual_seed(0)
+    train, _ = synthetic(n_train=32, n_test=8)
+    ctx = SearchContext(space=space, budget=Budget(epochs=1), data=SearchData(train, train, 16))
+    sn = space.supernet()
+    assert set(sn.cell_groups) == {"reduce"} and set(sn.alphas) == {"normal", "reduce"}
+    strat._make_weight_optimizer(sn, ctx, 1)
+    strat.setup(sn, ctx)
+    before = {g: a.detach().clone() for g, a in sn.alphas.items()}
+    x, y = next(iter(ctx.data.loaders(0)[0]))
+    stats = strat.step(sn, (x, y), (x, y), ctx)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert sn.alphas["normal"].grad is None and torch.equal(sn.alphas["normal"], before["normal"])
+    assert not torch.equal(sn.alphas["reduce"], before["reduce"])
+    eig = dominant_eigenvalue(lambda: F.cross_entropy(sn(x), y), sn.arch_parameters(), iters=3,
+                              generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(torch.tensor(eig)) and eig != 0.0
