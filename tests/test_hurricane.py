@@ -292,10 +292,10 @@ def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, capsy
     for k, v in TINY.items():
         base += ["--space-opt", f"{k}={json.dumps(v)}"]
     cases = [
-        (["--set", "target=nosuch"], "unknown latency device 'nosuch'"),
+        (["--set", "target=nosuch"], "hyperparameter target must be one of local-cpu-1t, "),
         (["--set", f"lut_cache={fake_cache}", "--set", "latency_ms=0.001"], "below the fastest possible"),
         (["--set", "target=pixel3"], "not 'mobile'"),
-        (["--set", "order=sideways"], "unknown hurricane order"),
+        (["--set", "order=sideways"], "order must be one of late_first, early_first, joint; got 'sideways'"),
     ]
     for extra, msg in cases:
         with pytest.raises(SystemExit) as e:
