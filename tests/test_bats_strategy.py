@@ -128,7 +128,7 @@ def test_cli_search_then_train_with_and_without_teacher(tmp_path, cli_ok):
      "strategy 'bats' searches binary networks, but space 'nb201' is real-valued"),
     (["search", "--space", "darts", "--method", "bats", "--epochs", "1"], "space 'darts' is real-valued"),
     (["search", "--space", "bats", "--method", "bats", "--epochs", "1", "--set", "search_weight_bits=8"],
-     "search_weight_bits must be 32"),
+     "search_weight_bits must be one of 32, 1; got 8"),
     (["train", "--arch", "baseline", "--teacher", "/nonexistent/run"], "is not a nasforge run directory"),
 ])
 def test_bad_combinations_are_one_line_exit_2(tmp_path, run_cli, args, needle):

@@ -276,10 +276,10 @@ def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, run_c
     base = ["search", "--method", "hurricane", "--space", "mobile", "--dataset", "synthetic", "--subset", "64",
             "--epochs", "2", "--out", str(tmp_path / "runs"), "--quiet", *space_opts(TINY)]
     cases = [
-        (["--set", "target=nosuch"], "unknown latency device 'nosuch'"),
+        (["--set", "target=nosuch"], "hyperparameter target must be one of local-cpu-1t, "),
         (["--set", f"lut_cache={fake_cache}", "--set", "latency_ms=0.001"], "below the fastest possible"),
         (["--set", "target=pixel3"], "not 'mobile'"),
-        (["--set", "order=sideways"], "unknown hurricane order"),
+        (["--set", "order=sideways"], "order must be one of late_first, early_first, joint; got 'sideways'"),
     ]
     for extra, msg in cases:
         code, _, err = run_cli(*base, *extra)

@@ -177,7 +177,9 @@ class Opt:
 
     def describe(self) -> str:
         """E.g. ``an integer >= 1 (or null), default 16``."""
-        if self.choices is not None:
+        if self.choices is not None and self.type is list:
+            parts = [f"{self.kind()}, each one of {', '.join(map(str, self.choices))}"]
+        elif self.choices is not None:
             parts = [f"one of {', '.join(map(str, self.choices))}"]
         else:
             parts = [self.kind()]

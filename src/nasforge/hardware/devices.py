@@ -53,6 +53,8 @@ HELP_NB201_DEVICES: tuple[str, ...] = tuple(d.replace("_64", "_256") for d in HE
 SUMMED_FBNET_DEVICES: tuple[str, ...] = ("pixel3", "raspi4", "eyeriss", "fpga")
 
 TABLE_SPACES = {"fbnet": HELP_FBNET_DEVICES, "nb201": HELP_NB201_DEVICES}
+#: every latency target name: the local regimes first, then the HELP table columns (FBNet's, then NB201's own)
+TARGET_DEVICES: tuple[str, ...] = tuple(dict.fromkeys((*LOCAL_DEVICES, *HELP_FBNET_DEVICES, *HELP_NB201_DEVICES)))
 
 
 def is_local(name: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import Opt
 from ..ops.bats import BATS_ALIASES, bats_ops, bats_preprocess, bats_stem
 from ..registry import SPACES
 from .darts import CellOps, DartsSpace
@@ -52,8 +53,11 @@ class BatsSpace(DartsSpace):
     groups do not divide C."""
 
     name = "bats"
-    defaults = {"C": 12, "layers": 5, "nodes": 4, "stem_multiplier": 3, "unique_cells": False, "groups": 4,
-                "shuffle_groups": 4, "binarize_1x1": False, "center_weights": False, "learned_scale": False}
+    defaults = {"C": Opt(12, ">=1"), "layers": Opt(5, ">=1", help="cells (reductions at 1/3 and 2/3)"),
+                "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,
+                "groups": Opt(4, ">=1", help="G of the grouped convs; must divide C"),
+                "shuffle_groups": Opt(4, ">=1", help="channel-shuffle groups; must divide C"),
+                "binarize_1x1": False, "center_weights": False, "learned_scale": False}
     build_options = DartsSpace.build_options + _BINARY_OPTIONS
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
@@ -62,10 +66,8 @@ class BatsSpace(DartsSpace):
 
     @staticmethod
     def _check(opts: dict[str, Any]) -> None:
+        """What the declaration cannot say: G and the shuffle groups must divide C (each is an integer >= 1)."""
         C, G, S = opts["C"], opts["groups"], opts["shuffle_groups"]
-        for key in ("C", "groups", "shuffle_groups"):
-            if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < 1:
-                raise ConfigError(f"space 'bats': {key} must be a positive integer, got {opts[key]!r}")
         if C % G:
             raise ConfigError(f"space 'bats': groups G={G} must divide the channel count C={C} "
                               f"(choose G from {[g for g in range(1, C + 1) if C % g == 0]})")
@@ -77,7 +79,7 @@ class BatsSpace(DartsSpace):
         return True
 
     def cell_ops(self, **overrides: Any) -> CellOps:
-        opts = {k: overrides.get(k, self.options[k]) for k in ("C",) + _BINARY_OPTIONS}
+        opts = {k: self._option(overrides, k) for k in ("C",) + _BINARY_OPTIONS}  # checked overrides
         self._check(opts)
         kw = {"center_weights": bool(opts["center_weights"]), "learned_scale": bool(opts["learned_scale"])}
         return CellOps(bats_ops(int(opts["groups"]), int(opts["shuffle_groups"]), bool(opts["binarize_1x1"]), **kw),

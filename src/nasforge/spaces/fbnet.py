@@ -18,10 +18,11 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..errors import ConfigError, UserError
+from ..errors import UserError
+from ..options import Opt
 from ..ops.mobile import FBNET_OP_NAMES, make_fbnet_op
 from ..registry import SPACES
-from .layerwise import LayerSpec, LayerwiseSpace, positive_int
+from .layerwise import LayerSpec, LayerwiseSpace
 
 #: (output channels, layers, stride of the first layer) per stage, FBNet's ImageNet macro
 FBNET_STAGES: tuple[tuple[int, int, int], ...] = ((16, 1, 1), (24, 4, 2), (32, 4, 2), (64, 4, 2), (112, 4, 1),
@@ -40,16 +41,11 @@ class FBNetSpace(LayerwiseSpace):
 
     name = "fbnet"
     latency_table = "fbnet"  # HELP measured 5,000 architectures on 27 devices (nasforge.hardware.tablefit)
-    defaults = {"width": 1.0, "stem_stride": 2, "head": 1984}
+    defaults = {"width": Opt(1.0, "(0, 4]", help="channel multiplier (the table's encoding does not change)"),
+                "stem_stride": Opt(2, ">=1"), "head": Opt(1984, ">=1")}
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)
-        w = self.options["width"]
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 4:
-            raise ConfigError(f"fbnet option width must be a number in (0, 4], got {w!r}")
-        self.options["width"] = float(w)
-        positive_int("fbnet", "stem_stride", self.options["stem_stride"])
-        positive_int("fbnet", "head", self.options["head"])
         c, r = _scale(16, self.options["width"]), -(-self.resolution // self.options["stem_stride"])
         specs = []
         for C, n, s in FBNET_STAGES:

@@ -244,17 +244,3 @@ class LayerwiseSpace(SearchSpace):
     def op_factory(self) -> Callable[[str, int, int, int], nn.Module]:
         return self.make_op
 
-
-def positive_int(space: str, key: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{space} option {key} must be an integer >= 1, got {v!r}")
-    return v
-
-
-def int_list(space: str, key: str, v: Any, allowed: Sequence[int] | None = None) -> list[int]:
-    if not isinstance(v, (list, tuple)) or not v:
-        raise ConfigError(f"{space} option {key} must be a non-empty list of integers, got {v!r}")
-    out = [positive_int(space, key, x) for x in v]
-    if allowed is not None and any(x not in allowed for x in out):
-        raise ConfigError(f"{space} option {key} values must be in {list(allowed)}, got {out}")
-    return out

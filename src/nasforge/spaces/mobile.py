@@ -21,7 +21,7 @@ from ..errors import ConfigError, choices_message
 from ..options import Opt
 from ..ops.mobile import BASELINE_OPS, MOBILE_OPS, make_mobile_op, mobile_op_available
 from ..registry import SPACES
-from .layerwise import LayerSpec, LayerwiseSpace, int_list, positive_int
+from .layerwise import LayerSpec, LayerwiseSpace
 
 POOLS = {"hurricane": tuple(MOBILE_OPS), "baseline": BASELINE_OPS}
 
@@ -32,18 +32,19 @@ class MobileSpace(LayerwiseSpace):
     """Options: stem, stem_stride, widths, strides, head, ops ('hurricane' | 'baseline' | list), skip."""
 
     name = "mobile"
-    defaults = {"stem": 16, "stem_stride": 2, "widths": [16, 16, 24, 24, 40, 40, 80, 80],
-                "strides": [1, 1, 2, 1, 2, 1, 1, 1], "head": 128,
-                "ops": Opt("hurricane", type=None, help="'hurricane', 'baseline' or a list of op names"), "skip": True}
+    defaults = {"stem": Opt(16, ">=1", help="stem channels"), "stem_stride": Opt(2, ">=1"),
+                "widths": Opt([16, 16, 24, 24, 40, 40, 80, 80], ">=1", help="output channels per searchable layer"),
+                "strides": Opt([1, 1, 2, 1, 2, 1, 1, 1], choices=(1, 2), help="stride per searchable layer"),
+                "head": Opt(128, ">=1", help="head channels"),
+                "ops": Opt("hurricane", type=None, help="'hurricane', 'baseline' or a list of op names"),
+                "skip": Opt(True, help="skip (identity) as a candidate where shapes allow")}
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)
         o = self.options
-        positive_int("mobile", "stem", o["stem"])
-        positive_int("mobile", "head", o["head"])
-        positive_int("mobile", "stem_stride", o["stem_stride"])
-        widths = int_list("mobile", "widths", o["widths"])
-        strides = int_list("mobile", "strides", o["strides"], allowed=(1, 2))
+        widths, strides = o["widths"], o["strides"]  # integers >= 1 and strides in {1, 2}: the declaration
+        if not widths:
+            raise ConfigError("space 'mobile' option widths must list at least one searchable layer; got []")
         if len(widths) != len(strides):
             raise ConfigError(f"mobile options widths ({len(widths)}) and strides ({len(strides)}) must have one "
                               "entry per searchable layer")
@@ -57,8 +58,6 @@ class MobileSpace(LayerwiseSpace):
         for op in ops:
             if op not in MOBILE_OPS:
                 raise ConfigError(choices_message("mobile op", str(op), list(MOBILE_OPS)))
-        if not isinstance(o["skip"], bool):
-            raise ConfigError(f"mobile option skip must be true or false, got {o['skip']!r}")
         self._pool = list(dict.fromkeys(ops)) + (["skip"] if o["skip"] else [])
         specs, c, r = [], o["stem"], -(-self.resolution // o["stem_stride"])
         for w, s in zip(widths, strides):

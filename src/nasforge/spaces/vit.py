@@ -41,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError, UserError
+from ..options import Opt
 from ..ops.attention import VisionTransformer, attention, lcm, mlp, patch_tokens, trunc_normal_, vit_macs
 from ..registry import SPACES
 from .base import SearchSpace
@@ -63,34 +64,29 @@ def window(offset: int, width: int, size: int) -> list[int]:
     return [(offset + i) % size for i in range(width)]
 
 
-def _int_list(name: str, v: Any, low: int = 1) -> list[int]:
-    if not isinstance(v, (list, tuple)) or not v or any(isinstance(x, bool) or not isinstance(x, int) or x < low
-                                                        for x in v):
-        raise ConfigError(f"vit option {name} must be a non-empty list of integers >= {low}, got {v!r}")
+def _int_list(name: str, v: list[int]) -> list[int]:
+    """Sorted `v` (integers >= 1: checked by the declaration); non-empty and without repeats."""
+    if not v:
+        raise ConfigError(f"space 'vit' option {name} must be a non-empty list; got []")
     if len(set(v)) != len(v):
-        raise ConfigError(f"vit option {name} has repeated values: {v!r}")
+        raise ConfigError(f"space 'vit' option {name} has repeated values: {v!r}")
     return sorted(v)
 
 
-def _widths(name: str, size: int, ratios: Any) -> list[int]:
-    if not isinstance(ratios, (list, tuple)) or not ratios or any(
-            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1 for r in ratios):
-        raise ConfigError(f"vit option {name} must be a non-empty list of ratios in (0, 1], got {ratios!r}")
+def _widths(name: str, size: int, ratios: list[float]) -> list[int]:
+    """The channel widths ratio x size (ratios in (0, 1]: checked by the declaration), sorted; each must be a whole
+    number of channels and they must differ."""
+    if not ratios:
+        raise ConfigError(f"space 'vit' option {name} must be a non-empty list; got []")
     out = []
     for r in ratios:
         w = r * size
         if abs(w - round(w)) > 1e-6:
-            raise ConfigError(f"vit option {name}: ratio {r} of {size} is not a whole number of channels")
+            raise ConfigError(f"space 'vit' option {name}: ratio {r} of {size} is not a whole number of channels")
         out.append(int(round(w)))
     if len(set(out)) != len(out):
-        raise ConfigError(f"vit option {name} gives repeated widths {out}")
+        raise ConfigError(f"space 'vit' option {name} gives repeated widths {out}")
     return sorted(out)
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"vit option {name} must be an integer >= 1, got {v!r}")
-    return v
 
 
 @SPACES.register("vit", help="super-transformer (ViTAS / AutoFormer-style): patch, embed, depth with identity, "
@@ -109,23 +105,22 @@ class ViTSpace(SearchSpace):
     supports_weight_sharing = False  # its super-transformer is trained by the `vitas` strategy, not the cell loop
     weight_sharing_hint = "its super-transformer is searched with --method vitas; random-ws-style sampling is " \
                           "--set sampling=uniform there"
-    defaults = {"patch_sizes": [4, 7], "embed_dim": 64, "embed_ratios": [0.25, 0.5, 0.75, 1.0], "depth": 6,
-                "heads": [1, 2, 4], "qkv_dim": 64, "attn_ratios": [0.25, 0.5, 0.75, 1.0], "mlp_dim": 128,
-                "mlp_ratios": [0.25, 0.5, 0.75, 1.0], "share": None, "identity_shift": False, "style": "vitas",
-                "private_qk": None, "private_tokens": None}
+    defaults = {"patch_sizes": Opt([4, 7], ">=1", help="patch sizes (each must divide the input resolution)"),
+                "embed_dim": Opt(64, ">=1"), "embed_ratios": Opt([0.25, 0.5, 0.75, 1.0], "(0, 1]"),
+                "depth": Opt(6, ">=1", help="block slots"), "heads": Opt([1, 2, 4], ">=1"),
+                "qkv_dim": Opt(64, ">=1", help="max width of each of Q, K, V"),
+                "attn_ratios": Opt([0.25, 0.5, 0.75, 1.0], "(0, 1]"), "mlp_dim": Opt(128, ">=1"),
+                "mlp_ratios": Opt([0.25, 0.5, 0.75, 1.0], "(0, 1]"),
+                "share": Opt(None, type=str, choices=SHARES, help="null: bilateral (leading for style autoformer)"),
+                "identity_shift": False, "style": Opt("vitas", choices=STYLES),
+                "private_qk": Opt(None, type=bool, help="null: true for style vitas, false for autoformer"),
+                "private_tokens": Opt(None, type=bool, help="null: true for style vitas, false for autoformer")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)
         o = self.options
-        if o["style"] not in STYLES:
-            raise ConfigError(f"vit option style must be one of {', '.join(STYLES)}, got {o['style']!r}")
         af = o["style"] == "autoformer"
         self.share = o["share"] if o["share"] is not None else ("leading" if af else "bilateral")
-        if self.share not in SHARES:
-            raise ConfigError(f"vit option share must be one of {', '.join(SHARES)}, got {self.share!r}")
-        for key in ("identity_shift", "private_qk", "private_tokens"):
-            if o[key] is not None and not isinstance(o[key], bool):
-                raise ConfigError(f"vit option {key} must be true or false, got {o[key]!r}")
         self.identity_shift = bool(o["identity_shift"])
         self.private_qk = (not af) if o["private_qk"] is None else o["private_qk"]
         self.private_tokens = (not af) if o["private_tokens"] is None else o["private_tokens"]
@@ -134,10 +129,7 @@ class ViTSpace(SearchSpace):
             if resolution % p:
                 raise ConfigError(f"vit patch size {p} does not divide the {resolution}-pixel input; "
                                   f"choose patch_sizes that divide {resolution}")
-        self.E = _positive_int("embed_dim", o["embed_dim"])
-        self.A = _positive_int("qkv_dim", o["qkv_dim"])
-        self.M = _positive_int("mlp_dim", o["mlp_dim"])
-        self.depth = _positive_int("depth", o["depth"])
+        self.E, self.A, self.M, self.depth = o["embed_dim"], o["qkv_dim"], o["mlp_dim"], o["depth"]
         self.heads = _int_list("heads", o["heads"])
         self.embeds = _widths("embed_ratios", self.E, o["embed_ratios"])
         self.attns = _widths("attn_ratios", self.A, o["attn_ratios"])

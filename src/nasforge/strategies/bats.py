@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..ops.binary import set_binarization
+from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
 from ..supernet import Supernet, entropy
@@ -38,12 +39,19 @@ from .darts import DARTS, alpha_grads, set_alpha_grads
 from .oneshot import check_loss
 
 BATS_DEFAULTS: dict[str, Any] = {
-    "temperature": 0.2, "anneal": False, "temperature_min": 0.05, "search_weight_bits": 32,
-    "kd_lambda": 1.0, "kd_tau": 1.0, "kd_alpha": False,
+    "temperature": Opt(0.2, ">0", help="T of the mixing weights softmax(alpha / T)"),
+    "anneal": Opt(False, help="decay T exponentially to temperature_min (an extension, not in the paper)"),
+    "temperature_min": Opt(0.05, ">0", help="final T with anneal=true"),
+    "search_weight_bits": Opt(32, choices=(32, 1), help="32: real weights, binary activations; 1: fully binary"),
+    "kd_lambda": Opt(1.0, ">=0", help="weight of the distillation loss (needs a teacher)"),
+    "kd_tau": Opt(1.0, ">0", help="distillation temperature"),
+    "kd_alpha": Opt(False, help="add the distillation loss to the alpha loss too"),
     # weights: Adam, as usual for binary networks [spec 2.5, S]; alphas: DARTS' Adam (3e-4, (0.5, 0.999), 1e-3)
-    "w_optimizer": "adam", "w_lr": 1e-3, "w_lr_min": 0.0, "w_weight_decay": 1e-5,
-    "gap_every": 1, "gap_batches": 10,  # discretization gap every N epochs (0: only after the last), BN recal batches
-    "hessian_every": 0,
+    "w_optimizer": Opt("adam", choices=("sgd", "adam")), "w_lr": Opt(1e-3, ">0"), "w_lr_min": Opt(0.0, ">=0"),
+    "w_weight_decay": Opt(1e-5, ">=0", nullable=True, help="null: the space's search default"),
+    "gap_every": Opt(1, ">=0", help="discretization gap every N epochs (0: only after the last)"),
+    "gap_batches": Opt(10, ">=1", help="BN recalibration batches of the discretization gap"),
+    "hessian_every": Opt(0, ">=0", help="epochs; 0 = never"),
 }
 
 
@@ -57,20 +65,11 @@ class BATS(DARTS):
     defaults = {**DARTS.defaults, **BATS_DEFAULTS}
 
     def prepare(self, space: SearchSpace) -> None:
-        """Reject a real-valued space or bad options (ConfigError, one line) before a run directory exists."""
+        """Reject a real-valued space (ConfigError, one line) before a run directory exists."""
         if not getattr(space, "is_binary", False):
             raise ConfigError(f"strategy 'bats' searches binary networks, but space '{space.name}' is real-valued; "
                               "use --space bats (or --space darts --space-opt binary=naive)")
-        hp = self.hp
-        if not (isinstance(hp["temperature"], (int, float)) and hp["temperature"] > 0):
-            raise ConfigError(f"temperature must be a positive number, got {hp['temperature']!r}")
-        if hp["anneal"] and not (isinstance(hp["temperature_min"], (int, float)) and 0 < hp["temperature_min"]):
-            raise ConfigError(f"anneal needs a positive temperature_min, got {hp['temperature_min']!r}")
-        if hp["search_weight_bits"] not in (1, 32):
-            raise ConfigError(f"search_weight_bits must be 32 (real weights, binary activations) or 1 (fully "
-                              f"binary), got {hp['search_weight_bits']!r}")
-        if hp["order"] not in (1, 2):
-            raise ConfigError(f"order must be 1 or 2, got {hp['order']!r}")
+        # the hyperparameters' types, ranges and choices are checked by their declaration (BATS_DEFAULTS)
 
     # -- set-up and schedules -------------------------------------------------------------
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:

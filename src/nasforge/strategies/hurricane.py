@@ -40,8 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import progress
-from ..errors import ConfigError, UserError, choices_message
-from ..hardware.devices import PER_ARCH_TABLES, check_target, is_local
+from ..errors import ConfigError, UserError
+from ..hardware.devices import PER_ARCH_TABLES, TARGET_DEVICES, check_target, is_local
+from ..options import Opt
 from ..registry import STRATEGIES
 from ..utils import atomic_write_json, seed_everything
 from .base import SearchContext, SearchResult, Strategy
@@ -52,12 +53,6 @@ ORDERS = ("late_first", "early_first", "joint")
 LATENCY_METRICS = ("raw", "calibrated")
 _BN_EPOCH = 50_000  # loader epoch whose batches recalibrate BN (distinct from training epochs)
 _EVAL_EPOCH = 60_000
-
-
-def _int(name: str, v: Any, low: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"hurricane {name} must be an integer >= {low}, got {v!r}")
-    return v
 
 
 @STRATEGIES.register("hurricane", help="HURRICANE: per-device candidates, two-stage SPOS supernet, evolution under "
@@ -75,47 +70,36 @@ class Hurricane(Strategy):
     name = "hurricane"
     kind = "one-shot"
     defaults = {
-        "target": "local-cpu-1t", "top_k": 4, "latency_ms": None, "latency_frac": 0.6, "latency_metric": "raw",
-        "order": "late_first", "split": 0.5, "stage_epochs": None,
-        "population": 20, "sample_size": 5, "evaluations": 60, "crossover_prob": 0.5,
-        "bn_batches": 10, "eval_batches": 5,
-        "w_lr": 0.05, "w_momentum": 0.9, "w_weight_decay": 4e-5, "grad_clip": 5.0,
-        "calibrate": 0, "lut_cache": None, "lut_warmup": 10, "lut_repeats": 7, "lut_number": 10, "n_fit": 1000,
+        "target": Opt("local-cpu-1t", choices=TARGET_DEVICES, help="the device latency is optimised for"),
+        "top_k": Opt(4, ">=1", help="candidates kept per layer"),
+        "latency_ms": Opt(None, ">0", type=float, help="latency budget in ms; null: latency_frac"),
+        "latency_frac": Opt(0.6, "(0, 1]", help="budget as a share of the slowest network's latency"),
+        "latency_metric": Opt("raw", choices=LATENCY_METRICS), "order": Opt("late_first", choices=ORDERS),
+        "split": Opt(0.5, "(0, 1)", help="share of the layers in the late group"),
+        "stage_epochs": Opt(None, ">=1", type=list, items=int,
+                            help="epochs of stage 1 and stage 2 (one entry for joint); null: the budget's epochs 70/30"),
+        "population": Opt(20, ">=2"), "sample_size": Opt(5, ">=1"),
+        "evaluations": Opt(60, ">=1", help="evaluated candidates per stage"), "crossover_prob": Opt(0.5, "[0, 1]"),
+        "bn_batches": Opt(10, ">=0", help="BN recalibration batches per candidate"),
+        "eval_batches": Opt(5, ">=1", help="held-out search-val batches per candidate"),
+        "w_lr": Opt(0.05, ">0"), "w_momentum": Opt(0.9, "[0, 1)"), "w_weight_decay": Opt(4e-5, ">=0"),
+        "grad_clip": Opt(5.0, ">0", nullable=True),
+        "calibrate": Opt(0, ">=0", help="networks measured end to end to calibrate a local LUT"),
+        "lut_cache": Opt(None, type=str, help="latency cache file; null: the default per device"),
+        "lut_warmup": Opt(10, ">=0"), "lut_repeats": Opt(7, ">=1"), "lut_number": Opt(10, ">=1"),
+        "n_fit": Opt(1000, ">=1", help="HELP networks a per-(layer, op) table is fitted on"),
     }
 
     def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
+        super().__init__(**hparams)  # types, ranges and choices: the declaration above
         hp = self.hp
-        if hp["order"] not in ORDERS:
-            raise ConfigError(choices_message("hurricane order", str(hp["order"]), list(ORDERS)))
-        if hp["latency_metric"] not in LATENCY_METRICS:
-            raise ConfigError(choices_message("hurricane latency_metric", str(hp["latency_metric"]), list(LATENCY_METRICS)))
-        for key, low in (("top_k", 1), ("population", 2), ("sample_size", 1), ("evaluations", 1), ("bn_batches", 0),
-                         ("eval_batches", 1), ("calibrate", 0), ("lut_warmup", 0), ("lut_repeats", 1),
-                         ("lut_number", 1), ("n_fit", 1)):
-            _int(key, hp[key], low)
         if hp["sample_size"] > hp["population"]:
             raise ConfigError(f"hurricane sample_size ({hp['sample_size']}) cannot exceed population ({hp['population']})")
-        if not isinstance(hp["split"], (int, float)) or not 0 < hp["split"] < 1:
-            raise ConfigError(f"hurricane split (share of layers searched as the late group) must be in (0, 1), "
-                              f"got {hp['split']!r}")
-        frac, ms = hp["latency_frac"], hp["latency_ms"]
-        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0):
-            raise ConfigError(f"hurricane latency_ms must be a positive number of ms, got {ms!r}")
-        if ms is None and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1):
-            raise ConfigError(f"hurricane latency_frac must be in (0, 1], got {frac!r}")
-        if not 0 <= hp["crossover_prob"] <= 1:
-            raise ConfigError(f"hurricane crossover_prob must be in [0, 1], got {hp['crossover_prob']!r}")
         se = hp["stage_epochs"]
-        if se is not None:
-            n = 1 if hp["order"] == "joint" else 2
-            if not isinstance(se, (list, tuple)) or len(se) != n or any(isinstance(e, bool) or not isinstance(e, int)
-                                                                       or e < 1 for e in se):
-                raise ConfigError(f"hurricane stage_epochs must be a list of {n} positive integers for order "
-                                  f"{hp['order']}, got {se!r}")
-        if not isinstance(hp["target"], str):
-            raise ConfigError(f"hurricane target must be a device name, got {hp['target']!r}")
-        check_target(hp["target"])
+        n = 1 if hp["order"] == "joint" else 2
+        if se is not None and len(se) != n:
+            raise ConfigError(f"strategy 'hurricane' hyperparameter stage_epochs must be a list of {n} integers >= 1 "
+                              f"for order {hp['order']}; got {se}")
 
     # -- how the API runs it ----------------------------------------------------------------------------
     def mode(self, estimator: str | None) -> str:

@@ -44,6 +44,7 @@ from .. import progress
 from ..data.augment import cutmix, random_erasing, soft_cross_entropy
 from ..data.loader import random_crop, random_hflip
 from ..errors import ConfigError
+from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
 from ..training import check_finite, no_decay_groups
@@ -125,48 +126,29 @@ class ViTAS(Strategy):
     name = "vitas"
     kind = "one-shot"
     defaults = {
-        "flops_min": None, "flops_max": None, "budget": 0.2, "window_low": 0.9,
-        "sampling": "calibrated", "p_identity": None, "calib_samples": 1000, "calib_step": 0.01,
-        "lr": 1e-3, "lr_min": 1e-5, "weight_decay": 0.05, "warmup_epochs": 1, "label_smoothing": 0.1,
-        "cutmix_alpha": 1.0, "cutmix_prob": 1.0, "crop_padding": 2, "hflip": True, "erasing": 0.25,
-        "grad_clip": 5.0,
-        "selection": "evolution", "evolution_init": "calibrated", "population": 16, "sample_size": 4,
-        "candidates": 48, "crossover_prob": 0.5, "eval_images": 1000, "eval_batch": 500, "checkpoint_every": 8,
+        "flops_min": Opt(None, ">=0", type=float, help="MACs per image; null: window_low x flops_max"),
+        "flops_max": Opt(None, ">=0", type=float, help="MACs per image; null: budget x the largest subnet's MACs"),
+        "budget": Opt(0.2, "(0, 1]", help="share of the largest subnet's MACs (when flops_max is null)"),
+        "window_low": Opt(0.9, "[0, 1]", help="flops_min as a share of flops_max (when flops_min is null)"),
+        "sampling": Opt("calibrated", choices=("calibrated", "uniform")),
+        "p_identity": Opt(None, "[0, 1)", type=float, help="fixed identity probability; null: calibrated"),
+        "calib_samples": Opt(1000, ">=1"), "calib_step": Opt(0.01, "(0, 1)"),
+        "lr": Opt(1e-3, ">0"), "lr_min": Opt(1e-5, ">=0"), "weight_decay": Opt(0.05, ">=0"),
+        "warmup_epochs": Opt(1, ">=0"), "label_smoothing": Opt(0.1, "[0, 1)"),
+        "cutmix_alpha": Opt(1.0, ">=0", help="Beta(alpha, alpha); 0: no CutMix"), "cutmix_prob": Opt(1.0, "[0, 1]"), "crop_padding": Opt(2, ">=0"),
+        "hflip": True, "erasing": Opt(0.25, "[0, 1]", help="random-erasing probability"),
+        "grad_clip": Opt(5.0, ">0", nullable=True),
+        "selection": Opt("evolution", choices=("evolution", "random")),
+        "evolution_init": Opt("calibrated", choices=("calibrated", "uniform")),
+        "population": Opt(16, ">=1"), "sample_size": Opt(4, ">=1"),
+        "candidates": Opt(48, ">=1", help="evaluated architectures"), "crossover_prob": Opt(0.5, "[0, 1]"),
+        "eval_images": Opt(1000, ">=1", help="search-val images scoring each candidate"),
+        "eval_batch": Opt(500, ">=1"), "checkpoint_every": Opt(8, ">=1", help="candidates between checkpoints"),
     }
 
     def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
+        super().__init__(**hparams)  # types, ranges and choices: the declaration above
         hp = self.hp
-        for key in ("flops_min", "flops_max"):  # YAML reads 1e9 as a string
-            v = hp[key]
-            try:
-                hp[key] = None if v is None else float(v)
-            except (TypeError, ValueError):
-                raise ConfigError(f"vitas {key} must be a number of MACs per image, got {v!r}") from None
-            if hp[key] is not None and not (math.isfinite(hp[key]) and hp[key] >= 0):
-                raise ConfigError(f"vitas {key} must be a non-negative number of MACs per image, got {v!r}")
-        for key, allowed in (("sampling", ("calibrated", "uniform")), ("evolution_init", ("calibrated", "uniform")),
-                             ("selection", ("evolution", "random"))):
-            if hp[key] not in allowed:
-                raise ConfigError(f"vitas {key} must be one of {', '.join(allowed)}, got {hp[key]!r}")
-        for key in ("calib_samples", "population", "sample_size", "candidates", "eval_images", "eval_batch",
-                    "checkpoint_every"):
-            v = hp[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"vitas {key} must be an integer >= 1, got {v!r}")
-        for key in ("lr", "calib_step"):
-            if not isinstance(hp[key], (int, float)) or not 0 < hp[key] < (1 if key == "calib_step" else math.inf):
-                raise ConfigError(f"vitas {key} must be a positive number{' below 1' if key == 'calib_step' else ''}, "
-                                  f"got {hp[key]!r}")
-        for key in ("label_smoothing", "erasing", "cutmix_prob", "crossover_prob"):
-            if not isinstance(hp[key], (int, float)) or not 0 <= hp[key] <= (0.999 if key == "label_smoothing" else 1):
-                raise ConfigError(f"vitas {key} must be in [0, 1], got {hp[key]!r}")
-        if hp["p_identity"] is not None and not (isinstance(hp["p_identity"], (int, float)) and 0 <= hp["p_identity"] < 1):
-            raise ConfigError(f"vitas p_identity must be in [0, 1), got {hp['p_identity']!r}")
-        if not (isinstance(hp["budget"], (int, float)) and 0 < hp["budget"] <= 1):
-            raise ConfigError(f"vitas budget must be a fraction in (0, 1] of the largest subnet's MACs, got {hp['budget']!r}")
-        if not (isinstance(hp["window_low"], (int, float)) and 0 <= hp["window_low"] <= 1):
-            raise ConfigError(f"vitas window_low must be in [0, 1], got {hp['window_low']!r}")
         if hp["sample_size"] > hp["population"]:
             raise ConfigError(f"vitas sample_size ({hp['sample_size']}) cannot exceed population ({hp['population']})")
         self._prepared: dict[str, Any] | None = None
