@@ -152,13 +152,6 @@ class SingleDARTS(_Differentiable):
     name = "single-darts"
     defaults = {**_Differentiable.defaults, "alpha_batch": Opt("same", choices=("same", "other"))}
 
-    def setup(self, supernet, ctx):
-        super().setup(supernet, ctx)
-        if self.hp["alpha_batch"] not in ("same", "other"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"unknown alpha_batch '{self.hp['alpha_batch']}'; choose from: other, same")
-
     @property
     def second_stream(self):  # type: ignore[override]
         return "train" if self.hp["alpha_batch"] == "other" else None
