@@ -36,6 +36,10 @@ def _opt(*kv: str) -> list[str]:
     (BATS + _opt("C=4.5"), "space 'bats' option C must be an integer; got 4.5"),
     (BATS + _opt("C=12", "groups=5"), "groups G=5 must divide the channel count C=12"),
     (BATS + _opt("binarize_1x1=2"), "binarize_1x1 must be true or false; got 2"),
+    # a supernet whose normal alphas no forward pass uses (issue 9: "a darts search with layers=2 crashes")
+    (BATS + _opt("layers=2"), "space 'bats' with layers=2 has no normal cell"),
+    (["search", "--space", "darts", "--method", "darts", "--epochs", "1", "--space-opt", "layers=2"],
+     "strategy 'darts' learns every alpha by gradient, but space 'darts' with layers=2 has no normal cell"),
     # -- strategy hurricane --
     (HURRICANE + _set("split=1.5"), "strategy 'hurricane' hyperparameter split must be a number in (0, 1); got 1.5"),
     (HURRICANE + _set("crossover_prob=2"), "crossover_prob must be a number in [0, 1]; got 2"),

@@ -33,6 +33,14 @@ ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((
 class _Differentiable(OneShotStrategy):
     defaults: ClassVar[dict[str, Any]] = {**WEIGHT_DEFAULTS, **ARCH_DEFAULTS}
 
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
+        """Also refuse a supernet some of whose alphas no forward pass uses (they would get no gradient), e.g.
+        DARTS cells with layers < 3: the space says why (``unused_alpha_groups``)."""
+        super().preflight(space, cfg)
+        why = space.unused_alpha_groups() if hasattr(space, "unused_alpha_groups") else None
+        if why:
+            raise ConfigError(f"strategy '{self.name}' learns every alpha by gradient, but {why}")
+
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         supernet.temperature = float(self.hp["temperature"])
         supernet.activation = self.hp["activation"]
