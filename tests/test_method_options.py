@@ -53,6 +53,8 @@ def _opt(*kv: str) -> list[str]:
     (HURRICANE + _set("stage_epochs=[0, 1]"), "stage_epochs[0] must be an integer >= 1; got 0"),
     (HURRICANE + _set("stage_epochs=[3]"), "stage_epochs must be a list of 2 integers >= 1 for order late_first"),
     (HURRICANE + _set("population=4", "sample_size=5"), "sample_size (5) cannot exceed population (4)"),
+    (["search", "--space", "mobile", "--method", "hurricane", "--epochs", "1"],
+     "two-stage hurricane needs at least 2 epochs (or set stage_epochs)"),
     # -- space mobile --
     (HURRICANE + _opt("stem=0"), "space 'mobile' option stem must be an integer >= 1; got 0"),
     (HURRICANE + _opt("strides=[1, 3]", "widths=[8, 8]"), "space 'mobile' option strides[1] must be one of 1, 2; "

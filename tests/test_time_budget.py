@@ -66,6 +66,7 @@ def test_hurricane_stops_in_supernet_training_and_evolution(tmp_path, fake_cache
     assert len(epochs) == 1 and epochs[0]["partial"] is True  # stage 1, first epoch of 28 (125 steps): cut mid-epoch
     assert m["stopped"] == "seconds" and len(m["stages"]) == 1  # stage 2 skipped
     assert m["stages"][0]["evaluated"] == 1  # the deadline had passed: only the stage's starting point scored
+    assert m["stages"][0]["epochs_run"] == 1 and m["stages"][0]["epochs"] == 28
     assert m["evaluated_over_budget"] == 0 and res["arch"] == m["stages"][0]["best_arch"]
     assert RunDir(run).load_checkpoint()["elapsed_s"] < 0.2 + 10 and wall < 60
     _resume_after_crash(run, res, ("epoch", "candidate"))

@@ -106,7 +106,8 @@ class SearchContext:
         return self.elapsed_before + time.perf_counter() - self.start_time
 
     def out_of_time(self) -> bool:
-        return self.budget.seconds is not None and self.elapsed() >= self.budget.seconds
+        budget = self.budget
+        return budget is not None and budget.seconds is not None and self.elapsed() >= budget.seconds
 
     # -- multi-trial evaluation ---------------------------------------------------------------
     @property
@@ -132,7 +133,7 @@ class SearchContext:
             executor = LocalExecutor()
         else:
             executor = self.executor
-        stop = self.out_of_time if self.budget.seconds is not None else None
+        stop = self.out_of_time if self.budget is not None and self.budget.seconds is not None else None
         results = executor.run(specs, self.estimator.trial_fn, self.journal, progress=self._on_trial, stop=stop)
         for arch, res in zip(archs, results):
             if res is not None:

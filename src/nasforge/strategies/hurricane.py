@@ -116,6 +116,8 @@ class Hurricane(Strategy):
         if not cfg.get("estimator") and not hasattr(space, "layer_specs"):
             raise ConfigError(f"hurricane trains a single-path supernet over a layer-wise space (mobile, fbnet); "
                               f"'{space.name}' is not one (for nb201 use --estimator table)")
+        if not cfg.get("estimator"):  # the stages' epochs (two stages need two epochs), before any work
+            self._stage_epochs((cfg.get("budget") or {}).get("epochs") or 0, len(self._stages(space.num_layers)))
         model = self._latency_model(space, cfg.get("tables"))
         self._budget(model, space)
 
@@ -296,7 +298,8 @@ class Hurricane(Strategy):
             for i in active:
                 s["fixed"][i] = best["arch"][i]
             s["stage_results"].append({"stage": s["stage"] + 1, "searched_layers": active, "epochs": n_ep,
-                                       "epochs_run": s["epoch"] if s["evo"] is None else n_ep,
+                                       "epochs_run": sum(1 for h in s["history"] if h.get("event") == "epoch"
+                                                         and h.get("stage") == s["stage"] + 1),
                                        "evaluated": len(scored),
                                        "best_arch": best["arch"], "best_accuracy": best["accuracy"],
                                        "latency_ms": best["latency_ms"], "supernet_train_s": s["train_s"][s["stage"]]})
