@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,13 +47,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
+import _peer
+from _peer import peak_rss_mb, rss_mb
+
 NNI_WORKER = Path(__file__).with_name("_nni_worker.py")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
@@ -76,14 +71,7 @@ def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
 # ---------------------------------------------------------------------------------------------
 def make_data(seed: int, n_batches: int, batch: int, path: Path) -> None:
     """Draw disjoint train and val images from Fashion-MNIST's training split; save 3x32x32 and 1x28x28 copies."""
-    from nasforge.data.datasets import fashion_mnist
-
-    train, _ = fashion_mnist()
-    mean, std = (v[0] for v in train.stats())
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=g)[: 2 * n_batches * batch]
-    x = (train.images[idx].float() / 255 - mean) / std  # [n, 1, 28, 28], normalised as nasforge's Loader does
-    y = train.labels[idx]
+    x, y = _peer.fashion_mnist_sample(seed, 2 * n_batches * batch)  # [n, 1, 28, 28]
     x3 = F.pad(x, (2, 2, 2, 2)).repeat(1, 3, 1, 1).contiguous()  # NNI's stem needs 3 channels
     n = n_batches * batch
     torch.save({"x_train": x3[:n], "y_train": y[:n], "x_val": x3[n:], "y_val": y[n:],
@@ -124,7 +112,7 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
         strategy.step(supernet, (xt[s], yt[s]), (xv[s], yv[s]), ctx)
         times.append(time.perf_counter() - t)
     total_s = time.perf_counter() - start
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_peak = peak_rss_mb()
     SearchCell.fused = False  # model FLOPs: every op of every edge, counted on the reference formulation
     flops = count_flops(supernet, xt[: args.batch])
     return {"step_s": times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": rss_peak,
@@ -134,23 +122,9 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------------
-def run_child(cmd: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def summarise(run: dict[str, Any], warmup: int, batch: int) -> dict[str, Any]:
-    timed = run["step_s"][warmup:]
-    step = statistics.median(timed)
-    out = {"step_s_median": step, "step_s_min": min(timed), "images_per_s": batch / step,
-           "rss_peak_mb": run["rss_peak_mb"], "rss_base_mb": run["rss_base_mb"],
-           "rss_delta_mb": run["rss_peak_mb"] - run["rss_base_mb"], "forward_flops": run["forward_flops"],
-           "arch": run["arch"]}
-    # wall time of the whole search call, set-up and warm-up included, per step (imports excluded)
-    out["user_level_s_per_step"] = run["total_s"] / len(run["step_s"])
-    return out
+    return {**_peer.summarise(run, warmup, batch, keep=("forward_flops", "arch")),
+            "step_s_min": min(run["step_s"][warmup:])}
 
 
 def median_of(rows: list[dict[str, Any]], key: str) -> float:
@@ -158,10 +132,7 @@ def median_of(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    nni_python = Path(args.nni_python)
-    if not nni_python.is_file():
-        sys.exit(f"NNI's venv python not found at {nni_python}; create it from {REPO} with "
-                 "`bash ../shared/peers/nni/setup.sh .peers/nni` (or pass --nni-python)")
+    nni_python = _peer.nni_python_or_exit(args.nni_python)
     n_batches = args.warmup + args.steps
     results: dict[str, Any] = {
         "config": {"space": "nb201", "C": args.C, "N": args.N, "batch": args.batch,
@@ -185,15 +156,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 common = ["--data", str(data), "--seed", str(seed), "--C", str(args.C), "--N", str(N),
                           "--batch", str(args.batch), "--threads", str(args.threads)]
                 me = [sys.executable, __file__, "--worker", *common]
-                order = [("nasforge", me), ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])]
-                if i % 2:
-                    order.reverse()
+                order = _peer.alternate(
+                    [("nasforge", me), ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])], i)
                 if args.with_reference:
                     order.append(("nasforge_reference", me + ["--reference"]))
                 order.append(("nasforge_1x28x28", me + ["--native"]))
-                for name, cmd in order:
-                    rows[name].append(summarise(run_child(cmd), args.warmup, args.batch))
-                    print(f"N={N} seed={seed} {name}: {rows[name][-1]['step_s_median']:.3f} s/step", file=sys.stderr)
+                _peer.run_in_turn(rows, order, f"N={N} seed={seed}",
+                                  lambda run: summarise(run, args.warmup, args.batch))
                 matmul.append(matmul_gflops(args.threads))
             per_n[f"N={N}"] = report(rows)
     peak = max(matmul)
@@ -217,18 +186,11 @@ def report(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         contenders[name] = {k: median_of(runs, k) for k in runs[0] if isinstance(runs[0][k], (int, float))}
         contenders[name]["per_seed_step_s"] = [r["step_s_median"] for r in runs]
         contenders[name]["arch"] = [r["arch"] for r in runs]
-    pairs = list(zip(rows["nasforge"], rows["nni"]))
-    ratios = {
-        "throughput_nasforge_over_nni": statistics.median(a["images_per_s"] / b["images_per_s"] for a, b in pairs),
-        "throughput_nasforge_over_nni_user_level": statistics.median(
-            b["user_level_s_per_step"] / a["user_level_s_per_step"] for a, b in pairs),
-        "peak_rss_nasforge_over_nni": statistics.median(a["rss_peak_mb"] / b["rss_peak_mb"] for a, b in pairs),
-        "rss_delta_nasforge_over_nni": statistics.median(a["rss_delta_mb"] / b["rss_delta_mb"] for a, b in pairs),
-    }
+    ratios: dict[str, Any] = _peer.paired_ratios(rows["nasforge"], rows["nni"])
     if "nasforge_reference" in rows:
         ratios["fused_speedup_over_reference"] = statistics.median(
             r["step_s_median"] / a["step_s_median"] for a, r in zip(rows["nasforge"], rows["nasforge_reference"]))
-    ratios["target_met"] = ratios["throughput_nasforge_over_nni"] >= 1.5 and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+    ratios["target_met"] = _peer.target_met(ratios)
     return {"contenders": contenders, "ratios": ratios}
 
 
@@ -241,7 +203,7 @@ def main() -> None:
     p.add_argument("--C", type=int, default=16, help="channels of the first stage")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch threads of every contender and of the matmul")
-    p.add_argument("--nni-python", default=str(REPO / ".peers" / "nni" / "bin" / "python"))
+    p.add_argument("--nni-python", default=str(_peer.DEFAULT_NNI_PYTHON))
     p.add_argument("--with-reference", action="store_true",
                    help="also time nasforge's unfused per-edge MixedOp sum (SearchCell.fused = False)")
     # internal: the nasforge contender

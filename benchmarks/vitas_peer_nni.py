@@ -25,9 +25,7 @@ import argparse
 import json
 import os
 import random
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,24 +35,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
+import _peer
+from _peer import peak_rss_mb, rss_mb
+
 NNI_WORKER = Path(__file__).with_name("_nni_autoformer_worker.py")
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 def make_data(seed: int, n: int, path: Path) -> None:
-    from nasforge.data.datasets import fashion_mnist
-
-    train, _ = fashion_mnist()
-    mean, std = (v[0] for v in train.stats())
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=g)[: n + 64]
-    x = ((train.images[idx].float() / 255 - mean) / std).contiguous()
-    y = train.labels[idx]
+    """n training images and 64 validation images of Fashion-MNIST, normalised, saved for both contenders."""
+    x, y = _peer.fashion_mnist_sample(seed, n + 64)
+    x = x.contiguous()
     torch.save({"x_train": x[:n], "y_train": y[:n], "x_val": x[n:], "y_val": y[n:]}, path)
 
 
@@ -108,32 +98,17 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
         opt.step()
         times.append(time.perf_counter() - t)
     total_s = time.perf_counter() - start
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_peak = peak_rss_mb()
     return {"step_s": times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": rss_peak,
             "threads": torch.get_num_threads(), "supernet_params": sum(p.numel() for p in supernet.parameters())}
 
 
-def run_child(cmd: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def summarise(run: dict[str, Any], warmup: int, batch: int) -> dict[str, Any]:
-    timed = run["step_s"][warmup:]
-    step = statistics.median(timed)
-    return {"step_s_median": step, "images_per_s": batch / step, "rss_peak_mb": run["rss_peak_mb"],
-            "rss_base_mb": run["rss_base_mb"], "rss_delta_mb": run["rss_peak_mb"] - run["rss_base_mb"],
-            "user_level_s_per_step": run["total_s"] / len(run["step_s"]), "supernet_params": run["supernet_params"],
-            "steps": len(run["step_s"])}
+    return {**_peer.summarise(run, warmup, batch, keep=("supernet_params",)), "steps": len(run["step_s"])}
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    nni_python = Path(args.nni_python)
-    if not nni_python.is_file():
-        sys.exit(f"NNI's venv python not found at {nni_python}; create it with "
-                 "`bash ../shared/peers/nni/setup.sh .peers/nni` (or pass --nni-python)")
+    nni_python = _peer.nni_python_or_exit(args.nni_python)
     n = (args.warmup + args.steps) * args.batch
     csv = lambda v: ",".join(str(x) for x in v)  # noqa: E731
     common_cfg = ["--embed", csv(args.embed), "--depth", csv(args.depth), "--heads", csv(args.heads),
@@ -146,26 +121,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             data = Path(tmp) / f"data_{seed}.pt"
             make_data(seed, n, data)
             common = ["--data", str(data), "--seed", str(seed), *common_cfg]
-            order = [("nasforge", [sys.executable, __file__, "--worker", *common]),
-                     ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])]
-            if i % 2:
-                order.reverse()
-            for name, cmd in order:
-                rows[name].append(summarise(run_child(cmd), args.warmup, args.batch))
-                print(f"seed={seed} {name}: {rows[name][-1]['step_s_median'] * 1e3:.1f} ms/step "
-                      f"{rows[name][-1]['rss_peak_mb']:.0f} MB", file=sys.stderr)
+            order = _peer.alternate([("nasforge", [sys.executable, __file__, "--worker", *common]),
+                                     ("nni", [str(nni_python), str(NNI_WORKER), "--workdir", tmp, *common])], i)
+            _peer.run_in_turn(rows, order, f"seed={seed}", lambda run: summarise(run, args.warmup, args.batch))
     contenders = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in rows.items()}
     for name, runs in rows.items():
         contenders[name]["per_seed_step_s"] = [r["step_s_median"] for r in runs]
-    pairs = list(zip(rows["nasforge"], rows["nni"]))
-    ratios = {
-        "throughput_nasforge_over_nni": statistics.median(a["images_per_s"] / b["images_per_s"] for a, b in pairs),
-        "throughput_nasforge_over_nni_user_level": statistics.median(
-            b["user_level_s_per_step"] / a["user_level_s_per_step"] for a, b in pairs),
-        "peak_rss_nasforge_over_nni": statistics.median(a["rss_peak_mb"] / b["rss_peak_mb"] for a, b in pairs),
-        "rss_delta_nasforge_over_nni": statistics.median(a["rss_delta_mb"] / b["rss_delta_mb"] for a, b in pairs),
-    }
-    ratios["target_met"] = ratios["throughput_nasforge_over_nni"] >= 1.5 and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+    ratios: dict[str, Any] = _peer.paired_ratios(rows["nasforge"], rows["nni"])
+    ratios["target_met"] = _peer.target_met(ratios)
     return {"config": {"dataset": "fashion-mnist 1x28x28", "patch": args.patch, "embed": args.embed,
                        "depth": args.depth, "heads": args.heads, "head_dim": 64, "mlp_ratios": args.mlp_ratios,
                        "batch": args.batch, "threads": args.threads, "seeds": args.seeds, "warmup_steps": args.warmup,
@@ -198,7 +161,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, nargs="+", default=[4, 5, 6])
     p.add_argument("--heads", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--mlp-ratios", type=float, nargs="+", default=[2.0, 3.0])
-    p.add_argument("--nni-python", default=str(REPO / ".peers" / "nni" / "bin" / "python"))
+    p.add_argument("--nni-python", default=str(_peer.DEFAULT_NNI_PYTHON))
     print(json.dumps(benchmark(p.parse_args()), indent=2))
 
 

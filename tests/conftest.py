@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,88 @@ def fmnist_available() -> bool:
 def tiny_data():
     """(train, test) synthetic 1x28x28 datasets, learnable in a few steps."""
     return synthetic(n_train=512, n_test=128)
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+@pytest.fixture
+def run_cli(capsys):
+    """`run_cli(*args) -> (exit code, stdout, stderr)` for a CLI call that must end in SystemExit."""
+    from nasforge.cli import main
+
+    def run(*args: str) -> tuple[int | str | None, str, str]:
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        captured = capsys.readouterr()
+        return e.value.code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def cli_ok(capsys):
+    """`cli_ok(*args) -> stdout` for a CLI call that must succeed (typer exits 0 at the end of some commands, or
+    returns); a failure's stderr is the assertion message."""
+    from nasforge.cli import main
+
+    def run(*args: str) -> str:
+        try:
+            main(list(args))
+        except SystemExit as e:
+            assert e.code in (0, None), capsys.readouterr().err
+        return capsys.readouterr().out
+
+    return run
+
+
+# -- interrupted runs ----------------------------------------------------------------------------------------------
+class SimulatedCrash(Exception):
+    """The process 'dies' here: raised by a function that `crash` patched."""
+
+
+@pytest.fixture
+def crash():
+    """`with crash(owner, name, at) as died:` makes `owner.name` (a method or module function) raise on its
+    calls numbered `at` (an int or a collection of ints, counted from 1 across the whole block), after the
+    original ran (`before=True`: instead of running it); `died` is the exception type raised (`exc`,
+    SimulatedCrash by default). The original is restored when the block ends. Resume tests crash a run this
+    way and check that `--resume` ends where an uninterrupted run ends."""
+
+    @contextmanager
+    def patch(owner, name: str, at, *, exc: type[BaseException] = SimulatedCrash, before: bool = False):
+        original = getattr(owner, name)
+        when = {at} if isinstance(at, int) else set(at)
+        calls = 0
+
+        def dying(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            if before and calls in when:
+                raise exc
+            out = original(*args, **kwargs)
+            if not before and calls in when:
+                raise exc
+            return out
+
+        setattr(owner, name, dying)
+        try:
+            yield exc
+        finally:
+            setattr(owner, name, original)
+
+    return patch
+
+
+@pytest.fixture
+def same_supernet():
+    """`same_supernet(ref_run, run) -> (ref checkpoint, checkpoint)`: loads both run directories'
+    checkpoint.pt and asserts that their supernets hold the same tensors, bit for bit."""
+
+    def check(ref_run, run) -> tuple[dict, dict]:
+        ck_ref = torch.load(Path(ref_run) / "checkpoint.pt", weights_only=False)
+        ck = torch.load(Path(run) / "checkpoint.pt", weights_only=False)
+        assert ck["supernet"].keys() == ck_ref["supernet"].keys()
+        for k, v in ck_ref["supernet"].items():
+            assert torch.equal(ck["supernet"][k], v), k
+        return ck_ref, ck
+
+    return check

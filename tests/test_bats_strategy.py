@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from nasforge import api
-from nasforge.cli import main
 from nasforge.data.datasets import SearchData, synthetic
 from nasforge.errors import ConfigError
 from nasforge.ops.binary import binarization_state
@@ -58,7 +57,7 @@ def test_kd_loss_is_zero_for_equal_logits_and_positive_otherwise():
     assert kd_loss(s, torch.randn(4, 10), 2.0).item() > 0
 
 
-def test_search_logs_mixing_entropy_and_gap_and_resumes_exactly(tmp_path, monkeypatch):
+def test_search_logs_mixing_entropy_and_gap_and_resumes_exactly(tmp_path, crash, same_supernet):
     cfg = {**BASE, "budget": {"epochs": 2}}
     ref = api.search(cfg, run_root=tmp_path / "a")
     epochs = _epochs(ref["run_dir"])
@@ -71,29 +70,16 @@ def test_search_logs_mixing_entropy_and_gap_and_resumes_exactly(tmp_path, monkey
 
     from nasforge.strategies.oneshot import OneShotStrategy
 
-    original = OneShotStrategy._diagnostics
-    calls = {"n": 0}
-
-    def crash_after_two(self, *a, **k):
-        out = original(self, *a, **k)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # after epoch 2's diagnostics, before its checkpoint: resumes from epoch 1
-        return out
-
-    monkeypatch.setattr(OneShotStrategy, "_diagnostics", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    # after epoch 2's diagnostics, before its checkpoint: resumes from epoch 1
+    with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
         api.search(cfg, run_root=tmp_path / "b", run_name="r")
-    monkeypatch.setattr(OneShotStrategy, "_diagnostics", original)
     resumed = api.search(resume=tmp_path / "b" / "r")
-    a = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)["supernet"]
-    b = torch.load(tmp_path / "b" / "r" / "checkpoint.pt", weights_only=False)["supernet"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    same_supernet(ref["run_dir"], tmp_path / "b" / "r")
     assert resumed["arch"] == ref["arch"]
     assert [e["epoch"] for e in _epochs(resumed["run_dir"])] == [1, 2]
 
 
-def test_two_stage_training_with_a_teacher_resumes_each_stage_exactly(tmp_path, monkeypatch):
+def test_two_stage_training_with_a_teacher_resumes_each_stage_exactly(tmp_path, crash):
     teacher = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32,
                          "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="teacher")
     arch = {"space": "bats", "space_config": TINY, "arch": BatsSpace(**TINY).sample(__import__("random").Random(0))}
@@ -109,19 +95,9 @@ def test_two_stage_training_with_a_teacher_resumes_each_stage_exactly(tmp_path, 
 
     from nasforge.training import engine
 
-    original = engine.evaluate
-    calls = {"n": 0}
-
-    def crash_in_stage_two(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:  # stage 1 ran 2 epochs; stage 2 dies after its first epoch's training
-            raise KeyboardInterrupt
-        return original(*a, **k)
-
-    monkeypatch.setattr(engine, "evaluate", crash_in_stage_two)
-    with pytest.raises(KeyboardInterrupt):
+    # stage 1 ran 2 epochs; stage 2 dies after its first epoch's training (before evaluating it)
+    with crash(engine, "evaluate", at=3, exc=KeyboardInterrupt, before=True), pytest.raises(KeyboardInterrupt):
         api.train(cfg, run_root=tmp_path, run_name="cut")
-    monkeypatch.setattr(engine, "evaluate", original)
     resumed = api.train(resume=tmp_path / "cut")
     a = torch.load(ref["model_file"], weights_only=False)["model"]
     b = torch.load(resumed["model_file"], weights_only=False)["model"]
@@ -129,37 +105,18 @@ def test_two_stage_training_with_a_teacher_resumes_each_stage_exactly(tmp_path, 
     assert resumed["stages"] == [{**s, "wall_s": r["wall_s"]} for s, r in zip(ref["stages"], resumed["stages"])]
 
 
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
-
-
-def test_cli_search_then_train_with_and_without_teacher(tmp_path, capsys):
+def test_cli_search_then_train_with_and_without_teacher(tmp_path, cli_ok):
     common = ["--dataset", "synthetic", "--subset", "64", "--batch-size", "32", "--quiet", "--out", str(tmp_path)]
-    try:
-        main(["search", "--space", "bats", "--method", "bats", "--epochs", "1", "--space-opt", "C=2",
-              "--space-opt", "layers=3", "--space-opt", "groups=1", "--space-opt", "shuffle_groups=2", "--set", "eval_batches=1", "--set",
-              "gap_batches=1", "--name", "s", *common])
-    except SystemExit as e:
-        assert e.code in (0, None)
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(cli_ok("search", "--space", "bats", "--method", "bats", "--epochs", "1", "--space-opt", "C=2",
+                            "--space-opt", "layers=3", "--space-opt", "groups=1", "--space-opt", "shuffle_groups=2",
+                            "--set", "eval_batches=1", "--set", "gap_batches=1", "--name", "s", *common))
     assert out["space"] == "bats"
     arch_file = out["arch_file"]
     train_common = ["--dataset", "synthetic", "--subset", "64", "--test-subset", "32", "--epochs", "1", "--quiet",
                     "--out", str(tmp_path), "--batch-size", "32"]
-    try:
-        main(["train", "--arch", "baseline", "--name", "t", *train_common])
-    except SystemExit as e:
-        assert e.code in (0, None)
-    capsys.readouterr()
+    cli_ok("train", "--arch", "baseline", "--name", "t", *train_common)
     for name, extra in (("plain", []), ("kd", ["--teacher", str(tmp_path / "t")])):
-        try:
-            main(["train", "--arch", arch_file, "--name", name, *train_common, *extra])
-        except SystemExit as e:
-            assert e.code in (0, None)
-        res = json.loads(capsys.readouterr().out)
+        res = json.loads(cli_ok("train", "--arch", arch_file, "--name", name, *train_common, *extra))
         assert len(res["stages"]) == 2 and res["bops"] > 0 and res["ops"] > res["flops"] > 0
     assert json.load(open(tmp_path / "kd" / "config.json"))["teacher"] == str(tmp_path / "t")
 
@@ -174,20 +131,20 @@ def test_cli_search_then_train_with_and_without_teacher(tmp_path, capsys):
      "search_weight_bits must be one of 32, 1; got 8"),
     (["train", "--arch", "baseline", "--teacher", "/nonexistent/run"], "is not a nasforge run directory"),
 ])
-def test_bad_combinations_are_one_line_exit_2(tmp_path, capsys, args, needle):
-    code, _, err = run_cli(capsys, *args, "--dataset", "synthetic", "--out", str(tmp_path / "runs"))
+def test_bad_combinations_are_one_line_exit_2(tmp_path, run_cli, args, needle):
+    code, _, err = run_cli(*args, "--dataset", "synthetic", "--out", str(tmp_path / "runs"))
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # rejected before a run directory exists
 
 
-def test_teacher_of_another_dataset_is_rejected_before_a_run_directory(tmp_path, capsys):
+def test_teacher_of_another_dataset_is_rejected_before_a_run_directory(tmp_path, run_cli):
     api.train({"arch": "baseline", "dataset": "synthetic", "subset": 32, "test_subset": 16,
                "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="teacher")
     cfg = json.load(open(tmp_path / "teacher" / "config.json"))
     cfg["dataset"] = "mnist"  # pretend the teacher was trained on MNIST
     json.dump(cfg, open(tmp_path / "teacher" / "config.json", "w"))
-    code, _, err = run_cli(capsys, "search", "--space", "bats", "--method", "bats", "--epochs", "1", "--dataset",
+    code, _, err = run_cli("search", "--space", "bats", "--method", "bats", "--epochs", "1", "--dataset",
                            "synthetic", "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "runs"))
     assert code == 2 and "was trained on 'mnist', but this run uses 'synthetic'" in err, err
     assert not (tmp_path / "runs").exists()

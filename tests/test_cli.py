@@ -5,24 +5,6 @@ import sys
 
 import pytest
 
-from nasforge.cli import main
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
-
-
-def cli_ok(capsys, *args):
-    try:
-        main(list(args))
-    except SystemExit as e:  # typer exits 0 at the end of some commands
-        assert e.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
-
-
 @pytest.mark.parametrize("args,needle", [
     (["search", "--method", "nope", "--epochs", "1"], "unknown strategy 'nope'; choose from: "),
     (["search", "--space", "nope", "--epochs", "1"], "unknown search space 'nope'; choose from: "),
@@ -40,15 +22,15 @@ def cli_ok(capsys, *args):
     (["search", "--resume", "/nonexistent/run"], "is not a nasforge run directory"),
     (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
 ])
-def test_errors_are_one_line_with_exit_2(capsys, args, needle):
-    code, out, err = run_cli(capsys, *args)
+def test_errors_are_one_line_with_exit_2(run_cli, args, needle):
+    code, out, err = run_cli(*args)
     assert code == 2
     assert needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_list_shows_every_registered_component(capsys):
-    out = cli_ok(capsys, "list")
+def test_list_shows_every_registered_component(cli_ok):
+    out = cli_ok("list")
     for name in ("nb201", "darts", "single-darts", "fashion-mnist", "cifar10", "baseline", "scratch", "local"):
         assert name in out
 
@@ -59,23 +41,23 @@ def test_help_lists_commands():
         assert cmd in out
 
 
-def test_train_evaluate_export_end_to_end(capsys, tmp_path):
-    out = cli_ok(capsys, "train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1",
+def test_train_evaluate_export_end_to_end(cli_ok, tmp_path):
+    out = cli_ok("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1",
                  "--out", str(tmp_path), "--name", "t", "--quiet")
     res = json.loads(out)
     assert 0.0 <= res["test_accuracy"] <= 1.0 and res["params"] > 0
-    ev = json.loads(cli_ok(capsys, "evaluate", str(tmp_path / "t")))
+    ev = json.loads(cli_ok("evaluate", str(tmp_path / "t")))
     assert ev["accuracy"] == pytest.approx(res["test_accuracy"])
-    ex = json.loads(cli_ok(capsys, "export", str(tmp_path / "t"), "--out", str(tmp_path / "m.onnx")))
+    ex = json.loads(cli_ok("export", str(tmp_path / "t"), "--out", str(tmp_path / "m.onnx")))
     assert ex["max_abs_diff"] < 1e-4 and ex["argmax_agreement"] == 1.0
 
 
-def test_search_then_train_found_arch(capsys, tmp_path):
-    out = cli_ok(capsys, "search", "--space", "nb201", "--method", "single-darts", "--dataset", "synthetic",
+def test_search_then_train_found_arch(cli_ok, tmp_path):
+    out = cli_ok("search", "--space", "nb201", "--method", "single-darts", "--dataset", "synthetic",
                  "--epochs", "1", "--subset", "128", "--space-opt", "C=4", "--space-opt", "N=1",
                  "--set", "hessian_every=0", "--out", str(tmp_path), "--name", "s", "--quiet")
     res = json.loads(out)
     assert res["arch"].startswith("|")
-    out = cli_ok(capsys, "train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1",
+    out = cli_ok("train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1",
                  "--space-opt", "C=4", "--out", str(tmp_path), "--name", "t2", "--quiet")
     assert json.loads(out)["arch"] == res["arch"]

@@ -124,36 +124,20 @@ def test_search_end_to_end_logs_diagnostics(tmp_path, method, hp, tables_dir):
         assert "cifar10_test_200" in e["table"]
 
 
-def test_search_is_deterministic_and_resumes_exactly(tmp_path):
+def test_search_is_deterministic_and_resumes_exactly(tmp_path, crash, same_supernet):
     cfg = {**BASE, "method": "single-darts", "budget": {"epochs": 3}, "hparams": {"hessian_every": 0}}
     ref = api.search(cfg, run_root=tmp_path / "a")
     again = api.search(cfg, run_root=tmp_path / "b")
-    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
-    ck_again = torch.load(f"{again['run_dir']}/checkpoint.pt", weights_only=False)
-    assert torch.equal(ck_ref["supernet"]["alphas.cell"], ck_again["supernet"]["alphas.cell"])
+    same_supernet(ref["run_dir"], again["run_dir"])  # alphas and weights
 
     from nasforge.strategies.oneshot import OneShotStrategy
 
-    original = OneShotStrategy._diagnostics
-    calls = {"n": 0}
-
-    def crash_after_two(self, *a, **k):
-        out = original(self, *a, **k)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # dies right after epoch 2's diagnostics, before its checkpoint
-        return out
-
-    OneShotStrategy._diagnostics = crash_after_two
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            api.search(cfg, run_root=tmp_path / "c", run_name="r")
-    finally:
-        OneShotStrategy._diagnostics = original
+    # dies right after epoch 2's diagnostics, before its checkpoint
+    with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        api.search(cfg, run_root=tmp_path / "c", run_name="r")
     resumed = api.search(resume=tmp_path / "c" / "r")
-    ck = torch.load(tmp_path / "c" / "r" / "checkpoint.pt", weights_only=False)
-    assert torch.equal(ck["supernet"]["alphas.cell"], ck_ref["supernet"]["alphas.cell"])
-    assert all(torch.equal(ck["supernet"][k], ck_ref["supernet"][k]) for k in ck_ref["supernet"])
+    _, ck = same_supernet(ref["run_dir"], tmp_path / "c" / "r")
+    assert "alphas.cell" in ck["supernet"]
     assert resumed["arch"] == ref["arch"]
     lines = (tmp_path / "c" / "r" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines if '"event": "epoch"' in l] == [1, 2, 3]
@@ -162,3 +146,36 @@ def test_search_is_deterministic_and_resumes_exactly(tmp_path):
 def test_one_shot_needs_epochs_and_weight_sharing(tmp_path):
     with pytest.raises(ConfigError, match="epoch budget"):
         api.search({**BASE, "method": "darts", "budget": {}}, run_root=tmp_path)
+
+
+@pytest.mark.parametrize("method,hp", [("darts", {"order": 1}), ("darts", {"order": 2}), ("single-darts", {}),
+                                       ("bats", {})])
+def test_shallow_supernets_search_their_reduction_cells_only(method, hp):
+    """layers < 3 makes every cell a reduction cell: the `normal` alphas take no part in the loss, so they get
+    no gradient and stay as initialised, while the `reduce` alphas move; the Hessian diagnostic skips them."""
+    from nasforge.data.datasets import SearchData, synthetic
+    from nasforge.spaces.bats import BatsSpace
+    from nasforge.spaces.darts import DartsSpace
+    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.strategies.bats import BATS
+
+    if method == "bats":
+        space, strat = BatsSpace(C=2, layers=2, groups=1, shuffle_groups=2), BATS(**hp)
+    else:
+        space, strat = DartsSpace(C=2, layers=2), (DARTS if method == "darts" else SingleDARTS)(**hp)
+    torch.manual_seed(0)
+    train, _ = synthetic(n_train=32, n_test=8)
+    ctx = SearchContext(space=space, budget=Budget(epochs=1), data=SearchData(train, train, 16))
+    sn = space.supernet()
+    assert set(sn.cell_groups) == {"reduce"} and set(sn.alphas) == {"normal", "reduce"}
+    strat._make_weight_optimizer(sn, ctx, 1)
+    strat.setup(sn, ctx)
+    before = {g: a.detach().clone() for g, a in sn.alphas.items()}
+    x, y = next(iter(ctx.data.loaders(0)[0]))
+    stats = strat.step(sn, (x, y), (x, y), ctx)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert sn.alphas["normal"].grad is None and torch.equal(sn.alphas["normal"], before["normal"])
+    assert not torch.equal(sn.alphas["reduce"], before["reduce"])
+    eig = dominant_eigenvalue(lambda: F.cross_entropy(sn(x), y), sn.arch_parameters(), iters=3,
+                              generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(torch.tensor(eig)) and eig != 0.0

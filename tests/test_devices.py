@@ -9,20 +9,12 @@ import torch
 
 from nasforge import api
 from nasforge.accel import Precision, check_precision, resolve_device, rng_state, set_rng_state
-from nasforge.cli import main
 from nasforge.data.loader import Loader
 from nasforge.errors import ConfigError
 
 HAS_CUDA = torch.cuda.is_available()
 TINY = {"space": "nb201", "space_options": {"C": 4, "N": 1}, "dataset": "synthetic", "subset": 128,
         "batch_size": 32, "budget": {"epochs": 2}, "hparams": {"hessian_every": 0, "eval_batches": 1}}
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
 
 
 def test_resolve_device_spellings():
@@ -56,8 +48,8 @@ def test_precision_names():
     ["train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1", "--device", "cuda"],
     ["search", "--method", "single-darts", "--epochs", "1", "--dataset", "synthetic", "--precision", "fp8"],
 ])
-def test_unavailable_device_is_one_line_exit_2_before_a_run_dir(capsys, tmp_path, command):
-    code, out, err = run_cli(capsys, *command, "--out", str(tmp_path / "runs"))
+def test_unavailable_device_is_one_line_exit_2_before_a_run_dir(run_cli, tmp_path, command):
+    code, out, err = run_cli(*command, "--out", str(tmp_path / "runs"))
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "not available" in err or "unknown precision" in err
@@ -65,8 +57,8 @@ def test_unavailable_device_is_one_line_exit_2_before_a_run_dir(capsys, tmp_path
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="needs a machine without CUDA")
-def test_evaluate_and_export_check_the_device(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "evaluate", str(tmp_path), "--device", "cuda:3")
+def test_evaluate_and_export_check_the_device(run_cli, tmp_path):
+    code, _, err = run_cli("evaluate", str(tmp_path), "--device", "cuda:3")
     assert code == 2 and "not available" in err and len(err.strip().splitlines()) == 1
 
 
@@ -121,18 +113,24 @@ def test_bf16_autocast_runs_a_search_step_on_cpu(tmp_path):
     assert 0 < diff < 1e-2
 
 
-def test_fp16_scaled_training_step_on_cpu(tiny_data):
-    from nasforge.models import MODELS
+def test_fp16_scaled_training_step_on_cpu():
+    from nasforge.data.datasets import synthetic
     from nasforge.training import TrainConfig, train_model
 
-    train, test = tiny_data
-    model = MODELS.get("baseline")(in_channels=1, num_classes=10)
+    # fp16 convolutions on a CPU run on slow reference kernels: a 4-channel network and two steps are enough
+    # to exercise autocast + GradScaler end to end
+    train, test = synthetic(n_train=128, n_test=32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    before = [p.detach().clone() for p in model.parameters()]
     out = train_model(model, train, test, TrainConfig(epochs=1, batch_size=64, seed=0), device="cpu",
                       precision="fp16")
     assert out["final"]["test_accuracy"] is not None and all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the scaled steps were taken
 
 
-def test_checkpoint_written_with_one_device_string_resumes_with_another(tmp_path):
+def test_checkpoint_written_with_one_device_string_resumes_with_another(tmp_path, crash):
     """A run started with device 'auto' (or a GPU) resumes with --device cpu and ends as the uninterrupted
     run does; the checkpoint's tensors load through map_location whatever device wrote them."""
     cfg = {**TINY, "method": "single-darts", "device": "auto", "budget": {"epochs": 3}}
@@ -140,22 +138,9 @@ def test_checkpoint_written_with_one_device_string_resumes_with_another(tmp_path
 
     from nasforge.strategies.oneshot import OneShotStrategy
 
-    original = OneShotStrategy._diagnostics
-    calls = {"n": 0}
-
-    def crash_after_one(self, *a, **k):
-        out = original(self, *a, **k)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # dies during epoch 2, after epoch 1's checkpoint
-        return out
-
-    OneShotStrategy._diagnostics = crash_after_one
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            api.search(cfg, run_root=tmp_path / "run", run_name="r")
-    finally:
-        OneShotStrategy._diagnostics = original
+    # dies during epoch 2, after epoch 1's checkpoint
+    with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        api.search(cfg, run_root=tmp_path / "run", run_name="r")
     run = tmp_path / "run" / "r"
     ck = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ck["epoch"] == 1 and ck["device"] == str(resolve_device("auto")) and "cpu" in ck["rng"]
@@ -172,7 +157,7 @@ def test_checkpoint_written_with_one_device_string_resumes_with_another(tmp_path
     assert json.loads((run / "config.json").read_text())["device"] == "auto"  # the stored config is kept
 
 
-def test_trained_model_evaluates_and_exports_from_any_device(tmp_path, capsys):
+def test_trained_model_evaluates_and_exports_from_any_device(tmp_path):
     res = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 256, "test_subset": 64,
                      "train": {"epochs": 1, "batch_size": 64}, "device": "auto"}, run_root=tmp_path)
     state = torch.load(res["model_file"], weights_only=False)

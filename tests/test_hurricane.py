@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from nasforge import api
-from nasforge.cli import main as cli_main
 from nasforge.errors import UserError
 from nasforge.hardware import lut as lutmod
 from nasforge.hardware.devices import LOCAL_DEVICES, LocalDevice
@@ -237,33 +236,15 @@ def test_evolution_never_evaluates_a_candidate_over_the_constraint(tmp_path, fak
     assert all(res["arch"][i] == m["stages"][0]["best_arch"][i] for i in (2, 3))  # stage 2 kept stage 1's choice
 
 
-class SimulatedCrash(Exception):
-    pass
-
-
 @pytest.mark.parametrize("crash_at", [1, 3])  # after supernet epoch 1; inside stage 1's evolution
-def test_hurricane_resumes_exactly(tmp_path, fake_cache, monkeypatch, crash_at):
+def test_hurricane_resumes_exactly(tmp_path, fake_cache, crash, same_supernet, crash_at):
     cfg = _cfg(fake_cache)
     ref = api.search(cfg, run_root=tmp_path / "a")
-    original = SearchContext.checkpoint
-    calls = {"n": 0}
-
-    def checkpoint_then_die(self, state):
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] == crash_at:
-            raise SimulatedCrash
-
-    monkeypatch.setattr(SearchContext, "checkpoint", checkpoint_then_die)
-    with pytest.raises(SimulatedCrash):
+    with crash(SearchContext, "checkpoint", at=crash_at) as died, pytest.raises(died):
         api.search(cfg, run_root=tmp_path / "b", run_name="r")
-    monkeypatch.setattr(SearchContext, "checkpoint", original)
     resumed = api.search(resume=tmp_path / "b" / "r")
     assert resumed["arch"] == ref["arch"]
-    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
-    ck = torch.load(tmp_path / "b" / "r" / "checkpoint.pt", weights_only=False)
-    for k, v in ck_ref["supernet"].items():
-        assert torch.equal(ck["supernet"][k], v), k
+    ck_ref, ck = same_supernet(ref["run_dir"], tmp_path / "b" / "r")
     assert ck["s"]["evaluated"] == ck_ref["s"]["evaluated"]
     keep = ("event", "stage", "epoch", "arch", "accuracy", "train_loss", "seq")
     lines = lambda p: [{k: r.get(k) for k in keep} for r in map(json.loads, p.read_text().splitlines())]
@@ -286,11 +267,14 @@ def test_table_mode_on_nb201_is_exact_and_constrained(tmp_path, tables_dir):
     assert again["arch"] == res["arch"]
 
 
-def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, capsys):
+def space_opts(options: dict) -> list[str]:
+    """`--space-opt key=<JSON value>` flags for a dict of space options."""
+    return [flag for k, v in options.items() for flag in ("--space-opt", f"{k}={json.dumps(v)}")]
+
+
+def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, run_cli):
     base = ["search", "--method", "hurricane", "--space", "mobile", "--dataset", "synthetic", "--subset", "64",
-            "--epochs", "2", "--out", str(tmp_path / "runs"), "--quiet"]
-    for k, v in TINY.items():
-        base += ["--space-opt", f"{k}={json.dumps(v)}"]
+            "--epochs", "2", "--out", str(tmp_path / "runs"), "--quiet", *space_opts(TINY)]
     cases = [
         (["--set", "target=nosuch"], "hyperparameter target must be one of local-cpu-1t, "),
         (["--set", f"lut_cache={fake_cache}", "--set", "latency_ms=0.001"], "below the fastest possible"),
@@ -298,42 +282,34 @@ def test_bad_inputs_one_line_exit_2_before_a_run_dir(tmp_path, fake_cache, capsy
         (["--set", "order=sideways"], "order must be one of late_first, early_first, joint; got 'sideways'"),
     ]
     for extra, msg in cases:
-        with pytest.raises(SystemExit) as e:
-            cli_main(base + extra)
-        err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and msg in err and len(err.splitlines()) == 1, err
+        code, _, err = run_cli(*base, *extra)
+        err = err.strip()
+        assert code == 2 and msg in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()
     # an architecture of another space, and a corrupt cache, in `nasforge latency`
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps({"space": "fbnet", "arch": ["skip"] * 22}))
-    with pytest.raises(SystemExit) as e:
-        cli_main(["latency", "predict", str(arch), "--device", "local-cpu-1t", "--space", "mobile"])
-    assert e.value.code == 2 and "not 'mobile'" in capsys.readouterr().err
+    code, _, err = run_cli("latency", "predict", str(arch), "--device", "local-cpu-1t", "--space", "mobile")
+    assert code == 2 and "not 'mobile'" in err
     arch.write_text(json.dumps({"space": "mobile", "arch": ["k3_e6"] * 8}))
-    with pytest.raises(SystemExit) as e:
-        cli_main(["latency", "predict", str(arch), "--device", "local-cpu-1t"])
-    assert e.value.code == 2 and "unknown 'mobile' op" in capsys.readouterr().err
+    code, _, err = run_cli("latency", "predict", str(arch), "--device", "local-cpu-1t")
+    assert code == 2 and "unknown 'mobile' op" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(SystemExit) as e:
-        cli_main(["latency", "show", "--device", "local-cpu-1t", "--cache", str(bad)])
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and "not valid JSON" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli("latency", "show", "--device", "local-cpu-1t", "--cache", str(bad))
+    err = err.strip()
+    assert code == 2 and "not valid JSON" in err and len(err.splitlines()) == 1
 
 
-def test_latency_cli_show_and_predict_from_a_cache(tmp_path, fake_cache, capsys):
-    opts = []
-    for k, v in TINY.items():
-        opts += ["--space-opt", f"{k}={json.dumps(v)}"]
-    cli_main(["latency", "show", "--device", "local-cpu-1t", "--cache", str(fake_cache), "--json", *opts])
-    shown = json.loads(capsys.readouterr().out)
+def test_latency_cli_show_and_predict_from_a_cache(tmp_path, fake_cache, cli_ok):
+    shown = json.loads(cli_ok("latency", "show", "--device", "local-cpu-1t", "--cache", str(fake_cache), "--json",
+                              *space_opts(TINY)))
     assert len(shown["layers"]) == 4 and shown["fixed_ms"] > 0
     space = MobileSpace(**TINY)
     arch = space.sample(random.Random(1))
     f = tmp_path / "arch.json"
     f.write_text(json.dumps({"space": "mobile", "space_config": space.config, "arch": arch}))
-    cli_main(["latency", "predict", str(f), "--device", "local-cpu-1t", "--cache", str(fake_cache)])
-    got = json.loads(capsys.readouterr().out)
+    got = json.loads(cli_ok("latency", "predict", str(f), "--device", "local-cpu-1t", "--cache", str(fake_cache)))
     expect = shown["fixed_ms"] + sum(layer["ms"][op] for layer, op in zip(shown["layers"], arch))
     assert got["lut_raw_ms"] == pytest.approx(expect)
 

@@ -263,39 +263,17 @@ def _edges():
 
 
 # -- whole searches: exact resume, CLI -----------------------------------------------------------------------------
-class SimulatedCrash(Exception):
-    pass
-
-
-def _crash_after_first_checkpoint(monkeypatch):
-    original = SearchContext.checkpoint
-    calls = {"n": 0}
-
-    def checkpoint_then_die(self, state):
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise SimulatedCrash  # the process dies right after epoch 1 was saved
-
-    monkeypatch.setattr(SearchContext, "checkpoint", checkpoint_then_die)
-    return lambda: monkeypatch.setattr(SearchContext, "checkpoint", original)
-
-
 @pytest.mark.parametrize("method", ["manas", "manas-ls", "random-ws"])
-def test_interrupted_search_resumes_bit_exactly(tmp_path, monkeypatch, method):
+def test_interrupted_search_resumes_bit_exactly(tmp_path, crash, same_supernet, method):
     cfg = {**NB201, "method": method, "budget": {"epochs": 2}}
     ref = api.search(cfg, run_root=tmp_path / "a")
-    undo = _crash_after_first_checkpoint(monkeypatch)
-    with pytest.raises(SimulatedCrash):
+    # the process dies right after epoch 1 was saved
+    with crash(SearchContext, "checkpoint", at=1) as died, pytest.raises(died):
         api.search(cfg, run_root=tmp_path / "b", run_name="r")
-    undo()
     resumed = api.search(resume=tmp_path / "b" / "r")
     assert resumed["arch"] == ref["arch"]
-    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
-    ck = torch.load(tmp_path / "b" / "r" / "checkpoint.pt", weights_only=False)
+    ck_ref, ck = same_supernet(ref["run_dir"], tmp_path / "b" / "r")
     assert ck["epoch"] == ck_ref["epoch"] == 2
-    for k, v in ck_ref["supernet"].items():
-        assert torch.equal(ck["supernet"][k], v), k
     a_ref, a = ck_ref["strategy"]["agents"], ck["strategy"]["agents"]
     assert a["t"] == a_ref["t"] == (0 if method == "random-ws" else 2 * 4)  # uniform agents get no feedback
     assert ck["strategy"]["steps_done"] == 2 * 4
@@ -335,16 +313,14 @@ def test_search_logs_policy_diagnostics_and_writes_plots(tmp_path, tables_dir):
 
 @pytest.mark.parametrize("method,base", [("manas", NB201), ("manas-ls", NB201), ("manas", DARTS),
                                          ("manas-ls", DARTS)])
-def test_cli_search_and_resume(tmp_path, monkeypatch, method, base):
+def test_cli_search_and_resume(tmp_path, crash, method, base):
     args = ["search", "--method", method, "--space", base["space"], "--dataset", "synthetic",
             "--subset", str(base["subset"]), "--batch-size", str(base["batch_size"]), "--epochs", "2",
             "--out", str(tmp_path), "--name", "r", "--quiet"]
     for k, v in base["space_options"].items():
         args += ["--space-opt", f"{k}={v}"]
-    undo = _crash_after_first_checkpoint(monkeypatch)
-    with pytest.raises(SimulatedCrash):
+    with crash(SearchContext, "checkpoint", at=1) as died, pytest.raises(died):
         cli_main(args)
-    undo()
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert not (tmp_path / "r" / "result.json").exists()
     cli_main(["search", "--resume", str(tmp_path / "r"), "--quiet"])

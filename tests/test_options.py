@@ -6,7 +6,6 @@ import pytest
 from nasforge import config as cfgmod
 from nasforge import options
 from nasforge.api import _import_all
-from nasforge.cli import main
 from nasforge.errors import ConfigError
 from nasforge.options import Opt
 from nasforge.registry import SPACES, STRATEGIES
@@ -155,12 +154,10 @@ def test_config_layers_merge_without_resetting_sections():
     (["search", "--epochs", "1", "--threads", "0"], "threads must be an integer >= 1; got 0"),
     (["search", "--epochs", "1", "--threads", "-2"], "threads must be an integer >= 1; got -2"),
 ])
-def test_cli_rejects_bad_options_before_a_run_dir(capsys, tmp_path, args, needle):
+def test_cli_rejects_bad_options_before_a_run_dir(run_cli, tmp_path, args, needle):
     runs = tmp_path / "runs"
-    with pytest.raises(SystemExit) as e:
-        main([*args, "--out", str(runs)])
-    err = capsys.readouterr().err
-    assert e.value.code == 2, err
+    code, _, err = run_cli(*args, "--out", str(runs))
+    assert code == 2, err
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not runs.exists() or not any(runs.iterdir())
 
@@ -168,21 +165,16 @@ def test_cli_rejects_bad_options_before_a_run_dir(capsys, tmp_path, args, needle
 @pytest.mark.parametrize("yaml_text,needle", [("budget: 5\n", "budget must be a mapping"),
                                               ("hparams: [1, 2]\n", "hparams must be a mapping"),
                                               ("augment: {bogus: 1}\n", "['augment.bogus']")])
-def test_cli_rejects_misshapen_yaml(capsys, tmp_path, yaml_text, needle):
+def test_cli_rejects_misshapen_yaml(run_cli, tmp_path, yaml_text, needle):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)
-    with pytest.raises(SystemExit) as e:
-        main(["search", "--config", str(cfg), "--out", str(tmp_path / "runs")])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("search", "--config", str(cfg), "--out", str(tmp_path / "runs"))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
 
-def test_list_shows_declared_options(capsys):
-    main(["list", "darts"])
-    out = capsys.readouterr().out
+def test_list_shows_declared_options(cli_ok, run_cli):
+    out = cli_ok("list", "darts")
     assert "strategy darts" in out and "order" in out and "one of 1, 2" in out
     assert "space darts" in out and "an integer >= 1, default 16" in out
-    with pytest.raises(SystemExit) as e:
-        main(["list", "nope"])
-    assert e.value.code == 2
+    assert run_cli("list", "nope")[0] == 2

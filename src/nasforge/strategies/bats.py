@@ -35,7 +35,7 @@ from ..spaces.base import SearchSpace
 from ..supernet import Supernet, entropy
 from ..training import kd_loss
 from .base import SearchContext
-from .darts import DARTS
+from .darts import DARTS, alpha_grads, set_alpha_grads
 from .oneshot import check_loss
 
 BATS_DEFAULTS: dict[str, Any] = {
@@ -109,8 +109,7 @@ class BATS(DARTS):
         logits = supernet(x)
         loss = F.cross_entropy(logits, y) + self._kd(logits, x)
         check_loss(loss, "architecture step")
-        for a, g in zip(self.alphas, torch.autograd.grad(loss, self.alphas)):
-            a.grad = g
+        set_alpha_grads(self.alphas, alpha_grads(loss, self.alphas))
         return loss.item()
 
     def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -11,7 +11,7 @@ are unrolled, so both are small `OneShotStrategy` subclasses:
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,18 @@ ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((
                                  "arch_weight_decay": Opt(1e-3, ">=0"), "temperature": Opt(1.0, ">0"),
                                  "activation": Opt("softmax", choices=("softmax", "sigmoid")),
                                  "derive": "default"}
+
+
+def alpha_grads(loss: torch.Tensor, alphas: list[torch.Tensor], **kwargs: Any) -> tuple[torch.Tensor | None, ...]:
+    """d loss / d alpha for each alpha group; None for a group no cell uses (a DARTS supernet with layers < 3
+    has reduction cells only, so its `normal` alphas take no part in the loss)."""
+    return torch.autograd.grad(loss, alphas, allow_unused=True, **kwargs)
+
+
+def set_alpha_grads(alphas: list[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
+    """alpha.grad = grad for each group; a None gradient (unused group) stays None, so the optimiser skips it."""
+    for a, g in zip(alphas, grads):
+        a.grad = g
 
 
 class _Differentiable(OneShotStrategy):
@@ -58,9 +70,7 @@ class _Differentiable(OneShotStrategy):
         """First-order alpha gradient of CE on (x, y) (scaled under fp16); weight gradients are not computed."""
         loss = F.cross_entropy(supernet(x), y)
         check_loss(loss, "architecture step")
-        grads = torch.autograd.grad(self.prec.scale(loss), self.alphas)
-        for a, g in zip(self.alphas, grads):
-            a.grad = g
+        set_alpha_grads(self.alphas, alpha_grads(self.prec.scale(loss), self.alphas))
         return loss.item()
 
     def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -115,7 +125,7 @@ class DARTS(_Differentiable):
                 p.sub_(xi * step)
         val_loss = F.cross_entropy(supernet(xv), yv)
         check_loss(val_loss, "unrolled architecture step")
-        grads = torch.autograd.grad(val_loss, self.alphas + w)
+        grads = alpha_grads(val_loss, self.alphas + w)
         d_alpha, d_w = grads[: len(self.alphas)], grads[len(self.alphas):]
         distributed.average_(d_w)  # eps and the perturbation are global; the rest is linear in the
         # per-process gradients, so arch_step's average of alpha.grad completes the global gradient
@@ -125,12 +135,12 @@ class DARTS(_Differentiable):
             with torch.no_grad():
                 for p, p0, g in zip(w, original, d_w):
                     p.copy_(p0 + sign * eps * g)
-            hvp.append(torch.autograd.grad(F.cross_entropy(supernet(x), y), self.alphas))
+            hvp.append(alpha_grads(F.cross_entropy(supernet(x), y), self.alphas))
         with torch.no_grad():
             for p, p0 in zip(w, original):
                 p.copy_(p0)
-        for a, da, gp, gm in zip(self.alphas, d_alpha, hvp[0], hvp[1]):
-            a.grad = da - xi * (gp - gm) / (2 * eps)
+        set_alpha_grads(self.alphas, [None if da is None else da - xi * (gp - gm) / (2 * eps)
+                                      for da, gp, gm in zip(d_alpha, hvp[0], hvp[1])])
         return val_loss.item()
 
 

@@ -242,13 +242,14 @@ class ViTAS(Strategy):
         return float(np.mean(accs))
 
     def eval_batches(self, ctx: SearchContext) -> list:
-        """The first `eval_images` of the search-val split, unaugmented, in a fixed order."""
+        """The first `eval_images` of the search-val split, unaugmented, in a fixed order, as batches on the
+        search's device (`ctx.device`)."""
         from ..data.loader import Loader
 
         data = ctx.data
         n = min(self.hp["eval_images"], len(data.val))
         sub = data.val.subset(torch.arange(n)) if n < len(data.val) else data.val  # host: index of a host dataset
-        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std))
+        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std, device=_device(ctx)))
 
     # -- the whole search -------------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
