@@ -189,3 +189,25 @@ def test_ray_user_error_is_not_retried(tmp_path, ray_executor):
         with pytest.raises(UserError, match="dataset 'nope' not found"):
             ray_executor.run(batch, FN, j, max_retries=3)
         assert runs(tmp_path, "t0") == 1 and j.counts()["running"] == 0
+
+
+# -- a deadline (--seconds): no trial starts once stop() is true; the running ones finish -----------------
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_no_trial_starts_after_stop(tmp_path, kind, request):
+    executor = LocalExecutor(threads=1) if kind == "local" else request.getfixturevalue("ray_executor")
+    batch = specs(tmp_path, *["ok"] * 6)
+    finished = []
+    with TrialJournal(tmp_path) as j:
+        results = executor.run(batch, FN, j, progress=lambda t, n, total: finished.append(t.key),
+                               stop=lambda: len(finished) >= 2)
+        started = [runs(tmp_path, s["name"]) for s in batch]
+        assert set(started) <= {0, 1} and 2 <= sum(started) < 6  # ray: the second worker's trial may be running
+        for s, r, n in zip(batch, results, started):
+            t = j.get(spec_key(s))
+            if n:  # started before the deadline: finished and recorded
+                assert t.status == "done" and r["score"] == float(s["x"]) ** 2
+            else:  # never started: no result, pending for a resume
+                assert r is None and t.status == "pending" and t.attempts == 0
+        if kind == "local":
+            assert started == [1, 1, 0, 0, 0, 0]
+        assert j.counts()["running"] == 0

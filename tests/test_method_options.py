@@ -36,6 +36,10 @@ def _opt(*kv: str) -> list[str]:
     (BATS + _opt("C=4.5"), "space 'bats' option C must be an integer; got 4.5"),
     (BATS + _opt("C=12", "groups=5"), "groups G=5 must divide the channel count C=12"),
     (BATS + _opt("binarize_1x1=2"), "binarize_1x1 must be true or false; got 2"),
+    # a supernet whose normal alphas no forward pass uses (issue 9: "a darts search with layers=2 crashes")
+    (BATS + _opt("layers=2"), "space 'bats' with layers=2 has no normal cell"),
+    (["search", "--space", "darts", "--method", "darts", "--epochs", "1", "--space-opt", "layers=2"],
+     "strategy 'darts' learns every alpha by gradient, but space 'darts' with layers=2 has no normal cell"),
     # -- strategy hurricane --
     (HURRICANE + _set("split=1.5"), "strategy 'hurricane' hyperparameter split must be a number in (0, 1); got 1.5"),
     (HURRICANE + _set("crossover_prob=2"), "crossover_prob must be a number in [0, 1]; got 2"),
@@ -49,6 +53,8 @@ def _opt(*kv: str) -> list[str]:
     (HURRICANE + _set("stage_epochs=[0, 1]"), "stage_epochs[0] must be an integer >= 1; got 0"),
     (HURRICANE + _set("stage_epochs=[3]"), "stage_epochs must be a list of 2 integers >= 1 for order late_first"),
     (HURRICANE + _set("population=4", "sample_size=5"), "sample_size (5) cannot exceed population (4)"),
+    (["search", "--space", "mobile", "--method", "hurricane", "--epochs", "1"],
+     "two-stage hurricane needs at least 2 epochs (or set stage_epochs)"),
     # -- space mobile --
     (HURRICANE + _opt("stem=0"), "space 'mobile' option stem must be an integer >= 1; got 0"),
     (HURRICANE + _opt("strides=[1, 3]", "widths=[8, 8]"), "space 'mobile' option strides[1] must be one of 1, 2; "

@@ -12,7 +12,10 @@ results in the order of ``specs``. The journal makes runs resumable and cheap to
   ``{"score": None, "error": "..."}`` and the search goes on;
 - a trial whose training diverges (``TrainingDiverged``: the loss became NaN/inf) is recorded as failed at
   once with its error: its seed is fixed, so a retry would diverge the same way;
-- a trial raising any other ``UserError`` is a configuration error: not retried, re-raised at once.
+- a trial raising any other ``UserError`` is a configuration error: not retried, re-raised at once;
+- with ``stop`` (a wall-clock deadline, ``--seconds``): once ``stop()`` is true no further trial starts; the
+  trials already running finish and are recorded (a trial is the unit of work: it is never cut half-way),
+  and those never started stay ``pending`` in the journal and have no result (``None`` in their place).
 
 Two executors: ``local`` (in the driver process, one trial at a time, all cores) and ``ray`` (a Ray task per
 trial, ``workers`` at a time, each with its share of the cores). Ray is imported only when a Ray executor starts.
@@ -105,14 +108,19 @@ class _Bookkeeping:
     """Journal writes, retry policy and progress for one `Executor.run` call, shared by all executors."""
 
     def __init__(self, fn: str, journal: TrialJournal, max_retries: int, progress: Progress | None,
-                 results: dict[str, dict[str, Any]], total: int) -> None:
+                 results: dict[str, dict[str, Any]], total: int, stop: Callable[[], bool] | None = None) -> None:
         self.fn = fn
+        self.stop = stop
         self.journal = journal
         self.max_retries = max_retries
         self.progress = progress
         self.results = results  # key -> result, filled as trials finish
         self.total = total
         self.failures: dict[str, int] = {}  # failed attempts per key, in this run
+
+    def stopping(self) -> bool:
+        """True once the deadline has passed: start no further trial."""
+        return self.stop is not None and bool(self.stop())
 
     def started(self, key: str, worker: str | None = None) -> None:
         self.journal.mark_running(key, worker)
@@ -166,8 +174,11 @@ class Executor(ABC):
     name: str = ""
 
     def run(self, specs: list[dict[str, Any]], fn: str, journal: TrialJournal, *, max_retries: int = 2,
-            progress: Progress | None = None) -> list[dict[str, Any]]:
-        """Evaluate `specs` with trial function `fn`; results come back in the order of `specs`."""
+            progress: Progress | None = None, stop: Callable[[], bool] | None = None) -> list[dict[str, Any] | None]:
+        """Evaluate `specs` with trial function `fn`; results come back in the order of `specs`.
+
+        `stop`: checked before each trial starts (a deadline); when it is true the remaining trials are not
+        started, stay pending in the journal and come back as None (see the module docstring)."""
         if max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         resolve_trial_fn(fn)  # a typo fails here, before anything is started
@@ -184,9 +195,10 @@ class Executor(ABC):
             else:  # pending, or running when a previous driver died: not finished
                 todo.append(trial)
         if todo:
-            book = _Bookkeeping(fn, journal, max_retries, progress, results, total=len(results) + len(todo))
+            book = _Bookkeeping(fn, journal, max_retries, progress, results, total=len(results) + len(todo),
+                                stop=stop)
             self._execute(todo, fn, book)
-        return [results[key] for key in keys]
+        return [results.get(key) for key in keys]
 
     @abstractmethod
     def _execute(self, trials: list[Trial], fn: str, book: _Bookkeeping) -> None:
@@ -216,9 +228,12 @@ class LocalExecutor(Executor):
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            for trial in trials:
+            for n, trial in enumerate(trials):
                 retry = True
                 while retry:
+                    if book.stopping():  # the deadline passed: this and the later trials stay pending
+                        book.abandon([t.key for t in trials[n:]])
+                        return
                     book.started(trial.key, _worker_name())
                     try:
                         result = trial_fn(trial.spec, self.threads)
@@ -317,12 +332,15 @@ class RayExecutor(Executor):
         queue = deque(trials)
         in_flight: dict[Any, Trial] = {}  # ObjectRef -> trial
         try:
-            while queue or in_flight:
-                # keep exactly `workers` trials running, so the journal's `running` is the truth
-                while queue and len(in_flight) < self.workers:
+            while in_flight or (queue and not book.stopping()):
+                # keep exactly `workers` trials running, so the journal's `running` is the truth; after the
+                # deadline no new trial starts and the running ones finish
+                while queue and len(in_flight) < self.workers and not book.stopping():
                     trial = queue.popleft()
                     book.started(trial.key, "ray")
                     in_flight[self._task.remote(fn, trial.spec, self.threads_per_worker)] = trial
+                if not in_flight:  # the deadline passed just now: nothing started, nothing to wait for
+                    break
                 [ref], _ = ray.wait(list(in_flight), num_returns=1)
                 trial = in_flight.pop(ref)
                 try:
@@ -343,6 +361,7 @@ class RayExecutor(Executor):
                     continue
                 if retry:
                     queue.appendleft(trial)
+            book.abandon([t.key for t in queue])  # never started (the deadline passed): pending for a resume
         except BaseException:
             for ref in in_flight:
                 try:

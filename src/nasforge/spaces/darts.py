@@ -581,6 +581,16 @@ class DartsSpace(SearchSpace):
     def op_names(self) -> list[str]:
         return self.cell_ops().names
 
+    def unused_alpha_groups(self) -> str | None:
+        """Why some alphas of this space's supernet would never be used in a forward pass (None: all are used).
+        With shared cells and layers < 3 every cell is a reduction cell (reductions at L//3 and 2L//3), so the
+        `normal` alphas get no gradient and the searched genotype's normal cell would be arbitrary."""
+        layers = self.options["layers"]
+        if self.options["unique_cells"] or any(i not in reduction_layers(layers) for i in range(layers)):
+            return None
+        return (f"space '{self.name}' with layers={layers} has no normal cell (reduction cells at L//3 and 2L//3), so "
+                "the normal cell's alphas are never used; use layers >= 3 or unique_cells=true")
+
     def _random_cell(self, rng: random.Random) -> list[list]:
         ops = [o for o in self.op_names if o != NONE]  # never `none`: a sampled genotype has two real inputs per node
         return [[rng.choice(ops), i] for j in range(2, self.options["nodes"] + 2) for i in rng.sample(range(j), 2)]

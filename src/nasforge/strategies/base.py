@@ -106,7 +106,8 @@ class SearchContext:
         return self.elapsed_before + time.perf_counter() - self.start_time
 
     def out_of_time(self) -> bool:
-        return self.budget.seconds is not None and self.elapsed() >= self.budget.seconds
+        budget = self.budget
+        return budget is not None and budget.seconds is not None and self.elapsed() >= budget.seconds
 
     # -- multi-trial evaluation ---------------------------------------------------------------
     @property
@@ -118,8 +119,11 @@ class SearchContext:
             self._journal = TrialJournal(path)
         return self._journal
 
-    def evaluate(self, archs: list[Arch], *, round: int | None = None) -> list[dict[str, Any]]:
-        """Score architectures with the estimator; returns one result dict (with "score") per arch."""
+    def evaluate(self, archs: list[Arch], *, round: int | None = None) -> list[dict[str, Any] | None]:
+        """Score architectures with the estimator; returns one result dict (with "score") per arch.
+
+        With a time budget (``budget.seconds``) no trial starts after the deadline: trials already running
+        finish, and an architecture whose trial never started gets None (its trial stays pending)."""
         if self.estimator is None:
             raise ConfigError("this strategy needs an estimator (--estimator scratch|table)")
         specs = [self.estimator.trial_spec(self.space, a, seed=self.seed) for a in archs]
@@ -129,9 +133,11 @@ class SearchContext:
             executor = LocalExecutor()
         else:
             executor = self.executor
-        results = executor.run(specs, self.estimator.trial_fn, self.journal, progress=self._on_trial)
+        stop = self.out_of_time if self.budget is not None and self.budget.seconds is not None else None
+        results = executor.run(specs, self.estimator.trial_fn, self.journal, progress=self._on_trial, stop=stop)
         for arch, res in zip(archs, results):
-            self.log(event="trial", round=round, arch=arch, **{k: v for k, v in res.items() if k != "arch"})
+            if res is not None:
+                self.log(event="trial", round=round, arch=arch, **{k: v for k, v in res.items() if k != "arch"})
         return results
 
     def _on_trial(self, trial: Any, finished: int, total: int) -> None:

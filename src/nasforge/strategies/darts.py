@@ -45,6 +45,14 @@ def set_alpha_grads(alphas: list[torch.Tensor], grads: Sequence[torch.Tensor | N
 class _Differentiable(OneShotStrategy):
     defaults: ClassVar[dict[str, Any]] = {**WEIGHT_DEFAULTS, **ARCH_DEFAULTS}
 
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
+        """Also refuse a supernet some of whose alphas no forward pass uses (they would get no gradient), e.g.
+        DARTS cells with layers < 3: the space says why (``unused_alpha_groups``)."""
+        super().preflight(space, cfg)
+        why = space.unused_alpha_groups() if hasattr(space, "unused_alpha_groups") else None
+        if why:
+            raise ConfigError(f"strategy '{self.name}' learns every alpha by gradient, but {why}")
+
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         supernet.temperature = float(self.hp["temperature"])
         supernet.activation = self.hp["activation"]

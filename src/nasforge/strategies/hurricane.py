@@ -116,6 +116,8 @@ class Hurricane(Strategy):
         if not cfg.get("estimator") and not hasattr(space, "layer_specs"):
             raise ConfigError(f"hurricane trains a single-path supernet over a layer-wise space (mobile, fbnet); "
                               f"'{space.name}' is not one (for nb201 use --estimator table)")
+        if not cfg.get("estimator"):  # the stages' epochs (two stages need two epochs), before any work
+            self._stage_epochs((cfg.get("budget") or {}).get("epochs") or 0, len(self._stages(space.num_layers)))
         model = self._latency_model(space, cfg.get("tables"))
         self._budget(model, space)
 
@@ -275,9 +277,9 @@ class Hurricane(Strategy):
             # ---- supernet training (SPOS uniform single path over the active layers) ----
             with progress.bar(f"hurricane stage {s['stage'] + 1}", n_ep * len(train_loader)) as pbar:
                 pbar.advance(s["epoch"] * len(train_loader))
-                while s["epoch"] < n_ep and s["evo"] is None:
+                while s["epoch"] < n_ep and s["evo"] is None and not s.get("stopped"):
                     t0 = time.perf_counter()
-                    stats = self._train_epoch(supernet, opt, train_loader, active, s, device, ctx.seed, pbar)
+                    stats = self._train_epoch(supernet, opt, train_loader, active, s, device, ctx, pbar)
                     sched.step()
                     s["train_s"][s["stage"]] += time.perf_counter() - t0
                     s["epoch"] += 1
@@ -296,10 +298,14 @@ class Hurricane(Strategy):
             for i in active:
                 s["fixed"][i] = best["arch"][i]
             s["stage_results"].append({"stage": s["stage"] + 1, "searched_layers": active, "epochs": n_ep,
+                                       "epochs_run": sum(1 for h in s["history"] if h.get("event") == "epoch"
+                                                         and h.get("stage") == s["stage"] + 1),
+                                       "evaluated": len(scored),
                                        "best_arch": best["arch"], "best_accuracy": best["accuracy"],
                                        "latency_ms": best["latency_ms"], "supernet_train_s": s["train_s"][s["stage"]]})
             self._log(ctx, s, event="stage", **s["stage_results"][-1])
-            s.update(stage=s["stage"] + 1, epoch=0, evo=None, evo_rng=None)
+            # --seconds ran out: the later stages are skipped (their layers keep their starting ops)
+            s.update(stage=len(stages) if s.get("stopped") else s["stage"] + 1, epoch=0, evo=None, evo_rng=None)
             self._save(ctx, supernet, None, None, s, selection)
         arch = list(s["fixed"])
         points = [{k: e[k] for k in ("arch", "accuracy", "latency_ms", "stage")} for e in s["evaluated"]]
@@ -317,6 +323,8 @@ class Hurricane(Strategy):
             "evaluated_over_budget": sum(1 for e in s["evaluated"] if e["latency_ms"] > T + 1e-9),
             "pareto": files, "latency_source": getattr(model, "meta", {}).get("source"),
         }
+        if s.get("stopped"):
+            metrics["stopped"] = "seconds"
         if calibration is not None:
             metrics["calibration"] = {k: v for k, v in calibration.items() if k not in ("archs",)}
         return SearchResult(arch=space.validate(arch), history=s["history"], metrics=metrics)
@@ -328,8 +336,10 @@ class Hurricane(Strategy):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: max(0.0, 1.0 - e / epochs))  # SPOS: linear decay
         return opt, sched
 
-    def _train_epoch(self, supernet, opt, loader, active, s, device, seed, pbar) -> dict[str, float]:
-        rng = random.Random(f"hurricane-path-{seed}-{s['stage']}-{s['epoch']}")
+    def _train_epoch(self, supernet, opt, loader, active, s, device, ctx, pbar) -> dict[str, Any]:
+        """One SPOS epoch; --seconds is checked after every step: at the deadline the epoch ends early
+        (``partial``) and ``s["stopped"]`` is set (the caller checkpoints and goes on to the evolution)."""
+        rng = random.Random(f"hurricane-path-{ctx.seed}-{s['stage']}-{s['epoch']}")
         loader.set_epoch(s["stage"] * 10_000 + s["epoch"])
         supernet.train()
         loss_sum = correct = seen = 0
@@ -354,6 +364,9 @@ class Hurricane(Strategy):
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             pbar.advance()
+            if ctx.out_of_time():
+                s["stopped"] = True
+                return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "partial": True}
         return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 
     def _evolve(self, ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection):
@@ -409,18 +422,23 @@ class Hurricane(Strategy):
             s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
             self._save(ctx, supernet, opt, sched, s, selection)
         while done < target_n:
+            if ctx.out_of_time():  # --seconds: checked before every candidate; the stage keeps what it scored
+                s["stopped"] = True
+                break
             archs = engine.ask(rng, min(hp["population"] // 2 or 1, target_n - done))
             if not archs:
                 break
             fits = []
             for a in archs:
+                if fits and ctx.out_of_time():
+                    break
                 acc = score_candidate(supernet, supernet.arch_to_path(a), bn_batches, eval_batches, device)
                 lat = self._lat(model, a)
                 s["evaluated"].append({"stage": stage_no, "arch": a, "accuracy": acc, "latency_ms": lat})
                 self._log(ctx, s, event="candidate", stage=stage_no, arch=a, accuracy=acc, latency_ms=lat)
                 fits.append(acc)
-            engine.tell(archs, fits)
-            done += len(archs)
+            engine.tell(archs[:len(fits)], fits)
+            done += len(fits)
             s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
             self._save(ctx, supernet, opt, sched, s, selection)
 

@@ -157,7 +157,7 @@ class OneShotStrategy(Strategy):
         elif self.second_stream == "train":
             second_loader = ctx.data.loader(ctx.data.train, ctx.seed + 104729)
         history: list[dict[str, Any]] = []
-        start_epoch = 0
+        start_epoch, stopped = 0, False
         state = ctx.restore()
         if state is not None and state.get("kind") == "one-shot":
             supernet.load_state_dict(state["supernet"])
@@ -167,12 +167,13 @@ class OneShotStrategy(Strategy):
             self.prec.load_state_dict(state.get("scaler"))
             set_rng_state(state["rng"], ctx.device)
             start_epoch, history = state["epoch"], state["history"]
+            stopped = bool(state.get("stopped"))  # --seconds ended the training: a resume only derives
             if ctx.run is not None:
                 ctx.run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
         steps = len(train_loader)
         with progress.bar(f"{self.name}", epochs * steps) as pbar:
             pbar.advance(start_epoch * steps)
-            for epoch in range(start_epoch, epochs):
+            for epoch in range(start_epoch, start_epoch if stopped else epochs):
                 t0 = time.perf_counter()
                 self.on_epoch_start(supernet, epoch, epochs, ctx)
                 train_loader.set_epoch(epoch)
@@ -209,14 +210,18 @@ class OneShotStrategy(Strategy):
                 record.update(self._diagnostics(supernet, ctx, val_loader, epoch))
                 history.append(record)
                 ctx.log(**record)
+                stopped = out_of_time or distributed.broadcast_bool(ctx.out_of_time())  # rank 0's clock decides
                 ctx.checkpoint({"kind": "one-shot", "epoch": epoch + 1, "supernet": supernet.state_dict(),
                                 "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
                                 "strategy": self.strategy_state(), "rng": rng_state(ctx.device),
-                                "scaler": self.prec.state_dict(), "device": str(ctx.device), "history": history})
-                if out_of_time or distributed.broadcast_bool(ctx.out_of_time()):  # rank 0's clock decides for every rank
+                                "scaler": self.prec.state_dict(), "device": str(ctx.device), "history": history,
+                                "stopped": stopped})
+                if stopped:
                     break
         arch = ctx.space.validate(self.derive(supernet, ctx))
         metrics: dict[str, Any] = {"epochs_run": len(history)}
+        if stopped:
+            metrics["stopped"] = "seconds"
         if "derive" in self.hp:
             metrics["derived_by_rule"] = self.derivations(supernet, ctx)
         if distributed.active():  # every rank must end with the same weights, alphas, strategy state and arch

@@ -6,7 +6,11 @@ generator, so a resumed search proposes exactly what the interrupted one would h
 finished are answered by the journal without running again.
 
 Budget: ``ctx.budget.trials`` counts *distinct* architectures scored (a re-proposed architecture reuses its
-known score and costs nothing), ``ctx.budget.seconds`` stops after the round that crosses it.
+known score and costs nothing). ``ctx.budget.seconds`` is checked before every trial starts (a trial is the
+step of a multi-trial search): after the deadline no new trial starts, the trials already running finish
+and are recorded, the round is cut there (its unstarted trials stay pending in the journal, and the strategy
+does not learn from the incomplete round), the state is checkpointed and the search ends with the best
+architecture scored so far (``metrics.stopped = "seconds"``).
 
 History: one record per scored architecture, in order: ``trial`` (1-based), ``arch``, ``score``,
 ``best_score`` and ``best_arch`` (best so far by score), ``round``. Benchmarks read anytime curves from it.
@@ -70,6 +74,7 @@ class MultiTrialStrategy(Strategy):
         self.scores: dict[str, float | None] = {}  # arch key -> score of every architecture scored so far
         self.history: list[dict[str, Any]] = []
         self.round = 0
+        self.stopped_by_time = False
         self.setup(ctx)
         state = ctx.restore()
         if state is not None and state.get("kind") == f"multi-trial:{self.name}":
@@ -92,14 +97,22 @@ class MultiTrialStrategy(Strategy):
                     if remaining is not None and len(new) > remaining:
                         raise AssertionError(f"{self.name} proposed {len(new)} new trials with {remaining} left in the budget")
                     by_key = {arch_key(a): a for a in archs}
+                    cut = False
                     if new:
                         results = ctx.evaluate([by_key[k] for k in new], round=self.round)
                         for k, res in zip(new, results):
-                            self._record(k, by_key[k], _score(res))
-                    self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
+                            if res is None:  # never started: the deadline passed
+                                cut = True
+                            else:
+                                self._record(k, by_key[k], _score(res))
+                    if not cut:
+                        self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
                     self.round += 1
                     ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "scores": self.scores,
                                     "history": self.history, "round": self.round, "strategy": self.state()})
+                    if cut:
+                        self.stopped_by_time = True
+                        break
             finally:
                 ctx.trial_bar = None
         return self._result(ctx)
@@ -107,7 +120,10 @@ class MultiTrialStrategy(Strategy):
     def _exhausted(self, ctx: SearchContext) -> bool:
         if ctx.budget.trials is not None and len(self.history) >= ctx.budget.trials:
             return True
-        return ctx.out_of_time()
+        if ctx.out_of_time():
+            self.stopped_by_time = True
+            return True
+        return False
 
     def _record(self, key: str, arch: Arch, score: float | None) -> None:
         self.scores[key] = score
@@ -121,12 +137,17 @@ class MultiTrialStrategy(Strategy):
 
     def _result(self, ctx: SearchContext) -> SearchResult:
         scored = [h for h in self.history if h["score"] is not None]
+        if not scored and not self.history and self.stopped_by_time:
+            raise ConfigError(f"strategy '{self.name}': the time budget ({ctx.budget.seconds:g} s) ended before any "
+                              "trial finished; raise --seconds")
         if not scored:
             raise ConfigError(f"strategy '{self.name}' finished without a single successful trial "
                               f"({len(self.history)} failed); see the run's trials.sqlite for the errors")
         best = self.history[-1]
         metrics: dict[str, Any] = {"trials": len(self.history), "failed": len(self.history) - len(scored),
                                    "rounds": self.round, "best_score": best["best_score"], **self.extra_metrics()}
+        if self.stopped_by_time:
+            metrics["stopped"] = "seconds"
         truth = getattr(ctx.estimator, "ground_truth", None)
         if callable(truth):  # benchmark tables: the held-out ground truth of the recommendation only
             metrics["ground_truth"] = truth(ctx.space, best["best_arch"])

@@ -274,7 +274,7 @@ class ViTAS(Strategy):
                                     hp["lr_min"] / hp["lr"]))
         batches = self.eval_batches(ctx)
         history: list[dict[str, Any]] = []
-        start_epoch, evo_state = 0, None
+        start_epoch, evo_state, stopped = 0, None, False
         state = ctx.restore()
         if state is not None and state.get("kind") == "vitas":
             supernet.load_state_dict(state["supernet"])
@@ -282,17 +282,19 @@ class ViTAS(Strategy):
             self.sched.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
             start_epoch, history, evo_state = state["epoch"], state["history"], state.get("evolution")
+            stopped = bool(state.get("stopped"))  # --seconds ended the training: a resume goes on to the selection
             if ctx.run is not None:
                 ctx.run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
 
         def save(epoch: int, evolution: dict[str, Any] | None = None) -> None:
             ctx.checkpoint({"kind": "vitas", "epoch": epoch, "supernet": supernet.state_dict(),
                             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                            "rng": torch.get_rng_state(), "history": history, "evolution": evolution})
+                            "rng": torch.get_rng_state(), "history": history, "evolution": evolution,
+                            "stopped": stopped})
 
         _, large = space.extreme_archs()
         with progress.bar("vitas", (epochs - start_epoch) * steps) as pbar:
-            for epoch in range(start_epoch, epochs):
+            for epoch in range(start_epoch, start_epoch if stopped else epochs):
                 train_loader.set_epoch(epoch)
                 supernet.train()
                 t0, sums, seen = time.perf_counter(), {}, 0
@@ -302,20 +304,28 @@ class ViTAS(Strategy):
                         sums[k] = sums.get(k, 0.0) + v * len(y)
                     seen += len(y)
                     pbar.advance()
+                    if ctx.out_of_time():  # --seconds is checked every step: the epoch ends here, checkpointed
+                        stopped = True
+                        break
                 record = {"event": "epoch", "epoch": epoch + 1, "lr": self.opt.param_groups[0]["lr"],
                           "images_per_s": seen / (time.perf_counter() - t0),
                           **{k: v / seen for k, v in sums.items()},
                           "largest_subnet_val_accuracy": self.score(supernet, space, large, batches)}
+                if stopped:
+                    record["partial"] = i + 1 < steps
                 history.append(record)
                 ctx.log(**record)
+                stopped = stopped or ctx.out_of_time()
                 save(epoch + 1)
-                if ctx.out_of_time():
+                if stopped:
                     break
         best, evolution = self.select(supernet, space, batches, ctx, evo_state,
                                       lambda ev: save(len(history), ev))
         prep = {k: v for k, v in self._prepared.items() if k != "calibration_trace"}
         metrics = {"epochs_run": len(history), **prep, "selection": evolution["summary"],
                    "macs": space.macs(best), "params": space.params(best)}
+        if stopped or ctx.out_of_time():
+            metrics["stopped"] = "seconds"
         if ctx.run is not None:
             atomic_write_json(ctx.run.file("evolution.json"), {**evolution, "window": prep,
                                                                "calibration_trace": self._prepared["calibration_trace"]})
@@ -340,6 +350,9 @@ class ViTAS(Strategy):
         with progress.bar("vitas evolution", hp["candidates"]) as pbar:
             pbar.advance(len(records))
             while len(records) < hp["candidates"]:
+                if records and ctx.out_of_time():  # --seconds, checked before every candidate (one is always scored)
+                    save({"engine": engine.state_dict(), "rng": rng.getstate(), "records": records})
+                    break
                 if hp["selection"] == "random":
                     archs = [a for a in [engine.random_member(rng)] if a is not None]
                 else:
