@@ -38,7 +38,10 @@ import time
 from pathlib import Path
 
 
-def run_search(args, space: str, space_options: dict, hparams: dict, seed: int, epochs: int, run_root: Path) -> dict:
+def run_search(args, space: str, space_options: dict, hparams: dict, seed: int, epochs: int, run_root: Path,
+               name: str) -> dict:
+    """One `hurricane` search + retraining in run directory `run_root/name`; a finished run there is reused
+    (its result.json is read), an interrupted one is resumed, so the benchmark can be stopped and restarted."""
     from nasforge import api
 
     cfg = {"space": space, "space_options": space_options, "method": "hurricane", "dataset": "fashion-mnist",
@@ -48,14 +51,21 @@ def run_search(args, space: str, space_options: dict, hparams: dict, seed: int, 
            "retrain": {"epochs": args.retrain_epochs, "seed": seed}, "retrain_subset": args.retrain_subset,
            "test_subset": args.test_subset, "tables": args.tables}
     t = time.time()
-    res = api.search(cfg, run_root=run_root)
+    run_dir = run_root / name
+    if (run_dir / "result.json").exists():
+        res = json.loads((run_dir / "result.json").read_text())
+    elif (run_dir / "config.json").exists():
+        res = api.search(resume=run_dir)
+    else:
+        res = api.search(cfg, run_root=run_root, run_name=name)
     m = res["search"]["metrics"]
     return {"space": space, "seed": seed, "hparams": hparams, "epochs": epochs, "arch": res["arch"],
             "test_accuracy": res["retrain"]["test_accuracy"], "params": res["retrain"]["params"],
             "budget_ms": m["budget_ms"], "latency_ms": m["latency_ms"], "latency_calibrated_ms": m["latency_calibrated_ms"],
             "supernet_train_s": m["supernet_train_s"], "evaluated": m["evaluated"],
             "violations_rejected": m["violations_rejected"], "evaluated_over_budget": m["evaluated_over_budget"],
-            "candidates": m["candidates"], "stages": m["stages"], "wall_s": time.time() - t, "run_dir": res["run_dir"]}
+            "candidates": m["candidates"], "stages": m["stages"], "wall_s_this_process": time.time() - t,
+            "run_dir": str(run_dir)}
 
 
 def measured_ms(space_name: str, space_options: dict, arch, device: str) -> float:
@@ -90,7 +100,7 @@ def h3(args, root: Path) -> dict:
     rows = []
     for seed in args.seeds:
         for name, opts in (("hardware_aware", {}), ("baseline", base_opts)):
-            r = run_search(args, "mobile", opts, hp, seed, 7, root)
+            r = run_search(args, "mobile", opts, hp, seed, 7, root, f"h3-{name}-s{seed}")
             r["variant"] = name
             r["measured_ms"] = measured_ms("mobile", opts, r["arch"], "local-cpu-1t")
             rows.append(r)
@@ -116,7 +126,7 @@ def h4(args, root: Path) -> dict:
         for name, hp, ep in (("one_stage_joint_10", {"order": "joint"}, 10),
                              ("two_stage_late_first_5_2", {"order": "late_first", "stage_epochs": [5, 2]}, 7),
                              ("two_stage_early_first_5_2", {"order": "early_first", "stage_epochs": [5, 2]}, 7)):
-            r = run_search(args, "mobile", {}, {"target": "local-cpu-1t", **hp}, seed, ep, root)
+            r = run_search(args, "mobile", {}, {"target": "local-cpu-1t", **hp}, seed, ep, root, f"h4-{name}-s{seed}")
             r["variant"] = name
             rows.append(r)
     names = sorted({r["variant"] for r in rows})
@@ -141,7 +151,7 @@ def headline(args, root: Path) -> dict:
     for d in (args.only.split(",") if args.only else devices):
         se = [int(x) for x in args.stage_epochs.split(",")]
         r = run_search(args, "fbnet", opts, {"target": d, "order": "late_first", "stage_epochs": se},
-                       args.seeds[0], sum(se), root)
+                       args.seeds[0], sum(se), root, f"headline-{d}-s{args.seeds[0]}")
         r["target"] = d
         cross = {}
         for e in devices:
@@ -169,13 +179,15 @@ def main() -> None:
     p.add_argument("--only", default=None, help="headline: search only these targets (cross table over --devices)")
     p.add_argument("--stage-epochs", default="5,2", help="headline: supernet epochs of stage 1 and 2")
     p.add_argument("--tables", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "benchmarks"))
+    p.add_argument("--root", default=None, help="folder of the search runs (default: a new temporary folder); "
+                   "finished runs there are reused and interrupted ones resumed")
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     from nasforge import progress
 
     progress.set_enabled(False)
     t0, load0 = time.time(), os.getloadavg()
-    root = Path(tempfile.mkdtemp(prefix=f"hurricane-{args.part}-"))
+    root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix=f"hurricane-{args.part}-"))
     out = {"h3": h3, "h4": h4, "headline": headline}[args.part](args, root)
     runs = out["runs"]
     out.update({"benchmark": f"hurricane_{args.part}", "scale": {k: v for k, v in vars(args).items() if k != "part"},
