@@ -157,3 +157,32 @@ def test_method_darts_runs_on_the_naive_binary_darts_space(tmp_path):
     assert "sep_conv_3x3" in json.dumps(res["arch"]) or "dil_conv" in json.dumps(res["arch"]) or res["arch"]
     with pytest.raises(ConfigError, match="is real-valued"):
         BATS().prepare(__import__("nasforge.spaces.darts", fromlist=["DartsSpace"]).DartsSpace())
+
+
+@pytest.mark.parametrize("kd_alpha", [False, True])
+def test_fp16_loss_scaling_covers_the_distillation_steps(tiny_data, kd_alpha):
+    """Under fp16 the scaled loss (x 65536) is what gradients are taken of, and the optimisers unscale them:
+    a step with the fp16 scaler must move weights and alphas as the fp32 step does (here without autocast, so
+    only the scaling differs). The distillation steps (a teacher; kd_alpha for the alpha step) are included."""
+    import copy
+
+    from nasforge.accel import Precision
+
+    train, _ = tiny_data
+    space = BatsSpace(**TINY)
+    ctx = SearchContext(space=space, budget=Budget(epochs=1), data=SearchData(train, train, 16))
+    torch.manual_seed(0)
+    ctx.teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))  # any fixed net will do
+    x, y = next(iter(ctx.data.loaders(0)[0]))
+    sn0 = space.supernet()
+    after = {}
+    for precision in ("fp32", "fp16"):
+        sn = copy.deepcopy(sn0)
+        strat = BATS(w_optimizer="sgd", kd_alpha=kd_alpha)
+        strat._make_weight_optimizer(sn, ctx, 1)
+        strat.setup(sn, ctx)
+        strat.prec = Precision(torch.device("cpu"), precision)
+        strat.step(sn, (x, y), (x, y), ctx)
+        after[precision] = {k: v.detach().clone() for k, v in sn.state_dict().items()}
+    for k, v in after["fp32"].items():
+        assert torch.allclose(after["fp16"][k], v, rtol=1e-4, atol=1e-6), k

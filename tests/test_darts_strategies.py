@@ -151,8 +151,10 @@ def test_one_shot_needs_epochs_and_weight_sharing(tmp_path):
 @pytest.mark.parametrize("method,hp", [("darts", {"order": 1}), ("darts", {"order": 2}), ("single-darts", {}),
                                        ("bats", {})])
 def test_shallow_supernets_search_their_reduction_cells_only(method, hp):
-    """layers < 3 makes every cell a reduction cell: the `normal` alphas take no part in the loss, so they get
-    no gradient and stay as initialised, while the `reduce` alphas move; the Hessian diagnostic skips them."""
+    """layers < 3 makes every cell a reduction cell: the `normal` alphas take no part in the loss. A search
+    refuses such a space up front (preflight, test_method_options); the steps themselves, used directly, must
+    not crash: the unused alphas get no gradient and stay as initialised while the `reduce` alphas move, and
+    the Hessian diagnostic skips them."""
     from nasforge.data.datasets import SearchData, synthetic
     from nasforge.spaces.bats import BatsSpace
     from nasforge.spaces.darts import DartsSpace

@@ -7,9 +7,10 @@ import random
 import resource
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -31,21 +32,28 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write then rename, so a crash never leaves a half-written file behind."""
+@contextmanager
+def _replacing(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(fd, name) of a fresh temporary file beside `path` that replaces `path` when the block ends without an
+    error, and is removed when it raises: a crash never leaves a half-written file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write (flushed to disk) then rename, so a crash never leaves a half-written file behind."""
+    with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -53,17 +61,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """torch.save `obj` to a temporary file, then rename it to `path` (atomic checkpoints)."""
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_default(o: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..ops.mobile import MBConv
 from ..options import Opt
 from ..tables.macro import MACRO_CHOICES, MACRO_LAYERS, parse_macro_arch
 from ..errors import ConfigError
@@ -29,31 +30,14 @@ STAGES: tuple[int, ...] = (2, 3, 3)  # layers per stage; the first layer of each
 _EXPAND_KERNEL = {"mb3_k3": (3, 3), "mb6_k5": (6, 5)}
 
 
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand, kxk depthwise (carries the stride), 1x1 linear projection."""
-
-    def __init__(self, C_in: int, C_out: int, stride: int, expand: int, kernel: int) -> None:
-        super().__init__()
-        hidden = C_in * expand
-        self.body = nn.Sequential(
-            nn.Conv2d(C_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, C_out, 1, bias=False), nn.BatchNorm2d(C_out))
-        self.residual = stride == 1 and C_in == C_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
-
-
 def macro_layer(choice: str, C_in: int, C_out: int, stride: int) -> nn.Module:
     if choice == "identity":
         if stride == 1 and C_in == C_out:
             return nn.Identity()
         return nn.Sequential(nn.Conv2d(C_in, C_out, 1, stride, bias=False), nn.BatchNorm2d(C_out))
     expand, kernel = _EXPAND_KERNEL[choice]
-    return InvertedResidual(C_in, C_out, stride, expand, kernel)
+    # MobileNetV2's inverted residual: 1x1 expand, kxk depthwise (carries the stride), 1x1 linear projection
+    return MBConv(C_in, C_out, stride, kernel, expand)
 
 
 class MacroNetwork(nn.Module):

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..ops.binary import set_binarization
@@ -35,8 +34,7 @@ from ..spaces.base import SearchSpace
 from ..supernet import Supernet, entropy
 from ..training import kd_loss
 from .base import SearchContext
-from .darts import DARTS, alpha_grads, set_alpha_grads
-from .oneshot import check_loss
+from .darts import DARTS
 
 BATS_DEFAULTS: dict[str, Any] = {
     "temperature": Opt(0.2, ">0", help="T of the mixing weights softmax(alpha / T)"),
@@ -95,33 +93,15 @@ class BATS(DARTS):
         supernet.temperature = self.temperature_at(epoch, epochs)
 
     # -- one step -------------------------------------------------------------------------
-    def _kd(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
-        if self.teacher is None or self.hp["kd_lambda"] <= 0:
+    def extra_loss(self, logits: torch.Tensor, x: torch.Tensor, arch: bool) -> torch.Tensor | None:
+        """kd_lambda x the distillation loss from the teacher (Hinton et al. 2015, temperature kd_tau): always
+        in the weight step, in the architecture step only with kd_alpha; None without a teacher."""
+        if self.teacher is None or self.hp["kd_lambda"] <= 0 or (arch and not self.hp["kd_alpha"]):
             return None
         with torch.no_grad():
             t = self.teacher(x)
             t = t[0] if isinstance(t, tuple) else t
         return self.hp["kd_lambda"] * kd_loss(logits, t, self.hp["kd_tau"])
-
-    def _alpha_grad(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> float:
-        if not self.hp["kd_alpha"] or self.teacher is None:
-            return super()._alpha_grad(supernet, x, y)
-        logits = supernet(x)
-        loss = F.cross_entropy(logits, y) + self._kd(logits, x)
-        check_loss(loss, "architecture step")
-        set_alpha_grads(self.alphas, alpha_grads(loss, self.alphas))
-        return loss.item()
-
-    def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        logits = supernet(x)
-        ce = F.cross_entropy(logits, y)
-        kd = self._kd(logits, x)
-        loss = ce if kd is None else ce + kd
-        check_loss(loss, "weight step")
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.w_params)
-        self.weight_step(supernet)
-        return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
     # -- diagnostics ----------------------------------------------------------------------
     def epoch_diagnostics(self, supernet: Supernet, ctx: SearchContext, val_batch) -> dict[str, Any]:

@@ -66,16 +66,27 @@ class _Differentiable(OneShotStrategy):
     def load_strategy_state(self, state: dict[str, Any]) -> None:
         self.a_opt.load_state_dict(state["a_opt"])
 
+    def extra_loss(self, logits: torch.Tensor, x: torch.Tensor, arch: bool) -> torch.Tensor | None:
+        """A term added to the cross-entropy of the architecture step (`arch` True) or of the weight step, from
+        the step's logits [B, classes] and images x; None (the default) adds nothing. BATS adds distillation."""
+        return None
+
+    def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, arch: bool) -> torch.Tensor:
+        loss = F.cross_entropy(logits, y)
+        extra = self.extra_loss(logits, x, arch)
+        return loss if extra is None else loss + extra
+
     def _alpha_grad(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> float:
-        """First-order alpha gradient of CE on (x, y) (scaled under fp16); weight gradients are not computed."""
-        loss = F.cross_entropy(supernet(x), y)
+        """First-order alpha gradient of the loss on (x, y) (scaled under fp16); weight gradients are not
+        computed."""
+        loss = self._loss(supernet(x), x, y, arch=True)
         check_loss(loss, "architecture step")
         set_alpha_grads(self.alphas, alpha_grads(self.prec.scale(loss), self.alphas))
         return loss.item()
 
     def _weight_step(self, supernet: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         logits = supernet(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self._loss(logits, x, y, arch=False)
         check_loss(loss, "weight step")
         self.w_opt.zero_grad(set_to_none=True)
         self.prec.scale(loss).backward(inputs=self.w_params)
@@ -148,13 +159,6 @@ class DARTS(_Differentiable):
 class SingleDARTS(_Differentiable):
     name = "single-darts"
     defaults = {**_Differentiable.defaults, "alpha_batch": Opt("same", choices=("same", "other"))}
-
-    def setup(self, supernet, ctx):
-        super().setup(supernet, ctx)
-        if self.hp["alpha_batch"] not in ("same", "other"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"unknown alpha_batch '{self.hp['alpha_batch']}'; choose from: other, same")
 
     @property
     def second_stream(self):  # type: ignore[override]
