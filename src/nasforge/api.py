@@ -21,7 +21,6 @@ from . import distributed
 from .accel import check_precision, resolve_device, setup_device
 from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
-from .data.datasets import check_train_portion
 from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
@@ -142,7 +141,6 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
-    _check_search(cfg, strategy, budget)  # before a run directory exists
     if kind == "multi-trial" and distributed.launched():
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
@@ -193,24 +191,6 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     return result
 
 
-def _check_search(cfg: dict[str, Any], strategy, budget: Budget) -> None:
-    """The checks of a search config that need the strategy: estimator and budget fit its kind; the
-    train portion and executor are valid. Raises ConfigError (one line)."""
-    kind = strategy.mode(cfg["estimator"])
-    if kind == "multi-trial":
-        if cfg["estimator"] is None:
-            raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
-                              f"from: {', '.join(ESTIMATORS.names())}")
-        if not budget.trials and not budget.seconds:
-            raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
-    elif cfg["estimator"] is not None:
-        raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")
-    elif not budget.epochs:
-        raise ConfigError(f"strategy '{cfg['method']}' needs an epoch budget (--epochs N)")
-    check_train_portion(cfg["train_portion"])
-    _check_executor(cfg["executor"])
-
-
 def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
                   run: RunDir, device: torch.device, teacher=None):
     """Build the strategy's context (search-train/val halves for one-shot, on `device` and sharded under
@@ -233,12 +213,6 @@ def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: I
     finally:
         if executor is not None and hasattr(executor, "shutdown"):
             executor.shutdown()
-
-
-def _check_executor(name: str) -> None:
-    """An unknown executor name is a ConfigError (raised here, before a run directory exists)."""
-    if name != "local":
-        EXECUTORS.get(name)
 
 
 def _load_table(cfg: dict[str, Any], space):

@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 from . import config as cfgmod
+from .data.datasets import check_train_portion
 from .errors import ConfigError
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 
@@ -101,4 +102,5 @@ def check_search(cfg: dict[str, Any]):
         check_space_scale(space, cfg["retrain_space_options"], "--retrain-opt")
     if cfg["tables"] is None and _set_by_user(cfg, "table_dataset"):
         raise ConfigError("table_dataset applies only with --tables")
+    check_train_portion(cfg["train_portion"])
     return strategy
