@@ -44,3 +44,18 @@ def counting_trial(spec: dict[str, Any], threads: int) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }
+
+
+def deadline_trial(spec: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Like counting_trial; mode "cut": passes the search's deadline itself (creates spec["marker"], which the
+    test's stop() looks for), then asks `past_deadline` as a trial does between epochs and stops."""
+    from nasforge.runs.executors import TrialCut, past_deadline
+
+    log = Path(spec["log_dir"]) / f"{spec['name']}.runs"
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if spec.get("mode") == "cut":
+        Path(spec["marker"]).touch()
+        if past_deadline():
+            raise TrialCut("deadline")
+    return {"score": float(spec["x"]) ** 2}

@@ -211,3 +211,27 @@ def test_no_trial_starts_after_stop(tmp_path, kind, request):
         if kind == "local":
             assert started == [1, 1, 0, 0, 0, 0]
         assert j.counts()["running"] == 0
+
+
+def test_a_trial_cut_at_the_deadline_stays_pending(tmp_path):
+    """A local trial that finds the deadline passed between its epochs (TrialCut) is left pending, unscored."""
+    from nasforge.estimators.scratch import _cut_at_deadline
+    from nasforge.runs import executors
+
+    marker = tmp_path / "deadline"
+    batch = [{**s, "marker": str(marker)} for s in specs(tmp_path, "ok", "cut", "ok")]
+    with TrialJournal(tmp_path) as j:
+        results = LocalExecutor(threads=1).run(batch, "executor_trials:deadline_trial", j, stop=marker.exists)
+        assert results[0]["score"] == 0.0 and results[1] is None and results[2] is None
+        cut, later = j.get(spec_key(batch[1])), j.get(spec_key(batch[2]))
+        assert cut.status == "pending" and cut.attempts == 1 and "deadline" in cut.error
+        assert later.status == "pending" and later.attempts == 0 and runs(tmp_path, "t2") == 0
+    # the scratch estimator's check between epochs: only with epochs left, only past the deadline
+    token = executors._DEADLINE.set(lambda: True)
+    try:
+        with pytest.raises(executors.TrialCut, match="cut after epoch 1 of 3"):
+            _cut_at_deadline({"epoch": 1}, 3)
+        _cut_at_deadline({"epoch": 3}, 3)  # the last epoch is done: the trial is scored
+    finally:
+        executors._DEADLINE.reset(token)
+    _cut_at_deadline({"epoch": 1}, 3)  # no deadline outside an executor's trial

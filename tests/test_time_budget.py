@@ -110,7 +110,7 @@ def test_vitas_stops_in_supernet_training_and_evolution(tmp_path):
 def test_multi_trial_loop_starts_no_trial_after_the_deadline(tmp_path):
     cfg = {**NB201, "subset": 128, "method": "random", "estimator": "scratch",
            "budget": {"trials": 30, "seconds": 1.0}, "hparams": {"batch": 30},
-           "estimator_options": {"train": {"epochs": 1, "batch_size": 32}}}
+           "estimator_options": {"train": {"epochs": 1, "batch_size": 32}}}  # one epoch: a trial is never cut
     res, run, wall = _search(cfg, tmp_path)
     with TrialJournal(run) as j:
         trials = j.all()
@@ -119,7 +119,8 @@ def test_multi_trial_loop_starts_no_trial_after_the_deadline(tmp_path):
     assert len(trials) == 30 and done and pending and len(done) + len(pending) == 30  # the round was cut
     assert all(t.attempts == 0 for t in pending)  # never started; left for a resume
     assert res["search"]["metrics"]["stopped"] == "seconds" and res["search"]["metrics"]["trials"] == len(done)
-    # the last trial started before the deadline: the overshoot is at most one trial (plus bookkeeping)
+    # the last trial started before the deadline: the overshoot is at most one trial (plus bookkeeping); trials
+    # of several epochs stop at the next epoch end instead (test_executors.py::test_a_trial_cut_at_the_deadline_...)
     assert RunDir(run).load_checkpoint()["elapsed_s"] < 1.0 + max(t.seconds for t in done) + 5
     _resume_after_crash(run, res, ("trial",))
     with TrialJournal(run) as j:

@@ -44,10 +44,21 @@ def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, 
     return search_split(train, seed=split_seed, subset=subset, train_portion=train_portion)
 
 
+def _cut_at_deadline(record: dict[str, Any], epochs: int) -> None:
+    """Between epochs: stop a trial whose search has passed its deadline (--seconds, local executor); the
+    executor leaves it pending. Never after the last epoch (the trial is as good as done then)."""
+    from ..runs.executors import TrialCut, past_deadline
+
+    if record["epoch"] < epochs and past_deadline():
+        raise TrialCut(f"cut after epoch {record['epoch']} of {epochs}: the search's deadline passed")
+
+
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     """Trial function: build the architecture (weights seeded by the spec's training seed, so the same
     spec gives the same score in any process), train it on search-train, score it on search-val.
-    May run in a fresh process (a Ray worker): the registries are imported here."""
+    May run in a fresh process (a Ray worker): the registries are imported here. Run by the local executor
+    of a search with --seconds, it stops between epochs once the deadline has passed (TrialCut: the trial
+    stays pending, unscored)."""
     if threads:
         torch.set_num_threads(threads)
     import_all()
@@ -64,7 +75,8 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     seed_everything(train_cfg.seed)  # before the weights are initialised
     model = space.build(arch=spec["arch"], **spec.get("build", {}))
     mean, std = tr.stats()
-    out = train_model(model, tr, None, train_cfg, mean=mean, std=std, device=device, precision=precision)
+    out = train_model(model, tr, None, train_cfg, mean=mean, std=std, device=device, precision=precision,
+                      on_epoch=lambda rec: _cut_at_deadline(rec, train_cfg.epochs))
     val = evaluate(model, train_cfg.loader(va, mean, std, train=False, device=device), precision)
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),
             **param_counts(model), "train_s": out["cost"]["wall_s"], "threads": torch.get_num_threads(),

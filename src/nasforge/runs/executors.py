@@ -13,9 +13,12 @@ results in the order of ``specs``. The journal makes runs resumable and cheap to
 - a trial whose training diverges (``TrainingDiverged``: the loss became NaN/inf) is recorded as failed at
   once with its error: its seed is fixed, so a retry would diverge the same way;
 - a trial raising any other ``UserError`` is a configuration error: not retried, re-raised at once;
-- with ``stop`` (a wall-clock deadline, ``--seconds``): once ``stop()`` is true no further trial starts; the
-  trials already running finish and are recorded (a trial is the unit of work: it is never cut half-way),
-  and those never started stay ``pending`` in the journal and have no result (``None`` in their place).
+- with ``stop`` (a wall-clock deadline, ``--seconds``): once ``stop()`` is true no further trial starts, and
+  those never started stay ``pending`` in the journal and have no result (``None`` in their place). A trial
+  already running on a Ray worker finishes and is recorded. A trial running in this process (``local``) may
+  ask :func:`past_deadline` between its epochs and raise :class:`TrialCut`: it is then left ``pending``
+  with no result, as if it had not started (the scratch estimator does this), so it is never scored on a
+  shorter training than its spec says.
 
 Two executors: ``local`` (in the driver process, one trial at a time, all cores) and ``ray`` (a Ray task per
 trial, ``workers`` at a time, each with its share of the cores). Ray is imported only when a Ray executor starts.
@@ -31,6 +34,7 @@ import sys
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
+from contextvars import ContextVar
 from numbers import Real
 from typing import Any, Callable
 
@@ -39,6 +43,21 @@ import torch
 from ..errors import ConfigError, TrainingDiverged, UserError
 from ..registry import EXECUTORS
 from .journal import Trial, TrialJournal
+
+_DEADLINE: ContextVar[Callable[[], bool] | None] = ContextVar("nasforge_trial_deadline", default=None)
+
+
+class TrialCut(Exception):
+    """Raised by a trial function that stops because the search's deadline passed (see `past_deadline`):
+    the executor leaves the trial pending, without a result."""
+
+
+def past_deadline() -> bool:
+    """For trial functions: True once the deadline of the search running this trial (in this process, on the
+    local executor) has passed; always False elsewhere (a Ray worker, a trial run by hand)."""
+    stop = _DEADLINE.get()
+    return stop is not None and bool(stop())
+
 
 #: progress(trial, finished, total): called each time a trial reaches `done` or `failed` in this run;
 #: `finished` counts results available so far, including those already in the journal.
@@ -235,8 +254,13 @@ class LocalExecutor(Executor):
                         book.abandon([t.key for t in trials[n:]])
                         return
                     book.started(trial.key, _worker_name())
+                    token = _DEADLINE.set(book.stop)
                     try:
                         result = trial_fn(trial.spec, self.threads)
+                    except TrialCut:  # the deadline passed inside the trial: it and the later ones stay pending
+                        book.abandon([trial.key], error="cut at the search's deadline (--seconds)")
+                        book.abandon([t.key for t in trials[n + 1:]])
+                        return
                     except TrainingDiverged as e:  # deterministic: recorded as failed, the search goes on
                         retry = book.crashed(trial.key, _summary(e), traceback.format_exc(), retry=False)
                     except UserError as e:
@@ -250,6 +274,8 @@ class LocalExecutor(Executor):
                     else:
                         book.succeeded(trial.key, result, _worker_name())
                         retry = False
+                    finally:
+                        _DEADLINE.reset(token)
         finally:
             torch.set_num_threads(previous)
 
@@ -388,4 +414,5 @@ def make_executor(name: str, **options: Any) -> Executor:
     return cls(**options)
 
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor", "resolve_trial_fn", "available_cores"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor", "resolve_trial_fn", "available_cores",
+           "TrialCut", "past_deadline"]

@@ -7,8 +7,8 @@ finished are answered by the journal without running again.
 
 Budget: ``ctx.budget.trials`` counts *distinct* architectures scored (a re-proposed architecture reuses its
 known score and costs nothing). ``ctx.budget.seconds`` is checked before every trial starts (a trial is the
-step of a multi-trial search): after the deadline no new trial starts, the trials already running finish
-and are recorded, the round is cut there (its unstarted trials stay pending in the journal, and the strategy
+step of a multi-trial search): after the deadline no new trial starts (a scratch trial running in this
+process stops at its next epoch end and stays pending; one on a Ray worker finishes), the round is cut there (its unstarted trials stay pending in the journal, and the strategy
 does not learn from the incomplete round), the state is checkpointed and the search ends with the best
 architecture scored so far (``metrics.stopped = "seconds"``).
 
