@@ -212,7 +212,7 @@ class Hurricane(Strategy):
             raise ConfigError("hurricane needs an epoch budget (--epochs N) or stage_epochs")
         if not hasattr(space, "layer_specs"):
             raise ConfigError(f"hurricane needs a layer-wise space (mobile, fbnet); '{space.name}' is not one")
-        device = getattr(ctx, "device", None) or torch.device("cpu")  # host: default device
+        device = ctx.device
         seed_everything(ctx.seed)
         state = ctx.restore()
         if state is not None and state.get("kind") != "hurricane":

@@ -56,11 +56,6 @@ _STEP_STREAM = 0x766974  # "vit"
 _EVO_STREAM = 0x65766F  # "evo"
 
 
-def _device(ctx: SearchContext) -> torch.device:
-    dev = getattr(ctx, "device", None)
-    return torch.device(dev) if dev is not None else torch.device("cpu")  # host: default device
-
-
 def calibrate_identity(space: Any, fmin: float, fmax: float, samples: int = 1000, start: float = 0.5,
                        step: float = 0.01, seed: int = 0) -> tuple[float, float, list[tuple[float, float]]]:
     """ViTAS step 0: the identity probability p whose sample(p) mean MACs lies in [fmin, fmax].
@@ -249,7 +244,7 @@ class ViTAS(Strategy):
         data = ctx.data
         n = min(self.hp["eval_images"], len(data.val))
         sub = data.val.subset(torch.arange(n)) if n < len(data.val) else data.val  # host: index of a host dataset
-        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std, device=_device(ctx)))
+        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std, device=ctx.device))
 
     # -- the whole search -------------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
@@ -261,7 +256,7 @@ class ViTAS(Strategy):
         if self._prepared is None:
             self.prepare(space)
         hp = self.hp
-        self.device = _device(ctx)
+        self.device = ctx.device
         seed_everything(ctx.seed)
         supernet = space.supernet().to(self.device)
         train_loader, _ = ctx.data.loaders(ctx.seed)
