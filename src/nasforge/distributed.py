@@ -24,8 +24,9 @@ Backends: ``gloo`` on CPU, ``nccl`` on CUDA (each process on ``cuda:LOCAL_RANK``
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -159,6 +160,31 @@ def all_gather_object(obj) -> list:
     return out
 
 
+def gather_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global batch from every rank's shard (rows concatenated in rank order, which is the one-process
+    batch because shards are contiguous), on every rank; (x, y) unchanged without data parallelism. For
+    diagnostics that must be computed identically on every rank."""
+    if not active():
+        return x, y
+    parts = all_gather_object((x.detach().cpu(), y.detach().cpu()))  # host: pickled for shards of any size
+    return (torch.cat([p[0] for p in parts]).to(x.device), torch.cat([p[1] for p in parts]).to(y.device))
+
+
+_LOCAL_BN = [False]  # True inside local_batchnorm(): SyncBatchNorm normalises with this process's batch only
+
+
+@contextmanager
+def local_batchnorm() -> Iterator[None]:
+    """SyncBatchNorm layers use this process's batch statistics (no collective) inside the block: for
+    computations every rank runs on the same data (e.g. a Hessian diagnostic on the gathered global batch),
+    which need no reduction and must not put an all_reduce into a double-backward graph."""
+    _LOCAL_BN[0] = True
+    try:
+        yield
+    finally:
+        _LOCAL_BN[0] = False
+
+
 def state_digest(module: nn.Module, *extra: object) -> str:
     """SHA-256 of a module's state (every parameter and buffer, bit for bit) and of `extra` (nested dicts,
     lists, tensors, numpy arrays, numbers, strings: e.g. optimiser or agent states)."""
@@ -255,7 +281,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and active()):
+        if not (self.training and active()) or _LOCAL_BN[0]:
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()

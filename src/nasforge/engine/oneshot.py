@@ -14,6 +14,7 @@ identical weights and architecture parameters.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -30,6 +31,7 @@ from ..supernet.hessian import dominant_eigenvalue
 from ..training import check_finite
 from ..utils import seed_everything
 from .base import SearchContext, SearchResult, Strategy
+from .scoring import preserved
 
 WEIGHT_DEFAULTS: dict[str, Any] = {
     "w_lr": Opt(0.025, ">0"), "w_lr_min": Opt(0.001, ">=0"), "w_momentum": Opt(0.9, "[0, 1)"),
@@ -280,11 +282,16 @@ class OneShotStrategy(Strategy):
         supernet.train()
         he = self.hp["hessian_every"]
         if he and (epoch + 1) % he == 0 and supernet.path is None and batches:
-            x, y = batches[0]
+            # A diagnostic must not change the model: BN buffers are restored afterwards (the forward pass runs
+            # in train mode, as the search's loss does), and every rank computes it on the same global batch
+            # with local BN statistics, so no rank diverges and no all_reduce enters the double backward.
+            x, y = distributed.gather_batch(*batches[0])
             g = torch.Generator(device="cpu").manual_seed(ctx.seed + epoch)  # host: the same probe on every device
-            out["hessian_eigenvalue"] = dominant_eigenvalue(lambda: F.cross_entropy(supernet(x), y),
-                                                            supernet.arch_parameters(), iters=self.hp["hessian_iters"],
-                                                            generator=g)
+            with preserved(supernet), distributed.local_batchnorm():
+                supernet.train()
+                out["hessian_eigenvalue"] = dominant_eigenvalue(lambda: F.cross_entropy(supernet(x), y),
+                                                                supernet.arch_parameters(),
+                                                                iters=self.hp["hessian_iters"], generator=g)
         if ctx.table is not None:  # set only for a space with a published table (SearchSpace.table)
             out["table"] = ctx.table.record(arch)
         out.update(self.epoch_diagnostics(supernet, ctx, batches[0] if batches else None))

@@ -1,0 +1,48 @@
+"""The supernet engine (issue 19) changed how the one-shot loop is organised, not what it computes: searches
+pinned from the tree before the change (tests/fixtures/oneshot_pins.json: darts first and second order,
+single-darts, manas, manas-ls, random-ws and bats, tiny configs with an odd subset and a partial last batch)
+must derive the same architecture and log the same per-epoch metrics with the same seed."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nasforge import api
+
+PINS = json.loads((Path(__file__).parent / "fixtures" / "oneshot_pins.json").read_text())["runs"]
+DROP = ("time", "images_per_s")
+
+
+def _flat(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flat(v, f"{prefix}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _flat(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+@pytest.mark.parametrize("name", sorted(PINS))
+def test_search_matches_the_pinned_result(name, tmp_path):
+    pin = PINS[name]
+    res = api.search(pin["config"], run_root=tmp_path, run_name="r")
+    assert res["arch"] == pin["arch"]
+    records = [json.loads(line) for line in open(Path(res["run_dir"]) / "metrics.jsonl")]
+    epochs = [{k: v for k, v in r.items() if k not in DROP and not k.endswith("_s")}
+              for r in records if r.get("event") == "epoch"]
+    assert len(epochs) == len(pin["epochs"])
+    for got, want in zip(epochs, pin["epochs"]):
+        want_flat, got_flat = dict(_flat(want)), dict(_flat(got))
+        missing = set(want_flat) - set(got_flat)
+        assert not missing, missing
+        for k, v in want_flat.items():
+            g = got_flat[k]
+            if isinstance(v, float) and not (isinstance(v, float) and math.isnan(v)):
+                assert g == pytest.approx(v, rel=1e-6, abs=1e-9), k
+            else:
+                assert g == v, k
