@@ -79,7 +79,7 @@ def test_a_batch_of_one_trains_in_every_network(name):
         assert aux is None or aux.shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if SPACES.get(n).supports_weight_sharing])
+@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if SPACES.get(n).supernet_kind in ("cell", "single-path")])
 def test_a_batch_of_one_trains_in_every_supernet(name):
     supernet = small_space(name).supernet().train()
     x, y = torch.randn(1, 1, 28, 28), torch.tensor([1])
@@ -98,7 +98,7 @@ def test_every_registered_network_and_supernet_trains_on_two_images(name):
     net = space.build(space.sample(random.Random(0))).train()
     logits, _ = forward_with_aux(net, x)
     F.cross_entropy(logits, y).backward()
-    if space.supports_weight_sharing:
+    if space.supernet_kind in ("cell", "single-path"):
         supernet = space.supernet().train()
         supernet.set_path(supernet.random_path(torch.Generator().manual_seed(0)))
         F.cross_entropy(supernet(x), y).backward()

@@ -245,8 +245,8 @@ def test_hurricane_resumes_exactly(tmp_path, fake_cache, crash, same_supernet, c
     resumed = api.search(resume=tmp_path / "b" / "r")
     assert resumed["arch"] == ref["arch"]
     ck_ref, ck = same_supernet(ref["run_dir"], tmp_path / "b" / "r")
-    assert ck["s"]["evaluated"] == ck_ref["s"]["evaluated"]
-    keep = ("event", "stage", "epoch", "arch", "accuracy", "train_loss", "seq")
+    assert ck["strategy"]["evaluated"] == ck_ref["strategy"]["evaluated"] and ck_ref["strategy"]["evaluated"]
+    keep = ("event", "phase", "stage", "epoch", "arch", "fitness", "latency_ms", "train_loss", "seq")
     lines = lambda p: [{k: r.get(k) for k in keep} for r in map(json.loads, p.read_text().splitlines())]
     assert lines(tmp_path / "b" / "r" / "metrics.jsonl") == lines(tmp_path / "a" / ref["run_dir"].split("/")[-1] /
                                                                    "metrics.jsonl")

@@ -80,13 +80,13 @@ def test_hurricane_evolution_checks_the_clock_before_every_candidate(tmp_path, f
            "threads": 1, "budget": {"epochs": 2, "seconds": 1.0}, "space_options": dict(MOBILE_TINY),
            "hparams": {"population": 4, "sample_size": 2, "evaluations": 500, "bn_batches": 1, "eval_batches": 1,
                        "lut_cache": str(fake_cache), "order": "joint"}}
-    original = hurricane.score_candidate
+    original = hurricane.inherited_accuracy  # the engine's scorer, as hurricane's fitness calls it
 
     def slow(*a, **kw):
         time.sleep(0.1)
         return original(*a, **kw)
 
-    monkeypatch.setattr(hurricane, "score_candidate", slow)
+    monkeypatch.setattr(hurricane, "inherited_accuracy", slow)
     res, run, _ = _search(cfg, tmp_path)
     m = res["search"]["metrics"]
     assert m["stopped"] == "seconds" and 1 <= m["evaluated"] < 30  # far fewer than the 500 asked for

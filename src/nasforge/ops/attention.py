@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .params import no_weight_decay
+
 
 # ---------------------------------------------------------------------------------------------
 # functional pieces (weights passed in; used by the supernet with slices, by standalone nets with copies)
@@ -136,8 +138,8 @@ class VisionTransformer(nn.Module):
         self.resolution, self.in_channels, self.num_classes = resolution, in_channels, num_classes
         tokens = (resolution // patch) ** 2 + 1
         self.patch_embed = nn.Conv2d(in_channels, embed, patch, stride=patch)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed))
-        self.pos_embed = nn.Parameter(torch.zeros(1, tokens, embed))
+        self.cls_token = no_weight_decay(nn.Parameter(torch.zeros(1, 1, embed)))
+        self.pos_embed = no_weight_decay(nn.Parameter(torch.zeros(1, tokens, embed)))
         self.blocks = nn.ModuleList(Block(embed, h, a, m) for h, a, m in blocks)
         self.norm = nn.LayerNorm(embed)
         self.head = nn.Linear(embed, num_classes)

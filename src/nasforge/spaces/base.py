@@ -42,7 +42,13 @@ class CategoricalEncoding:
 
 class SearchSpace(ABC):
     name: ClassVar[str] = ""
-    supports_weight_sharing: ClassVar[bool] = False
+    #: the weight-sharing supernet `supernet()` builds, which decides the one-shot methods that search the space
+    #: (each declares ``supernet_kinds``): "cell" (alphas over the ops of every edge: darts, single-darts,
+    #: manas, manas-ls, random-ws, bats), "single-path" (one op per layer among per-layer candidates, SPOS:
+    #: hurricane), "super-transformer" (sliced widths, any subnet: vitas), or None (multi-trial methods only)
+    supernet_kind: ClassVar[str | None] = None
+    #: what to use instead, in the one line that refuses a one-shot method the space's supernet does not fit
+    supernet_hint: ClassVar[str] = "use a multi-trial strategy (random, evolution, pnas)"
     #: option name -> default or `nasforge.options.Opt` (type, range); the options are the *search* scale,
     #: `build(**overrides)` can change them (overrides are checked against the same declaration)
     defaults: ClassVar[dict[str, Any]] = {}
@@ -89,6 +95,21 @@ class SearchSpace(ABC):
     def supernet(self, **overrides: Any) -> "nn.Module":
         raise ConfigError(f"space '{self.name}' has no weight-sharing supernet; "
                           "use a multi-trial strategy (random, evolution, pnas)")
+
+    # -- optional capabilities: the defaults say "not applicable" (None), so callers never probe with hasattr --
+    def is_degenerate(self, arch: Arch) -> bool | None:
+        """True if `arch` computes a constant (`none` cut every input-to-output path); None: the space
+        cannot tell (collapse diagnostics of the one-shot engine)."""
+        return None
+
+    def parameter_free_count(self, arch: Arch) -> int | None:
+        """How many of `arch`'s ops have no parameters (skip, pooling, none); None: not applicable."""
+        return None
+
+    def unused_alpha_groups(self) -> str | None:
+        """Why some alpha groups of the supernet take part in no forward pass (so a gradient method cannot
+        learn them), or None when every group is used."""
+        return None
 
     def categorical(self) -> CategoricalEncoding | None:
         """The space as one choice per position, if it is one (see CategoricalEncoding); else None."""

@@ -550,7 +550,7 @@ class DartsSpace(SearchSpace):
     exactly the information loss BATS' op design (BN -> sign -> conv -> PReLU) avoids."""
 
     name = "darts"
-    supports_weight_sharing = True
+    supernet_kind = "cell"
     aux_option = "auxiliary"
     defaults = {"C": Opt(16, ">=1"), "layers": Opt(8, ">=1", help="cells (reductions at 1/3 and 2/3)"),
                 "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,

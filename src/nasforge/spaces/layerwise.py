@@ -128,7 +128,8 @@ class LayerwiseSpace(SearchSpace):
     """Base of the layer-wise spaces. Subclasses implement `layer_specs`, `pool`, `make_op`, `stem_spec`,
     `head_channels` and may restrict ops per layer through `available`."""
 
-    supports_weight_sharing = True
+    supernet_kind = "single-path"
+    supernet_hint = "its single-path supernet (one op per layer) is searched with --method hurricane"
 
     # -- what a subclass provides --------------------------------------------------------------------
     def layer_specs(self) -> list[LayerSpec]:

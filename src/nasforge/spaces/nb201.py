@@ -270,7 +270,7 @@ class NB201Supernet(Supernet, _Skeleton):
 @SPACES.register("nb201", help="NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 cells; arch = official arch string")
 class NB201Space(SearchSpace):
     name = "nb201"
-    supports_weight_sharing = True
+    supernet_kind = "cell"
     defaults = {"C": Opt(16, ">=1", help="channels of the first stage"), "N": Opt(5, ">=1", help="cells per stage")}
     search_optimizer = {"weight_decay": 5e-4, "nesterov": True}  # NAS-Bench-201's training recipe
     table = "nas-bench-201"

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, UserError
 from ..options import Opt
+from ..ops.params import no_weight_decay
 from ..ops.attention import VisionTransformer, attention, lcm, mlp, patch_tokens, trunc_normal_, vit_macs
 from ..registry import SPACES
 from .base import SearchSpace
@@ -102,9 +103,9 @@ class ViTSpace(SearchSpace):
     """
 
     name = "vit"
-    supports_weight_sharing = False  # its super-transformer is trained by the `vitas` strategy, not the cell loop
-    weight_sharing_hint = "its super-transformer is searched with --method vitas; random-ws-style sampling is " \
-                          "--set sampling=uniform there"
+    supernet_kind = "super-transformer"  # trained by `vitas`, not by the cell methods
+    supernet_hint = "its super-transformer is searched with --method vitas; random-ws-style sampling is " \
+                    "--set sampling=uniform there"
     defaults = {"patch_sizes": Opt([4, 7], ">=1", help="patch sizes (each must divide the input resolution)"),
                 "embed_dim": Opt(64, ">=1"), "embed_ratios": Opt([0.25, 0.5, 0.75, 1.0], "(0, 1]"),
                 "depth": Opt(6, ">=1", help="block slots"), "heads": Opt([1, 2, 4], ">=1"),
@@ -323,14 +324,14 @@ class SuperTransformer(nn.Module):
         self.patch_w = nn.ParameterDict()
         self.patch_b = nn.ParameterDict()
         self.pos_embed = nn.ParameterDict()
-        self.cls_token = nn.ParameterDict() if space.private_tokens else nn.Parameter(torch.zeros(1, 1, E))
+        self.cls_token = nn.ParameterDict() if space.private_tokens else no_weight_decay(nn.Parameter(torch.zeros(1, 1, E)))
         for p in space.patch_sizes:
             conv = nn.Conv2d(C, E, p, stride=p)  # default PyTorch init of a conv of this shape
             self.patch_w[str(p)] = nn.Parameter(conv.weight.detach().clone())
             self.patch_b[str(p)] = nn.Parameter(conv.bias.detach().clone())
-            self.pos_embed[str(p)] = nn.Parameter(trunc_normal_(torch.empty(1, (R // p) ** 2 + 1, E)))
+            self.pos_embed[str(p)] = no_weight_decay(nn.Parameter(trunc_normal_(torch.empty(1, (R // p) ** 2 + 1, E))))
             if space.private_tokens:
-                self.cls_token[str(p)] = nn.Parameter(trunc_normal_(torch.empty(1, 1, E)))
+                self.cls_token[str(p)] = no_weight_decay(nn.Parameter(trunc_normal_(torch.empty(1, 1, E))))
         if not space.private_tokens:
             trunc_normal_(self.cls_token.data)
         self.slots = nn.ModuleList(_Slot(E, A, M, space.heads if space.private_qk else None)
@@ -466,14 +467,14 @@ class _Slot(nn.Module):
             for h in heads:
                 q, k = lin(A, E), lin(A, E)
                 self.qk_w[str(h)] = nn.Parameter(torch.stack([q.weight.detach(), k.weight.detach()]))
-                self.qk_b[str(h)] = nn.Parameter(torch.stack([q.bias.detach(), k.bias.detach()]))
+                self.qk_b[str(h)] = no_weight_decay(nn.Parameter(torch.stack([q.bias.detach(), k.bias.detach()])))
             v = lin(A, E)
             self.v_w = nn.Parameter(v.weight.detach().clone())
             self.v_b = nn.Parameter(v.bias.detach().clone())
         else:
             qkv = [lin(A, E) for _ in range(3)]
             self.qkv_w = nn.Parameter(torch.stack([l.weight.detach() for l in qkv]))
-            self.qkv_b = nn.Parameter(torch.stack([l.bias.detach() for l in qkv]))
+            self.qkv_b = no_weight_decay(nn.Parameter(torch.stack([l.bias.detach() for l in qkv])))
         proj, fc1, fc2 = lin(E, A), lin(M, E), lin(E, M)
         self.proj_w = nn.Parameter(proj.weight.detach().clone())
         self.proj_b = nn.Parameter(proj.bias.detach().clone())

@@ -49,7 +49,7 @@ class _Differentiable(OneShotStrategy):
         """Also refuse a supernet some of whose alphas no forward pass uses (they would get no gradient), e.g.
         DARTS cells with layers < 3: the space says why (``unused_alpha_groups``)."""
         super().preflight(space, cfg)
-        why = space.unused_alpha_groups() if hasattr(space, "unused_alpha_groups") else None
+        why = space.unused_alpha_groups()
         if why:
             raise ConfigError(f"strategy '{self.name}' learns every alpha by gradient, but {why}")
 

@@ -32,23 +32,21 @@ from __future__ import annotations
 import math
 import random
 import time
-from itertools import islice
 from typing import Any
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import progress
+from ..engine.base import SearchContext, SearchResult
+from ..engine.oneshot import OneShotStrategy, OptimizerRecipe, Phase, check_loss
+from ..engine.scoring import fixed_batches, inherited_accuracy
+from ..engine.selection import Selection
 from ..errors import ConfigError, UserError
 from ..hardware.devices import PER_ARCH_TABLES, TARGET_DEVICES, check_target, is_local
 from ..options import Opt
 from ..registry import STRATEGIES
-from ..utils import atomic_write_json, seed_everything
-from ..engine.base import SearchContext, SearchResult, Strategy
-from ..engine.evolution import RegularizedEvolution
+from ..utils import atomic_write_json
 from .evolution import Evolution
-from ..engine.multitrial import arch_key
 
 ORDERS = ("late_first", "early_first", "joint")
 LATENCY_METRICS = ("raw", "calibrated")
@@ -58,7 +56,7 @@ _EVAL_EPOCH = 60_000
 
 @STRATEGIES.register("hurricane", help="HURRICANE: per-device candidates, two-stage SPOS supernet, evolution under "
                                        "a hard latency constraint (target=<device>)")
-class Hurricane(Strategy):
+class Hurricane(OneShotStrategy):
     """Options (``--set key=value``): ``target`` (latency device), ``top_k`` (candidates kept per layer),
     ``latency_ms`` / ``latency_frac`` (budget: absolute, or a fraction of the slowest network's latency),
     ``latency_metric`` (raw | calibrated LUT), ``order`` (late_first | early_first | joint), ``split`` (share
@@ -70,6 +68,7 @@ class Hurricane(Strategy):
 
     name = "hurricane"
     kind = "one-shot"
+    supernet_kinds = ("single-path",)
     defaults = {
         "target": Opt("local-cpu-1t", choices=TARGET_DEVICES, help="the device latency is optimised for"),
         "top_k": Opt(4, ">=1", help="candidates kept per layer"),
@@ -114,7 +113,7 @@ class Hurricane(Strategy):
         if cfg.get("estimator") and getattr(space, "latency_table", None) not in PER_ARCH_TABLES:
             raise ConfigError(f"hurricane with --estimator needs a space whose every architecture has a measured "
                               f"latency (nb201); '{space.name}' is searched with a supernet (drop --estimator)")
-        if not cfg.get("estimator") and not hasattr(space, "layer_specs"):
+        if not cfg.get("estimator") and space.supernet_kind not in self.supernet_kinds:
             raise ConfigError(f"hurricane trains a single-path supernet over a layer-wise space (mobile, fbnet); "
                               f"'{space.name}' is not one (for nb201 use --estimator table)")
         if not cfg.get("estimator"):  # the stages' epochs (two stages need two epochs), before any work
@@ -155,7 +154,9 @@ class Hurricane(Strategy):
     def search(self, ctx: SearchContext) -> SearchResult:
         if ctx.estimator is not None:
             return self._table_search(ctx)
-        return self._supernet_search(ctx)
+        if not ctx.budget.epochs and self.hp["stage_epochs"] is None:
+            raise ConfigError("hurricane needs an epoch budget (--epochs N) or stage_epochs")
+        return super().search(ctx)
 
     # ---------------------------------------------------------------------------------------------------
     # training-free mode: nb201 + table estimator
@@ -185,7 +186,7 @@ class Hurricane(Strategy):
         return res
 
     # ---------------------------------------------------------------------------------------------------
-    # supernet mode
+    # supernet mode: the engine's loop with two phases (stages), each ended by a constrained selection
     # ---------------------------------------------------------------------------------------------------
     def _stages(self, L: int) -> list[list[int]]:
         n_late = max(1, min(L - 1, round(self.hp["split"] * L))) if L > 1 else L
@@ -205,182 +206,87 @@ class Hurricane(Strategy):
         first = max(1, min(total - 1, round(0.7 * total)))
         return [first, total - first]
 
-    def _supernet_search(self, ctx: SearchContext) -> SearchResult:
-        hp, space = self.hp, ctx.space
-        if ctx.data is None:
-            raise ConfigError("hurricane trains a supernet and needs a dataset")
-        if not ctx.budget.epochs and hp["stage_epochs"] is None:
-            raise ConfigError("hurricane needs an epoch budget (--epochs N) or stage_epochs")
-        if not hasattr(space, "layer_specs"):
-            raise ConfigError(f"hurricane needs a layer-wise space (mobile, fbnet); '{space.name}' is not one")
-        device = ctx.device
-        seed_everything(ctx.seed)
-        state = ctx.restore()
-        if state is not None and state.get("kind") != "hurricane":
-            state = None
-        target = hp["target"]
-
-        # -- step 0/1: latency model, budget, candidates (fixed for the run; stored in the run dir) --
-        model = self._latency_model(space, getattr(ctx, "tables", None) or _tables_of(ctx), ctx.run)
-        calibration = None
-        if hp["calibrate"] and is_local(target) and state is None:
+    def build_supernet(self, ctx: SearchContext, restored: dict[str, Any] | None) -> nn.Module:
+        """Steps 0 and 1: the target's latency model, the budget and the per-layer candidates (fixed for the
+        run and stored in the run directory; a resumed run reads them back), then the single-path supernet."""
+        hp, space, target = self.hp, ctx.space, self.hp["target"]
+        model = self._latency_model(space, _tables_of(ctx), ctx.run)
+        self.calibration = None
+        if hp["calibrate"] and is_local(target) and restored is None:
             from ..hardware.lut import LatencyCache, calibrate, default_cache_path
 
             cache = LatencyCache(hp["lut_cache"] or default_cache_path(target), target)
-            calibration = calibrate(space, model, cache, n=hp["calibrate"], seed=ctx.seed,
-                                    warmup=hp["lut_warmup"], repeats=hp["lut_repeats"], number=hp["lut_number"])
+            self.calibration = calibrate(space, model, cache, n=hp["calibrate"], seed=ctx.seed,
+                                         warmup=hp["lut_warmup"], repeats=hp["lut_repeats"], number=hp["lut_number"])
         if ctx.run is not None and hasattr(model, "as_dict") and not ctx.run.file(f"lut_{target}.json").exists():
             atomic_write_json(ctx.run.file(f"lut_{target}.json"), model.as_dict())
-        T = self._budget(model, space)
-        from ..hardware.selection import select_candidates
-
-        if state is not None:
-            selection = state["selection"]
+        self.model, self.T = model, self._budget(model, space)
+        if restored is not None:
+            self.selection = restored["selection"]
         else:
-            selection = select_candidates(space, model, hp["top_k"], T)
+            from ..hardware.selection import select_candidates
+
+            self.selection = select_candidates(space, model, hp["top_k"], self.T)
             if ctx.run is not None:
-                atomic_write_json(ctx.run.file(f"candidates_{target}.json"), selection)
-            ctx.log(event="candidates", target=target, budget_ms=T, candidates=selection["candidates"],
-                    swapped=selection["swapped"])
-        cands = selection["candidates"]
+                atomic_write_json(ctx.run.file(f"candidates_{target}.json"), self.selection)
+            self.log(ctx, event="candidates", target=target, budget_ms=self.T,
+                     candidates=self.selection["candidates"], swapped=self.selection["swapped"])
+        cands = self.selection["candidates"]
         lo, _ = model.bounds(cands)
         if (model.calibration["a"] * lo + model.calibration["b"] if hp["latency_metric"] == "calibrated"
-                and model.calibration else lo) > T:
-            raise UserError(f"the selected candidates cannot meet the budget {T:.4g} ms on {target} (fastest "
+                and model.calibration else lo) > self.T:
+            raise UserError(f"the selected candidates cannot meet the budget {self.T:.4g} ms on {target} (fastest "
                             f"{lo:.4g} ms); raise latency_ms/latency_frac or top_k")
-        fastest = [min(c, key=lambda o: (model.layer_latency(i, o), o)) for i, c in enumerate(cands)]
+        self.stages = self._stages(len(cands))
+        # every layer starts on its fastest candidate; a stage's selection fixes its layers to the winner
+        self.fixed = [min(c, key=lambda o: (model.layer_latency(i, o), o)) for i, c in enumerate(cands)]
+        self.evaluated: list[dict[str, Any]] = []
+        self.stage_results: list[dict[str, Any]] = []
+        self.train_s = [0.0] * len(self.stages)
+        return space.supernet(candidates=cands)
 
-        supernet = space.supernet(candidates=cands).to(device)
-        stages = self._stages(len(cands))
-        epochs = self._stage_epochs(ctx.budget.epochs or 0, len(stages))
-        train_loader, val_loader = ctx.data.loaders(ctx.seed)
+    def phases(self, ctx: SearchContext) -> list[Phase]:
+        epochs = self._stage_epochs(ctx.budget.epochs or 0, len(self.stages))
+        return [Phase(f"stage{i + 1}", e) for i, e in enumerate(epochs)]
 
-        # -- resumable state --
-        s = {"stage": 0, "epoch": 0, "fixed": list(fastest), "evo": None, "evo_rng": None, "evaluated": [],
-             "stage_results": [], "rejected": 0, "train_s": [0.0] * len(stages), "history": [], "seq": 0}
-        opt_state = sched_state = None
-        if state is not None:
-            s = state["s"]
-            if ctx.run is not None:  # drop records logged after the checkpoint; that work runs again
-                last = s.get("seq", 0)
-                ctx.run.truncate_metrics(lambda m: m.get("seq") is None or m["seq"] <= last)
-            supernet.load_state_dict(state["supernet"])
-            opt_state, sched_state = state.get("w_opt"), state.get("w_sched")
-            torch.set_rng_state(state["torch_rng"])
-        while s["stage"] < len(stages):
-            active = stages[s["stage"]]
-            n_ep = epochs[s["stage"]]
-            opt, sched = self._optimizer(supernet, n_ep)
-            if opt_state is not None:
-                opt.load_state_dict(opt_state)
-                sched.load_state_dict(sched_state)
-                opt_state = sched_state = None
-            # ---- supernet training (SPOS uniform single path over the active layers) ----
-            with progress.bar(f"hurricane stage {s['stage'] + 1}", n_ep * len(train_loader)) as pbar:
-                pbar.advance(s["epoch"] * len(train_loader))
-                while s["epoch"] < n_ep and s["evo"] is None and not s.get("stopped"):
-                    t0 = time.perf_counter()
-                    stats = self._train_epoch(supernet, opt, train_loader, active, s, device, ctx, pbar)
-                    sched.step()
-                    s["train_s"][s["stage"]] += time.perf_counter() - t0
-                    s["epoch"] += 1
-                    rec = {"event": "epoch", "stage": s["stage"] + 1, "epoch": s["epoch"], **stats,
-                           "searchable_layers": active}
-                    s["history"].append(rec)
-                    self._log(ctx, s, **rec)
-                    self._save(ctx, supernet, opt, sched, s, selection)
-            # ---- evolution under the latency constraint ----
-            self._evolve(ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection)
-            scored = [e for e in s["evaluated"] if e["stage"] == s["stage"] + 1]
-            if not scored:
-                raise UserError(f"hurricane stage {s['stage'] + 1}: no candidate within the budget {T:.4g} ms could be "
-                                "proposed; raise latency_ms/latency_frac")
-            best = max(scored, key=lambda e: e["accuracy"])
-            for i in active:
-                s["fixed"][i] = best["arch"][i]
-            s["stage_results"].append({"stage": s["stage"] + 1, "searched_layers": active, "epochs": n_ep,
-                                       "epochs_run": sum(1 for h in s["history"] if h.get("event") == "epoch"
-                                                         and h.get("stage") == s["stage"] + 1),
-                                       "evaluated": len(scored),
-                                       "best_arch": best["arch"], "best_accuracy": best["accuracy"],
-                                       "latency_ms": best["latency_ms"], "supernet_train_s": s["train_s"][s["stage"]]})
-            self._log(ctx, s, event="stage", **s["stage_results"][-1])
-            # --seconds ran out: the later stages are skipped (their layers keep their starting ops)
-            s.update(stage=len(stages) if s.get("stopped") else s["stage"] + 1, epoch=0, evo=None, evo_rng=None)
-            self._save(ctx, supernet, None, None, s, selection)
-        arch = list(s["fixed"])
-        points = [{k: e[k] for k in ("arch", "accuracy", "latency_ms", "stage")} for e in s["evaluated"]]
-        files = {}
-        if ctx.run is not None:
-            from ..hardware.pareto import write_pareto
+    def optimizer_recipe(self, ctx: SearchContext) -> OptimizerRecipe:
+        """SPOS: SGD with momentum, linear decay to 0 over each stage's epochs (a fresh optimiser per stage)."""
+        return OptimizerRecipe("sgd", lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
+                               weight_decay=self.hp["w_weight_decay"], schedule="linear")
 
-            files = write_pareto(ctx.run.path, target, points, T, acc_label="supernet held-out accuracy")
-        metrics = {
-            "target": target, "budget_ms": T, "latency_metric": hp["latency_metric"],
-            "latency_ms": model.predict(arch), "latency_calibrated_ms": model.calibrated(arch),
-            "candidates": cands, "order": hp["order"], "stages": s["stage_results"],
-            "supernet_train_s": sum(s["train_s"]), "evaluated": len(s["evaluated"]),
-            "violations_rejected": s["rejected"],
-            "evaluated_over_budget": sum(1 for e in s["evaluated"] if e["latency_ms"] > T + 1e-9),
-            "pareto": files, "latency_source": getattr(model, "meta", {}).get("source"),
-        }
-        if s.get("stopped"):
-            metrics["stopped"] = "seconds"
-        if calibration is not None:
-            metrics["calibration"] = {k: v for k, v in calibration.items() if k not in ("archs",)}
-        return SearchResult(arch=space.validate(arch), history=s["history"], metrics=metrics)
+    def on_phase_start(self, supernet, phase, ctx) -> None:
+        self.active, self._t0 = self.stages[phase], time.perf_counter()
 
-    def _optimizer(self, supernet: nn.Module, epochs: int):
-        params = [p for p in supernet.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=self.hp["w_lr"], momentum=self.hp["w_momentum"],
-                              weight_decay=self.hp["w_weight_decay"])
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: max(0.0, 1.0 - e / epochs))  # SPOS: linear decay
-        return opt, sched
+    def on_epoch_start(self, supernet, epoch, epochs, ctx) -> None:
+        self.path_rng = random.Random(f"hurricane-path-{ctx.seed}-{self._phase}-{epoch}")
 
-    def _train_epoch(self, supernet, opt, loader, active, s, device, ctx, pbar) -> dict[str, Any]:
-        """One SPOS epoch; --seconds is checked after every step: at the deadline the epoch ends early
-        (``partial``) and ``s["stopped"]`` is set (the caller checkpoints and goes on to the evolution)."""
-        rng = random.Random(f"hurricane-path-{ctx.seed}-{s['stage']}-{s['epoch']}")
-        loader.set_epoch(s["stage"] * 10_000 + s["epoch"])
-        supernet.train()
-        loss_sum = correct = seen = 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            arch = list(s["fixed"])
-            for i in active:
-                arch[i] = rng.choice(supernet.candidates[i])
-            supernet.set_path(supernet.arch_to_path(arch))
-            opt.zero_grad(set_to_none=True)
-            logits = supernet(x)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                from ..training import check_finite
+    def step(self, supernet, batch, second, ctx):
+        """SPOS: one uniformly sampled path over the active layers (the others fixed) trains on the batch."""
+        x, y = batch
+        arch = list(self.fixed)
+        for i in self.active:
+            arch[i] = self.path_rng.choice(supernet.candidates[i])
+        supernet.set_path(supernet.arch_to_path(arch))
+        self.w_opt.zero_grad(set_to_none=True)
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y)
+        check_loss(loss, "hurricane supernet training")
+        self.prec.scale(loss).backward()
+        self.weight_step(supernet)
+        return {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item()}
 
-                check_finite(loss, "hurricane supernet training")
-            loss.backward()
-            if self.hp["grad_clip"]:
-                nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], self.hp["grad_clip"])
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            pbar.advance()
-            if ctx.out_of_time():
-                s["stopped"] = True
-                return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "partial": True}
-        return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+    def _diagnostics(self, supernet, ctx, val_loader, epoch) -> dict[str, Any]:
+        return {"stage": self._phase + 1, "searchable_layers": self.active}
 
-    def _evolve(self, ctx, supernet, model, T, active, s, train_loader, val_loader, device, opt, sched, selection):
-        hp = self.hp
-        fixed = list(s["fixed"])
-        cands = supernet.candidates
-        stage_no = s["stage"] + 1
+    def end_phase(self, supernet, phase, ctx, selection) -> None:
+        """Step 3: regularised evolution over the stage's layers under the hard latency constraint (an
+        over-budget proposal is never scored, only counted); the winner's choices are fixed."""
+        hp, model, T, active = self.hp, self.model, self.T, self.active
+        self.train_s[phase] += time.perf_counter() - self._t0
+        cands, fixed = supernet.candidates, list(self.fixed)
 
         def sample(rng: random.Random) -> list[str]:
-            a = list(fixed)
-            for i in active:
-                a[i] = rng.choice(cands[i])
-            return a
+            return [rng.choice(cands[i]) if i in active else fixed[i] for i in range(len(fixed))]
 
         def mutate(arch, rng: random.Random) -> list[str]:
             a = list(arch)
@@ -393,66 +299,68 @@ class Hurricane(Strategy):
         def crossover(a, b, rng: random.Random) -> list[str]:
             return [a[i] if (i not in active or rng.random() < 0.5) else b[i] for i in range(len(a))]
 
-        def within(arch) -> bool:
-            ok = self._lat(model, arch) <= T
-            if not ok:
-                s["rejected"] += 1
-            return ok
+        train_loader, val_loader = self.loaders_
+        bn = fixed_batches(train_loader, hp["bn_batches"], "bn_recal")
+        held_out = fixed_batches(val_loader, hp["eval_batches"], "score")
 
-        engine = RegularizedEvolution(sample, mutate, population_size=hp["population"], sample_size=hp["sample_size"],
-                                      constraint=within, crossover=crossover, crossover_prob=hp["crossover_prob"],
-                                      key=arch_key, max_attempts=5000)
-        rng = random.Random(f"hurricane-evo-{ctx.seed}-{s['stage']}")
-        if s["evo"] is not None:
-            engine.load_state_dict(s["evo"])
-            rng.setstate(_tuple_state(s["evo_rng"]))
-        n_space = math.prod(len(cands[i]) for i in active)
-        target_n = min(hp["evaluations"], n_space)
-        done = sum(1 for e in s["evaluated"] if e["stage"] == stage_no)
-        bn_batches = list(islice(_epoch(train_loader, _BN_EPOCH), hp["bn_batches"]))
-        eval_batches = list(islice(_epoch(val_loader, _EVAL_EPOCH), hp["eval_batches"]))
-        if done == 0 and self._lat(model, fixed) <= T:
-            # the stage's starting point (the previous stage's winner, the rest on their defaults) is feasible by
-            # construction: score it first, so a stage whose feasible region is tiny still has a result
-            acc = score_candidate(supernet, supernet.arch_to_path(fixed), bn_batches, eval_batches, device)
-            lat = self._lat(model, fixed)
-            s["evaluated"].append({"stage": stage_no, "arch": list(fixed), "accuracy": acc, "latency_ms": lat})
-            self._log(ctx, s, event="candidate", stage=stage_no, arch=list(fixed), accuracy=acc, latency_ms=lat)
-            engine.tell([list(fixed)], [acc])
-            done = 1
-            s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
-            self._save(ctx, supernet, opt, sched, s, selection)
-        while done < target_n:
-            if ctx.out_of_time():  # --seconds: checked before every candidate; the stage keeps what it scored
-                s["stopped"] = True
-                break
-            archs = engine.ask(rng, min(hp["population"] // 2 or 1, target_n - done))
-            if not archs:
-                break
-            fits = []
-            for a in archs:
-                if fits and ctx.out_of_time():
-                    break
-                acc = score_candidate(supernet, supernet.arch_to_path(a), bn_batches, eval_batches, device)
-                lat = self._lat(model, a)
-                s["evaluated"].append({"stage": stage_no, "arch": a, "accuracy": acc, "latency_ms": lat})
-                self._log(ctx, s, event="candidate", stage=stage_no, arch=a, accuracy=acc, latency_ms=lat)
-                fits.append(acc)
-            engine.tell(archs[:len(fits)], fits)
-            done += len(fits)
-            s["evo"], s["evo_rng"] = engine.state_dict(), rng.getstate()
-            self._save(ctx, supernet, opt, sched, s, selection)
+        def fitness(arch) -> float:
+            return inherited_accuracy(supernet, held_out, bn, setup=lambda: supernet.set_path(supernet.arch_to_path(arch)))
 
-    @staticmethod
-    def _log(ctx, s, **record) -> None:
-        s["seq"] = s.get("seq", 0) + 1
-        ctx.log(seq=s["seq"], **record)
+        batch = max(1, hp["population"] // 2)
+        sel = Selection(f"stage{phase + 1}", ctx.seed, sample=sample, mutate=mutate, crossover=crossover,
+                        crossover_prob=hp["crossover_prob"], constraint=lambda a: self._lat(model, a) <= T,
+                        fitness=fitness, describe=lambda a: {"latency_ms": self._lat(model, a)},
+                        budget=min(hp["evaluations"], math.prod(len(cands[i]) for i in active)),
+                        population=hp["population"], sample_size=hp["sample_size"], batch=batch,
+                        initial=[fixed], checkpoint_every=batch, max_attempts=5000)
+        records = sel.run(self, ctx, selection)
+        if not records:
+            raise UserError(f"hurricane stage {phase + 1}: no candidate within the budget {T:.4g} ms could be "
+                            "proposed; raise latency_ms/latency_frac")
+        best = Selection.best(records)
+        for i in active:
+            self.fixed[i] = best["arch"][i]
+        self.evaluated += [{"stage": phase + 1, **r} for r in records]
+        self.stage_results.append({"stage": phase + 1, "searched_layers": active, "epochs": self.phases(ctx)[phase].epochs,
+                                   "epochs_run": sum(1 for h in self._history if h.get("stage") == phase + 1),
+                                   "evaluated": len(records), "violations_rejected": sel.rejected,
+                                   "best_arch": best["arch"], "best_accuracy": best["fitness"],
+                                   "latency_ms": best["latency_ms"], "supernet_train_s": self.train_s[phase]})
+        self.log(ctx, event="stage", **self.stage_results[-1])
 
-    def _save(self, ctx, supernet, opt, sched, s, selection) -> None:
-        ctx.checkpoint({"kind": "hurricane", "s": s, "supernet": supernet.state_dict(), "selection": selection,
-                        "w_opt": opt.state_dict() if opt is not None else None,
-                        "w_sched": sched.state_dict() if sched is not None else None,
-                        "torch_rng": torch.get_rng_state()})
+    def derive(self, supernet, ctx) -> list[str]:
+        return list(self.fixed)
+
+    def final_metrics(self, supernet, arch, ctx) -> dict[str, Any]:
+        """Latencies of the winner, the stages, and the Pareto file of every scored architecture (step 5)."""
+        model, T, target = self.model, self.T, self.hp["target"]
+        points = [{"arch": e["arch"], "accuracy": e["fitness"], "latency_ms": e["latency_ms"], "stage": e["stage"]}
+                  for e in self.evaluated]
+        files = {}
+        if ctx.run is not None and ctx.is_main:
+            from ..hardware.pareto import write_pareto
+
+            files = write_pareto(ctx.run.path, target, points, T, acc_label="supernet held-out accuracy")
+        metrics = {
+            "target": target, "budget_ms": T, "latency_metric": self.hp["latency_metric"],
+            "latency_ms": model.predict(arch), "latency_calibrated_ms": model.calibrated(arch),
+            "candidates": self.selection["candidates"], "order": self.hp["order"], "stages": self.stage_results,
+            "supernet_train_s": sum(self.train_s), "evaluated": len(self.evaluated),
+            "violations_rejected": sum(r["violations_rejected"] for r in self.stage_results),
+            "evaluated_over_budget": sum(1 for e in self.evaluated if e["latency_ms"] > T + 1e-9),
+            "pareto": files, "latency_source": getattr(model, "meta", {}).get("source"),
+        }
+        if self.calibration is not None:
+            metrics["calibration"] = {k: v for k, v in self.calibration.items() if k not in ("archs",)}
+        return metrics
+
+    def strategy_state(self) -> dict[str, Any]:
+        return {"selection": self.selection, "fixed": list(self.fixed), "evaluated": self.evaluated,
+                "stage_results": self.stage_results, "train_s": list(self.train_s)}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        self.fixed, self.evaluated = list(state["fixed"]), list(state["evaluated"])
+        self.stage_results, self.train_s = list(state["stage_results"]), list(state["train_s"])
 
 
 def _tables_of(ctx: SearchContext):
@@ -463,54 +371,6 @@ def _tables_of(ctx: SearchContext):
         return run.config().get("tables")
     except Exception:
         return None
-
-
-def _tuple_state(st):
-    """random.Random state back from its JSON-ish (list) form."""
-    if isinstance(st, list):
-        return (st[0], tuple(st[1]), st[2])
-    return st
-
-
-def _epoch(loader, epoch: int):
-    loader.set_epoch(epoch)
-    return iter(loader)
-
-
-def _bn_modules(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
-def score_candidate(supernet, path, bn_batches, eval_batches, device) -> float:
-    """Held-out accuracy of one path after BN recalibration (SPOS): reset the running statistics, accumulate
-    them (cumulative average) over `bn_batches` in train mode, score `eval_batches` in eval mode, then put the
-    supernet's own BN buffers and momenta back. Returns a fraction in [0, 1]."""
-    bns = _bn_modules(supernet)
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in bns]
-    was_training = supernet.training
-    supernet.set_path(path)
-    try:
-        if bn_batches:
-            for m in bns:
-                m.reset_running_stats()
-                m.momentum = None
-            supernet.train()
-            for x, _ in bn_batches:
-                supernet(x.to(device))
-        supernet.eval()
-        correct = total = 0
-        for x, y in eval_batches:
-            correct += int((supernet(x.to(device)).argmax(1) == y.to(device)).sum())
-            total += len(y)
-    finally:
-        for m, (mean, var, n, mom) in zip(bns, saved):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(n)
-            m.momentum = mom
-        supernet.train(was_training)
-    return correct / total
 
 
 class _ConstrainedEvolution(Evolution):

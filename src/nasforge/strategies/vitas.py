@@ -33,24 +33,23 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import progress
 from ..data.augment import cutmix, random_erasing, soft_cross_entropy
 from ..data.loader import random_crop, random_hflip
+from ..engine.base import SearchContext
+from ..engine.oneshot import OneShotStrategy, OptimizerRecipe, check_loss
+from ..engine.scoring import accuracy
+from ..engine.selection import Selection
 from ..errors import ConfigError
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
-from ..training import check_finite, no_decay_groups
-from ..utils import atomic_write_json, seed_everything
-from ..engine.base import SearchContext, SearchResult, Strategy
-from ..engine.evolution import RegularizedEvolution
+from ..utils import atomic_write_json
 
 _STEP_STREAM = 0x766974  # "vit"
 _EVO_STREAM = 0x65766F  # "evo"
@@ -108,7 +107,7 @@ def warmup_cosine(total: int, warmup: int, floor: float):
 
 @STRATEGIES.register("vitas", help="ViTAS: super-transformer with calibrated identity probability, bilateral/"
                                    "cyclic sharing, evolution inside a FLOPs window (vit space)")
-class ViTAS(Strategy):
+class ViTAS(OneShotStrategy):
     """Hyperparameters (`--set key=value`): the MACs window ``flops_min``/``flops_max`` (absolute, per image)
     or ``budget`` (fraction B of the largest subnet's MACs; window [``window_low`` B, B]); calibration
     (``p_identity`` fixed instead, ``calib_samples``, ``calib_step``); training (``lr``, ``lr_min``,
@@ -120,6 +119,7 @@ class ViTAS(Strategy):
 
     name = "vitas"
     kind = "one-shot"
+    supernet_kinds = ("super-transformer",)
     defaults = {
         "flops_min": Opt(None, ">=0", type=float, help="MACs per image; null: window_low x flops_max"),
         "flops_max": Opt(None, ">=0", type=float, help="MACs per image; null: budget x the largest subnet's MACs"),
@@ -151,8 +151,7 @@ class ViTAS(Strategy):
     # -- phase 0: window and identity probability (before any run directory exists) ------------------
     def prepare(self, space: SearchSpace) -> dict[str, Any]:
         """Resolve the MACs window and calibrate p_identity; raise ConfigError (one line) if impossible."""
-        if not all(hasattr(space, m) for m in ("macs", "extreme_archs", "supernet", "crossover")):
-            raise ConfigError(f"strategy 'vitas' needs a super-transformer space (e.g. vit); '{space.name}' is not one")
+        self._check_space(space)
         small, large = space.extreme_archs()
         lo_macs, hi_macs = space.macs(small), space.macs(large)
         hp = self.hp
@@ -188,15 +187,40 @@ class ViTAS(Strategy):
             return ["left", "right"]
         return [supernet.sample_offsets(arch, g)]
 
-    # -- phase 1: supernet training -----------------------------------------------------------------
-    def train_step(self, supernet: nn.Module, space: Any, x: torch.Tensor, y: torch.Tensor, step: int,
-                   seed: int) -> dict[str, float]:
-        """One supernet step on a freshly sampled subnet (augment, CutMix, summed views, AdamW)."""
+    # -- phase 1: supernet training on the engine --------------------------------------------------------
+    def build_supernet(self, ctx: SearchContext, restored: dict[str, Any] | None) -> nn.Module:
+        if self._prepared is None:
+            self.prepare(ctx.space)
+        return ctx.space.supernet()
+
+    def loaders(self, ctx: SearchContext):
+        train_loader, val_loader = ctx.data.loaders(ctx.seed)
+        train_loader.crop_padding, train_loader.hflip, train_loader.cutout = 0, False, 0  # augmented in `step`
+        return train_loader, val_loader
+
+    def optimizer_recipe(self, ctx: SearchContext) -> OptimizerRecipe:
+        """AdamW, no weight decay on norms, biases, tokens, position tables and stacked Q/K biases (by kind);
+        linear warm-up over ``warmup_epochs``, then cosine to ``lr_min``, stepped every iteration."""
         hp = self.hp
-        rng = random.Random(f"{seed}-{_STEP_STREAM}-{step}")
+        return OptimizerRecipe("adamw", lr=hp["lr"], lr_min=hp["lr_min"], weight_decay=hp["weight_decay"],
+                               schedule="cosine", per="step", warmup=hp["warmup_epochs"], by_kind=True)
+
+    def setup(self, supernet, ctx) -> None:
+        self.space, self.seed = ctx.space, ctx.seed
+        self.device = ctx.device
+        self.largest = ctx.space.extreme_archs()[1]
+        self.held_out = self.eval_batches(ctx)
+        self.records: list[dict[str, Any]] = []
+
+    def step(self, supernet, batch, second, ctx) -> dict[str, float]:
+        """One supernet step on a freshly sampled subnet: weak augmentation and CutMix on the batch, the
+        subnet's views' logits summed before one soft cross-entropy."""
+        hp, space, step = self.hp, ctx.space, self.step_index
+        rng = random.Random(f"{ctx.seed}-{_STEP_STREAM}-{step}")
         arch = space.sample(rng, p_identity=self._prepared["p_identity"])
-        g = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 8191 + _STEP_STREAM) % (2**63))  # host: CPU generator, same draws on every device
-        nrng = np.random.default_rng([seed, _STEP_STREAM, step])
+        g = torch.Generator().manual_seed(((ctx.seed * 1_000_003 + step) * 8191 + _STEP_STREAM) % (2**63))  # host: CPU generator, same draws on every device
+        nrng = np.random.default_rng([ctx.seed, _STEP_STREAM, step])
+        x, y = batch
         if hp["crop_padding"]:
             x = random_crop(x, hp["crop_padding"], g)
         if hp["hflip"]:
@@ -204,172 +228,71 @@ class ViTAS(Strategy):
         x = random_erasing(x, hp["erasing"], g)
         x, targets, _ = cutmix(x, y, space.num_classes, nrng, hp["cutmix_alpha"], hp["cutmix_prob"],
                                hp["label_smoothing"])
-        dev = self.device
-        x, y, targets = x.to(dev), y.to(dev), targets.to(dev)
+        targets = targets.to(x.device)
         logits = None
         for v in self.views(space, supernet, arch, g, training=True):
             out = supernet(x, arch, v)
             logits = out if logits is None else logits + out
-        loss = soft_cross_entropy(logits, targets)
-        check_finite(loss, f"vitas step {step + 1}")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if hp["grad_clip"]:
-            nn.utils.clip_grad_norm_([p for p in supernet.parameters() if p.grad is not None], hp["grad_clip"])
-        self.opt.step()
-        self.sched.step()
+        loss = soft_cross_entropy(logits.float(), targets)
+        check_loss(loss, f"vitas step {step + 1}")
+        self.w_opt.zero_grad(set_to_none=True)
+        self.prec.scale(loss).backward()
+        self.weight_step(supernet)
         return {"train_loss": float(loss.item()), "train_accuracy": float((logits.argmax(1) == y).float().mean()),
                 "sampled_macs": float(space.macs(arch))}
 
-    @torch.no_grad()
     def score(self, supernet: nn.Module, space: Any, arch: Any, batches: list) -> float:
         """Inherited-weight top-1 on `batches` (held-out), averaged over the evaluation views."""
-        supernet.eval()
-        accs = []
-        for v in self.views(space, supernet, arch, None, training=False):
-            correct = total = 0
-            for x, y in batches:
-                x, y = x.to(self.device), y.to(self.device)
-                correct += int((supernet(x, arch, v).argmax(1) == y).sum())
-                total += len(y)
-            accs.append(correct / total)
-        supernet.train()
-        return float(np.mean(accs))
+        return float(np.mean([accuracy(supernet, batches, lambda x, v=v: supernet(x, arch, v))
+                              for v in self.views(space, supernet, arch, None, training=False)]))
 
     def eval_batches(self, ctx: SearchContext) -> list:
         """The first `eval_images` of the search-val split, unaugmented, in a fixed order, as batches on the
-        search's device (`ctx.device`)."""
+        search's device (`ctx.device`); this process's rows under data parallelism (scores are summed)."""
         from ..data.loader import Loader
 
         data = ctx.data
         n = min(self.hp["eval_images"], len(data.val))
         sub = data.val.subset(torch.arange(n)) if n < len(data.val) else data.val  # host: index of a host dataset
-        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std, device=ctx.device))
+        return list(Loader(sub, self.hp["eval_batch"], mean=data.mean, std=data.std, device=ctx.device,
+                           rank=data.rank, world_size=data.world_size))
 
-    # -- the whole search -------------------------------------------------------------------------------
-    def search(self, ctx: SearchContext) -> SearchResult:
-        if ctx.data is None:
-            raise ConfigError("strategy 'vitas' trains a supernet and needs a dataset")
-        if not ctx.budget.epochs:
-            raise ConfigError("strategy 'vitas' needs an epoch budget (--epochs N)")
-        space = ctx.space
-        if self._prepared is None:
-            self.prepare(space)
-        hp = self.hp
-        self.device = ctx.device
-        seed_everything(ctx.seed)
-        supernet = space.supernet().to(self.device)
-        train_loader, _ = ctx.data.loaders(ctx.seed)
-        train_loader.crop_padding, train_loader.hflip, train_loader.cutout = 0, False, 0  # augmented in-step
-        steps = len(train_loader)
-        epochs = ctx.budget.epochs
-        self.opt = torch.optim.AdamW(no_decay_groups(supernet, hp["weight_decay"]), lr=hp["lr"])
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, warmup_cosine(epochs * steps, min(hp["warmup_epochs"] * steps, epochs * steps - 1),
-                                    hp["lr_min"] / hp["lr"]))
-        batches = self.eval_batches(ctx)
-        history: list[dict[str, Any]] = []
-        start_epoch, evo_state, stopped = 0, None, False
-        state = ctx.restore()
-        if state is not None and state.get("kind") == "vitas":
-            supernet.load_state_dict(state["supernet"])
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start_epoch, history, evo_state = state["epoch"], state["history"], state.get("evolution")
-            stopped = bool(state.get("stopped"))  # --seconds ended the training: a resume goes on to the selection
-            if ctx.run is not None:
-                ctx.run.truncate_metrics(lambda m: m.get("event") != "epoch" or m.get("epoch", 0) <= start_epoch)
-
-        def save(epoch: int, evolution: dict[str, Any] | None = None) -> None:
-            ctx.checkpoint({"kind": "vitas", "epoch": epoch, "supernet": supernet.state_dict(),
-                            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                            "rng": torch.get_rng_state(), "history": history, "evolution": evolution,
-                            "stopped": stopped})
-
-        _, large = space.extreme_archs()
-        with progress.bar("vitas", (epochs - start_epoch) * steps) as pbar:
-            for epoch in range(start_epoch, start_epoch if stopped else epochs):
-                train_loader.set_epoch(epoch)
-                supernet.train()
-                t0, sums, seen = time.perf_counter(), {}, 0
-                for i, (x, y) in enumerate(train_loader):
-                    stats = self.train_step(supernet, space, x, y, epoch * steps + i, ctx.seed)
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + v * len(y)
-                    seen += len(y)
-                    pbar.advance()
-                    if ctx.out_of_time():  # --seconds is checked every step: the epoch ends here, checkpointed
-                        stopped = True
-                        break
-                record = {"event": "epoch", "epoch": epoch + 1, "lr": self.opt.param_groups[0]["lr"],
-                          "images_per_s": seen / (time.perf_counter() - t0),
-                          **{k: v / seen for k, v in sums.items()},
-                          "largest_subnet_val_accuracy": self.score(supernet, space, large, batches)}
-                if stopped:
-                    record["partial"] = i + 1 < steps
-                history.append(record)
-                ctx.log(**record)
-                stopped = stopped or ctx.out_of_time()
-                save(epoch + 1)
-                if stopped:
-                    break
-        best, evolution = self.select(supernet, space, batches, ctx, evo_state,
-                                      lambda ev: save(len(history), ev))
-        prep = {k: v for k, v in self._prepared.items() if k != "calibration_trace"}
-        metrics = {"epochs_run": len(history), **prep, "selection": evolution["summary"],
-                   "macs": space.macs(best), "params": space.params(best)}
-        if stopped or ctx.out_of_time():
-            metrics["stopped"] = "seconds"
-        if ctx.run is not None:
-            atomic_write_json(ctx.run.file("evolution.json"), {**evolution, "window": prep,
-                                                               "calibration_trace": self._prepared["calibration_trace"]})
-        return SearchResult(arch=best, history=history, metrics=metrics)
+    def _diagnostics(self, supernet, ctx, val_loader, epoch) -> dict[str, Any]:
+        return {"lr": self.w_opt.param_groups[0]["lr"],
+                "largest_subnet_val_accuracy": self.score(supernet, ctx.space, self.largest, self.held_out)}
 
     # -- phase 2: evolution (or random selection) inside the window -------------------------------------
-    def select(self, supernet: nn.Module, space: Any, batches: list, ctx: SearchContext,
-               state: dict[str, Any] | None, save) -> tuple[Any, dict[str, Any]]:
-        hp = self.hp
+    def end_phase(self, supernet, phase, ctx, selection) -> None:
+        hp, space = self.hp, ctx.space
         p_init = self._prepared["p_identity"] if hp["evolution_init"] == "calibrated" else None
-        engine = RegularizedEvolution(
-            lambda rng: space.sample(rng, p_identity=p_init), lambda a, rng: space.mutate(a, rng),
-            population_size=hp["population"], sample_size=hp["sample_size"],
-            constraint=lambda a: self.in_window(space, a), crossover=lambda a, b, rng: space.crossover(a, b, rng),
-            crossover_prob=hp["crossover_prob"], max_attempts=2000)
-        rng = random.Random(f"{ctx.seed}-{_EVO_STREAM}")
-        records: list[dict[str, Any]] = []
-        if state is not None:
-            engine.load_state_dict(state["engine"])
-            rng.setstate(state["rng"])
-            records = state["records"]
-        with progress.bar("vitas evolution", hp["candidates"]) as pbar:
-            pbar.advance(len(records))
-            while len(records) < hp["candidates"]:
-                if records and ctx.out_of_time():  # --seconds, checked before every candidate (one is always scored)
-                    save({"engine": engine.state_dict(), "rng": rng.getstate(), "records": records})
-                    break
-                if hp["selection"] == "random":
-                    archs = [a for a in [engine.random_member(rng)] if a is not None]
-                else:
-                    archs = engine.ask(rng, 1)
-                if not archs:
-                    break  # the window holds no unseen architecture reachable within max_attempts
-                arch = archs[0]
-                assert self.in_window(space, arch), "evolution proposed an out-of-window architecture"
-                fit = self.score(supernet, space, arch, batches)
-                engine.tell([arch], [fit])
-                records.append({"arch": arch, "macs": space.macs(arch), "fitness": fit})
-                ctx.log(event="candidate", index=len(records), **records[-1])
-                pbar.advance()
-                if len(records) % hp["checkpoint_every"] == 0:
-                    save({"engine": engine.state_dict(), "rng": rng.getstate(), "records": records})
-        if not records:
+        sel = Selection("evolution", ctx.seed, sample=lambda rng: space.sample(rng, p_identity=p_init),
+                        mutate=lambda a, rng: space.mutate(a, rng), crossover=lambda a, b, rng: space.crossover(a, b, rng),
+                        crossover_prob=hp["crossover_prob"], constraint=lambda a: self.in_window(space, a),
+                        fitness=lambda a: self.score(supernet, space, a, self.held_out),
+                        describe=lambda a: {"macs": space.macs(a)}, budget=hp["candidates"],
+                        population=hp["population"], sample_size=hp["sample_size"],
+                        mode="random" if hp["selection"] == "random" else "evolution",
+                        checkpoint_every=hp["checkpoint_every"])
+        self.records = sel.run(self, ctx, selection)
+        self.rejected = sel.rejected
+        if not self.records:
             raise ConfigError("vitas found no architecture inside the MACs window; widen it")
+
+    def derive(self, supernet, ctx) -> Any:
+        return Selection.best(self.records)["arch"]
+
+    def final_metrics(self, supernet, arch, ctx) -> dict[str, Any]:
+        hp, space, records = self.hp, ctx.space, self.records
         order = sorted(range(len(records)), key=lambda i: (-records[i]["fitness"], i))
         best = records[order[0]]
         summary = {"evaluated": len(records), "best_fitness": best["fitness"], "best_macs": best["macs"],
-                   "mode": hp["selection"], "init": hp["evolution_init"]}
-        return best["arch"], {"summary": summary, "top10": [records[i] for i in order[:10]], "candidates": records}
+                   "mode": hp["selection"], "init": hp["evolution_init"], "rejected": self.rejected}
+        prep = {k: v for k, v in self._prepared.items() if k != "calibration_trace"}
+        if ctx.run is not None and ctx.is_main:
+            atomic_write_json(ctx.run.file("evolution.json"),
+                              {"summary": summary, "top10": [records[i] for i in order[:10]], "candidates": records,
+                               "window": prep, "calibration_trace": self._prepared["calibration_trace"]})
+        return {**prep, "selection": summary, "macs": space.macs(arch), "params": space.params(arch)}
 
 
 __all__ = ["ViTAS", "calibrate_identity", "warmup_cosine"]

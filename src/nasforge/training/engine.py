@@ -23,6 +23,7 @@ from ..data.loader import Loader
 from ..errors import ConfigError, TrainingDiverged
 from ..ops.binary import latent_binary_weights
 from ..ops.heads import forward_with_aux
+from ..ops.params import groups_by_kind
 from ..runs.store import RunDir
 from ..utils import Cost, CostMeter, seed_everything
 
@@ -109,15 +110,9 @@ def make_optimizer(params, cfg: TrainConfig, steps_per_epoch: int) -> tuple[torc
 
 
 def no_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: decay for matrices/kernels, none for biases, norms and tokens (1-D or
-    token/position tables), as DeiT and ViTAS do (`util/weight_decay.py`)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        token = name.endswith(("cls_token", "pos_embed")) or ".cls_token" in name or ".pos_embed" in name
-        (no_decay if p.ndim <= 1 or token or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW parameter groups: decay for matrices/kernels, none for norms, biases, tokens, position tables and
+    stacked Q/K biases (by parameter kind: `nasforge.ops.params.groups_by_kind`), as DeiT and ViTAS do."""
+    return groups_by_kind(model, weight_decay)
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
