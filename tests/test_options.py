@@ -5,13 +5,13 @@ import pytest
 
 from nasforge import config as cfgmod
 from nasforge import options
-from nasforge.api import _import_all
+from nasforge.building import import_components
 from nasforge.errors import ConfigError
 from nasforge.options import Opt
 from nasforge.registry import SPACES, STRATEGIES
 from nasforge.training import TrainConfig
 
-_import_all()
+import_components()
 
 
 # -- the mechanism --------------------------------------------------------------------------------------

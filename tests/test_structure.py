@@ -1,9 +1,10 @@
-"""The layout the architecture doc promises: no import circles, no strategy/API code naming a space, and the
-old package name of the table readers still importable."""
+"""The layout the architecture doc promises: no import circles, no strategy/API code naming a space, the
+shared search machinery in nasforge.engine and one module per method in nasforge.strategies."""
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 from pathlib import Path
 
 import nasforge
@@ -76,9 +77,27 @@ def test_strategies_estimators_and_api_never_name_a_space():
     assert not offending, offending
 
 
-def test_old_table_package_name_still_imports():
-    old = importlib.import_module("nasforge.benchmarks")
-    new = importlib.import_module("nasforge.tables")
-    assert old.NB201Table is new.NB201Table and old.parse_arch is new.parse_arch
-    from nasforge.benchmarks.nb201 import NB201Table  # noqa: F401 - the submodule path of the old name
-    assert importlib.import_module("nasforge.benchmarks.latency") is importlib.import_module("nasforge.tables.latency")
+def test_registry_imports_no_component():
+    """The registries are a leaf: components register themselves, the packages list their modules (no
+    registry <-> executors circle, not even through importlib)."""
+    text = (PKG / "registry.py").read_text()
+    assert "importlib" not in text and "import_module" not in text
+    assert _module_imports()["nasforge.registry"] <= {"nasforge.errors"}
+
+
+def test_old_table_package_name_is_gone():
+    """The deprecated alias nasforge.benchmarks was removed (nasforge.tables is the package)."""
+    assert not (PKG / "benchmarks.py").exists()
+    assert importlib.util.find_spec("nasforge.benchmarks") is None
+
+
+def test_engine_holds_the_shared_machinery_and_strategies_one_module_per_method():
+    from nasforge.building import import_components
+    from nasforge.registry import STRATEGIES
+
+    import_components()
+    modules = {STRATEGIES.get(n).__module__.rsplit(".", 1)[1] for n in STRATEGIES.names()}
+    files = {f.stem for f in PKG.joinpath("strategies").glob("*.py")} - {"__init__"}
+    assert files == modules  # every module in strategies/ is a method's (darts/single-darts and manas/manas-ls share)
+    for name in ("base", "oneshot", "paths", "selection", "scoring", "multitrial", "evolution"):
+        assert PKG.joinpath("engine", f"{name}.py").exists(), name

@@ -39,8 +39,6 @@ DEFAULT_RUN_ROOT = "runs"
 
 __all__ = ["build_model", "components", "evaluate", "export", "load_arch", "search", "train"]
 
-_import_all = import_components  # the name other modules used
-
 
 def components() -> dict[str, list[tuple[str, str]]]:
     """Everything registered, by kind: what `nasforge list` prints."""

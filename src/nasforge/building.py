@@ -27,10 +27,10 @@ _DATA_KEYS = ("space", "in_channels", "num_classes", "resolution")
 
 
 def import_components() -> None:
-    """Import every space, strategy and estimator module (and the executors) so their registrations run."""
-    from .registry import import_all
-
-    import_all()
+    """Import every space, strategy and estimator module (and the executors) so their registrations run: the
+    packages list their modules explicitly (nasforge.registry)."""
+    from . import estimators, spaces, strategies  # noqa: F401
+    from .runs import executors  # noqa: F401
 
 
 def make_space(name: str, data: ImageDataset | None, options: dict[str, Any]) -> SearchSpace:

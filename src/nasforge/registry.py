@@ -1,4 +1,9 @@
-"""Name -> factory registries for spaces, strategies, datasets and estimators (timm style)."""
+"""Name -> factory registries for spaces, strategies, datasets, estimators and executors (timm style).
+
+This module imports nothing of nasforge's components: each component module registers itself when it is
+imported, and each component package lists its modules explicitly in its ``__init__`` (the registration
+list: ``nasforge.spaces``, ``nasforge.strategies``, ``nasforge.estimators``); ``nasforge.building.
+import_components`` imports those packages and the executors."""
 from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
@@ -39,19 +44,6 @@ class Registry(Generic[T]):
     def describe(self) -> Iterator[tuple[str, str]]:
         for name in self.names():
             yield name, self._help[name]
-
-
-def import_all() -> None:
-    """Import every space, strategy and estimator module (and the executors) so their registrations run.
-    Called by the API and by trial functions, which may run in a fresh process (a Ray worker)."""
-    import importlib
-    import pkgutil
-
-    for pkg in ("spaces", "strategies", "estimators"):
-        mod = importlib.import_module(f"nasforge.{pkg}")
-        for info in pkgutil.iter_modules(mod.__path__):
-            importlib.import_module(f"nasforge.{pkg}.{info.name}")
-    importlib.import_module("nasforge.runs.executors")
 
 
 SPACES: Registry = Registry("search space")

@@ -8,7 +8,8 @@ import torch
 
 from ..data import load_dataset, search_split
 from ..ops.heads import param_counts
-from ..registry import ESTIMATORS, SPACES, import_all
+from .. import spaces as _spaces  # noqa: F401  (registers the spaces a trial builds; a Ray worker is fresh)
+from ..registry import ESTIMATORS, SPACES
 from ..spaces.base import Arch, SearchSpace
 from ..training import TrainConfig, evaluate, train_model
 from ..utils import seed_everything
@@ -56,12 +57,11 @@ def _cut_at_deadline(record: dict[str, Any], epochs: int) -> None:
 def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     """Trial function: build the architecture (weights seeded by the spec's training seed, so the same
     spec gives the same score in any process), train it on search-train, score it on search-val.
-    May run in a fresh process (a Ray worker): the registries are imported here. Run by the local executor
+    May run in a fresh process (a Ray worker): this module's import registers the spaces. Run by the local executor
     of a search with --seconds, it stops between epochs once the deadline has passed (TrialCut: the trial
     stays pending, unscored)."""
     if threads:
         torch.set_num_threads(threads)
-    import_all()
     from ..accel import resolve_device
 
     device = resolve_device(spec.get("device", "cpu"))

@@ -281,12 +281,9 @@ class LocalExecutor(Executor):
 
 
 def _run_on_worker(fn: str, spec: dict[str, Any], threads: int) -> tuple[dict[str, Any], str]:
-    """Body of the Ray task: runs in a worker process with `threads` torch threads (the registries of
-    spaces, strategies and estimators are imported first: a worker is a fresh interpreter)."""
-    from ..registry import import_all
-
+    """Body of the Ray task: runs in a worker process with `threads` torch threads (a fresh interpreter: the
+    trial function's module imports what it needs, e.g. the spaces it registers)."""
     torch.set_num_threads(threads)
-    import_all()
     return resolve_trial_fn(fn)(spec, threads), _worker_name()
 
 

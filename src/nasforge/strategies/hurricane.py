@@ -37,6 +37,7 @@ from typing import Any
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import distributed
 from ..engine.base import SearchContext, SearchResult
 from ..engine.oneshot import OneShotStrategy, OptimizerRecipe, Phase, check_loss
 from ..engine.scoring import fixed_batches, inherited_accuracy
@@ -282,7 +283,8 @@ class Hurricane(OneShotStrategy):
         """Step 3: regularised evolution over the stage's layers under the hard latency constraint (an
         over-budget proposal is never scored, only counted); the winner's choices are fixed."""
         hp, model, T, active = self.hp, self.model, self.T, self.active
-        self.train_s[phase] += time.perf_counter() - self._t0
+        # rank 0's clock: strategy state is identical on every data-parallel rank
+        self.train_s[phase] = distributed.broadcast_object(self.train_s[phase] + time.perf_counter() - self._t0)
         cands, fixed = supernet.candidates, list(self.fixed)
 
         def sample(rng: random.Random) -> list[str]:
