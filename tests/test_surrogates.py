@@ -109,8 +109,10 @@ def test_ensemble_errors():
         Ensemble(t).fit([[[0, "identity", 0, "identity"]]], [float("nan")])
     with pytest.raises(ConfigError, match="one score per architecture"):
         Ensemble(t).fit([[[0, "identity", 0, "identity"]]], [0.1, 0.2])
-    with pytest.raises(ConfigError, match="no surrogate tokenizer"):
-        tokenizer_for(object())
+    from nasforge.spaces.darts import DartsSpace
+
+    with pytest.raises(ConfigError, match="no surrogate tokenizer for space 'darts'"):
+        tokenizer_for(DartsSpace())  # neither a categorical encoding nor PNAS block cells
 
 
 def test_tokenizers_of_table_spaces():

@@ -148,10 +148,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     if needs_data:
         train, test = _datasets(cfg)
     space = make_space(cfg["space"], train, cfg["space_options"])
-    if hasattr(strategy, "prepare"):  # checks that need the space (e.g. vitas' MACs window), before the run dir
-        strategy.prepare(space)
+    strategy.prepare(space)  # checks that need the space (e.g. vitas' MACs window), before the run dir
     teacher = _teacher(cfg)
-    if teacher is not None and not getattr(strategy, "uses_teacher", False) and not cfg["retrain"]:
+    if teacher is not None and not strategy.uses_teacher and not cfg["retrain"]:
         raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
                           "distil and no retraining is configured")
     table = _load_table(cfg, space)

@@ -159,6 +159,8 @@ class Strategy(ABC):
     #: hyperparameter -> default or `nasforge.options.Opt` (type, range, choices); the CLI accepts
     #: overrides as --set key=value, checked by `nasforge.options.resolve` before a run directory exists
     defaults: ClassVar[dict[str, Any]] = {}
+    #: the strategy distils from a teacher (config key `teacher`, handed over as ``ctx.teacher``)
+    uses_teacher: ClassVar[bool] = False
 
     def __init__(self, **hparams: Any) -> None:
         self.hp = options.resolve(self.defaults, hparams, f"strategy '{self.name}'", noun="hyperparameter")
@@ -169,7 +171,11 @@ class Strategy(ABC):
 
     def preflight(self, space: SearchSpace, cfg: dict[str, Any]) -> None:
         """Checks that need the space and the config, run by the API before a new run directory is created
-        (not on resume); raise UserError. (Strategies may also define `prepare(space)`, run every time.)"""
+        (not on resume); raise UserError."""
+
+    def prepare(self, space: SearchSpace) -> Any:
+        """Checks and set-up that need the space, run by the API every time (new run or resume) before the run
+        directory is touched (e.g. vitas' MACs window); raise UserError. Default: nothing."""
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:

@@ -49,7 +49,7 @@ def latency_model(target: str, space, *, tables: str | Path | None = None, cache
         lut.meta["cache_rebuilt_from_corrupt"] = cache.rebuilt_from_corrupt
         return lut
     path = table_dir(tables)
-    table = getattr(space, "latency_table", None)
+    table = space.latency_table
     if table in PER_ARCH_TABLES:
         from .tablefit import NB201TableLatency
 

@@ -71,10 +71,10 @@ def check_target(name: str, space=None) -> str:
     else UserError naming the choices. A space declares its published latency table as `latency_table`."""
     if not isinstance(name, str) or not name:
         raise UserError(f"a latency target is a device name, got {name!r}")
-    table = getattr(space, "latency_table", None)
-    label = getattr(space, "name", "?")
+    table = space.latency_table if space is not None else None
+    label = space.name if space is not None else "?"
     if name in LOCAL_DEVICES:
-        if space is not None and not hasattr(space, "layer_specs"):
+        if space is not None and not space.layerwise:
             devs = TABLE_SPACES.get(table, ())
             raise UserError(f"local device '{name}' times layer-wise spaces (per layer and op); '{label}' is not one"
                             + (f" (its latencies come from the HELP table: {', '.join(devs)})" if devs else ""))

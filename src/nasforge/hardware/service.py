@@ -59,7 +59,7 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
             rep = run_calibration(sp, lut, c, n=calibrate, seed=seed, warmup=warmup, repeats=repeats, number=number)
             out["calibration"] = {k: v for k, v in rep.items() if k != "archs"}
         return out
-    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
+    if sp.latency_table in PER_ARCH_TABLES:
         return {"device": device, "space": sp.name, "note": "latencies are exact per-architecture lookups; nothing to build"}
     from .cost import _fitted, table_dir
 
@@ -74,7 +74,7 @@ def show_table(device: str, space: str = "mobile", space_options: dict[str, Any]
     """The stored table (ms per layer and op, fixed part, calibration). Measures nothing."""
     sp = _make_space(space, space_options, in_channels, resolution, num_classes)
     check_target(device, sp)
-    if not hasattr(sp, "layer_specs"):
+    if not sp.layerwise:
         raise UserError(f"'{sp.name}' has no per-(layer, op) table; use `nasforge latency predict` for an architecture")
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, default_cache_path
@@ -106,7 +106,7 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     check_target(device, sp)
     arch = sp.validate(spec["arch"])
     out: dict[str, Any] = {"device": device, "space": sp.name, "arch": arch}
-    if getattr(sp, "latency_table", None) in PER_ARCH_TABLES:
+    if sp.latency_table in PER_ARCH_TABLES:
         from .cost import table_dir
         from .tablefit import NB201TableLatency
 

@@ -49,6 +49,15 @@ class SearchSpace(ABC):
     supernet_kind: ClassVar[str | None] = None
     #: what to use instead, in the one line that refuses a one-shot method the space's supernet does not fit
     supernet_hint: ClassVar[str] = "use a multi-trial strategy (random, evolution, pnas)"
+    #: the space's networks are one op per layer with per-layer specs (`layer_specs()`, `layer_choices()`,
+    #: `make_op`): local latency LUTs and hardware candidate selection work on it
+    layerwise: ClassVar[bool] = False
+    #: architectures are PNAS block cells (`op_names`, `max_blocks`): block-wise growth and tokens
+    block_cells: ClassVar[bool] = False
+    #: HELP latency tables the space has ("nb201": every architecture measured; "fbnet": per-(layer, op) fit)
+    latency_table: ClassVar[str | None] = None
+    #: the space's networks hold binary convolutions (`nasforge.ops.binary`)
+    is_binary: bool = False
     #: option name -> default or `nasforge.options.Opt` (type, range); the options are the *search* scale,
     #: `build(**overrides)` can change them (overrides are checked against the same declaration)
     defaults: ClassVar[dict[str, Any]] = {}

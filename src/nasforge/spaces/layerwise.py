@@ -129,6 +129,7 @@ class LayerwiseSpace(SearchSpace):
     `head_channels` and may restrict ops per layer through `available`."""
 
     supernet_kind = "single-path"
+    layerwise = True
     supernet_hint = "its single-path supernet (one op per layer) is searched with --method hurricane"
 
     # -- what a subclass provides --------------------------------------------------------------------

@@ -368,6 +368,7 @@ class PNASSpace(SearchSpace):
     PUBLISHED_IMAGENET_BN: 1e-3 / 3e-4 = 1 - decay 0.9997)."""
 
     name = "pnas"
+    block_cells = True
     aux_option = "aux"
     defaults = {"C": Opt(8, ">=1"), "N": Opt(1, ">=1"), "blocks": Opt(5, ">=1"),
                 "ops": Opt("full", type=None, help="'full', 'reduced' or a list of op names"),

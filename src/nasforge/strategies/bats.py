@@ -64,7 +64,7 @@ class BATS(DARTS):
 
     def prepare(self, space: SearchSpace) -> None:
         """Reject a real-valued space (ConfigError, one line) before a run directory exists."""
-        if not getattr(space, "is_binary", False):
+        if not space.is_binary:
             raise ConfigError(f"strategy 'bats' searches binary networks, but space '{space.name}' is real-valued; "
                               "use --space bats (or --space darts --space-opt binary=naive)")
         # the hyperparameters' types, ranges and choices are checked by their declaration (BATS_DEFAULTS)
@@ -116,7 +116,7 @@ class BATS(DARTS):
                                "alpha_entropy_t1_normalised": float(ent_1.mean()) / math.log(k)}
         every = int(self.hp["gap_every"])
         last = self._epoch + 1 >= self._epochs
-        if hasattr(supernet, "arch_to_path") and ((every and (self._epoch + 1) % every == 0) or last):
+        if ((every and (self._epoch + 1) % every == 0) or last):
             out.update(discretization_gap(supernet, ctx, self.derive(supernet, ctx), self.hp["eval_batches"],
                                           self.hp["gap_batches"], seed=ctx.seed + self._epoch))
         return out

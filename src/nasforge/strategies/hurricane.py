@@ -111,7 +111,7 @@ class Hurricane(OneShotStrategy):
         """Checks that need the space and tables, before a run directory exists: the target has data for the
         space and the latency budget is reachable (else one line naming the minimum)."""
         check_target(self.hp["target"], space)
-        if cfg.get("estimator") and getattr(space, "latency_table", None) not in PER_ARCH_TABLES:
+        if cfg.get("estimator") and space.latency_table not in PER_ARCH_TABLES:
             raise ConfigError(f"hurricane with --estimator needs a space whose every architecture has a measured "
                               f"latency (nb201); '{space.name}' is searched with a supernet (drop --estimator)")
         if not cfg.get("estimator") and space.supernet_kind not in self.supernet_kinds:
@@ -165,7 +165,7 @@ class Hurricane(OneShotStrategy):
     def _table_search(self, ctx: SearchContext) -> SearchResult:
         from ..hardware.tablefit import NB201TableLatency
 
-        if getattr(ctx.space, "latency_table", None) not in PER_ARCH_TABLES or not hasattr(ctx.estimator, "path"):
+        if ctx.space.latency_table not in PER_ARCH_TABLES or not hasattr(ctx.estimator, "path"):
             raise ConfigError("hurricane with an estimator needs --estimator table and a space with per-architecture "
                               "latency tables (nb201)")
         model = NB201TableLatency(ctx.estimator.path, self.hp["target"])

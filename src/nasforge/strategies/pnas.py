@@ -163,7 +163,7 @@ def growth_for(space: SearchSpace) -> Growth:
     encoding = space.categorical()
     if encoding is not None:
         return CategoricalGrowth(space, encoding)
-    if hasattr(space, "max_blocks") and hasattr(space, "op_names"):
+    if space.block_cells:
         return PNASGrowth(space)
     raise ConfigError(f"strategy 'pnas' grows spaces with a categorical encoding or PNAS block cells; "
                       f"space '{space.name}' has neither")

@@ -115,7 +115,7 @@ class OracleEstimator(Estimator):
         self.seed, self.noise = seed, noise
 
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
-        if not (hasattr(space, "max_blocks") and hasattr(space, "op_names")):
+        if not space.block_cells:
             raise ConfigError(f"the oracle estimator scores PNAS block cells only, not space '{space.name}'")
         return {"oracle_seed": self.seed, "noise": self.noise, "ops": list(space.op_names),
                 "max_blocks": space.max_blocks, "arch": space.validate(arch)}

@@ -114,10 +114,10 @@ def tokenizer_for(space: Any) -> Tokenizer:
     """The tokenizer of a search space: (position, choice) tokens for a space with a categorical encoding
     (`SearchSpace.categorical()`, e.g. nb201, macro), block tokens for a space of PNAS block cells (one
     with `op_names` and `max_blocks`). Raises ConfigError for any other space."""
-    encoding = space.categorical() if callable(getattr(space, "categorical", None)) else None
+    encoding = space.categorical()
     if encoding is not None:
         return PositionChoiceTokenizer(encoding.positions, encoding.choices, encoding.encode)
-    if hasattr(space, "max_blocks") and hasattr(space, "op_names"):
+    if space.block_cells:
         return PNASTokenizer(space.op_names, space.max_blocks)
-    raise ConfigError(f"no surrogate tokenizer for space '{getattr(space, 'name', space)}'; the surrogate predictors "
+    raise ConfigError(f"no surrogate tokenizer for space '{space.name}'; the surrogate predictors "
                       "support spaces with a categorical encoding (nb201, macro) and PNAS block cells")
