@@ -16,7 +16,7 @@ from nasforge.errors import ConfigError, UserError
 from nasforge.hardware.flops import model_cost
 from nasforge.spaces.vit import ViTSpace, all_paths, count_paths, take, window
 from nasforge.engine.base import SearchContext
-from nasforge.strategies.vitas import ViTAS, calibrate_identity, warmup_cosine
+from nasforge.strategies.vitas import ViTAS, calibrate_identity
 
 
 SMALL = {"embed_dim": 16, "qkv_dim": 16, "mlp_dim": 32, "depth": 3}
@@ -205,9 +205,29 @@ def test_mutation_and_crossover_stay_valid():
 
 
 def test_warmup_cosine_schedule():
-    f = warmup_cosine(100, 10, 0.01)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
-    assert f(55) == pytest.approx(0.01 + 0.99 * 0.5) and f(100) == pytest.approx(0.01)
+    """ViTAS's recipe on the engine: AdamW, linear warm-up over one epoch of steps, then per-step cosine to lr_min;
+    no weight decay on norms, biases, tokens, position tables and stacked Q/K biases (by kind, not name)."""
+    from nasforge.engine.oneshot import OptimizerRecipe
+
+    sn = ViTSpace(**SMALL).supernet()
+    params = [p for p in sn.parameters() if p.requires_grad]
+    recipe = OptimizerRecipe("adamw", lr=1.0, lr_min=0.01, weight_decay=0.05, per="step", warmup=1, by_kind=True)
+    opt, sched = recipe.build(sn, params, epochs=10, steps_per_epoch=10)
+    lrs = []
+    for _ in range(101):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.01 + 0.99 * 0.5) and lrs[100] == pytest.approx(0.01)
+    decay, rest = opt.param_groups
+    assert decay["weight_decay"] == 0.05 and rest["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(rest["params"]) == len(params)
+    assert all(p.ndim >= 2 for p in decay["params"])
+    no_decay = {id(p) for p in rest["params"]}
+    for name, p in sn.named_parameters():  # tokens, position tables and stacked Q/K biases are 2-D or more
+        if any(k in name for k in ("cls_token", "pos_embed", "qk_b")):
+            assert id(p) in no_decay, name
 
 
 # -- augmentation -------------------------------------------------------------------------------------------------------

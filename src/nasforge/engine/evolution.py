@@ -41,10 +41,16 @@ class RegularizedEvolution:
         self.key, self.max_attempts = key, max_attempts
         self.population: deque[tuple[Arch, float]] = deque()  # oldest first
         self.seen: set[str] = set()  # every architecture proposed so far
+        self.rejected = 0  # proposals the constraint refused (never scored)
 
     # -- asking -----------------------------------------------------------------------------
     def _admissible(self, arch: Arch) -> bool:
-        return self.key(arch) not in self.seen and (self.constraint is None or self.constraint(arch))
+        if self.key(arch) in self.seen:
+            return False
+        if self.constraint is not None and not self.constraint(arch):
+            self.rejected += 1
+            return False
+        return True
 
     def _propose(self, make: Callable[[], Arch]) -> Arch | None:
         for _ in range(self.max_attempts):
@@ -101,8 +107,9 @@ class RegularizedEvolution:
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"population": [list(m) for m in self.population], "seen": sorted(self.seen)}
+        return {"population": [list(m) for m in self.population], "seen": sorted(self.seen), "rejected": self.rejected}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.population = deque((arch, float(fit)) for arch, fit in state["population"])
         self.seen = set(state["seen"])
+        self.rejected = int(state.get("rejected", 0))

@@ -59,30 +59,27 @@ class Selection:
         self.describe = describe or (lambda a: {})
         self.initial, self.checkpoint_every = list(initial), max(1, checkpoint_every)
         self.constraint = constraint
-        self.rejected = 0
         self.engine = RegularizedEvolution(sample, mutate, population_size=population, sample_size=sample_size,
-                                           constraint=self._admissible if constraint is not None else None,
+                                           constraint=constraint,
                                            crossover=crossover, crossover_prob=crossover_prob if crossover else 0.0,
                                            key=arch_key, max_attempts=max_attempts)
         self.rng = random.Random(f"selection-{seed}-{name}")
         self.records: list[dict[str, Any]] = []
 
-    def _admissible(self, arch: Arch) -> bool:
-        ok = bool(self.constraint(arch))
-        if not ok:
-            self.rejected += 1
-        return ok
+    @property
+    def rejected(self) -> int:
+        """Proposals the constraint refused (never scored), counted by the evolution engine."""
+        return self.engine.rejected
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "engine": self.engine.state_dict(), "rng": self.rng.getstate(),
-                "records": list(self.records), "rejected": self.rejected}
+                "records": list(self.records)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.engine.load_state_dict(state["engine"])
         self.rng.setstate(_rng_state(state["rng"]))
         self.records = list(state["records"])
-        self.rejected = int(state["rejected"])
 
     # -- the phase ----------------------------------------------------------------------------
     def _ask(self, n: int) -> list[Arch]:

@@ -3,7 +3,7 @@ engine `nasforge.engine.evolution.RegularizedEvolution`."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable
 
 from ..engine.base import SearchContext
 from ..engine.evolution import RegularizedEvolution
@@ -23,11 +23,17 @@ class Evolution(MultiTrialStrategy):
     name = "evolution"
     defaults = {"population": Opt(20, ">=1"), "sample_size": Opt(5, ">=1"), "batch": Opt(1, ">=1")}
 
+    def constraint(self, ctx: SearchContext) -> Callable[[Arch], bool] | None:
+        """A hard constraint: proposals it refuses are never evaluated, only counted (``violations_rejected``).
+        None (the default): every architecture is admissible."""
+        return None
+
     def setup(self, ctx: SearchContext) -> None:
         space = ctx.space
         self.engine = RegularizedEvolution(lambda rng: space.validate(space.sample(rng)),
                                            lambda arch, rng: space.validate(space.mutate(arch, rng)),
-                                           population_size=self.hp["population"], sample_size=self.hp["sample_size"])
+                                           population_size=self.hp["population"], sample_size=self.hp["sample_size"],
+                                           constraint=self.constraint(ctx))
         if isinstance(self.hp["batch"], bool) or not isinstance(self.hp["batch"], int) or self.hp["batch"] < 1:
             raise ConfigError(f"evolution batch must be an integer >= 1, got {self.hp['batch']!r}")
 
@@ -45,3 +51,6 @@ class Evolution(MultiTrialStrategy):
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.engine.load_state_dict(state)
+
+    def extra_metrics(self) -> dict[str, Any]:
+        return {"violations_rejected": self.engine.rejected} if self.engine.constraint is not None else {}

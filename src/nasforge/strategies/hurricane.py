@@ -182,7 +182,7 @@ class Hurricane(OneShotStrategy):
             files = write_pareto(ctx.run.path, self.hp["target"], points, T, acc_label="table accuracy (search signal)")
         over = [p for p in points if p["latency_ms"] > T]
         res.metrics.update({"target": self.hp["target"], "budget_ms": T, "latency_ms": model.predict(res.arch),
-                            "violations_rejected": evo.rejected, "evaluated_over_budget": len(over),
+                            "violations_rejected": evo.engine.rejected, "evaluated_over_budget": len(over),
                             "pareto": files})
         return res
 
@@ -376,33 +376,13 @@ def _tables_of(ctx: SearchContext):
 
 
 class _ConstrainedEvolution(Evolution):
-    """The `evolution` strategy with a hard constraint: proposals that fail `constraint` are never evaluated,
-    only counted (``rejected``)."""
+    """The `evolution` strategy under the latency budget (table mode)."""
 
     name = "hurricane"
 
-    def __init__(self, constraint, **hparams: Any) -> None:
+    def __init__(self, within, **hparams: Any) -> None:
         super().__init__(**hparams)
-        self._constraint = constraint
-        self.rejected = 0
+        self._within = within
 
-    def setup(self, ctx: SearchContext) -> None:
-        super().setup(ctx)
-
-        def within(arch) -> bool:
-            ok = self._constraint(arch)
-            if not ok:
-                self.rejected += 1
-            return ok
-
-        self.engine.constraint = within
-
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "rejected": self.rejected}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.rejected = int(state.pop("rejected", 0))
-        super().load_state(state)
-
-    def extra_metrics(self) -> dict[str, Any]:
-        return {"violations_rejected": self.rejected}
+    def constraint(self, ctx: SearchContext):
+        return self._within

@@ -31,7 +31,6 @@ random crop with padding instead of RandomResizedCrop at 28x28.
 """
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -91,18 +90,6 @@ def calibrate_identity(space: Any, fmin: float, fmax: float, samples: int = 1000
             k -= 1
         else:
             return p, mean, trace
-
-
-def warmup_cosine(total: int, warmup: int, floor: float):
-    """LR multiplier per iteration: linear warm-up over `warmup` steps, then cosine from 1 to `floor`."""
-
-    def f(i: int) -> float:
-        if i < warmup:
-            return (i + 1) / warmup
-        t = min(1.0, (i - warmup) / max(1, total - warmup))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return f
 
 
 @STRATEGIES.register("vitas", help="ViTAS: super-transformer with calibrated identity probability, bilateral/"
@@ -295,4 +282,4 @@ class ViTAS(OneShotStrategy):
         return {**prep, "selection": summary, "macs": space.macs(arch), "params": space.params(arch)}
 
 
-__all__ = ["ViTAS", "calibrate_identity", "warmup_cosine"]
+__all__ = ["ViTAS", "calibrate_identity"]
