@@ -93,7 +93,7 @@ def one(workload: str, device: str, precision: str, steps: int, warmup: int, thr
     else:
         from nasforge.registry import STRATEGIES
         from nasforge.spaces.nb201 import NB201Space
-        from nasforge.strategies.base import Budget, SearchContext
+        from nasforge.engine.base import Budget, SearchContext
         import nasforge.strategies.darts  # noqa: F401  (registers darts, single-darts)
 
         space = NB201Space(in_channels=1, num_classes=10, resolution=28, C=16, N=5)
