@@ -18,7 +18,7 @@ from nasforge.spaces.pnas import PNASSpace
 from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.evolution import Evolution, RegularizedEvolution
 from nasforge.spaces.darts import DartsSpace
-from nasforge.strategies.pnas import PNAS, growth_for
+from nasforge.strategies.pnas import PNAS, growth_for  # growth_for: the space's declared growth
 from nasforge.strategies.random_search import RandomSearch
 from nasforge.surrogates import oracle as oracle_module
 from nasforge.surrogates.oracle import OracleEstimator

@@ -120,6 +120,17 @@ class SearchSpace(ABC):
         learn them), or None when every group is used."""
         return None
 
+    def growth(self) -> Any:
+        """How the space's architectures grow step by step for progressive search (a
+        `nasforge.spaces.growth.Growth`): by the categorical encoding if the space has one; None otherwise.
+        Block-cell spaces (pnas) return their own block-by-block growth."""
+        encoding = self.categorical()
+        if encoding is None:
+            return None
+        from .growth import CategoricalGrowth
+
+        return CategoricalGrowth(self, encoding)
+
     def categorical(self) -> CategoricalEncoding | None:
         """The space as one choice per position, if it is one (see CategoricalEncoding); else None."""
         return None

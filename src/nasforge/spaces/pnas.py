@@ -23,6 +23,7 @@ import itertools
 import random
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -31,7 +32,9 @@ from ..errors import ConfigError, UserError, choices_message
 from ..ops import PNAS_OPS, Conv1x7x7x1, DilConv, FactorizedReduce, Identity, Pool, ReLUConvBN, drop_path
 from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
+from ..surrogates.tokenizers import PNASTokenizer, TokenBatch
 from .base import SearchSpace
+from .growth import Candidates, Growth, Partial
 
 PNAS_OP_NAMES: tuple[str, ...] = tuple(PNAS_OPS)
 #: the 4-op space of the small-scale reproduction (spec 1.8 tier B): 36 one-block cells
@@ -369,6 +372,10 @@ class PNASSpace(SearchSpace):
 
     name = "pnas"
     block_cells = True
+
+    def growth(self) -> "BlockGrowth":
+        """Progressive search grows PNAS cells block by block (the paper's algorithm)."""
+        return BlockGrowth(self)
     aux_option = "aux"
     defaults = {"C": Opt(8, ">=1"), "N": Opt(1, ">=1"), "blocks": Opt(5, ">=1"),
                 "ops": Opt("full", type=None, help="'full', 'reduced' or a list of op names"),
@@ -454,3 +461,32 @@ class PNASSpace(SearchSpace):
             a, b = names.get(i1, f"b{i1 - 1}"), names.get(i2, f"b{i2 - 1}")
             parts.append(f"b{k} = {o1}({a}) + {o2}({b})")
         return "; ".join(parts)
+
+
+class BlockGrowth(Growth):
+    """PNAS growth (Liu et al. 2018): blocks appended one at a time; candidate tokens built with numpy
+    broadcasting (parent tokens x new-block tokens), so the ~300k children of b = 5 never become Python objects."""
+
+    def __init__(self, space: "PNASSpace") -> None:
+        self.space, self.steps = space, space.max_blocks
+        self.tokenizer = PNASTokenizer(space.op_names, space.max_blocks)
+        self._blocks = lambda b: canonical_blocks(b, space.op_names)
+        self._roots = one_block_cells(space.op_names)
+
+    def roots(self) -> list[Partial]:
+        return list(self._roots)
+
+    def expand(self, parents: Sequence[Partial]) -> Candidates:
+        parents = list(parents)
+        b = len(parents[0])
+        blocks = self._blocks(b + 1)
+        new = self.tokenizer.block_tokens(blocks)  # (n_blocks, 4)
+        old = np.stack([self.tokenizer.block_tokens(p) for p in parents])  # (P, b, 4)
+        tokens = np.concatenate([np.repeat(old, len(blocks), axis=0), np.tile(new, (len(parents), 1))[:, None, :]],
+                                axis=1)
+        n = len(blocks)
+        return Candidates(TokenBatch(tokens, np.full(len(tokens), b + 1)),
+                          lambda i: tuple(parents[i // n]) + (blocks[i % n],))
+
+    def arch(self, partial: Partial) -> Arch:
+        return [list(blk) for blk in partial]

@@ -6,9 +6,9 @@
         score the K candidates the ensemble ranks highest; refit the ensemble from scratch on all data
     recommend the best-scored cell
 
-How a space grows is a `Growth`:
+How a space grows is a `Growth` the space declares (`SearchSpace.growth()`, nasforge.spaces.growth):
 
-* `PNASGrowth` (spaces of PNAS block cells): the paper's algorithm, blocks appended one at a time. Candidate tokens are
+* `BlockGrowth` (nasforge.spaces.pnas; spaces of PNAS block cells): the paper's algorithm, blocks appended one at a time. Candidate tokens are
   built with numpy broadcasting (parent tokens x new-block tokens), so the ~300k candidates of b = 5 are
   never turned into Python objects; only the K picked ones are.
 * `CategoricalGrowth` (a space with a categorical encoding, `SearchSpace.categorical()`): positions are
@@ -30,9 +30,7 @@ cells it picked.
 from __future__ import annotations
 
 import random
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -40,133 +38,19 @@ from scipy.stats import spearmanr
 from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
-from ..spaces.base import Arch, CategoricalEncoding, SearchSpace
+from ..spaces.base import Arch, SearchSpace
+from ..spaces.growth import Growth
 from ..surrogates.ensemble import KINDS, Ensemble
-from ..surrogates.tokenizers import PNASTokenizer, TokenBatch, Tokenizer, tokenizer_for
 from ..engine.base import SearchContext
 from ..engine.multitrial import MultiTrialStrategy
 
-Partial = Any  # a growth's own hashable description of a (partly grown) architecture
-
-
-@dataclass
-class Candidates:
-    """The children of a beam: their tokens and a way to materialise child i."""
-
-    tokens: TokenBatch
-    get: Callable[[int], Partial]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
-class Growth(ABC):
-    """How architectures of a space grow step by step."""
-
-    steps: int
-    tokenizer: Tokenizer
-    #: beam width and full-size round size used when the strategy's K / batch_full are None
-    default_K: int = 256
-    default_batch_full: int | None = None  # None: K, one round as in the paper
-
-    @abstractmethod
-    def roots(self) -> list[Partial]:
-        """All architectures of step 1."""
-
-    @abstractmethod
-    def expand(self, parents: Sequence[Partial]) -> Candidates:
-        """All children (one step further) of the parents, which are distinct and of the same step."""
-
-    @abstractmethod
-    def arch(self, partial: Partial) -> Arch:
-        """The architecture that is scored for a partial one (canonical JSON of the space)."""
-
-
-class PNASGrowth(Growth):
-    def __init__(self, space: SearchSpace) -> None:
-        from ..spaces.pnas import canonical_blocks, one_block_cells
-
-        self.space, self.steps = space, space.max_blocks
-        self.tokenizer = PNASTokenizer(space.op_names, space.max_blocks)
-        self._blocks = lambda b: canonical_blocks(b, space.op_names)
-        self._roots = one_block_cells(space.op_names)
-
-    def roots(self) -> list[Partial]:
-        return list(self._roots)
-
-    def expand(self, parents: Sequence[Partial]) -> Candidates:
-        parents = list(parents)
-        b = len(parents[0])
-        blocks = self._blocks(b + 1)
-        new = self.tokenizer.block_tokens(blocks)  # (n_blocks, 4)
-        old = np.stack([self.tokenizer.block_tokens(p) for p in parents])  # (P, b, 4)
-        tokens = np.concatenate([np.repeat(old, len(blocks), axis=0), np.tile(new, (len(parents), 1))[:, None, :]],
-                                axis=1)
-        n = len(blocks)
-        return Candidates(TokenBatch(tokens, np.full(len(tokens), b + 1)),
-                          lambda i: tuple(parents[i // n]) + (blocks[i % n],))
-
-    def arch(self, partial: Partial) -> Arch:
-        return [list(blk) for blk in partial]
-
-
-class _ListGrowth(Growth):
-    """Growth of a fixed-length architecture by assigning positions in steps; children are materialised."""
-
-    def __init__(self, space: SearchSpace, step_positions: Sequence[Sequence[int]], n_choices: int) -> None:
-        self.space, self.step_positions, self.n_choices = space, [list(s) for s in step_positions], n_choices
-        self.steps = len(self.step_positions)
-        self.tokenizer = tokenizer_for(space)
-
-    def _assignments(self, step: int) -> list[tuple[int, ...]]:
-        k = len(self.step_positions[step])
-        return [tuple(int(d) for d in np.unravel_index(i, (self.n_choices,) * k)) for i in range(self.n_choices ** k)]
-
-    def _extend(self, partial: tuple[int, ...], step: int, values: tuple[int, ...]) -> tuple[int, ...]:
-        out = list(partial)
-        for pos, v in zip(self.step_positions[step], values):
-            out[pos] = v
-        return tuple(out)
-
-    def _empty(self) -> tuple[int, ...]:
-        return (-1,) * sum(len(s) for s in self.step_positions)
-
-    def _step_of(self, partial: tuple[int, ...]) -> int:
-        return sum(all(partial[p] >= 0 for p in s) for s in self.step_positions)
-
-    def roots(self) -> list[Partial]:
-        return [self._extend(self._empty(), 0, a) for a in self._assignments(0)]
-
-    def expand(self, parents: Sequence[Partial]) -> Candidates:
-        step = self._step_of(parents[0])
-        children = [self._extend(p, step, a) for p in parents for a in self._assignments(step)]
-        return Candidates(self.tokenizer.batch([self.arch(c) for c in children]), children.__getitem__)
-
-
-class CategoricalGrowth(_ListGrowth):
-    """Growth of a space with a categorical encoding (SearchSpace.categorical()): its `growth_steps` decide
-    positions in groups; a position not decided yet holds the encoding's `undecided` choice."""
-
-    def __init__(self, space: SearchSpace, encoding: CategoricalEncoding) -> None:
-        steps = encoding.growth_steps or tuple((i,) for i in range(encoding.positions))
-        super().__init__(space, steps, encoding.choices)
-        self.encoding = encoding
-        self.default_K = encoding.beam or Growth.default_K
-        self.default_batch_full = encoding.batch_full
-
-    def arch(self, partial: Partial) -> Arch:
-        return self.encoding.decode([i if i >= 0 else self.encoding.undecided for i in partial])
-
-
 def growth_for(space: SearchSpace) -> Growth:
-    """How `space` grows: by its categorical encoding, or block by block for PNAS block cells."""
-    encoding = space.categorical()
-    if encoding is not None:
-        return CategoricalGrowth(space, encoding)
-    if space.block_cells:
-        return PNASGrowth(space)
-    raise ConfigError(f"strategy 'pnas' grows spaces with a categorical encoding or PNAS block cells; "
-                      f"space '{space.name}' has neither")
+    """How `space` grows (its declaration, `SearchSpace.growth()`); ConfigError if it does not."""
+    growth = space.growth()
+    if growth is None:
+        raise ConfigError(f"strategy 'pnas' grows spaces with a categorical encoding or PNAS block cells; "
+                          f"space '{space.name}' has neither")
+    return growth
 
 
 @STRATEGIES.register("pnas", help="progressive beam search over growing cells, guided by a surrogate ensemble")
