@@ -24,7 +24,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from ..errors import ConfigError
 from ..ops.binary import set_binarization
@@ -34,6 +33,7 @@ from ..spaces.base import SearchSpace
 from ..supernet import Supernet, entropy
 from ..training import kd_loss
 from ..engine.base import SearchContext
+from ..engine.scoring import accuracy, fixed_batches, preserved, recalibrate_bn
 from .darts import DARTS
 
 BATS_DEFAULTS: dict[str, Any] = {
@@ -122,40 +122,6 @@ class BATS(DARTS):
         return out
 
 
-def _fixed_batches(loader, n: int, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loader.set_epoch(epoch)
-    out = []
-    for i, b in enumerate(loader):
-        if i >= n:
-            break
-        out.append(b)
-    return out
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, batches) -> float:
-    model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches)
-    return correct / max(1, sum(len(y) for _, y in batches))
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches) -> None:
-    """Recompute every BatchNorm's running statistics as the plain average over `batches` (train-mode forwards,
-    no gradient); the model ends in eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    model.train()
-    for x, _ in batches:
-        model(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
-
-
 def discretization_gap(supernet: Supernet, ctx: SearchContext, arch: Any, eval_batches: int = 10,
                        recal_batches: int = 10, seed: int = 0) -> dict[str, float]:
     """Supernet val accuracy minus the val accuracy of the derived sub-network `arch` run with the supernet's
@@ -164,14 +130,13 @@ def discretization_gap(supernet: Supernet, ctx: SearchContext, arch: Any, eval_b
     itself is left untouched (the sub-network is a copy). Returns ``{"supernet_val_accuracy_gap_eval",
     "subnet_val_accuracy", "discretization_gap"}``."""
     train_loader, val_loader = ctx.data.loaders(ctx.seed)
-    val = _fixed_batches(val_loader, eval_batches, 20_000)
-    recal = _fixed_batches(train_loader, recal_batches, 30_000 + seed)
-    was_training = supernet.training
-    sup_acc = _accuracy(supernet, val)
-    supernet.train(was_training)
+    val = fixed_batches(val_loader, eval_batches, "select")
+    recal = fixed_batches(train_loader, recal_batches, "gap_recal", offset=seed)
+    with preserved(supernet):
+        sup_acc = accuracy(supernet, val)
     sub = copy.deepcopy(supernet)
     sub.set_path(sub.arch_to_path(arch))
     recalibrate_bn(sub, recal)
-    sub_acc = _accuracy(sub, val)
+    sub_acc = accuracy(sub, val)
     return {"supernet_val_accuracy_gap_eval": sup_acc, "subnet_val_accuracy": sub_acc,
             "discretization_gap": sup_acc - sub_acc}
