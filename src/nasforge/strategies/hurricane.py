@@ -15,15 +15,17 @@ search computes):
    winner, then continues the *same* weights with the early layers searchable (stage 2 starts from stage 1);
    ``early_first`` swaps the groups; ``joint`` is one-stage SPOS. Epochs: ``stage_epochs`` (default: the
    budget's epochs split 70/30);
-3. in each stage, regularised evolution (the shared ``RegularizedEvolution`` engine, with mutation and
-   uniform crossover) under a **hard latency constraint**: a candidate over the budget is never evaluated,
+3. in each stage, the engine's selection phase (``nasforge.engine.selection``: regularised evolution with
+   mutation and uniform crossover) under a **hard latency constraint**: a candidate over the budget is never evaluated,
    only counted (``violations_rejected``). Before scoring, each candidate's BN statistics are recalibrated
    on ``bn_batches`` search-train batches; the score is its accuracy on ``eval_batches`` held-out search-val
    batches. The supernet's own BN buffers are restored afterwards;
 4. the winner is retrained from scratch by the common ``retrain`` step (``--retrain-epochs``);
 5. every evaluated architecture is written with its latency to ``pareto_<target>.json`` / ``.png``.
 
-With ``--estimator table`` on nb201 the search is exact and training-free: the table gives the accuracy
+The stages are the supernet engine's phases (``nasforge.engine.oneshot``), which brings mixed precision, data
+parallelism, the device RNG in checkpoints, ``--seconds`` and exact resume. With ``--estimator table`` on nb201
+the search is exact and training-free: the table gives the accuracy
 (the estimator's signal) and the HELP table the latency on ``target``; the evolution is the `evolution`
 strategy with the latency constraint added.
 """
