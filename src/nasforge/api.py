@@ -32,7 +32,7 @@ from .runs.store import RunDir
 from .strategies.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
 from .training.recipes import fit, train_config_for
-from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
+from .utils import Cost, CostMeter, atomic_write_json, check_writable, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
 
@@ -117,6 +117,16 @@ def _runtime(cfg: dict[str, Any]) -> torch.device:
     return device
 
 
+def _check_new_run(run_root: str | Path, name: str | None) -> None:
+    """Before any work: the run folder can be written and an explicit run name is free (an existing run is
+    never renamed behind the user's back, nor reused: resume it, or choose another name). Raises ConfigError."""
+    if not distributed.is_main():
+        return  # only rank 0 creates the run directory
+    check_writable(run_root, "--out", directory=True)
+    if name is not None:
+        RunDir.check_name(run_root, name)
+
+
 def _create_run(run_root: str | Path, command: str, cfg: dict[str, Any], name: str | None) -> RunDir:
     """Rank 0 creates the run directory and every other rank uses the same one."""
     path = str(RunDir.create(run_root, command, cfg, name=name).path) if distributed.is_main() else None
@@ -144,6 +154,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     if kind == "multi-trial" and distributed.launched():
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
+    if resume is None:
+        _check_new_run(run_root, run_name)
     device = _runtime(cfg)
 
     train = test = None
@@ -294,6 +306,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
+    if resume is None:
+        _check_new_run(run_root, run_name)
     device = _runtime(cfg)
     teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
@@ -384,9 +398,11 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
     The model is exported from the CPU in fp32 whatever device trained it (an ONNX file is device-free);
     `device` is only checked (exit 2 when it is not there) so the flag means the same on every command.
     """
-    from .export import export_onnx
+    from .export import check_opset, export_onnx
 
     resolve_device(device)
+    check_opset(opset)
+    check_writable(out, "--out")
     model, state, cfg, test_set = load_trained(run_dir)
     # the normalisation is folded into the graph: the file takes raw pixels 0..255 (see export_onnx)
     x = test_set.images[:check_images]

@@ -358,6 +358,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume RUN_DIR (finished epochs and trials are kept)", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a file the system refused mid-run (disk full, a folder removed): one line, not a trace
+        if e.filename is None:
+            raise
+        print(f"error: {e.strerror or type(e).__name__}: {e.filename}", file=sys.stderr)
+        sys.exit(1)
     finally:
         from . import distributed
 

@@ -50,7 +50,9 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
 
-        c = LatencyCache(cache or default_cache_path(device), device)
+        from ..utils import check_writable
+
+        c = LatencyCache(check_writable(cache, "--cache") if cache else default_cache_path(device), device)
         lut = build_local_lut(sp, device, c, warmup=warmup, repeats=repeats, number=number, progress=progress)
         out: dict[str, Any] = {"device": device, "space": sp.name, "cache": str(c.path),
                                "measured_now": lut.meta["measured_now"], "from_cache": lut.meta["from_cache"],

@@ -164,6 +164,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     views = [RunView.open(d) for d in run_dirs]
     if out is not None and Path(out).is_dir():
         raise UserError(f"--out {out} is a directory; give an .html file name")
+    from ..utils import check_writable
+
+    for path, flag in ((out, "--out"), (csv_path, "--csv")):
+        if path is not None:
+            check_writable(path, flag)  # before anything is written
     rows = [run_row(v) for v in views]
     groups = group_rows(rows)
     result: dict[str, Any] = {"runs": rows, "groups": groups, "html": None, "csv": None}

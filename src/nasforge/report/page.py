@@ -473,14 +473,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     when graphviz's `dot` is missing and the architecture is shown as DOT text instead of a drawing).
 
     Raises UserError (one line) before writing anything if `run_dir` is not a run directory."""
+    from ..utils import atomic_write_bytes, check_writable
+
     view = RunView.open(run_dir)
-    ctx = build_report(view)
-    page = render("report.html.j2", ctx)
     target = Path(out) if out is not None else view.path / "report.html"
     if target.is_dir():
         raise UserError(f"--out {target} is a directory; give an .html file name")
+    check_writable(target, "--out")  # before the page is built
+    ctx = build_report(view)
+    page = render("report.html.j2", ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_write_bytes
 
     atomic_write_bytes(target, page.encode())
     return {"report": str(target), "run_dir": str(view.path), "status": ctx["status"],

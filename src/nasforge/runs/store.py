@@ -12,6 +12,7 @@ Under data parallelism (torchrun) only rank 0 writes: every writing method is a 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,43 @@ class RunDir:
         self.on_checkpoint: "callable | None" = None
 
     # -- creation -------------------------------------------------------------------------
+    @staticmethod
+    def check_name(root: str | Path, name: str) -> Path:
+        """The path of a new run named `name` under `root`. Raises UserError when the name is not a plain
+        folder name (``../x`` would write outside `root`) or a run of that name exists (an explicit name is
+        never silently changed to ``NAME-2``: resume that run, or choose another name)."""
+        if not name or name in (".", "..") or "/" in name or (os.sep != "/" and os.sep in name):
+            raise UserError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}")
+        path = Path(root) / name
+        if path.exists():
+            command = None
+            try:
+                command = json.loads((path / RunDir.CONFIG).read_text()).get("command")
+            except (OSError, ValueError, AttributeError):
+                pass
+            if command is None:
+                hint = "it is not a nasforge run"
+            elif (path / RunDir.RESULT).is_file():
+                hint = f"a finished {command} run"
+            else:
+                hint = f"an unfinished {command} run; resume it with: nasforge {command} --resume {path}"
+            raise UserError(f"{path} already exists ({hint}); choose another --name")
+        return path
+
     @classmethod
     def create(cls, root: str | Path, command: str, config: dict[str, Any], name: str | None = None) -> "RunDir":
+        """A new run directory: ``root/name`` (refused if it exists, see :meth:`check_name`), or
+        ``root/<command>-<time>`` (``-2``, ``-3``... when two runs start in the same second)."""
         root = Path(root)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = name or f"{command}-{stamp}"
-        path = root / base
-        i = 1
-        while path.exists():
-            i += 1
-            path = root / f"{base}-{i}"
+        if name is not None:
+            path = cls.check_name(root, name)
+        else:
+            base = f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+            path = root / base
+            i = 1
+            while path.exists():
+                i += 1
+                path = root / f"{base}-{i}"
         path.mkdir(parents=True)
         run = cls(path)
         atomic_write_json(path / cls.CONFIG, to_jsonable({"command": command, **config}))
