@@ -1,0 +1,122 @@
+"""What a new user tripped over (issue 24, items 1-4, 6-8): each test fails on the code before its fix."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from nasforge import api
+
+NB201_ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished tiny train run (synthetic data, one epoch)."""
+    root = tmp_path_factory.mktemp("trained")
+    old = os.umask(0o022)
+    try:
+        api.train({"arch": "baseline", "dataset": "synthetic", "subset": 128, "test_subset": 64, "threads": 1,
+                   "train": {"epochs": 1, "batch_size": 64}}, run_root=root, run_name="t")
+    finally:
+        os.umask(old)
+    return root / "t"
+
+
+# -- item 8: files follow the umask ------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, mask):
+    from nasforge.utils import atomic_torch_save, atomic_write_json
+
+    old = os.umask(mask)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        atomic_torch_save({"x": 1}, tmp_path / "c.pt")
+        with open(tmp_path / "plain", "w"):  # what metrics.jsonl gets
+            pass
+    finally:
+        os.umask(old)
+    want = 0o666 & ~mask
+    for name in ("a.json", "c.pt", "plain"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name
+
+
+def test_run_files_are_as_readable_as_metrics(trained):
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in trained.iterdir() if p.is_file()}
+    assert modes["metrics.jsonl"] == 0o644
+    for name in ("config.json", "result.json", "checkpoint.pt", "model.pt", "cost.json"):
+        assert modes[name] == 0o644, (name, oct(modes[name]))
+
+
+# -- item 7: one line instead of a traceback ----------------------------------------------------------------------
+@pytest.mark.parametrize("opset", ["5", "99"])
+def test_export_bad_opset_is_one_line(run_cli, trained, tmp_path, opset):
+    code, out, err = run_cli("export", str(trained), "--opset", opset, "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--opset must be an integer from 7 to" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_unwritable_outputs_are_one_line_before_work(run_cli, trained, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = str(blocker / "sub")  # a folder under a file: cannot be created, by anyone (root included)
+    cases = [
+        ("export", str(trained), "--out", f"{bad}/m.onnx"),
+        ("export", str(trained), "--out", str(tmp_path)),
+        ("report", str(trained), "--out", f"{bad}/r.html"),
+        ("compare", str(trained), "--out", f"{bad}/c.html"),
+        ("compare", str(trained), "--out", str(tmp_path / "c.html"), "--csv", f"{bad}/c.csv"),
+        ("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1", "--out", bad),
+        ("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1", "--out", str(blocker)),
+        ("search", "--epochs", "1", "--dataset", "synthetic", "--subset", "64", "--out", bad),
+        ("latency", "build", "--device", "local-cpu-1t", "--cache", f"{bad}/lut.json"),
+    ]
+    for args in cases:
+        code, out, err = run_cli(*args)
+        assert code == 2, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert err.startswith("error: --"), (args, err)
+    assert not (tmp_path / "c.html").exists()  # the csv was checked before the page was written
+
+
+def test_an_export_that_fails_leaves_no_file(trained, tmp_path, monkeypatch):
+    import torch
+
+    from nasforge.errors import UserError
+
+    def broken(*a, **k):
+        raise RuntimeError("Unsupported: a made-up op at this opset\nsecond line")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(UserError, match="opset 17 cannot express this model"):
+        api.export(trained, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- item 8: an explicit --name is never silently changed -----------------------------------------------------------
+def test_existing_name_is_refused_before_work(run_cli, trained):
+    code, out, err = run_cli("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1",
+                             "--out", str(trained.parent), "--name", "t")
+    assert code == 2 and "already exists (a finished train run); choose another --name" in err
+    assert not (trained.parent / "t-2").exists()
+    code, out, err = run_cli("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1",
+                             "--out", str(trained.parent), "--name", "../escape")
+    assert code == 2 and "--name must be a plain folder name" in err
+    assert not (trained.parent.parent / "escape").exists()
+
+
+def test_unfinished_run_name_points_at_resume(tmp_path):
+    from nasforge.errors import UserError
+    from nasforge.runs.store import RunDir
+
+    RunDir.create(tmp_path, "search", {"x": 1}, name="s")
+    with pytest.raises(UserError, match=r"unfinished search run; resume it with: nasforge search --resume"):
+        RunDir.create(tmp_path, "search", {"x": 1}, name="s")
+    # unnamed runs started in the same second still get distinct folders
+    a = RunDir.create(tmp_path, "train", {})
+    b = RunDir.create(tmp_path, "train", {})
+    assert a.path != b.path
