@@ -120,3 +120,42 @@ def test_unfinished_run_name_points_at_resume(tmp_path):
     a = RunDir.create(tmp_path, "train", {})
     b = RunDir.create(tmp_path, "train", {})
     assert a.path != b.path
+
+
+# -- item 6: --nproc checks first, then relaunches ------------------------------------------------------------------
+@pytest.fixture
+def relaunches(monkeypatch):
+    """Calls of distributed.relaunch (stubbed: no processes start; it 'succeeds')."""
+    from nasforge import distributed
+
+    calls: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(distributed, "relaunch", lambda n, argv: calls.append((n, list(argv))) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    return calls
+
+
+def test_nproc_checks_before_it_relaunches(run_cli, relaunches, tmp_path):
+    bad = [
+        ("search", "--method", "darts", "--epochs", "1", "--set", "nosuch=1", "--nproc", "2"),
+        ("search", "--method", "evolution", "--estimator", "table", "--trials", "8", "--tables", str(tmp_path),
+         "--nproc", "2"),
+        ("search", "--method", "random", "--estimator", "scratch", "--trials", "2", "--dataset", "synthetic",
+         "--nproc", "2"),  # multi-trial under torchrun: refused in the parent
+        ("search", "--epochs", "1", "--dataset", "synthetic", "--data-root", str(tmp_path / "none"), "--nproc", "2",
+         "--space", "nb201", "--space-opt", "C=0"),
+        ("train", "--arch", "baseline", "--dataset", "synthetic", "--set", "optimizer=rmsprop", "--nproc", "2"),
+        ("train", "--arch", str(tmp_path / "missing.json"), "--nproc", "2"),
+    ]
+    for args in bad:
+        code, out, err = run_cli(*args)
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+    assert relaunches == []  # nothing was started for a command that cannot run
+    # a good command is checked (no run directory is made by the check) and then relaunched without --nproc
+    code, out, err = run_cli("search", "--method", "darts", "--epochs", "1", "--dataset", "synthetic",
+                             "--subset", "64", "--space-opt", "C=4", "--space-opt", "N=1", "--threads", "1",
+                             "--out", str(tmp_path / "runs"), "--nproc", "2")
+    assert code == 0, err
+    assert relaunches and relaunches[0][0] == 2 and "--nproc" not in relaunches[0][1]
+    assert relaunches[0][1][:3] == ["search", "--method", "darts"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

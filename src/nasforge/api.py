@@ -106,13 +106,16 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     return run, cfgmod.resolve(defaults, stored, override)
 
 
-def _runtime(cfg: dict[str, Any]) -> torch.device:
+def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     """Resolve and check the device and precision (before any run directory exists), join the torchrun
-    process group when launched by torchrun, and set the thread count. Raises ConfigError."""
+    process group when launched by torchrun, and set the thread count. Raises ConfigError.
+    `check_only`: resolve and check only (the parent of an --nproc launch joins no process group)."""
     device = resolve_device(cfg.get("device", "auto"))
     check_precision(cfg.get("precision", "fp32"), device)
-    setup_device(device)
     set_threads(cfg["threads"])
+    if check_only:
+        return device
+    setup_device(device)
     distributed.init(device)
     return device
 
@@ -141,22 +144,27 @@ def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
 # search
 # ---------------------------------------------------------------------------------------------
 def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
+           resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False,
+           nproc: int = 1) -> dict[str, Any]:
     """Run a search (and the optional retraining of its result); returns result.json's content.
 
-    With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues)."""
+    With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues).
+    `check_only=True` runs every check a search makes before its run directory exists (options, device,
+    data, space, the strategy's preflight, the run folder and name) and returns ``{"checked": True}`` without
+    starting anything: what ``--nproc N`` runs once before it starts N processes (`nproc`: that N).
+    Raises UserError (ConfigError, DataError) for any bad input."""
     import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
-    if kind == "multi-trial" and distributed.launched():
+    if kind == "multi-trial" and (distributed.launched() or nproc > 1):
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
     if resume is None:
         _check_new_run(run_root, run_name)
-    device = _runtime(cfg)
+    device = _runtime(cfg, check_only)
 
     train = test = None
     if needs_data:
@@ -171,6 +179,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     table = _load_table(cfg, space)
     if resume is None:
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
+    if check_only:
+        return {"checked": True}
+    if resume is None:
         run = _create_run(run_root, "search", cfg, run_name)
 
     with guarded(run, "search", resumed=resume is not None), _tracked_cost(run) as meter:
@@ -301,20 +312,25 @@ def _costs_of(data: ImageDataset):
 # train / evaluate / export
 # ---------------------------------------------------------------------------------------------
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-          resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
-    """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
+          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False) -> dict[str, Any]:
+    """Train an architecture (or the baseline) from scratch on the full training set; test on the test set.
+
+    `check_only=True`: every check made before the run directory exists (options, architecture, device,
+    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
     if resume is None:
         _check_new_run(run_root, run_name)
-    device = _runtime(cfg)
+    device = _runtime(cfg, check_only)
     teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
+    if check_only:
+        return {"checked": True}
     if resume is None:
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
         if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes

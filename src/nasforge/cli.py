@@ -40,10 +40,13 @@ PRECISION_HELP = "fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)"
 NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
 SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
 _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
+_NPROC: list[int | None] = [None]  # this command's --nproc
 
 
-def _maybe_relaunch(nproc: Optional[int]) -> None:
-    """--nproc N: run this same command as N processes through torch.distributed.run, then exit."""
+def _maybe_relaunch(nproc: Optional[int], check) -> None:
+    """--nproc N: check the command once here (`check()`: the API call with check_only=True, so a bad input
+    is one line, not N copies and a torchrun traceback), then run this same command as N processes through
+    torch.distributed.run, and exit with its code."""
     if nproc is None:
         return
     from . import distributed
@@ -52,6 +55,7 @@ def _maybe_relaunch(nproc: Optional[int]) -> None:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched() or nproc == 1:
         return  # already under torchrun, or nothing to launch
+    check()
     argv, skip = [], False
     for a in _ARGV:
         if skip:
@@ -78,7 +82,10 @@ def _kv(items: Optional[List[str]]) -> dict[str, Any]:
 
 
 def _note_ignored_on_resume(command: str, resume: Path, given: dict[str, Any]) -> None:
-    """--resume continues a run with the config stored in it: say which other flags are therefore ignored."""
+    """--resume continues a run with the config stored in it: say which other flags are therefore ignored
+    (once: by rank 0 of a data-parallel run, not by the --nproc parent that starts it)."""
+    if not _rank0() or (_NPROC[0] or 1) > 1 and "RANK" not in os.environ:
+        return
     ignored = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False, [], ())]
     if ignored:
         print(f"note: {command} --resume continues {resume} with its stored config; ignored: {', '.join(ignored)}",
@@ -141,7 +148,7 @@ def search(
 ) -> None:
     """Search an architecture; writes a run directory with result.json."""
     progress.set_enabled(not quiet and _rank0())
-    _maybe_relaunch(nproc)
+    _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
             "space": space, "method": method, "dataset": dataset, "data_root": data_root, "download": download,
@@ -149,7 +156,7 @@ def search(
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
-        res = _run(api.search, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
@@ -167,8 +174,9 @@ def search(
         if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = _run(api.search, cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root,
-                   run_name=name)
+        cfg, kw = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+    _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
+    res = _run(api.search, cfg, **kw)
     _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
 
 
@@ -201,14 +209,14 @@ def train(
 ) -> None:
     """Train an architecture from scratch on the full training set and test it."""
     progress.set_enabled(not quiet and _rank0())
-    _maybe_relaunch(nproc)
+    _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("train", resume, {
             "arch": arch, "dataset": dataset, "data_root": data_root, "download": download, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name})
-        res = _run(api.train, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
@@ -218,8 +226,9 @@ def train(
                             "teacher": str(teacher) if teacher else None,
                             "device": device, "precision": precision, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = _run(api.train, cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root,
-                   run_name=name)
+        cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
+    res = _run(api.train, cfg, **kw)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])
 
