@@ -80,6 +80,11 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
         run.write_json("cost.json", meter.now().as_dict())
 
 
+def train_choices(key: str) -> tuple[str, ...]:
+    """The allowed values of a training option with choices (e.g. ``optimizer``), from its declaration."""
+    return tuple(TrainConfig.declaration()[key].choices)
+
+
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
     """A resumed run takes its stored config (the run directory is the source of truth). A new run's paths
@@ -386,16 +391,20 @@ def _teacher(cfg: dict[str, Any]):
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",
-             precision: str = "fp32") -> dict[str, Any]:
-    """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps).
+             precision: str = "fp32", threads: int | None = None) -> dict[str, Any]:
+    """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps),
+    with `threads` torch threads (None: torch's default).
 
     Raises:
-        UserError: not a finished train run; ConfigError: unavailable device or bad precision.
+        UserError: not a finished train run; ConfigError: unavailable device, bad precision or threads < 1.
     """
     from .data import Loader, split_indices
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     dev = resolve_device(device)
     check_precision(precision, dev)
+    set_threads(threads)
     model, state, cfg, test_set = load_trained(run_dir)
     if test_subset:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))

@@ -98,7 +98,8 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
     res = run.result()
     if cfg.get("command") == "search":
         if "retrain" not in res:
-            raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
+            raise UserError(f"{run.path} is a search run without a retrained model; train its architecture: "
+                            f"nasforge train --arch {run.path / 'arch.json'}")
         spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
         space_options = res["retrain"].get("space_options", {})
         state_file = run.path / "retrain" / "model.pt"  # relative to the run: a moved run still loads

@@ -131,6 +131,9 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
+    retrain_subset: Optional[int] = typer.Option(None, help=_d("training images of the retraining", "retrain_subset")),
+    test_subset: Optional[int] = typer.Option(None, help=_d("test images the retrained network is tested on",
+                                                            "test_subset")),
     teacher: Optional[Path] = typer.Option(None, help="finished train run distilled into search (bats) and retraining"),
     threads: Optional[int] = typer.Option(None, help=_d("torch threads (also inside trials)", "threads")),
     hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
@@ -155,6 +158,7 @@ def search(
             "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
+            "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
@@ -170,6 +174,7 @@ def search(
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
                                             "gpus_per_trial": gpus_per_trial}),
             "device": device, "precision": precision, "sync_bn": sync_bn or None,
+            "retrain_subset": retrain_subset, "test_subset": test_subset,
         })
         if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
@@ -189,7 +194,7 @@ def train(
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
-    optimizer: Optional[str] = typer.Option(None, help="sgd | adamw"),
+    optimizer: Optional[str] = typer.Option(None, help=" | ".join(api.train_choices("optimizer"))),
     seed: Optional[int] = typer.Option(None),
     subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
     test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
@@ -237,9 +242,10 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
              test_subset: Optional[int] = typer.Option(None),
              device: str = typer.Option("auto", help=DEVICE_HELP),
-             precision: str = typer.Option("fp32", help=PRECISION_HELP)) -> None:
+             precision: str = typer.Option("fp32", help=PRECISION_HELP),
+             threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
     """Test accuracy of a trained model."""
-    _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision))
+    _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision, threads=threads))
 
 
 @app.command()
