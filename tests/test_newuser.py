@@ -159,3 +159,38 @@ def test_nproc_checks_before_it_relaunches(run_cli, relaunches, tmp_path):
     assert relaunches and relaunches[0][0] == 2 and "--nproc" not in relaunches[0][1]
     assert relaunches[0][1][:3] == ["search", "--method", "darts"]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- item 8: query-mode checkpoints do not grow with the history; PNAS says up front what its budget reaches ---------
+def test_query_mode_checkpoints_do_not_grow_with_the_history(tmp_path, tables_dir, monkeypatch):
+    from nasforge.runs.store import RunDir
+
+    sizes: list[int] = []
+    original = RunDir.save_checkpoint
+
+    def spy(self, state):
+        original(self, state)
+        sizes.append((self.path / "checkpoint.pt").stat().st_size)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", spy)
+    cfg = {"method": "evolution", "estimator": "table", "tables": str(tables_dir), "budget": {"trials": 400},
+           "hparams": {"population": 10, "sample_size": 3}}
+    res = api.search(cfg, run_root=tmp_path, run_name="q")
+    assert len(sizes) >= 390  # one checkpoint per round (batch 1)
+    assert sizes[-1] <= sizes[30] * 1.1, (sizes[30], sizes[-1])  # constant, not linear in the trials
+    lines = (tmp_path / "q" / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 400 and json.loads(lines[-1])["best_arch"] == res["arch"]
+
+
+def test_pnas_warns_up_front_when_trials_cannot_grow_the_cells(tmp_path, capsys):
+    from nasforge.strategies.pnas import PNAS
+    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.spaces.pnas import PNASSpace
+
+    space = PNASSpace(ops="reduced", blocks=2)
+    for trials, grows in ((8, False), (36, False), (37, True)):
+        s = PNAS(K=4)
+        s.setup(SearchContext(space=space, budget=Budget(trials=trials)))
+        err = capsys.readouterr().err
+        assert ("never grow past 1 of 2 steps" in err) == (not grows), (trials, err)
+        assert (s.extra_metrics().get("budget_note") is None) == grows
