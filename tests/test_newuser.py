@@ -194,3 +194,67 @@ def test_pnas_warns_up_front_when_trials_cannot_grow_the_cells(tmp_path, capsys)
         err = capsys.readouterr().err
         assert ("never grow past 1 of 2 steps" in err) == (not grows), (trials, err)
         assert (s.extra_metrics().get("budget_note") is None) == grows
+
+
+# -- item 1: a hard latency budget holds on the device ----------------------------------------------------------------
+def test_hurricane_constrains_calibrated_latency_and_checks_the_winner_on_the_device(tmp_path, monkeypatch):
+    from test_hurricane import TINY, fake_measure
+
+    from nasforge.hardware import lut as lutmod
+    from nasforge.hardware.lut import LatencyCache, build_local_lut
+    from nasforge.hardware.verify import verdict, verify_latency
+    from nasforge.spaces.layerwise import LayerwiseNetwork
+    from nasforge.spaces.mobile import MobileSpace
+
+    space = MobileSpace(**TINY)
+    cache = tmp_path / "lut.json"
+    raw = build_local_lut(space, "local-cpu-1t", LatencyCache(cache, "local-cpu-1t"), measure_fn=fake_measure)
+    device = {"slowdown": 1.5}
+
+    def on_device(module, shape, dev, **kw):  # whole networks are slower than the sum of their ops
+        if isinstance(module, LayerwiseNetwork):
+            return {"ms": device["slowdown"] * raw.predict(module.arch) + 0.02, "iqr_ms": 0.0, "min_ms": 0.0}
+        return fake_measure(module, shape, dev)
+
+    monkeypatch.setattr(lutmod, "measure", on_device)
+    cfg = {"space": "mobile", "method": "hurricane", "dataset": "synthetic", "subset": 256, "batch_size": 32,
+           "budget": {"epochs": 2}, "space_options": dict(TINY), "threads": 1,
+           "hparams": {"population": 4, "sample_size": 2, "evaluations": 6, "bn_batches": 2, "eval_batches": 2,
+                       "lut_cache": str(cache), "latency_frac": 0.6}}
+    res = api.search(cfg, run_root=tmp_path / "runs", run_name="h")
+    m = res["search"]["metrics"]
+    arch = res["arch"]
+    # the default: the LUT calibrated on whole networks (none was cached, so networks were measured first)
+    assert m["latency_metric"] == "calibrated"
+    assert m["latency_ms"] == pytest.approx(1.5 * raw.predict(arch) + 0.02, rel=1e-6)
+    assert m["budget_ms"] == pytest.approx(0.6 * (1.5 * raw.bounds()[1] + 0.02), rel=1e-6)
+    assert m["latency_ms"] <= m["budget_ms"]
+    assert json.loads(cache.read_text())["calibrations"]  # the calibration is cached for the next search
+    # ... and the winner was measured end to end at the end: met, by this much
+    check = m["on_target"]
+    assert check["measured_ms"] == pytest.approx(m["latency_ms"]) and check["met"] is True
+    assert check["margin_ms"] == pytest.approx(m["budget_ms"] - check["measured_ms"])
+    assert check["margin_pct"] == pytest.approx(100 * check["margin_ms"] / m["budget_ms"])
+    # a device slower than its calibration: the check says the budget was missed, and by how much
+    device["slowdown"] = 3.0
+    missed = verify_latency(space, arch, "local-cpu-1t", m["budget_ms"])
+    assert missed["met"] is False and missed["margin_ms"] < 0
+    assert verdict(missed).startswith("MISSED on local-cpu-1t") and "% over" in verdict(missed)
+    # the raw sum stays available as an explicit choice
+    raw_cfg = {**cfg, "hparams": {**cfg["hparams"], "latency_metric": "raw"}}
+    device["slowdown"] = 1.5
+    m_raw = api.search(raw_cfg, run_root=tmp_path / "runs", run_name="r")["search"]["metrics"]
+    assert m_raw["budget_ms"] == pytest.approx(0.6 * raw.bounds()[1], rel=1e-6)
+
+
+def test_calibrated_table_is_the_linear_calibration_of_the_sum():
+    from nasforge.hardware.lut import LayerLatencyTable, fit_calibration
+
+    t = LayerLatencyTable("local-cpu-1t", [{"a": 1.0, "b": 2.0}, {"a": 0.5, "b": 3.0}], 0.25, {"a": 1.5, "b": 0.1})
+    c = t.calibrated_table()
+    for arch in (["a", "a"], ["b", "a"], ["b", "b"]):
+        assert c.predict(arch) == pytest.approx(t.calibrated(arch)) and c.raw_predict(arch) == pytest.approx(t.predict(arch))
+    assert c.bounds() == pytest.approx(tuple(1.5 * v + 0.1 for v in t.bounds()))
+    c.recalibrate({"a": 2.0, "b": 0.0})
+    assert c.predict(["b", "b"]) == pytest.approx(2.0 * t.predict(["b", "b"]))
+    assert fit_calibration([1, 2, 3], [3, 2, 1])["a"] > 0  # noise that inverts the ranking: ratio fit, a > 0

@@ -67,6 +67,33 @@ def bar(description: str, total: int | None) -> Iterator[_Bar]:
             _active = None
 
 
+@contextmanager
+def stage_bar(description: str) -> Iterator:
+    """A ``tick(done, total)`` callback for work whose size is known only when it starts (LUT timing,
+    calibration): a bar on a terminal (opened at the first tick, nested like :func:`bar`), one plain line
+    when the work is done elsewhere; nothing with --quiet or when there was nothing to do."""
+    state: dict = {"cm": None, "bar": None, "done": 0}
+
+    def tick(done: int, total: int) -> None:
+        if not _enabled:
+            return
+        if is_terminal():
+            if state["cm"] is None:
+                state["cm"] = bar(description, total)
+                state["bar"] = state["cm"].__enter__()
+            state["bar"].advance(done - state["done"])
+            state["done"] = done
+        elif done >= total and state["done"] < total:
+            state["done"] = done
+            print(f"{description}: {total} done", file=sys.stderr, flush=True)
+
+    try:
+        yield tick
+    finally:
+        if state["cm"] is not None:
+            state["cm"].__exit__(None, None, None)
+
+
 _LINE_KEYS = ("train_loss", "train_accuracy", "val_loss", "supernet_val_accuracy", "test_accuracy", "score",
               "best_score", "images_per_s")
 

@@ -118,7 +118,10 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     from .cost import latency_model
 
     mkw = {"warmup": warmup, "repeats": repeats, "number": number}
-    model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit, measure_kw=mkw if is_local(device) else None)
+    # raw table (both predictions are reported below; calibration comes from `latency build --calibrate N` or a
+    # hurricane search)
+    model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit,
+                          measure_kw=mkw if is_local(device) else None, metric="raw")
     out["lut_raw_ms"] = model.predict(arch)
     out["lut_calibrated_ms"] = model.calibrated(arch) if model.calibration else None
     out["source"] = model.meta.get("source")
