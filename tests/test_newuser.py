@@ -235,6 +235,11 @@ def test_hurricane_constrains_calibrated_latency_and_checks_the_winner_on_the_de
     assert check["measured_ms"] == pytest.approx(m["latency_ms"]) and check["met"] is True
     assert check["margin_ms"] == pytest.approx(m["budget_ms"] - check["measured_ms"])
     assert check["margin_pct"] == pytest.approx(100 * check["margin_ms"] / m["budget_ms"])
+    # the summary carries what was optimised (item 3), with the device and precision used
+    opt = res["optimised"]
+    assert opt["target"] == "local-cpu-1t" and opt["budget_ms"] == m["budget_ms"] and opt["latency_ms"] == m["latency_ms"]
+    assert opt["on_target"]["verdict"].startswith("met on local-cpu-1t")
+    assert res["device"] == "cpu" and res["precision"] == "fp32"
     # a device slower than its calibration: the check says the budget was missed, and by how much
     device["slowdown"] = 3.0
     missed = verify_latency(space, arch, "local-cpu-1t", m["budget_ms"])
@@ -258,3 +263,58 @@ def test_calibrated_table_is_the_linear_calibration_of_the_sum():
     c.recalibrate({"a": 2.0, "b": 0.0})
     assert c.predict(["b", "b"]) == pytest.approx(2.0 * t.predict(["b", "b"]))
     assert fit_calibration([1, 2, 3], [3, 2, 1])["a"] > 0  # noise that inverts the ranking: ratio fit, a > 0
+
+
+# -- item 3: summaries say what was optimised, and when --seconds cut the search ---------------------------------------
+def _cli(capsys, *args: str) -> tuple[int | None, str, str]:
+    from nasforge.cli import main
+
+    code = None
+    try:
+        main(list(args))
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_seconds_cut_is_said_in_the_summary_and_result(capsys, tmp_path):
+    code, out, err = _cli(capsys, "search", "--method", "darts", "--dataset", "synthetic", "--subset", "256",
+                             "--space-opt", "C=4", "--space-opt", "N=1", "--epochs", "3", "--seconds", "0.01",
+                             "--threads", "1", "--out", str(tmp_path), "--name", "cut", "--quiet")
+    assert code in (0, None), err
+    shown = json.loads(out)
+    assert shown["stopped"] == "seconds" and "essentially unsearched" in shown["note"]
+    assert "note: --seconds 0.01 stopped the search after 0 full epoch(s) and part of one" in err
+    saved = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert saved["stopped"] == "seconds" and saved["note"] == shown["note"]
+    assert saved["precision"] == "fp32" and saved["device"] == "cpu"
+
+
+def test_optimised_facts_come_from_the_strategy_declaration():
+    from nasforge.registry import STRATEGIES
+    from nasforge.strategies.base import SearchResult
+
+    import nasforge.building
+
+    nasforge.building.import_components()
+    vitas = STRATEGIES.get("vitas")()
+    res = SearchResult(arch={}, metrics={"macs": 1.5e6, "flops_min": 1e6, "flops_max": 2e6, "params": 7,
+                                         "selection": {"best_fitness": 0.61, "evaluated": 24}})
+    assert vitas.optimised(res) == {"macs": 1.5e6, "flops_min": 1e6, "flops_max": 2e6, "best_fitness": 0.61}
+    assert STRATEGIES.get("darts")().optimised(res) == {}
+
+
+def test_a_binary_search_reports_the_bops_of_its_cell():
+    import random
+
+    from nasforge.api import _binary_costs
+    from nasforge.registry import SPACES
+
+    import nasforge.building
+
+    nasforge.building.import_components()
+    space = SPACES.get("bats")(C=4, layers=3)
+    costs = _binary_costs(space, space.sample(random.Random(0)))
+    assert costs["bops_search_scale"] > 0 and costs["ops_search_scale"] >= costs["flops_search_scale"]
+    assert _binary_costs(SPACES.get("nb201")(C=4, N=1), "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|") == {}

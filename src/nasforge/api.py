@@ -196,13 +196,24 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         else:
             res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
-                     "history_tail": res.history[-1] if res.history else None, "history": res.history}
+                     "history_tail": res.history[-1] if res.history else None, "history": res.history,
+                     "optimised": {**strategy.optimised(res), **_binary_costs(space, res.arch)}}
             run.write_json("search.json", found)
         arch = space.validate(found["arch"])
         # the architecture alone, as soon as the search has ended (before any retraining)
         run.write_json("arch.json", {"space": space.name, "space_config": space.config, "arch": arch})
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
-                                  "method": cfg["method"], "seed": cfg["seed"], "search": found}
+                                  "method": cfg["method"], "seed": cfg["seed"], "search": found,
+                                  "optimised": found.get("optimised", {}), "device": str(device),
+                                  "precision": cfg["precision"]}
+        check = result["optimised"].get("on_target")
+        if isinstance(check, dict) and check.get("met") is False and resume is None:
+            from . import progress
+
+            progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
+        if found["metrics"].get("stopped"):  # --seconds cut the search: say so beside the architecture
+            result["stopped"] = found["metrics"]["stopped"]
+            result["note"] = _stopped_note(cfg, found)
         if "failed" in found["metrics"]:  # multi-trial: the summary counts failed trials
             n, failed = found["metrics"].get("trials", 0), found["metrics"]["failed"]
             result["trials"] = {"scored": n - failed, "failed": failed}
@@ -217,6 +228,32 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
+
+
+def _binary_costs(space, arch) -> dict[str, Any]:
+    """BOPs / FLOPs / OPs of a binary space's found network, fully binarized, at the search scale (what a
+    binary search optimises); {} for other spaces (their costs are in the retraining's result)."""
+    if not getattr(space, "is_binary", False):
+        return {}
+    from .ops.binary import set_binarization
+
+    net = space.build(arch)
+    set_binarization(net, True, True)
+    return {f"{k}_search_scale": v for k, v in model_costs(net, space.in_channels, space.resolution).items()}
+
+
+def _stopped_note(cfg: dict[str, Any], found: dict[str, Any]) -> str:
+    """One sentence: how far the search got before --seconds cut it."""
+    m, seconds = found["metrics"], cfg["budget"].get("seconds")
+    if "trials" in m:
+        done = f"{m['trials']} trial(s) of {cfg['budget'].get('trials') or 'unlimited'}"
+    else:
+        epochs = [h for h in found.get("history") or [] if h.get("event", "epoch") == "epoch"]
+        partial = bool(epochs) and epochs[-1].get("partial")
+        done = f"{len(epochs) - (1 if partial else 0)} full epoch(s)" + (" and part of one" if partial else "")
+        if len(epochs) == 0 or (len(epochs) == 1 and partial):
+            done += " (the architecture is essentially unsearched)"
+    return f"--seconds {seconds:g} stopped the search after {done}; the architecture is the best found by then"
 
 
 def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
@@ -349,7 +386,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
               "train_accuracy": out["final"].get("train_accuracy"),
               **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
-              "stages": out["stages"], "teacher": cfg.get("teacher"),
+              "stages": out["stages"], "teacher": cfg.get("teacher"), "device": str(device),
+              "precision": cfg["precision"],
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result

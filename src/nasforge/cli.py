@@ -74,7 +74,19 @@ def _emit(result: dict[str, Any], keys: list[str] | None = None) -> None:
     if not _rank0():
         return  # under torchrun only rank 0 prints the result
     shown = {k: result[k] for k in keys if k in result} if keys else result
+    if isinstance(shown.get("optimised"), dict):  # a summary: 6 significant digits (result.json keeps all)
+        shown = {**shown, "optimised": _rounded(shown["optimised"])}
     out.print_json(json.dumps(shown, default=str))
+
+
+def _rounded(obj: Any, digits: int = 6) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
 
 
 def _kv(items: Optional[List[str]]) -> dict[str, Any]:
@@ -182,7 +194,10 @@ def search(
         cfg, kw = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
     _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
     res = _run(api.search, cfg, **kw)
-    _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
+    _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",
+                "precision", "cost", "run_dir", "arch_file"])
+    if res.get("note") and _rank0():
+        print(f"note: {res['note']}", file=sys.stderr)
 
 
 @app.command()

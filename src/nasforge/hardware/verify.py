@@ -61,11 +61,12 @@ def verify_latency(space, arch: Any, target: str, budget_ms: float, *, model=Non
     out["measured_ms"] = measured
     if measured is None:
         out.update(met=None, margin_ms=None, margin_pct=None)
-        return out
-    margin = float(budget_ms) - measured
-    out.update(met=measured <= float(budget_ms), margin_ms=margin, margin_pct=100.0 * margin / float(budget_ms))
-    if "predicted_ms" in out:
-        out["prediction_error_pct"] = 100.0 * (out["predicted_ms"] - measured) / measured
+    else:
+        margin = float(budget_ms) - measured
+        out.update(met=measured <= float(budget_ms), margin_ms=margin, margin_pct=100.0 * margin / float(budget_ms))
+        if "predicted_ms" in out:
+            out["prediction_error_pct"] = 100.0 * (out["predicted_ms"] - measured) / measured
+    out["verdict"] = verdict(out)
     return out
 
 

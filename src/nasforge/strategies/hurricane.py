@@ -69,6 +69,7 @@ class Hurricane(Strategy):
 
     name = "hurricane"
     kind = "one-shot"
+    optimised_keys = ("target", "latency_metric", "budget_ms", "latency_ms", "on_target")
     defaults = {
         "target": Opt("local-cpu-1t", choices=TARGET_DEVICES, help="the device latency is optimised for"),
         "top_k": Opt(4, ">=1", help="candidates kept per layer"),

@@ -120,6 +120,7 @@ class ViTAS(Strategy):
 
     name = "vitas"
     kind = "one-shot"
+    optimised_keys = ("macs", "flops_min", "flops_max", "selection.best_fitness")
     defaults = {
         "flops_min": Opt(None, ">=0", type=float, help="MACs per image; null: window_low x flops_max"),
         "flops_max": Opt(None, ">=0", type=float, help="MACs per image; null: budget x the largest subnet's MACs"),
