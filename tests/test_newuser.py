@@ -318,3 +318,45 @@ def test_a_binary_search_reports_the_bops_of_its_cell():
     costs = _binary_costs(space, space.sample(random.Random(0)))
     assert costs["bops_search_scale"] > 0 and costs["ops_search_scale"] >= costs["flops_search_scale"]
     assert _binary_costs(SPACES.get("nb201")(C=4, N=1), "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|") == {}
+
+
+# -- item 2: compare averages only like with like, and links a train run to its search ------------------------------
+def test_compare_groups_by_config_marks_unfinished_and_links_retraining(tmp_path, tables_dir):
+    import shutil
+
+    root = tmp_path / "runs"
+
+    def tr(name, seed, epochs):
+        return Path(api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 64,
+                               "threads": 1, "train": {"epochs": epochs, "batch_size": 32, "seed": seed}},
+                              run_root=root, run_name=name)["run_dir"])
+
+    a0, a1, b0 = tr("a0", 0, 1), tr("a1", 1, 1), tr("b0", 0, 2)
+    cut = root / "a2"
+    shutil.copytree(a1, cut)
+    (cut / "result.json").unlink()  # killed before its result
+    cfg = json.loads((cut / "config.json").read_text())
+    cfg["train"]["seed"] = 2
+    (cut / "config.json").write_text(json.dumps(cfg))
+    # search -> train -> compare
+    s = api.search({"method": "evolution", "estimator": "table", "tables": str(tables_dir), "budget": {"trials": 10}},
+                   run_root=root, run_name="s")
+    t = api.train({"arch": s["arch_file"], "dataset": "synthetic", "subset": 64, "test_subset": 64, "threads": 1,
+                   "space_options": {"C": 4, "N": 1}, "train": {"epochs": 1, "batch_size": 32}},
+                  run_root=root, run_name="t")
+    res = api.compare([a0, a1, b0, cut, root / "s", root / "t"], out=tmp_path / "c.html", csv=tmp_path / "c.csv")
+    groups = {(g["method"], g["differs"], g["status"]): g for g in res["groups"]}
+    assert groups[("train", "train.epochs=1", "finished")]["n"] == 2  # seeds 0 and 1 of one configuration
+    assert groups[("train", "train.epochs=2", "finished")]["n"] == 1  # not averaged with the 1-epoch runs
+    assert groups[("train", "train.epochs=1", "unfinished")]["n"] == 1  # never averaged with finished runs
+    rows = {r["run"]: r for r in res["runs"]}
+    assert rows["t"]["search_run"] == "s"  # the train run is tied to its search ...
+    assert rows["s"]["test_accuracy"] == pytest.approx(t["test_accuracy"]) and rows["s"]["test_accuracy_from"] == "t"
+    (sg,) = [g for g in res["groups"] if g["method"] == "evolution"]
+    assert sg["test_accuracy"]["mean"] == pytest.approx(t["test_accuracy"])  # ... so the search shows it
+    assert not any(g["n"] and "t" in [r["run"] for r in res["runs"] if r.get("group") == g["id"]]
+                   for g in res["groups"])
+    assert rows["a0"]["precision"] == "fp32" and rows["a0"]["device"] == "cpu"
+    html = (tmp_path / "c.html").read_text()
+    assert "UNFINISHED" in html and "train.epochs=2" in html
+    assert json.loads((Path(t["run_dir"]) / "config.json").read_text())["arch_from"] == str((root / "s").resolve())

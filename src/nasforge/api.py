@@ -361,6 +361,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
+    if resume is None:
+        cfg["arch_from"] = _search_run_of(cfg["arch"])
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
     if resume is None:
         _check_new_run(run_root, run_name)
@@ -408,6 +410,23 @@ def _arch_source(arch: Any, resumed: bool) -> Any:
     if isinstance(spec, dict):  # a search's result.json holds much more than the architecture
         spec = {k: spec[k] for k in ("space", "space_config", "arch") if k in spec}
     return spec
+
+
+def _search_run_of(arch: Any) -> str | None:
+    """The search run directory an architecture file belongs to (``runs/X/arch.json`` or ``runs/X/result.json``
+    of a search), resolved, or None: where a train run's architecture came from, so `compare` shows the
+    retrained accuracy beside its search."""
+    if not isinstance(arch, (str, Path)):
+        return None
+    path = Path(arch).expanduser()
+    if path.is_dir():
+        path = path / "arch.json"
+    folder = path.parent
+    try:
+        cfg = json.loads((folder / RunDir.CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(folder.resolve()) if isinstance(cfg, dict) and cfg.get("command") == "search" else None
 
 
 _load_trained = load_trained  # the name other modules used

@@ -60,6 +60,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "precision": "fp32",
     "sync_bn": False,
+    "arch_from": None,  # set by train: the search run whose arch.json / result.json was given (compare links them)
 }
 
 #: keys a resumed run may change (where it runs, not what it computes)
@@ -83,7 +84,7 @@ RULES: dict[str, Any] = {
     "budget": {"epochs": Opt(None, ">=1", type=int), "trials": Opt(None, ">=1", type=int),
                "seconds": Opt(None, ">0", type=float)},
     "arch": Opt("baseline", type=None, help="a model name, an architecture file, or {space, arch}"),
-    "command": Opt(None, type=str),
+    "command": Opt(None, type=str), "arch_from": Opt(None, type=str),
 }
 
 
