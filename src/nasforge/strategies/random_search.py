@@ -20,7 +20,6 @@ records it covers (so checkpointing costs the same at trial 20,000 as at trial 2
 from __future__ import annotations
 
 import json
-import os
 import random
 from typing import Any, ClassVar
 
@@ -132,10 +131,8 @@ class MultiTrialStrategy(Strategy):
         if ctx.run is not None and ctx.is_main:
             new = self.history[self._persisted:]
             if new:
-                with open(ctx.run.file(self.HISTORY), "a") as f:
+                with open(ctx.run.file(self.HISTORY), "a") as f:  # flushed on close; like checkpoint.pt, not fsynced
                     f.write("".join(json.dumps(to_jsonable(h)) + "\n" for h in new))
-                    f.flush()
-                    os.fsync(f.fileno())
         self._persisted = len(self.history)
         ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "history_len": len(self.history),
                         "round": self.round, "strategy": self.state()})
