@@ -360,3 +360,16 @@ def test_compare_groups_by_config_marks_unfinished_and_links_retraining(tmp_path
     html = (tmp_path / "c.html").read_text()
     assert "UNFINISHED" in html and "train.epochs=2" in html
     assert json.loads((Path(t["run_dir"]) / "config.json").read_text())["arch_from"] == str((root / "s").resolve())
+
+
+# -- item 4: the report plots metrics, not bookkeeping, and stages one after the other --------------------------------
+def test_report_curves_skip_bookkeeping_and_put_stages_in_sequence():
+    from nasforge.report.charts import _xy, scalar_keys
+
+    recs = [{"event": "epoch", "seq": 1, "stage": 1, "epoch": 1, "train_loss": 2.0},
+            {"event": "epoch", "seq": 5, "stage": 1, "epoch": 2, "train_loss": 1.5},
+            {"event": "epoch", "seq": 9, "stage": 2, "epoch": 1, "train_loss": 1.2, "partial": True}]
+    assert scalar_keys(recs) == ["train_loss"]
+    assert _xy(recs, "train_loss") == ([1.0, 2.0, 3.0], [2.0, 1.5, 1.2])
+    plain = [{"epoch": 3, "train_loss": 1.0}, {"epoch": 4, "train_loss": 0.5}]
+    assert _xy(plain, "train_loss")[0] == [3.0, 4.0]

@@ -134,8 +134,15 @@ def _overview(view: RunView) -> dict[str, Any] | None:
     pairs: list[tuple[str, Any]] = [("run", view.name), ("command", view.command), ("status", _status(view)),
                                     ("method", view.method), ("space", view.space),
                                     ("dataset", view.config.get("dataset")), ("seed", view.seed)]
+    res = view.result or {}
+    pairs += [("precision", res.get("precision") or view.config.get("precision") or "fp32"),
+              ("device", res.get("device") or view.config.get("device"))]
     if view.command == "train" and view.result:
         pairs.append(("model", view.result.get("model") or view.result.get("space")))
+    for k, v in (res.get("optimised") or {}).items():  # what the method optimised (see SearchResult.optimised)
+        pairs.append((k, v.get("verdict", v) if isinstance(v, dict) else v))
+    if res.get("note"):
+        pairs.append(("note", res["note"]))
     acc = test_accuracy(view)
     if acc is not None:
         pairs.append(("test accuracy" + (" (retrained)" if view.command == "search" else ""), acc))
