@@ -373,3 +373,44 @@ def test_report_curves_skip_bookkeeping_and_put_stages_in_sequence():
     assert _xy(recs, "train_loss") == ([1.0, 2.0, 3.0], [2.0, 1.5, 1.2])
     plain = [{"epoch": 3, "train_loss": 1.0}, {"epoch": 4, "train_loss": 0.5}]
     assert _xy(plain, "train_loss")[0] == [3.0, 4.0]
+
+
+# -- item 4: progress lines say phase, stage and epoch of how many; evolution shows --------------------------------
+def test_progress_lines_name_phase_stage_and_total(capsys, tmp_path):
+    from nasforge import progress
+
+    progress.set_enabled(True)
+    with progress.phase("search", 5, "hurricane on mobile"):
+        progress.line({"event": "epoch", "stage": 1, "epoch": 1, "train_loss": 2.0})
+        progress.line({"event": "epoch", "stage": 2, "epoch": 1, "train_loss": 1.0, "partial": True})
+        for i in range(12):
+            progress.line({"event": "candidate", "stage": 2, "arch": [], "accuracy": 0.1 * (i % 5)})
+    with progress.phase("retrain", 4):
+        progress.line({"event": "epoch", "epoch": 3, "test_accuracy": 0.5})
+        progress.line({"event": "epoch", "epoch": 1, "train_loss": 1.0}, tmp_path / "retrain" / "stage2")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "search: started (5 epoch(s), hurricane on mobile)"
+    assert err[1].startswith("search stage 1 epoch 1: train_loss 2")  # not "epoch 1" twice, unplaced
+    assert err[2].startswith("search stage 2 epoch 1 (cut by --seconds):")
+    assert err[3:5] == ["search stage 2 evolution: candidate 1, best 0", "search stage 2 evolution: candidate 10, best 0.4"]
+    assert err[5] == "retrain: started (4 epoch(s))"
+    assert err[6].startswith("retrain epoch 3 of 4: test_accuracy 0.5")
+    assert err[7].startswith("retrain stage 2 epoch 1:")  # a binary network's second training stage
+
+
+def test_lut_timing_reports_progress(capsys, tmp_path):
+    from test_hurricane import TINY, fake_measure
+
+    from nasforge.hardware import lut as lutmod
+    from nasforge.hardware.cost import latency_model
+    from nasforge.spaces.mobile import MobileSpace
+    from nasforge import progress
+
+    progress.set_enabled(True)
+    real = lutmod.measure
+    lutmod.measure = fake_measure
+    try:
+        latency_model("local-cpu-1t", MobileSpace(**TINY), cache_path=tmp_path / "c.json", metric="raw")
+    finally:
+        lutmod.measure = real
+    assert "latency table (local-cpu-1t):" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 
 from . import config as cfgmod
-from . import distributed
+from . import distributed, progress
 from .accel import check_precision, resolve_device, setup_device
 from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
@@ -194,7 +194,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
-            res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
+            with progress.phase("search", budget.epochs if kind == "one-shot" else None,
+                                f"{cfg['method']} on {space.name}" + (f", {budget.trials} trials" if budget.trials else "")):
+                res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
                      "history_tail": res.history[-1] if res.history else None, "history": res.history,
                      "optimised": {**strategy.optimised(res), **_binary_costs(space, res.arch)}}
@@ -208,8 +210,6 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
                                   "precision": cfg["precision"]}
         check = result["optimised"].get("on_target")
         if isinstance(check, dict) and check.get("met") is False and resume is None:
-            from . import progress
-
             progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
         if found["metrics"].get("stopped"):  # --seconds cut the search: say so beside the architecture
             result["stopped"] = found["metrics"]["stopped"]
@@ -222,7 +222,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if cfg["retrain"]:
             child = RunDir(run.path / "retrain")
             child.on_checkpoint = run.on_checkpoint
-            result["retrain"] = _retrain(cfg, space, arch, train, test, child, device, teacher)
+            with progress.phase("retrain", TrainConfig.from_dict(cfg["retrain"]).epochs):
+                result["retrain"] = _retrain(cfg, space, arch, train, test, child, device, teacher)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
     result["arch_file"] = str(run.file("arch.json"))
@@ -379,7 +380,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
         if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
             run.write_json("arch.json", cfg["arch"])
-    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
+    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter, \
+            progress.phase("train", tcfg.epochs):
         out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
                   precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()

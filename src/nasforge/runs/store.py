@@ -98,7 +98,7 @@ class RunDir:
             return
         from .. import progress
 
-        progress.line(record)  # plain progress lines when stderr is not a terminal
+        progress.line(record, self.path)  # progress lines (not a terminal) and evolution counts
         record = {"time": round(time.time(), 3), **record}
         with open(self.path / self.METRICS, "a") as f:
             f.write(json.dumps(to_jsonable(record)) + "\n")
