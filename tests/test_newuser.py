@@ -414,3 +414,56 @@ def test_lut_timing_reports_progress(capsys, tmp_path):
     finally:
         lutmod.measure = real
     assert "latency table (local-cpu-1t):" in capsys.readouterr().err
+
+
+# -- item 8: hints that point the right way, flags that exist, help that is complete -----------------------------------
+def test_hints_point_the_right_way(run_cli, tmp_path):
+    import random
+
+    from nasforge.errors import ConfigError
+    from nasforge.registry import SPACES
+    from nasforge.strategies.vitas import calibrate_identity
+
+    run = tmp_path / "s"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "search", "dataset": "synthetic"}))
+    (run / "result.json").write_text(json.dumps({"space": "nb201", "arch": NB201_ARCH}))
+    code, _, err = run_cli("evaluate", str(run))
+    assert code == 2 and f"nasforge train --arch {run / 'arch.json'}" in err
+    import nasforge.building
+
+    nasforge.building.import_components()
+    space = SPACES.get("vit")()
+    big = max(space.macs(space.sample(random.Random(i), p_identity=0.0)) for i in range(50))
+    with pytest.raises(ConfigError, match=r"lower flops_min \(or budget\)"):
+        calibrate_identity(space, 2 * big, 3 * big, samples=20, step=0.1)  # above every subnet: lower it
+    small = min(space.macs(space.sample(random.Random(i), p_identity=1.0)) for i in range(50))
+    with pytest.raises(ConfigError, match=r"raise flops_max \(or budget\)"):
+        calibrate_identity(space, small / 4, small / 3, samples=20, step=0.1)  # below every subnet: raise it
+
+
+def test_cli_flags_a_new_user_looked_for(run_cli, trained, tmp_path, capsys):
+    from nasforge.cli import main
+
+    base = ["search", "--dataset", "synthetic", "--epochs", "1", "--out", str(tmp_path / "runs")]
+    code, _, err = run_cli(*base, "--test-subset", "64")
+    assert code == 2 and "test_subset applies only with retraining" in err
+    code, _, err = run_cli(*base, "--retrain-epochs", "1", "--retrain-subset", "0")
+    assert code == 2 and "retrain_subset" in err and "Traceback" not in err
+    code, out, err = run_cli("evaluate", str(trained), "--threads", "0")
+    assert code == 2 and "threads must be an integer >= 1" in err
+    ev = api.evaluate(trained, threads=1, test_subset=32)
+    assert ev["images"] == 32
+    try:
+        main(["train", "--help"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    assert "sgd | adam | adamw" in capsys.readouterr().out
+
+
+def test_pyproject_license_is_an_spdx_string():
+    import tomllib
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"  # a table makes setuptools >= 77 print a deprecation banner
+    assert any(r.startswith("setuptools>=77") for r in data["build-system"]["requires"])
