@@ -294,14 +294,19 @@ def terminal_tables(result: dict[str, Any]):
     groups, rows = result["groups"], result["runs"]
     cols = _present(groups, rows)
     g = Table(title="leaderboard by configuration (mean ± std over seeds)", title_justify="left")
-    for c in ["method", "space", "config", "runs", "seeds"] + [label for _, label in cols]:
-        g.add_column(c, justify="left" if c in ("method", "space", "config") else "right")
-    for grp in groups:
-        g.add_row(grp["method"], grp["space"], group_label(grp), str(grp["n"]), _seeds_text(grp),
-                  *[pm(grp[k]) for k, _ in cols])
+    labels = [group_label(grp) for grp in groups]
+    show_config = any(x != "—" for x in labels)  # one configuration per method: nothing to tell apart
+    for c in ["method", "space"] + (["config"] if show_config else []) + ["runs"] + [label for _, label in cols]:
+        g.add_column(c, justify="left" if c in ("method", "space", "config") else "right",
+                     overflow="fold", max_width=30 if c == "config" else None)
+    for grp, label in zip(groups, labels):
+        g.add_row(grp["method"], grp["space"], *([label] if show_config else []),
+                  str(grp["n"]) + (" (seed repeated)" if grp["seed_repeats"] else ""), *[pm(grp[k]) for k, _ in cols])
     r = Table(title="runs", title_justify="left")
-    run_cols = [("run", "run"), ("method", "method"), ("seed", "seed"), ("status", "status"),
-                ("precision", "precision"), ("arch", "architecture")] + cols
+    run_cols = [("run", "run"), ("method", "method"), ("seed", "seed")]
+    run_cols += [("status", "status")] if any(row["status"] != "finished" for row in rows) else []
+    run_cols += [("precision", "precision")] if len({row.get("precision") for row in rows}) > 1 else []
+    run_cols += [("arch", "architecture")] + cols
     if any(row.get("search_run") for row in rows):
         run_cols.append(("search_run", "architecture of"))
     for k, label in run_cols:
