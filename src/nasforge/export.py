@@ -125,6 +125,10 @@ def _export_checked(model: nn.Module, example: torch.Tensor, out: Path, opset: i
 
 def _verify(model, example, expected, out: Path, final: Path, opset: int, atol: float, mean, std, binary: bool,
             checked: dict[str, int], onnx, ort) -> dict[str, Any]:
+    """Metadata, the onnx checker, the binary-weight check and onnxruntime against PyTorch's `expected`
+    logits on the exported file `out` (renamed to `final` by the caller). Raises UserError."""
+    from .ops.binary import binary_convs
+
     meta: dict[str, str] = {}
     if isinstance(model, PixelInput):
         meta = {"input": "float32 [N, C, H, W] pixel values 0..255 (normalisation inside the graph)",
