@@ -184,7 +184,7 @@ def test_query_mode_checkpoints_do_not_grow_with_the_history(tmp_path, tables_di
 
 def test_pnas_warns_up_front_when_trials_cannot_grow_the_cells(tmp_path, capsys):
     from nasforge.strategies.pnas import PNAS
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
     from nasforge.spaces.pnas import PNASSpace
 
     space = PNASSpace(ops="reduced", blocks=2)
@@ -293,7 +293,7 @@ def test_seconds_cut_is_said_in_the_summary_and_result(capsys, tmp_path):
 
 def test_optimised_facts_come_from_the_strategy_declaration():
     from nasforge.registry import STRATEGIES
-    from nasforge.strategies.base import SearchResult
+    from nasforge.engine.base import SearchResult
 
     import nasforge.building
 

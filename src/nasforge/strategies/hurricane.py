@@ -45,9 +45,10 @@ from ..hardware.devices import PER_ARCH_TABLES, TARGET_DEVICES, check_target, is
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..utils import atomic_write_json, seed_everything
-from .base import SearchContext, SearchResult, Strategy
-from .evolution import Evolution, RegularizedEvolution
-from .random_search import arch_key
+from ..engine.base import SearchContext, SearchResult, Strategy
+from ..engine.evolution import RegularizedEvolution
+from .evolution import Evolution
+from ..engine.multitrial import arch_key
 
 ORDERS = ("late_first", "early_first", "joint")
 LATENCY_METRICS = ("raw", "calibrated")
@@ -76,7 +77,8 @@ class Hurricane(Strategy):
         "latency_ms": Opt(None, ">0", type=float, help="latency budget in ms; null: latency_frac"),
         "latency_frac": Opt(0.6, "(0, 1]", help="budget as a share of the slowest network's latency"),
         "latency_metric": Opt("calibrated", choices=LATENCY_METRICS,
-                              help="calibrated: LUT fitted to whole networks (hardware.cost); raw: summed op timings"), "order": Opt("late_first", choices=ORDERS),
+                              help="calibrated: LUT fitted to whole networks (hardware.cost); raw: summed op timings"),
+        "order": Opt("late_first", choices=ORDERS),
         "split": Opt(0.5, "(0, 1)", help="share of the layers in the late group"),
         "stage_epochs": Opt(None, ">=1", type=list, items=int,
                             help="epochs of stage 1 and stage 2 (one entry for joint); null: the budget's epochs 70/30"),
