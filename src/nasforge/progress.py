@@ -81,11 +81,13 @@ def bar(description: str, total: int | None) -> Iterator[_Bar]:
         yield _Bar(None, None)
         return
     if _active is not None:
-        task = _active.add_task(description, total=total)
+        outer = _active  # the display this bar is a task of, even if another bar ends the display first
+        task = outer.add_task(description, total=total)
         try:
-            yield _Bar(_active, task)
+            yield _Bar(outer, task)
         finally:
-            _active.remove_task(task)
+            if task in outer.task_ids:
+                outer.remove_task(task)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=_console(), transient=True) as p:
@@ -153,6 +155,8 @@ def _where(record: dict, run_path=None) -> str:
 
 def _candidate(record: dict, where: str) -> None:
     """An evolution candidate: a counting bar on a terminal; off a terminal a line every 10th candidate."""
+    if where not in _events:  # a new stage's evolution: the previous one's bar is done
+        _close_event_bars()
     ev = _events.setdefault(where, {"n": 0, "best": None, "cm": None, "bar": None})
     ev["n"] += 1
     score = next((record[k] for k in ("accuracy", "fitness", "score") if isinstance(record.get(k), (int, float))), None)
