@@ -447,7 +447,7 @@ def test_cli_flags_a_new_user_looked_for(run_cli, trained, tmp_path, capsys):
 
     base = ["search", "--dataset", "synthetic", "--epochs", "1", "--out", str(tmp_path / "runs")]
     code, _, err = run_cli(*base, "--test-subset", "64")
-    assert code == 2 and "test_subset applies only with retraining" in err
+    assert code == 2 and "--test-subset applies only with retraining" in err
     code, _, err = run_cli(*base, "--retrain-epochs", "1", "--retrain-subset", "0")
     assert code == 2 and "retrain_subset" in err and "Traceback" not in err
     code, out, err = run_cli("evaluate", str(trained), "--threads", "0")

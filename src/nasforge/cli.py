@@ -192,6 +192,9 @@ def search(
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+        if test_subset is not None and not cfg.get("retrain"):  # the API tolerates it (configs shared with train)
+            raise ConfigError("--test-subset applies only with retraining (--retrain-epochs N or retrain: in the "
+                              "config)")
     _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
     res = _run(api.search, cfg, **kw)
     _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",

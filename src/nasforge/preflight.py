@@ -94,7 +94,7 @@ def check_search(cfg: dict[str, Any]):
             TrainConfig.from_dict({"epochs": 1, **(opts.get("train") or {})})
             check_space_scale(space, opts.get("space_options") or {}, "estimator option space_options")
     if cfg["retrain"] is None:
-        for key in ("retrain_space_options", "retrain_subset", "test_subset"):
+        for key in ("retrain_space_options", "retrain_subset"):
             if cfg.get(key):
                 raise ConfigError(f"{key} applies only with retraining (--retrain-epochs N or retrain: in the config)")
     else:
