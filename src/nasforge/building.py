@@ -12,14 +12,13 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from .data import ImageDataset, load_dataset
 from .errors import UserError
 from .models import MODELS
 from .registry import SPACES
-from .runs.store import RunDir
+from .runs.store import RunDir, load_torch_file
 from .spaces.base import SearchSpace
 
 #: keys of a stored space_config that describe the data, not the space's options
@@ -109,7 +108,7 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
         state_file = run.path / "model.pt"
     _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
     model, _ = build_model(spec, test_set, space_options)
-    state = torch.load(state_file, map_location="cpu", weights_only=False)  # host: model files load on any device
+    state = load_torch_file(state_file, "model file")  # weights only: a run directory's pickles never run
     model.load_state_dict(state["model"])
     model.eval()
     return model, state, cfg, test_set

@@ -157,14 +157,37 @@ def mnist(root: str | Path | None = None, download: bool = False) -> tuple[Image
     return _load_idx_dataset("mnist", root, download)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR python batch holds: dicts, lists, bytes, numbers and numpy uint8/int arrays.
+    Any other global (a crafted file's `os.system`, `open`, ...) is refused before it is looked up, so
+    reading a data folder never runs code from it."""
+
+    #: (module, name) pairs a batch pickled by Python 2 (the official files) or 3 may name
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds")
+        if module.startswith("numpy.core"):  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core" + module[len("numpy.core"):]
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
+    """One CIFAR python batch, through a restricted unpickler (never runs code). Raises DataError."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            d = _CifarUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"missing file {path}") from None
+    except pickle.UnpicklingError as e:
+        raise DataError(f"refusing {path}: {e} (not a CIFAR python batch; unpickling it could run code)") from None
     except Exception as e:
         raise DataError(f"corrupt file {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"corrupt file {path}: a CIFAR batch is a dict, got {type(d).__name__}")
+    return d
 
 
 def _cifar(name: str, folder_name: str, train_files: list[str], test_files: list[str], label_key: bytes,
