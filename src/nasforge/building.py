@@ -15,6 +15,7 @@ from typing import Any
 import torch.nn as nn
 
 from .data import ImageDataset, load_dataset
+from .data.datasets import stored_dataset_options
 from .errors import UserError
 from .models import MODELS
 from .registry import SPACES
@@ -106,7 +107,7 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
                                                     "space_config": _space_config_of(cfg)}
         space_options = cfg.get("space_options", {})
         state_file = run.path / "model.pt"
-    _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
+    _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"), options=stored_dataset_options(cfg))
     model, _ = build_model(spec, test_set, space_options)
     state = load_torch_file(state_file, "model file")  # weights only: a run directory's pickles never run
     model.load_state_dict(state["model"])
