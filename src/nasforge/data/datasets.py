@@ -148,7 +148,7 @@ def _load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tup
         if len(images) != len(labels):
             raise DataError(f"{img_file} holds {len(images)} images but {lbl_file} holds {len(labels)} labels "
                             "(files of different downloads?)")
-        check_labels(labels, 10, lbl_file)
+        check_labels(labels, 10, lbl_file, split)
         if out and images.shape[1:] != tuple(out[0].images.shape[2:]):
             raise DataError(f"{img_file}: {split} images are {images.shape[1]}x{images.shape[2]} but the training "
                             f"images are {out[0].images.shape[2]}x{out[0].images.shape[3]}")
@@ -195,9 +195,10 @@ class _CifarUnpickler(pickle.Unpickler):
     Any other global (a crafted file's `os.system`, `open`, ...) is refused before it is looked up, so
     reading a data folder never runs code from it."""
 
-    #: (module, name) pairs a batch pickled by Python 2 (the official files) or 3 may name
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    #: (module, name) pairs a batch pickled by Python 2 (the official files) or 3 may name: numpy arrays
+    #: (and numpy scalars, as a re-pickled batch's labels may be) and Python 3's protocol-2 bytes
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} \
+        | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
