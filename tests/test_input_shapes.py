@@ -157,3 +157,23 @@ def test_unknown_or_bad_dataset_options_are_one_line(run_cli, tmp_path):
                            "--out", str(tmp_path))
     assert code == 2 and "unknown option" in err and "fashion-mnist" in err, err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_teacher_must_have_read_the_same_input(tmp_path, run_cli, capsys):
+    api.train({"arch": "baseline", "dataset": "synthetic", "dataset_options": {"n_train": 32, "n_test": 8},
+               "threads": 1, "train": {"epochs": 1}}, run_root=tmp_path, run_name="teacher")
+    capsys.readouterr()  # the teacher's progress lines
+    code, _, err = run_cli("train", "--arch", "baseline", "--dataset", "synthetic", "--data-opt", "channels=3",
+                           "--data-opt", "n_train=32", "--data-opt", "n_test=8", "--epochs", "1",
+                           "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "runs"))
+    assert code == 2 and "a teacher must see the same inputs" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_runs_from_before_dataset_options_read_image_folders_as_they_did():
+    """Image folders used to be resized to 32x32 RGB; a run stored without `dataset_options` is rebuilt on
+    that input (evaluate, export, resume), while a new run stores what it read."""
+    from nasforge.data.datasets import stored_dataset_options
+
+    assert stored_dataset_options({"dataset": "image-folder"}) == {"resolution": 32, "channels": 3}
+    assert stored_dataset_options({"dataset": "image-folder", "dataset_options": {}}) == {}
+    assert stored_dataset_options({"dataset": "fashion-mnist"}) == {}
