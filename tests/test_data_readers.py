@@ -193,6 +193,8 @@ def test_image_folder_mixed_grey_and_colour_becomes_rgb(tmp_path):
     ("one image under two classes", lambda r: (r / "train" / "b" / "copy.png").write_bytes((r / "train" / "a" / "0.png").read_bytes()),
      r"train/b/copy.png is the same image as .*train/a/0.png but labelled 'b', not 'a'"),
     ("an unreadable file", lambda r: (r / "test" / "b" / "notes.txt").write_text("hello"), r"unreadable image .*test/b/notes.txt"),
+    ("a truncated image", lambda r: (r / "train" / "a" / "cut.png").write_bytes((r / "train" / "a" / "0.png").read_bytes()[:60]),
+     r"unreadable image .*train/a/cut.png"),
     ("images of different sizes", lambda r: _png(r / "test" / "a" / "big.png", size=(9, 9)),
      r"test/a/big.png is 9x9 but .*is 8x8: images of different sizes; set the dataset option resolution"),
 ])

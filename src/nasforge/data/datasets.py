@@ -315,6 +315,15 @@ DATASET_OPTIONS: dict[str, dict[str, Any]] = {
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
+@dataclass
+class _Header:
+    """What the first pass over an image folder keeps of each file: its size (w, h), mode and alpha."""
+
+    size: tuple[int, int]
+    mode: str
+    alpha: bool
+
+
 def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """(image files, hidden files) of one class folder; a sub-folder is refused (its images would be lost)."""
     files, hidden = [], []
@@ -396,11 +405,11 @@ def image_folder(root: str | Path | None = None, download: bool = False, resolut
             if not files:
                 absent.append(cls)
             for f in files:
-                try:
+                try:  # the header only (size, mode): pixels are decoded once, in the second pass
                     raw = f.read_bytes()
                     with Image.open(f) as im:
-                        im.load()
-                        img = im.copy()
+                        img = _Header(im.size, im.mode, im.mode in ("RGBA", "LA", "PA")
+                                      or (im.mode == "P" and "transparency" in im.info))
                 except OSError as e:
                     raise DataError(f"unreadable image {f}: {e}") from None
                 key = hashlib.sha256(raw).hexdigest()
@@ -433,10 +442,13 @@ def image_folder(root: str | Path | None = None, download: bool = False, resolut
     out = []
     for split in ("train", "test"):
         xs, ys = [], []
-        for f, img, label in read[split]:
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                alpha += 1
-            img = img.convert("L" if channels == 1 else "RGB")
+        for f, head, label in read[split]:
+            alpha += head.alpha
+            try:
+                with Image.open(f) as im:
+                    img = im.convert("L" if channels == 1 else "RGB")
+            except OSError as e:  # a header that reads but pixels that do not (a truncated file)
+                raise DataError(f"unreadable image {f}: {e}") from None
             if img.size != (resolution, resolution):
                 img = img.resize((resolution, resolution), Image.BILINEAR)
             a = np.asarray(img, dtype=np.uint8)
