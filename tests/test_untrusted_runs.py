@@ -127,10 +127,10 @@ def test_a_corrupt_checkpoint_is_one_line(tmp_path):
 def _cifar_folder(tmp_path, payload):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    good = {b"batch_label": b"x", b"labels": [0, 1], b"data": np.zeros((2, 3072), np.uint8),
-            b"filenames": [b"a.png", b"b.png"]}
     for i in range(1, 6):
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps({**good, b"labels": [i % 10, (i + 5) % 10]}, protocol=2))
+        good = {b"batch_label": b"x", b"labels": [i % 10, (i + 5) % 10], b"data": np.full((2, 3072), i, np.uint8),
+                b"filenames": [b"a.png", b"b.png"]}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(good, protocol=2))
     (folder / "test_batch").write_bytes(payload)
     return folder
 
