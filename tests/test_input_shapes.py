@@ -97,6 +97,9 @@ METHODS = {  # method -> (space, config)
 }
 
 
+RETRAIN = ("bats", "vitas", "single-darts", "hurricane")
+
+
 def test_every_registered_method_is_covered():
     assert set(METHODS) >= set(STRATEGIES.names()), \
         f"a new method: add it to METHODS ({sorted(set(STRATEGIES.names()) - set(METHODS))})"
@@ -117,7 +120,11 @@ def test_every_method_searches_any_input(method, shape, tmp_path, monkeypatch):
            "subset": 64, "batch_size": 32, "threads": 1, "seed": 1, **extra}
     if method == "hurricane":
         cfg["hparams"] = {**cfg["hparams"], "lut_cache": str(tmp_path / "lut.json")}
+    if method in RETRAIN:  # the retraining recipes too (binary two-stage, ViT AdamW, DARTS cells)
+        cfg.update(retrain={"epochs": 1, "batch_size": 32}, retrain_subset=32, test_subset=16)
     res = api.search(cfg, run_root=tmp_path, run_name="r")
+    if method in RETRAIN:
+        assert 0.0 <= res["retrain"]["test_accuracy"] <= 1.0
     arch_file = json.loads((tmp_path / "r" / "arch.json").read_text())
     sc = arch_file["space_config"]
     assert (sc["in_channels"], sc["resolution"], sc["num_classes"]) == (c, r, k)
