@@ -14,7 +14,7 @@ from typing import Any
 from . import config as cfgmod
 from .data.datasets import check_train_portion, dataset_options
 from .errors import ConfigError
-from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+from .registry import ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 
 
 def _set_by_user(cfg: dict[str, Any], key: str) -> bool:

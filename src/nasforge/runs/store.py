@@ -35,11 +35,15 @@ def _numpy_globals() -> list[Any]:
     dtype classes (booleans, integers, floats: never object, string or record dtypes) and `bytes` (an empty
     array's buffer is pickled as ``bytes()``). MANAS' agent arrays and loss history are such arrays;
     nothing here can call anything but these constructors."""
-    from numpy._core import multiarray  # numpy >= 2
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
 
     numeric = [type(np.dtype(t)) for t in ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")]
-    return [multiarray._reconstruct, (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-            np.ndarray, np.dtype, bytes, *numeric]
+    # under both module names: files written with numpy 1 name numpy.core, with numpy 2 numpy._core
+    return [(multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype, bytes, *numeric]
 
 
 #: the object a weights-only load refused, as torch words it ("GLOBAL io.open" / "got <class 'x.Y'>")
