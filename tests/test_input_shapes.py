@@ -28,7 +28,8 @@ def test_every_registered_space_is_covered():
         "a new space: add it to the shape tests (TINY below)"
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("shape", SHAPES + [(3, 40, 5), (1, 64, 3), (3, 8, 2)],
+                         ids=SHAPE_IDS + ["3x40x40-5", "1x64x64-3", "3x8x8-2"])
 @pytest.mark.parametrize("name", sorted(SPACES.names()))
 def test_space_defaults_build_and_train_at_any_input(name, shape):
     """With its DEFAULT options, each space's sampled network (and supernet, where it has one) maps
