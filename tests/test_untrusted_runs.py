@@ -86,7 +86,7 @@ def test_a_crafted_teacher_is_refused_and_never_runs(trained, tmp_path, run_cli)
 
 
 @pytest.mark.parametrize("command", ["train", "search"])
-def test_a_crafted_checkpoint_is_refused_on_resume(trained, tmp_path, run_cli, command):
+def test_a_crafted_checkpoint_is_refused_on_resume(trained, tmp_path, run_cli, command, monkeypatch):
     if command == "train":
         run = _copy(trained, tmp_path)
     else:
@@ -96,6 +96,11 @@ def test_a_crafted_checkpoint_is_refused_on_resume(trained, tmp_path, run_cli, c
         (run / name).unlink(missing_ok=True)
     target = tmp_path / "pwned"
     _plant(run / "checkpoint.pt", target)
+
+    def no_data(*a, **k):
+        raise AssertionError("the dataset was loaded before the checkpoint was checked")
+
+    monkeypatch.setattr("nasforge.api.load_dataset", no_data)  # refused before any work
     code, _, err = run_cli(command, "--resume", str(run), "--quiet")
     assert not target.exists()
     assert code == 2 and "never writes" in err and "checkpoint.pt" in err and "Traceback" not in err, err

@@ -99,6 +99,7 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     if command is not None and command != expected:
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
     clean_temp_files(run)  # leftovers of a write that was killed half-way
+    run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
     stored["dataset_options"] = stored_dataset_options(stored)  # runs from before the key: the old fixed sizes
     override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
     other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)

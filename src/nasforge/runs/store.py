@@ -50,6 +50,31 @@ def _numpy_globals() -> list[Any]:
 _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
 
+def _refusal(what: str, p: Path, name: str) -> UserError:
+    return UserError(f"{what} {p} holds an object nasforge never writes{name}; refusing to load it, since "
+                     "loading it could run code (a file of another program, or a crafted one)")
+
+
+def check_torch_file(path: str | Path, what: str = "file") -> None:
+    """Refuse, before any work, a torch file whose pickle names a function or class outside the allowlist
+    of `load_torch_file`. Reads only the pickle (not the tensor data), so it is cheap; `load_torch_file`
+    stays the real guard (it also refuses objects this scan cannot see, such as an object dtype).
+
+    Raises:
+        UserError: (one line) the file names something nasforge never writes, or is unreadable.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)
+    except Exception as e:
+        raise UserError(f"{what} {p} is unreadable ({type(e).__name__})") from None
+    if unsafe:
+        raise _refusal(what, p, f" ({unsafe[0]})")
+
+
 def load_torch_file(path: str | Path, what: str = "file") -> Any:
     """Read a torch file nasforge wrote (a checkpoint or a model file) onto the CPU, without executing it.
 
@@ -69,9 +94,7 @@ def load_torch_file(path: str | Path, what: str = "file") -> Any:
         raise UserError(f"{what} {p} not found") from None
     except pickle.UnpicklingError as e:
         m = _UNSUPPORTED.search(str(e))
-        name = f" ({m.group(1) or m.group(2)})" if m else ""
-        raise UserError(f"{what} {p} holds an object nasforge never writes{name}; refusing to load it, since "
-                        "loading it could run code (a file of another program, or a crafted one)") from None
+        raise _refusal(what, p, f" ({m.group(1) or m.group(2)})" if m else "") from None
     except Exception as e:  # corrupt file: say so rather than crash deep inside torch
         raise UserError(f"{what} {p} is unreadable ({type(e).__name__})") from None
 
@@ -158,6 +181,16 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         return (self.path / self.CHECKPOINT).is_file()
+
+    def check_checkpoint(self) -> None:
+        """Refuse a checkpoint that names objects nasforge never writes, cheaply (before data loads).
+        Raises UserError (one line); a missing checkpoint is fine."""
+        try:
+            check_torch_file(self.path / self.CHECKPOINT, "checkpoint")
+        except UserError as e:
+            if "unreadable" in str(e):
+                raise UserError(f"{e}; delete it to restart the run") from None
+            raise
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The last checkpoint (tensors on the CPU; the caller moves them), or None when there is none.
