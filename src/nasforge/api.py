@@ -21,6 +21,7 @@ from . import distributed, progress
 from .accel import check_precision, resolve_device, setup_device
 from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
+from .data.datasets import dataset_options, stored_dataset_options
 from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
@@ -103,6 +104,8 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     if command is not None and command != expected:
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
     clean_temp_files(run)  # leftovers of a write that was killed half-way
+    run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
+    stored["dataset_options"] = stored_dataset_options(stored)  # runs from before the key: the old fixed sizes
     override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
     other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)
     if other:
@@ -142,7 +145,8 @@ def _create_run(run_root: str | Path, command: str, cfg: dict[str, Any], name: s
 
 
 def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
-    return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False))
+    return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False),
+                        options=cfg.get("dataset_options"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +303,8 @@ def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
         opts.setdefault("precision", cfg["precision"])
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
+        if cfg.get("dataset_options"):  # only when set: trial keys of runs without options stay as they were
+            opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
     if name == "table":
         if not cfg["tables"]:
             raise ConfigError("--estimator table needs --tables pointing at the benchmark tables folder")
@@ -362,6 +368,7 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
+    dataset_options(cfg["dataset"], cfg["dataset_options"])
     if resume is None:
         cfg["arch_from"] = _search_run_of(cfg["arch"])
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
@@ -443,6 +450,10 @@ def _teacher(cfg: dict[str, Any]):
     if tcfg.get("dataset") != cfg["dataset"]:
         raise ConfigError(f"teacher run {cfg['teacher']} was trained on '{tcfg.get('dataset')}', but this run uses "
                           f"'{cfg['dataset']}'; a teacher must be trained on the same dataset")
+    if stored_dataset_options(tcfg) != (cfg.get("dataset_options") or {}):
+        raise ConfigError(f"teacher run {cfg['teacher']} read '{cfg['dataset']}' with dataset options "
+                          f"{stored_dataset_options(tcfg)}, but this run uses {cfg.get('dataset_options') or {}}; "
+                          "a teacher must see the same inputs")
     model = load_trained(cfg["teacher"])[0]
     for p in model.parameters():
         p.requires_grad_(False)

@@ -128,6 +128,7 @@ def search(
     method: Optional[str] = typer.Option(None, help=_d("strategy (see `nasforge list`)", "method")),
     dataset: Optional[str] = typer.Option(None, help=_d("dataset name", "dataset")),
     data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
+    data_opt: Optional[List[str]] = typer.Option(None, "--data-opt", help="dataset option key=value, e.g. resolution=64 (image-folder) or num_classes=5 (synthetic)"),
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
@@ -166,7 +167,7 @@ def search(
     _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
-            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "download": download,
+            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download,
             "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
@@ -176,6 +177,7 @@ def search(
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+            "dataset_options": _kv(data_opt),
             "download": download or None, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
@@ -208,6 +210,7 @@ def train(
     arch: Optional[str] = typer.Option(None, help="'baseline' or an architecture JSON (arch.json / result.json)"),
     dataset: Optional[str] = typer.Option(None),
     data_root: Optional[Path] = typer.Option(None),
+    data_opt: Optional[List[str]] = typer.Option(None, "--data-opt", help="dataset option key=value, e.g. resolution=64 (image-folder) or num_classes=5 (synthetic)"),
     download: bool = typer.Option(False, "--download"),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
@@ -235,7 +238,7 @@ def train(
     _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("train", resume, {
-            "arch": arch, "dataset": dataset, "data_root": data_root, "download": download, "epochs": epochs,
+            "arch": arch, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name})
@@ -244,6 +247,7 @@ def train(
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
         flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+                            "dataset_options": _kv(data_opt),
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
                             "teacher": str(teacher) if teacher else None,

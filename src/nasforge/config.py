@@ -20,6 +20,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "method": "single-darts",
     "hparams": {},
     "dataset": "fashion-mnist",
+    "dataset_options": {},  # reader options, e.g. image-folder resolution, synthetic shape (data.DATASET_OPTIONS)
     "data_root": None,
     "download": False,
     "subset": None,  # images of the training set used by the search (split into halves)
@@ -49,6 +50,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
 TRAIN_DEFAULTS: dict[str, Any] = {
     "arch": "baseline",
     "dataset": "fashion-mnist",
+    "dataset_options": {},
     "data_root": None,
     "download": False,
     "subset": None,
@@ -74,7 +76,9 @@ RULES: dict[str, Any] = {
     "data_root": Opt(None, type=str), "tables": Opt(None, type=str), "estimator": Opt(None, type=str),
     "executor": Opt("local", type=str), "table_dataset": Opt("cifar10", type=str),
     "space_options": Opt({}, type=dict), "hparams": Opt({}, type=dict), "estimator_options": Opt({}, type=dict),
-    "executor_options": Opt({}, type=dict), "retrain_space_options": Opt({}, type=dict), "train": Opt({}, type=dict),
+    "executor_options": Opt({}, type=dict), "dataset_options": Opt({}, type=dict, help="checked by "
+                                                                  "data.dataset_options"),
+    "retrain_space_options": Opt({}, type=dict), "train": Opt({}, type=dict),
     "retrain": Opt(None, type=dict, help="training options of the final network; null: no retraining"),
     "subset": Opt(None, ">=1", type=int), "retrain_subset": Opt(None, ">=1", type=int),
     "test_subset": Opt(None, ">=1", type=int), "threads": Opt(None, ">=1", type=int),
