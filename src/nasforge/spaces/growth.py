@@ -37,6 +37,9 @@ class Growth(ABC):
     #: beam width and full-size round size used when the strategy's K / batch_full are None
     default_K: int = 256
     default_batch_full: int | None = None  # None: K, one round as in the paper
+    #: a child can be a cell scored at an earlier step (e.g. an undecided position equals a choice), so a
+    #: trial budget cannot be checked against the growth steps up front
+    children_can_repeat: bool = False
 
     @abstractmethod
     def roots(self) -> list[Partial]:
@@ -53,6 +56,8 @@ class Growth(ABC):
 
 class _ListGrowth(Growth):
     """Growth of a fixed-length architecture by assigning positions in steps; children are materialised."""
+
+    children_can_repeat = True
 
     def __init__(self, space: Any, step_positions: Sequence[Sequence[int]], n_choices: int) -> None:
         self.space, self.step_positions, self.n_choices = space, [list(s) for s in step_positions], n_choices

@@ -105,8 +105,8 @@ class PNAS(MultiTrialStrategy):
         steps, n_roots = self.growth.steps, len(self.growth.roots())
         if trials is None or steps <= 1:
             return None
-        if trials >= n_roots and not isinstance(self.growth, PNASGrowth):
-            return None  # a categorical space's children can repeat a cell scored before (free), so count only blocks
+        if trials >= n_roots and self.growth.children_can_repeat:
+            return None  # a child can repeat a cell scored before (free): only block growth is counted
         left, size = trials - n_roots, 1
         while left > 0 and size < steps:
             left -= min(self.K, left)
