@@ -81,11 +81,11 @@ def test_local_search_moves_only_uphill():
 @pytest.mark.parametrize("name, hp", [("bananas", {**FAST, "batch": 5, "num_init": 5}), ("local-search", {}),
                                       ("local-search", {"move": "first"})])
 def test_resume_after_a_kill_is_identical(tmp_path, crash, name, hp):
-    whole = search(STRATEGIES.get(name)(**hp), trials=40, run=RunDir.create(tmp_path, "search", {}, name="whole"))
+    whole = search(STRATEGIES.get(name)(**hp), trials=30, run=RunDir.create(tmp_path, "search", {}, name="whole"))
     run = RunDir.create(tmp_path, "search", {}, name="cut")
-    with crash(SearchContext, "evaluate", at=4, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
-        search(STRATEGIES.get(name)(**hp), trials=40, run=run)
-    resumed = search(STRATEGIES.get(name)(**hp), trials=40, run=RunDir.open(run.path))
+    with crash(SearchContext, "evaluate", at=3, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        search(STRATEGIES.get(name)(**hp), trials=30, run=run)
+    resumed = search(STRATEGIES.get(name)(**hp), trials=30, run=RunDir.open(run.path))
     assert resumed.history == whole.history and resumed.arch == whole.arch
     assert resumed.metrics == whole.metrics
 
