@@ -200,7 +200,7 @@ def test_nsga2_resume_after_a_kill_is_identical(tmp_path, crash):
 
 
 def test_nsga2_bad_options_are_config_errors():
-    for hp, needle in [({"objectives": ["accuracy"]}, "at least two"), ({"constraints": "params<5"}, "NAME<=BOUND"),
+    for hp, needle in [({"objectives": ["accuracy"]}, "at least two"), ({"constraints": ["params<5"]}, "NAME<=BOUND"), ({"constraints": "params<=5"}, "list"),
                        ({"reference": [1.0]}, "one per objective"), ({"population": 1}, ">= 2"),
                        ({"objectives": ["accuracy", "latency@nowhere"]}, "unknown latency device")]:
         with pytest.raises(ConfigError, match=needle):
@@ -235,7 +235,7 @@ def test_cli_end_to_end_with_report_and_compare(tables_dir, tmp_path, run_cli, c
     out = tmp_path / "runs"
     args = ["search", "--space", "nb201", "--method", "nsga2", "--estimator", "table", "--tables", str(tables_dir),
             "--trials", "30", "--set", "objectives=[accuracy,latency@pixel3]", "--set",
-            "constraints=latency@pixel3<=15ms", "--set", "population=10", "--out", str(out), "--quiet"]
+            "constraints=[latency@pixel3<=15ms]", "--set", "population=10", "--out", str(out), "--quiet"]
     cli_ok(*args, "--name", "a")
     result = json.loads((out / "a" / "result.json").read_text())
     assert result["search"]["metrics"]["hypervolume_ratio"] > 0
@@ -246,7 +246,8 @@ def test_cli_end_to_end_with_report_and_compare(tables_dir, tmp_path, run_cli, c
     cli_ok("compare", str(out / "a"), "--csv", str(tmp_path / "c.csv"), "--out", str(tmp_path / "c.html"))
     assert "hypervolume_ratio" in (tmp_path / "c.csv").read_text().splitlines()[0]
     # bad input: one line, exit 2, no run directory
-    for bad in ("objectives=[accuracy,latency@toaster]", "constraints=latency@pixel3<=0.001ms", "constraints=params=3"):
+    for bad in ("objectives=[accuracy,latency@toaster]", "constraints=[latency@pixel3<=0.001ms]", "constraints=[params=3]",
+                "constraints=latency@pixel3<=5ms"):  # a single constraint is still a list: [..]
         code, _, err = run_cli(*args[:-4], "--set", bad, "--out", str(tmp_path / "bad"), "--quiet")
         assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "bad").exists()

@@ -133,9 +133,10 @@ class NSGA2Search(MultiTrialStrategy):
 
     name = "nsga2"
     defaults = {
-        "objectives": Opt(["accuracy", "params"], type=None,
-                          help="list of accuracy, latency@DEVICE, params, flops, bops (accuracy once, >= 2 in all)"),
-        "constraints": Opt([], type=None, help="list like [latency@pixel3<=5ms, params<=1M, accuracy>=90]"),
+        "objectives": Opt(["accuracy", "params"], type=list, items=str,
+                          help="of accuracy, latency@DEVICE, params, flops, bops (accuracy once, >= 2 in all)"),
+        "constraints": Opt([], type=list, items=str,
+                           help="e.g. [latency@pixel3<=5ms, params<=1M, accuracy>=90] (units: us ms s, k M G, %)"),
         "population": Opt(20, ">=2"),
         "batch": Opt(None, ">=1", type=int, help="children per round; null: the population (one generation)"),
         "crossover_prob": Opt(None, "[0, 1]", type=float,
