@@ -132,6 +132,10 @@ def main() -> None:
               "hypervolume": "normalised by the exact front's ideal/nadir, reference 1.1 (nasforge.hardware.pareto)",
               "target": "mean signal ratio >= 0.95 at 300 queries on >= 20 of 27 devices",
               "devices_meeting_0.95_signal": met, "devices_meeting_0.95_ground_truth": met_gt,
+              "single_runs_meeting_0.95_signal": {m: round(float(np.mean([r[f"signal_ratio_{b}"] >= 0.95 for r in runs
+                                                                           if r["method"] == m])), 3) for m in methods},
+              "worst_run_signal_ratio": {m: round(float(min(r[f"signal_ratio_{b}"] for r in runs if r["method"] == m)), 4)
+                                         for m in methods},
               "mean_over_devices": {m: {k: round(float(np.mean([summary[d][m][k] for d in devices if m in summary[d]])), 4)
                                         for k in next(iter(summary.values()))[m] if k != "runs"}
                                     for m in methods if m in next(iter(summary.values()))},
