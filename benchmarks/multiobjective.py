@@ -47,7 +47,7 @@ def run_one(device: str, method: str, seed: int, tables: str, budget: int, exact
     from nasforge.hardware.pareto import normalized_hypervolume
     from nasforge.registry import STRATEGIES, import_all
     from nasforge.spaces.nb201 import NB201Space
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
 
     torch.set_num_threads(1)
     import_all()

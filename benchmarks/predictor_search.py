@@ -46,7 +46,7 @@ def run_one(setting: str, method: str, seed: int, tables: str, cap: int, budget:
     from nasforge.estimators.table import TableEstimator
     from nasforge.registry import STRATEGIES, import_all
     from nasforge.spaces.nb201 import NB201Space
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
 
     torch.set_num_threads(1)
     import_all()

@@ -15,8 +15,9 @@ from nasforge.hardware.pareto import (
 from nasforge.registry import STRATEGIES
 from nasforge.runs.store import RunDir
 from nasforge.spaces.nb201 import NB201Space
-from nasforge.strategies.base import Budget, SearchContext
-from nasforge.strategies.nsga2 import NSGA2, NSGA2Search
+from nasforge.engine.base import Budget, SearchContext
+from nasforge.engine.nsga2 import NSGA2
+from nasforge.strategies.nsga2 import NSGA2Search
 from nasforge.estimators.base import Estimator
 
 # -- a small synthetic table: an additive score over NB201's 6 edges x 5 ops (unique optimum) ---------------

@@ -12,7 +12,7 @@ from nasforge.registry import STRATEGIES
 from nasforge.runs.store import RunDir
 from nasforge.spaces.nb201 import NB201Space
 from nasforge.strategies.bananas import Bananas, acquisition
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.local_search import LocalSearch, neighbours
 from test_multiobjective import SyntheticTable, synthetic_optimum
 
@@ -83,7 +83,7 @@ def test_local_search_moves_only_uphill():
 def test_resume_after_a_kill_is_identical(tmp_path, crash, name, hp):
     whole = search(STRATEGIES.get(name)(**hp), trials=30, run=RunDir.create(tmp_path, "search", {}, name="whole"))
     run = RunDir.create(tmp_path, "search", {}, name="cut")
-    with crash(SearchContext, "evaluate", at=3, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+    with crash(SearchContext, "evaluate", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
         search(STRATEGIES.get(name)(**hp), trials=30, run=run)
     resumed = search(STRATEGIES.get(name)(**hp), trials=30, run=RunDir.open(run.path))
     assert resumed.history == whole.history and resumed.arch == whole.arch

@@ -31,8 +31,9 @@ from ..registry import STRATEGIES
 from ..spaces.base import Arch
 from ..surrogates.ensemble import KINDS, Ensemble
 from ..surrogates.tokenizers import tokenizer_for
-from .base import SearchContext
-from .random_search import MultiTrialStrategy, arch_key, sample_new
+from ..engine.base import SearchContext
+from ..engine.multitrial import MultiTrialStrategy, arch_key
+from .random_search import sample_new
 
 
 def acquisition(mean: np.ndarray, std: np.ndarray, kind: str, rng: np.random.Generator, best: float,

@@ -22,8 +22,9 @@ from typing import Any
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
-from .base import SearchContext
-from .random_search import MultiTrialStrategy, arch_key, sample_new
+from ..engine.base import SearchContext
+from ..engine.multitrial import MultiTrialStrategy, arch_key
+from .random_search import sample_new
 
 
 def neighbours(space: Any, arch: Arch, rng: random.Random, max_mutations: int = 32) -> list[Arch]:
