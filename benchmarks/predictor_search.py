@@ -118,6 +118,8 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=150, help="val12: queries per run")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--work", type=Path, default=REPO / "runs" / "bench_predictor_search")
+    p.add_argument("--summary-only", action="store_true",
+                   help="summarise the finished runs in --work (seeds < --runs) without running anything")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     methods = [m for m in args.methods.split(",") if m]
@@ -130,13 +132,16 @@ def main() -> None:
                 if f.exists():
                     runs.append(json.loads(f.read_text()))
                     continue
+                if args.summary_only:
+                    continue
                 r = run_one(setting, m, seed, str(args.tables), args.cap, args.budget)
                 tmp = f.with_suffix(".tmp")
                 tmp.write_text(json.dumps(r))
                 tmp.replace(f)  # atomic: a killed run leaves no half-written result
                 runs.append(r)
     report = {"benchmark": "predictor_search", "space": "nb201", "dataset": "cifar10",
-              "seeds": [0, args.runs - 1], "cap": args.cap, "budget_val12": args.budget,
+              "seeds": [0, args.runs - 1], "cap": args.cap,
+              "runs_per_method": {m: sum(r["method"] == m for r in runs) // len(SETTINGS) for m in methods}, "budget_val12": args.budget,
               "signals": {"find_optimum": "200-epoch test accuracy (oracle)", "val12": "12-epoch validation accuracy"},
               "ground_truth": "200-epoch test accuracy", "optimum": 94.37,
               "targets": {"find_optimum_median_queries": 150, "val12_mean_at_150": 94.2},

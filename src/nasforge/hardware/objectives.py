@@ -5,7 +5,8 @@ An objective is named by a short string:
 =====================  ==========================================================  ====== ========
 name                   value                                                       unit   goal
 =====================  ==========================================================  ====== ========
-``accuracy``           the estimator's score (table: e.g. 12-epoch val. accuracy)  %      maximise
+``accuracy``           the estimator's score (table: 12-epoch val. accuracy in %;  score  maximise
+                       scratch: a fraction 0-1)
 ``latency@DEVICE``     latency on a named target device (``nasforge.hardware``:     ms     minimise
                        a HELP table column such as ``pixel3``, or a local LUT
                        device such as ``local-cpu-1t``)
