@@ -62,7 +62,7 @@ class Objective:
 
     @property
     def unit(self) -> str:
-        return {"accuracy": "%", "latency": "ms"}.get(self.metric, "")
+        return "ms" if self.metric == "latency" else ""  # accuracy: the estimator's unit (% or a fraction)
 
     def label(self) -> str:
         return f"{self.key} ({self.unit})" if self.unit else self.key
