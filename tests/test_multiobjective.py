@@ -95,6 +95,15 @@ def test_non_dominated_sort_by_hand():
     assert pareto_mask([[2, 2, 2], [1, 1, 1], [3, 1, 2]]).tolist() == [False, True, False]
 
 
+def test_pareto_mask_agrees_with_the_first_front_on_random_points():
+    rng = np.random.default_rng(0)
+    for m in (2, 3, 4):
+        F = rng.integers(0, 6, size=(60, m)).astype(float)  # many ties and duplicates
+        first = np.zeros(60, bool)
+        first[non_dominated_sort(F)[0]] = True
+        assert (pareto_mask(F) == first).all()
+
+
 def test_constrained_domination_by_hand():
     # point 0 is best by objectives but infeasible; 1 and 2 are feasible; 3 is less infeasible than 0
     F = [[0, 0], [1, 2], [2, 1], [0, 0]]

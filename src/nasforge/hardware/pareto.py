@@ -151,9 +151,18 @@ def pareto_mask(F: Any) -> np.ndarray:
                 if y < best:
                     best, prev = y, (x, y)
         return keep
-    fronts = non_dominated_sort(A)
+    # lexicographic order: a point can only be dominated by one before it, so one pass against the points
+    # kept so far suffices (memory O(front), not O(n^2): exact fronts are taken over whole tables)
     keep = np.zeros(len(A), bool)
-    keep[fronts[0]] = True
+    kept: list[np.ndarray] = []
+    for i in np.lexsort(A.T[::-1]):
+        p = A[i]
+        if kept:
+            K = np.asarray(kept)
+            if ((K <= p).all(axis=1) & (K < p).any(axis=1)).any():
+                continue
+        keep[i] = True
+        kept.append(p)
     return keep
 
 
