@@ -33,7 +33,7 @@ from ..surrogates.ensemble import KINDS, Ensemble
 from ..surrogates.tokenizers import tokenizer_for
 from ..engine.base import SearchContext
 from ..engine.multitrial import MultiTrialStrategy, arch_key
-from .random_search import sample_new
+from .random_search import sample_distinct
 
 
 def acquisition(mean: np.ndarray, std: np.ndarray, kind: str, rng: np.random.Generator, best: float,
@@ -99,10 +99,10 @@ class Bananas(MultiTrialStrategy):
         if len(self.history) < self.hp["num_init"] or not scored:
             n = self.hp["num_init"] - len(self.history) if len(self.history) < self.hp["num_init"] else n
             n = n if remaining is None else min(n, remaining)
-            return self._random(ctx, rng, n)
+            return sample_distinct(ctx, rng, set(self.scores), n)
         cands = self._candidates(ctx, rng, scored)
         if not cands:  # every mutation of the parents has been scored: widen with random architectures
-            return self._random(ctx, rng, n)
+            return sample_distinct(ctx, rng, set(self.scores), n)
         model = self._ensemble(ctx.seed).fit([a for a, _ in scored], [s for _, s in scored])
         self.fits += 1
         pred = model.predict_members(cands)
@@ -111,16 +111,6 @@ class Bananas(MultiTrialStrategy):
                           max(s for _, s in scored), self.hp["ucb_beta"])
         order = np.argsort(-acq, kind="stable")
         return [cands[i] for i in order[:n]]
-
-    def _random(self, ctx: SearchContext, rng: random.Random, n: int) -> list[Arch]:
-        seen, out = set(self.scores), []
-        for _ in range(n):
-            arch = sample_new(ctx, rng, seen)
-            if arch is None:
-                break
-            out.append(arch)
-            seen.add(arch_key(arch))
-        return out
 
     def state(self) -> dict[str, Any]:
         return {"fits": self.fits}

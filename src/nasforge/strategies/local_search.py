@@ -24,7 +24,7 @@ from ..registry import STRATEGIES
 from ..spaces.base import Arch
 from ..engine.base import SearchContext
 from ..engine.multitrial import MultiTrialStrategy, arch_key
-from .random_search import sample_new
+from .random_search import sample_distinct
 
 
 def neighbours(space: Any, arch: Arch, rng: random.Random, max_mutations: int = 32) -> list[Arch]:
@@ -63,23 +63,13 @@ class LocalSearch(MultiTrialStrategy):
         self.ls: dict[str, Any] = {"phase": "init", "current": None, "queue": [], "best_nb": None,
                                    "restarts": 0, "moves": 0, "optima": []}
 
-    def _new_random(self, ctx: SearchContext, rng: random.Random, n: int) -> list[Arch]:
-        seen, out = set(self.scores), []
-        for _ in range(n):
-            arch = sample_new(ctx, rng, seen)
-            if arch is None:
-                break
-            out.append(arch)
-            seen.add(arch_key(arch))
-        return out
-
     def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
         st = self.ls
         if st["phase"] == "init":
             n = self.hp["num_init"] if remaining is None else min(self.hp["num_init"], remaining)
-            return self._new_random(ctx, rng, n)
+            return sample_distinct(ctx, rng, set(self.scores), n)
         if st["phase"] == "restart":
-            return self._new_random(ctx, rng, 1)
+            return sample_distinct(ctx, rng, set(self.scores), 1)
         # climb: take neighbours from the queue; known ones are free, new ones count against `remaining`
         out, new = [], 0
         limit = 1 if self.hp["move"] == "first" else len(st["queue"])

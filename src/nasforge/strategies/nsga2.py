@@ -17,7 +17,7 @@ Everything is written to ``multiobjective.json`` in the run directory (drawn by 
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

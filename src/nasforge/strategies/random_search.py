@@ -11,7 +11,7 @@ from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 
-__all__ = ["RandomSearch", "sample_new"]
+__all__ = ["RandomSearch", "sample_distinct", "sample_new"]
 
 
 def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
@@ -21,6 +21,18 @@ def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts:
         if arch_key(arch) not in seen:
             return arch
     return None
+
+
+def sample_distinct(ctx: SearchContext, rng: random.Random, seen: set[str], n: int) -> list[Arch]:
+    """Up to `n` random architectures, distinct and not in `seen` (fewer when the space is used up)."""
+    seen, archs = set(seen), []
+    for _ in range(n):
+        arch = sample_new(ctx, rng, seen)
+        if arch is None:
+            break
+        archs.append(arch)
+        seen.add(arch_key(arch))
+    return archs
 
 
 @STRATEGIES.register("random", help="random search: distinct uniformly sampled architectures, best by score")
@@ -34,12 +46,4 @@ class RandomSearch(MultiTrialStrategy):
         n = self.hp["batch"] if remaining is None else min(self.hp["batch"], remaining)
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"random search batch must be an integer >= 1, got {self.hp['batch']!r}")
-        archs: list[Arch] = []
-        seen = set(self.scores)
-        for _ in range(n):
-            arch = sample_new(ctx, rng, seen)
-            if arch is None:
-                break
-            archs.append(arch)
-            seen.add(arch_key(arch))
-        return archs
+        return sample_distinct(ctx, rng, set(self.scores), n)
