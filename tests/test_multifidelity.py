@@ -222,7 +222,7 @@ def test_asha_on_ray_matches_local_in_simulated_order_and_replays_real_order(tmp
 
 # -- configuration errors and the CLI -----------------------------------------------------------------------------
 @pytest.mark.parametrize("args, message", [
-    (["--set", "eta=1"], "eta must be >= 2"),
+    (["--set", "eta=1"], "eta must be an integer >= 2; got 1"),
     (["--set", "min_fidelity=50", "--set", "max_fidelity=20"], "max_fidelity (20) is below min_fidelity (50)"),
     (["--set", "max_fidelity=50"], "holds fidelities 12, 200 epochs; 50 is not one of them"),
     (["--set", "rung_levels=[12,100]"], "100 is not one of them"),
@@ -231,7 +231,7 @@ def test_asha_on_ray_matches_local_in_simulated_order_and_replays_real_order(tmp
 ])
 def test_bad_multifidelity_input_is_one_line_and_exit_2(tmp_path, run_cli, tables_dir, args, message):
     base = ["search", "--space", "nb201", "--method", "asha", "--estimator", "table", "--tables", str(tables_dir),
-            "--trials", "3", "--run-root", str(tmp_path)]
+            "--trials", "3", "--out", str(tmp_path)]
     code, out, err = run_cli(*base, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not any(tmp_path.iterdir())  # refused before a run directory exists
@@ -239,14 +239,14 @@ def test_bad_multifidelity_input_is_one_line_and_exit_2(tmp_path, run_cli, table
 
 def test_one_fidelity_estimator_is_refused(tmp_path, run_cli, tables_dir):
     code, _, err = run_cli("search", "--space", "nb201", "--method", "sh", "--estimator", "table", "--tables",
-                           str(tables_dir), "--trials", "3", "--run-root", str(tmp_path), "--set", "min_fidelity=200")
+                           str(tables_dir), "--trials", "3", "--out", str(tmp_path), "--set", "min_fidelity=200")
     assert code == 2 and "at least two rungs" in err
 
 
 @pytest.mark.parametrize("method", ["sh", "hyperband", "asha"])
 def test_cli_search_on_the_nb201_table_reports_rungs(tmp_path, cli_ok, tables_dir, method):
     cli_ok("search", "--space", "nb201", "--method", method, "--estimator", "table", "--tables", str(tables_dir),
-           "--trials", "3", "--run-root", str(tmp_path), "--name", "mf", "--seed", "1")
+           "--trials", "3", "--out", str(tmp_path), "--name", "mf", "--seed", "1")
     run = tmp_path / "mf"
     result = json.loads((run / "result.json").read_text())
     m = result["search"]["metrics"]
