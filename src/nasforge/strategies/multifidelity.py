@@ -302,6 +302,7 @@ class MultiFidelityStrategy(MultiTrialStrategy):
         simulated = local or self.hp.get("order", "simulated") == "simulated"
         slots = self.hp.get("slots") or (1 if local else executor.slots)
         journal = ctx.journal
+        ctx.restore()  # only for the wall clock already spent (--seconds); the rung log is the scheduler's state
         log = journal.rung_log()
         if ctx.run is not None:  # trial events after the last recorded decision are logged again
             ctx.run.truncate_metrics(lambda m: m.get("event") != "trial" or m.get("seq", -1) < len(log))
@@ -373,6 +374,7 @@ class MultiFidelityStrategy(MultiTrialStrategy):
                         ctx.log(event="trial", **record, arch=job.arch,
                                 **{k: v for k, v in result.items() if k not in record and k != "arch"})
                         journal.record_rung(record)
+                        ctx.checkpoint({"kind": f"multi-fidelity:{self.name}", "decisions": record["seq"] + 1})
                     sched.tell(job, score)
                     self._record_job(job, score)
             finally:
