@@ -24,7 +24,7 @@ same recommendation, same history (every trial, rung and score in order) and sam
 full-evaluation equivalents = 48 epochs each); the CPU seconds each search really used are reported. Each
 recommendation is retrained for 4 epochs on 3,000 training images and tested on 2,000 test images.
 
-    nice -n 10 python benchmarks/multifidelity.py --part table --seeds 300 > docs/results/multifidelity_nb201.json
+    nice -n 10 python benchmarks/multifidelity.py --part table --seeds 300 --first-seed 100 > docs/results/multifidelity_nb201.json
     nice -n 10 python benchmarks/multifidelity.py --part resume --runs 20 > docs/results/multifidelity_resume.json
     nice -n 10 python benchmarks/multifidelity.py --part fmnist --seeds 0 1 2 > docs/results/multifidelity_fmnist.json
 """
@@ -118,9 +118,9 @@ def part_table(args: argparse.Namespace) -> dict[str, Any]:
     methods = [m for m in args.methods.split(",") if m]
     t0 = time.perf_counter()
     with open(cache, "a") as f:
-        for name in methods:
-            for seed in seeds:
-                if (name, seed) in done:
+        for seed in seeds:  # seeds outside: an unfinished invocation leaves every method with the same seeds
+            for name in methods:
+                if args.summarise_only or (name, seed) in done:
                     continue
                 r = table_run(name, seed, str(args.tables))
                 done[(name, seed)] = r
@@ -133,8 +133,10 @@ def part_table(args: argparse.Namespace) -> dict[str, Any]:
                    "(the table has no 200-epoch validation column)"},
         "ground_truth": "cifar10 200-epoch test accuracy of the recommendation", "target_mean": 94.0,
         "reference_evolution_100_queries": 93.95, "optimum": 94.37, "methods": {}}
+    complete = [s for s in seeds if all((m, s) in done for m in methods)]
+    report["n_seeds_finished"] = len(complete)  # < n_seeds: a partial result, summarised over these seeds
     for name in methods:
-        runs = [done[(name, s)] for s in seeds]
+        runs = [done[(name, s)] for s in complete]
         entry = {"strategy": TABLE_METHODS[name][0], "hparams": TABLE_METHODS[name][1],
                  "signal_metric": TABLE_METHODS[name][2], "budget": TABLE_METHODS[name][3],
                  **summary([r["test_accuracy"] for r in runs]),
@@ -276,6 +278,7 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=3000, help="fmnist: training images (split into search halves)")
     p.add_argument("--max-epochs", type=int, default=4)
     p.add_argument("--fmnist-budget", type=int, default=12, help="fmnist: full-evaluation equivalents")
+    p.add_argument("--summarise-only", action="store_true", help="table: summarise the finished runs, run nothing")
     p.add_argument("--partial", default=None, help="fmnist: rewrite this JSON after every finished run")
     args = p.parse_args()
     report = {"table": part_table, "resume": part_resume, "fmnist": part_fmnist}[args.part](args)

@@ -95,12 +95,12 @@ def test_successive_halving_drops_failed_trials_and_ends_a_bracket_with_no_survi
 
 
 def test_hyperband_brackets_follow_li_et_al():
-    made = []
     strat = STRATEGIES.get("hyperband")()
     sched = strat.make_scheduler([1, 3, 9], labels())
     # K = 2, eta = 3: bracket s=2 starts 9 configs on rung 0, s=1 5 on rung 1, s=0 3 on rung 2, then again
     assert [sched.plan(b) for b in range(4)] == [(0, 9), (1, 5), (2, 3), (0, 9)]
-    assert made == []
+    first = [sched.ask() for _ in range(10)]
+    assert [(j.config, j.rung) for j in first[:9]] == [(c, 0) for c in range(9)] and first[9] is None
 
 
 def test_rung_ladders_and_impossible_ones():
