@@ -262,3 +262,23 @@ def test_cli_search_on_the_nb201_table_reports_rungs(tmp_path, cli_ok, tables_di
     assert "Rungs" in html and ">200<" in html
     cli_ok("compare", str(run), str(run), "--out", str(tmp_path / "compare.html"))
     assert "rungs" in (tmp_path / "compare.html").read_text().lower()
+
+
+def test_scratch_trials_train_for_their_rungs_epochs_and_resume(tmp_path, crash):
+    """Epochs as fidelity with real (tiny) training: each trial's spec and score belong to its rung's epochs."""
+    from nasforge import api
+
+    cfg = {"dataset": "synthetic", "subset": 96, "threads": 1, "space": "nb201", "space_options": {"C": 4, "N": 1},
+           "method": "asha", "hparams": {"eta": 2}, "estimator": "scratch", "budget": {"trials": 2},
+           "estimator_options": {"train": {"epochs": 2, "batch_size": 48}}}
+    whole = api.search(cfg, run_root=tmp_path, run_name="whole")
+    m = whole["search"]["metrics"]
+    assert m["rung_levels"] == [1, 2] and m["rungs"][1]["trials"] >= 1
+    with TrialJournal(tmp_path / "whole") as j:
+        epochs = {t.spec["train"]["epochs"] for t in j.all()}
+        assert epochs == {1, 2} and all(t.status == "done" for t in j.all())
+    with crash(TrialJournal, "record_rung", 3) as died:
+        with pytest.raises(died):
+            api.search(cfg, run_root=tmp_path, run_name="cut")
+    resumed = api.search(resume=tmp_path / "cut")
+    assert resumed["arch"] == whole["arch"] and resumed["search"]["history"] == whole["search"]["history"]

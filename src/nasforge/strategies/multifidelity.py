@@ -96,7 +96,8 @@ def rung_levels(eta: int, min_fidelity: int | None, max_fidelity: int | None, ex
                               f"{missing[0]} is not one of them")
     if len(levels) < 2:
         raise ConfigError(f"multi-fidelity search needs at least two rungs; fidelities {lo}..{hi} {unit} with "
-                          f"eta={eta} give {levels} (raise max_fidelity, lower min_fidelity or eta)")
+                          f"eta={eta} give {levels} (raise max_fidelity -- for scratch trials their train.epochs in "
+                          "estimator_options -- or lower min_fidelity or eta)")
     return levels
 
 
