@@ -76,7 +76,7 @@ def table_run(name: str, seed: int, tables: str) -> dict[str, Any]:
     from nasforge.estimators.table import TableEstimator
     from nasforge.registry import STRATEGIES, import_all
     from nasforge.spaces.nb201 import NB201Space
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
 
     torch.set_num_threads(1)
     import_all()

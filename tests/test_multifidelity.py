@@ -12,8 +12,8 @@ from nasforge.registry import STRATEGIES, import_all
 from nasforge.runs.journal import TrialJournal
 from nasforge.runs.store import RunDir
 from nasforge.spaces.nb201 import NB201Space
-from nasforge.strategies.base import Budget, SearchContext
-from nasforge.strategies.multifidelity import ASHAScheduler, SyncHalving, rung_levels
+from nasforge.engine.base import Budget, SearchContext
+from nasforge.engine.multifidelity import ASHAScheduler, SyncHalving, rung_levels
 
 import_all()
 

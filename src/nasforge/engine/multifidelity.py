@@ -1,4 +1,5 @@
-"""Multi-fidelity multi-trial search: successive halving, Hyperband and ASHA.
+"""Multi-fidelity multi-trial search, the machinery of successive halving, Hyperband and ASHA (the strategies
+`nasforge.strategies.sh`, `.hyperband`, `.asha` are thin modules on it).
 
 A *fidelity* is how long a candidate is trained before it is scored (epochs): the scratch estimator trains
 for any number of epochs, the table estimator reads the training lengths its table holds (NB201: 12 and
@@ -17,7 +18,7 @@ for any number of epochs, the table estimator reads the training lengths its tab
 They are strategies of their own, not an option of random/evolution, because they change what the budget
 counts (fidelity-weighted cost, not distinct architectures), score one architecture several times, and ASHA
 decides per finished trial instead of per round; the proposal of *new* configurations is pluggable
-(``sampler``: uniform random, as in the papers, or the regularised-evolution engine told each
+(``sampler``: uniform random as in the papers, or the regularised-evolution engine told each
 configuration's score on its first rung).
 
 Budget: ``--trials N`` is N *full-evaluation equivalents*: a trial at fidelity r costs r / r_K, charged when
@@ -52,11 +53,11 @@ from typing import Any, Callable, ClassVar
 from .. import progress
 from ..errors import ConfigError
 from ..options import Opt
-from ..registry import ESTIMATORS, STRATEGIES
+from ..registry import ESTIMATORS
 from ..spaces.base import Arch, SearchSpace
 from .base import SearchContext, SearchResult
 from .evolution import RegularizedEvolution
-from .random_search import MultiTrialStrategy, _score, arch_key, sample_new
+from .multitrial import MultiTrialStrategy, _score, arch_key, sample_new
 
 
 # -- the rung ladder ----------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ class ASHAScheduler(Scheduler):
         self.rungs[job.rung].append((job.config, score))
 
 
-# -- the strategies -----------------------------------------------------------------------------------
+# -- the shared driver -----------------------------------------------------------------------------------
 COMMON = {
     "eta": Opt(3, ">=2", help="promotion ratio: the best 1/eta of a rung go up a rung"),
     "min_fidelity": Opt(None, ">=1", type=int, help="fidelity (epochs) of the lowest rung (default: the estimator's smallest)"),
@@ -398,7 +399,7 @@ class MultiFidelityStrategy(MultiTrialStrategy):
             return evolve
         self.engine = None
 
-        def draw() -> Arch | None:
+        def draw() -> Arch | None:  # a new uniformly sampled architecture (None: the space is used up)
             arch = sample_new(ctx, rng, seen)
             if arch is not None:
                 seen.add(arch_key(arch))
@@ -448,53 +449,5 @@ def _key(spec: dict[str, Any]) -> str:
     return spec_key(spec)
 
 
-@STRATEGIES.register("sh", help="successive halving: brackets on a fidelity ladder (epochs), best 1/eta promoted")
-class SuccessiveHalving(MultiFidelityStrategy):
-    """Synchronous successive halving; `configs` per bracket (default eta^K: one survivor reaches the top)."""
 
-    name = "sh"
-    scheduler_name = "successive-halving"
-    defaults = {**COMMON, "configs": Opt(None, ">=1", type=int, help="configurations per bracket (default eta^(rungs-1))"),
-                "slots": Opt(None, ">=1", type=int, help="trials in flight (default: the executor's workers)")}
-
-    def make_scheduler(self, levels: list[int], new_config: Callable[[], Arch | None]) -> Scheduler:
-        n = self.hp["configs"] or self.hp["eta"] ** (len(levels) - 1)
-        return SyncHalving(levels, self.hp["eta"], new_config, lambda b: (0, n))
-
-
-@STRATEGIES.register("hyperband", help="Hyperband: successive-halving brackets from aggressive to none, in turn")
-class Hyperband(MultiFidelityStrategy):
-    """Brackets s = K, K-1, ..., 0, then again: bracket s starts ceil((K+1) eta^s / (s+1)) configurations on
-    rung K-s (Li et al. 2018, Algorithm 1, with the rungs given by the ladder)."""
-
-    name = "hyperband"
-    scheduler_name = "hyperband"
-    defaults = {**COMMON, "slots": Opt(None, ">=1", type=int, help="trials in flight (default: the executor's workers)")}
-
-    def make_scheduler(self, levels: list[int], new_config: Callable[[], Arch | None]) -> Scheduler:
-        K, eta = len(levels) - 1, self.hp["eta"]
-
-        def plan(b: int) -> tuple[int, int]:
-            s = K - b % (K + 1)
-            return K - s, int(math.ceil((K + 1) * eta ** s / (s + 1)))
-
-        return SyncHalving(levels, eta, new_config, plan)
-
-
-@STRATEGIES.register("asha", help="ASHA: asynchronous successive halving (promote when a worker is free)")
-class ASHA(MultiFidelityStrategy):
-    name = "asha"
-    scheduler_name = "asha"
-    defaults = {**COMMON,
-                "slots": Opt(None, ">=1", type=int, help="trials in flight: simulated workers on the local executor "
-                             "(default 1), Ray: default the executor's workers"),
-                "order": Opt("simulated", choices=("simulated", "completion"),
-                             help="which finished trial the scheduler takes next: the simulated order (reproducible "
-                                  "on every executor) or, on Ray, the real one")}
-
-    def make_scheduler(self, levels: list[int], new_config: Callable[[], Arch | None]) -> Scheduler:
-        return ASHAScheduler(levels, self.hp["eta"], new_config)
-
-
-__all__ = ["Job", "Scheduler", "SyncHalving", "ASHAScheduler", "rung_levels", "SuccessiveHalving", "Hyperband",
-           "ASHA"]
+__all__ = ["Job", "Scheduler", "SyncHalving", "ASHAScheduler", "rung_levels", "MultiFidelityStrategy", "COMMON"]
