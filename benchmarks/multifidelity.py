@@ -194,10 +194,9 @@ def part_resume(args: argparse.Namespace) -> dict[str, Any]:
                "budget": {"trials": BUDGET}, "seed": 1000 + i, "threads": 1}
         whole, cut = root / f"whole-{i}", root / f"cut-{i}"
         if not (whole / "result.json").exists():
-            if whole.exists():
-                _child([None, None, None, 0, str(whole)])
-            else:
-                _child([cfg, str(root), whole.name, 0, None])
+            p = _child([None, None, None, 0, str(whole)] if whole.exists() else [cfg, str(root), whole.name, 0, None])
+            if p.returncode != 0:
+                raise SystemExit(f"search {whole} failed: {p.stderr[-2000:]}")
         ref = _comparable(whole)
         n = len(ref["history"])
         kill_at = random.Random(i).randint(1, n - 1)
