@@ -282,3 +282,23 @@ def test_scratch_trials_train_for_their_rungs_epochs_and_resume(tmp_path, crash)
             api.search(cfg, run_root=tmp_path, run_name="cut")
     resumed = api.search(resume=tmp_path / "cut")
     assert resumed["arch"] == whole["arch"] and resumed["search"]["history"] == whole["search"]["history"]
+
+
+def test_seconds_budget_stops_issuing_and_keeps_the_best_so_far(monkeypatch):
+    import mf_trials
+
+    strat = STRATEGIES.get("asha")()
+    ctx = SearchContext(space=NB201Space(), budget=Budget(seconds=1000.0), seed=0, estimator=SyntheticFidelity())
+    original = mf_trials.synthetic_trial
+
+    def clocked(spec, threads=1):
+        out = original(spec, threads)
+        if CALLS["n"] == 5:
+            ctx.elapsed_before = 2000.0  # the deadline passes during the fifth trial
+        return out
+
+    CALLS["n"] = 0
+    monkeypatch.setattr(mf_trials, "synthetic_trial", clocked)
+    res = strat.search(ctx)
+    assert len(res.history) == 5 and res.metrics["stopped"] == "seconds"
+    assert res.arch == max(res.history, key=lambda h: (h["rung"], h["score"]))["arch"]
