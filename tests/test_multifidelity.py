@@ -252,6 +252,7 @@ def test_cli_search_on_the_nb201_table_reports_rungs(tmp_path, cli_ok, tables_di
     m = result["search"]["metrics"]
     assert m["rung_levels"] == [12, 200] and m["budget_issued"] <= 3 + 1e-9 and m["scheduler"]
     assert [r["fidelity"] for r in m["rungs"]] == [12, 200] and m["rungs"][1]["trials"] >= 1
+    assert m["rung_signals"] == {"12": "cifar10_val_12", "200": "cifar10_test_200"}
     assert result["table"]["cifar10_test_200"] == m["ground_truth"]["test_accuracy"]
     with TrialJournal(run) as j:
         assert {t.spec["metric"] for t in j.all()} == {"val_12", "test_200"}

@@ -274,9 +274,6 @@ class MultiFidelityStrategy(MultiTrialStrategy):
     def make_scheduler(self, levels: list[int], new_config: Callable[[], Arch | None]) -> Scheduler:
         raise NotImplementedError
 
-    def slots(self, executor: Any) -> int:
-        return 1 if executor is None else executor.slots
-
     # -- the loop -----------------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
         if ctx.budget.trials is None and ctx.budget.seconds is None:
@@ -288,6 +285,8 @@ class MultiFidelityStrategy(MultiTrialStrategy):
         est = ctx.estimator
         levels, unit = self.levels_for(type(est), ctx.space, {"train": getattr(est, "train", None) or {}})
         self.levels, self.unit = levels, unit
+        metric_at = getattr(est, "metric_at", None)  # a table: which column each rung reads
+        self.signals = {str(r): f"{est.dataset}_{metric_at(ctx.space, r)}" for r in levels} if callable(metric_at) else None
         top = levels[-1]
         rng = random.Random(ctx.seed)
         self.scores, self.history, self.round, self.stopped_by_time = {}, [], 0, False
@@ -440,7 +439,7 @@ class MultiFidelityStrategy(MultiTrialStrategy):
         return {"scheduler": self.scheduler_name, "eta": self.hp["eta"], "fidelity_unit": self.unit,
                 "rung_levels": self.levels, "rungs": rungs, "budget_used": round(self.cost_done, 6),
                 "budget_issued": round(self.spent, 6), "configs": len({h["config"] for h in self.history}),
-                "best_rung": best.get("best_rung")}
+                "best_rung": best.get("best_rung"), **({"rung_signals": self.signals} if self.signals else {})}
 
 
 def _key(spec: dict[str, Any]) -> str:
