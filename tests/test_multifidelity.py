@@ -228,6 +228,7 @@ def test_asha_on_ray_matches_local_in_simulated_order_and_replays_real_order(tmp
     (["--set", "rung_levels=[12,100]"], "100 is not one of them"),
     (["--set", "order=completion"], "order=completion needs --executor ray"),
     (["--space", "macro"], "holds one training length only"),
+    (["--set", "population=8"], "population apply only with sampler=evolution"),
 ])
 def test_bad_multifidelity_input_is_one_line_and_exit_2(tmp_path, run_cli, tables_dir, args, message):
     base = ["search", "--space", "nb201", "--method", "asha", "--estimator", "table", "--tables", str(tables_dir),

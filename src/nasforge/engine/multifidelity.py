@@ -251,6 +251,9 @@ class MultiFidelityStrategy(MultiTrialStrategy):
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
+        unused = sorted({"population", "sample_size"} & set(hparams)) if self.hp["sampler"] != "evolution" else []
+        if unused:
+            raise ConfigError(f"strategy '{self.name}': {', '.join(unused)} apply only with sampler=evolution")
         lo, hi = self.hp["min_fidelity"], self.hp["max_fidelity"]
         if lo is not None and hi is not None and hi < lo:
             raise ConfigError(f"strategy '{self.name}': max_fidelity ({hi}) is below min_fidelity ({lo})")
