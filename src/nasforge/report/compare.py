@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from ..errors import UserError
 from . import charts
-from .page import _short, cost_fields, fmt, image, note, render, table, table_accuracy, test_accuracy
+from .page import _short, cost_fields, fmt, image, note, render, rung_summary, table, table_accuracy, test_accuracy
 from .rundir import RunView
 
 #: columns of a run row, in CSV and HTML order
@@ -65,7 +65,8 @@ def run_row(view: RunView) -> dict[str, Any]:
             "latency_device": latency[0].removeprefix("latency").removesuffix("ms").strip() or None if latency[0] else None,
             "hypervolume": metrics.get("hypervolume"), "hypervolume_ratio": metrics.get("hypervolume_ratio"),
             "search_wall_s": search.get("wall_s"), "search_cpu_s": search.get("cpu_s"),
-            "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path)}
+            "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path),
+            "rungs": rung_summary(view)}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -244,6 +245,12 @@ def compare_context(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
     if not plots:
         plots.append(note("no run has both an accuracy and a search cost yet"))
     sections.insert(1, {"id": "scatter", "title": "Accuracy vs search cost", "items": [p for p in plots if p]})
+    laddered = [r for r in ordered if r.get("rungs")]
+    if laddered:  # multi-fidelity searches: trials and promotions per rung
+        sections.append({"id": "rungs", "title": "Rungs of multi-fidelity searches", "items": [table(
+            ["run", "method", "rungs (fidelity: trials / promoted)"],
+            [[r["run"], r["method"], ", ".join(f"{x['fidelity']}: {x['trials']} / {x['promoted'] if x['promoted'] is not None else '-'}"
+                                              for x in r["rungs"])] for r in laddered])]})
     notes = []
     unfinished = [r["run"] for r in rows if r["status"] != "finished"]
     if unfinished:

@@ -32,8 +32,7 @@ from ..spaces.base import Arch
 from ..surrogates.ensemble import KINDS, Ensemble
 from ..surrogates.tokenizers import tokenizer_for
 from ..engine.base import SearchContext
-from ..engine.multitrial import MultiTrialStrategy, arch_key
-from .random_search import sample_distinct
+from ..engine.multitrial import MultiTrialStrategy, arch_key, sample_distinct
 
 
 def acquisition(mean: np.ndarray, std: np.ndarray, kind: str, rng: np.random.Generator, best: float,

@@ -23,8 +23,7 @@ from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 from ..engine.base import SearchContext
-from ..engine.multitrial import MultiTrialStrategy, arch_key
-from .random_search import sample_distinct
+from ..engine.multitrial import MultiTrialStrategy, arch_key, sample_distinct
 
 
 def neighbours(space: Any, arch: Arch, rng: random.Random, max_mutations: int = 32) -> list[Arch]:
