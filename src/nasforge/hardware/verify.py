@@ -49,7 +49,7 @@ def verify_latency(space, arch: Any, target: str, budget_ms: float, *, model=Non
         out["measured_iqr_ms"] = res["iqr_ms"]
         out["how"] = (f"the whole network measured end to end here on {target} (median of {kw['repeats']} x "
                       f"{kw['number']} calls)")
-    elif getattr(space, "latency_table", None) in PER_ARCH_TABLES:
+    elif space.latency_table in PER_ARCH_TABLES:
         from .cost import table_dir
         from .tablefit import NB201TableLatency
 
