@@ -98,6 +98,9 @@ METHODS = {  # method -> (space, config)
     "nsga2": ("nb201", {**MULTI, "hparams": {"population": 2, "objectives": ["accuracy", "params", "flops"]}}),
     "bananas": ("nb201", {**MULTI, "budget": {"trials": 3}, "hparams": {"num_init": 2, "batch": 1, "steps": 5}}),
     "local-search": ("nb201", {**MULTI, "hparams": {"num_init": 1}}),
+    # multi-fidelity: two rungs (1 and 2 epochs), a budget of one full (2-epoch) evaluation
+    **{m: ("nb201", {**MULTI, "budget": {"trials": 1}, "estimator_options": {"train": {"epochs": 2}},
+                     "hparams": {"eta": 2}}) for m in ("sh", "hyperband", "asha")},
 }
 
 
