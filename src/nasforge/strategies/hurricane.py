@@ -6,9 +6,9 @@ search computes):
 
 0. a latency model of the space on the target: a LUT timed here for a local device, the per-(layer, op) table
    fitted from HELP measurements for a table device (``nasforge.hardware.cost``). The latency budget is
-   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network in the space;
-1. hardware-specific candidates: per layer the ``top_k`` ops by FLOPs / latency on the target
-   (``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
+   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network of the selected space (step 1);
+1. hardware-specific candidates: per layer at most ``top_k`` non-dominated ops (FLOPs vs within-layer
+   latency on the target; ``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
 2. a single-path supernet over those candidates (SPOS: each step trains one uniformly sampled path). Two
    stages (``order``): ``late_first`` trains the supernet with the later ``split`` share of the layers
    searchable and the early layers fixed to their fastest candidate, searches them, fixes them to the
