@@ -94,7 +94,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from nasforge import api
     from nasforge.data import final_split, load_dataset
+    from nasforge import registry
     from nasforge.building import make_space
+
+    registry.import_all()  # the spaces register themselves on import
 
     load0 = os.getloadavg()
     spec = json.loads(Path(a.arch).read_text())

@@ -348,6 +348,15 @@ def bats(R: Callable) -> list[Claim]:
             nums = (f"binary {_pct(h['binary']['test_accuracy'])} vs real twin {_pct(h['real_twin']['test_accuracy'])} "
                     "(twin trained half the epochs); no random-cell control")
             proto, seeds = f"{h['training_images']} training images", "0"
+        if "runs" in h:
+            diffs = [100 * (r["searched_binary"]["test_accuracy"] - r["random_cell_binary"]["test_accuracy"])
+                     for r in h["runs"]]
+            g, sd = _mean(diffs), _std(diffs)
+            out.append(Claim("B-control", "BATS", "the searched cell beats a random cell of the same space trained the "
+                             "same way (did the search do anything?)", "bats_headline.json", proto, seeds,
+                             f"searched - random {g:+.1f} pp (per seed {', '.join(f'{x:+.1f}' for x in diffs)})",
+                             "met" if g > 0 and g > sd and len(diffs) > 1 else ("not met" if g <= 0 else "not resolved"),
+                             "searches long enough for the alphas to leave their initialisation (B2)"))
         out.append(Claim("B-headline", "BATS", f"binary Fashion-MNIST record: >= {_pct(rec['accuracy'])} at <= "
                          f"{rec['params'] // 1000}k parameters", "bats_headline.json", proto, seeds, nums,
                          "met" if h["meets_record"] else "not met",
