@@ -39,8 +39,9 @@ class ScratchEstimator(Estimator):
 
 
 @lru_cache(maxsize=4)
-def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float):
-    train, _ = load_dataset(dataset, root)
+def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float,
+           options: tuple = ()):
+    train, _ = load_dataset(dataset, root, options=dict(options))
     return search_split(train, seed=split_seed, subset=subset, train_portion=train_portion)
 
 
@@ -68,7 +69,7 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     precision = spec.get("precision", "fp32")
     d = spec["data"]
     tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0),
-                    d.get("train_portion", 0.5))
+                    d.get("train_portion", 0.5), tuple(sorted((d.get("dataset_options") or {}).items())))
     cfg = dict(spec["space"])
     space = SPACES.get(cfg.pop("space"))(**cfg)
     train_cfg = TrainConfig.from_dict(spec["train"])

@@ -134,8 +134,15 @@ def _overview(view: RunView) -> dict[str, Any] | None:
     pairs: list[tuple[str, Any]] = [("run", view.name), ("command", view.command), ("status", _status(view)),
                                     ("method", view.method), ("space", view.space),
                                     ("dataset", view.config.get("dataset")), ("seed", view.seed)]
+    res = view.result or {}
+    pairs += [("precision", res.get("precision") or view.config.get("precision") or "fp32"),
+              ("device", res.get("device") or view.config.get("device"))]
     if view.command == "train" and view.result:
         pairs.append(("model", view.result.get("model") or view.result.get("space")))
+    for k, v in (res.get("optimised") or {}).items():  # what the method optimised (see SearchResult.optimised)
+        pairs.append((k, v.get("verdict", v) if isinstance(v, dict) else v))
+    if res.get("note"):
+        pairs.append(("note", res["note"]))
     acc = test_accuracy(view)
     if acc is not None:
         pairs.append(("test accuracy" + (" (retrained)" if view.command == "search" else ""), acc))
@@ -473,14 +480,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     when graphviz's `dot` is missing and the architecture is shown as DOT text instead of a drawing).
 
     Raises UserError (one line) before writing anything if `run_dir` is not a run directory."""
+    from ..utils import atomic_write_bytes, check_writable
+
     view = RunView.open(run_dir)
-    ctx = build_report(view)
-    page = render("report.html.j2", ctx)
     target = Path(out) if out is not None else view.path / "report.html"
     if target.is_dir():
         raise UserError(f"--out {target} is a directory; give an .html file name")
+    check_writable(target, "--out")  # before the page is built
+    ctx = build_report(view)
+    page = render("report.html.j2", ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_write_bytes
 
     atomic_write_bytes(target, page.encode())
     return {"report": str(target), "run_dir": str(view.path), "status": ctx["status"],
