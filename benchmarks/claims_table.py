@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 OUT = REPO / "docs" / "claims.md"
 VERDICTS = ("met", "not met", "not resolved", "not testable here")
+MIN_SEEDS = 3
 COMMAND = "python benchmarks/claims_table.py --write"
 
 
@@ -50,6 +51,7 @@ class Claim:
     would_change: str = ""
     baseline_check_required: bool = False
     baseline_degenerate: bool | None = None  # None: no check recorded
+    n_seeds: int | None = None  # set for the comparisons issue 21 re-measured: met / not met need >= MIN_SEEDS
     notes: list[str] = field(default_factory=list)
 
 
@@ -64,6 +66,9 @@ def enforce(c: Claim) -> Claim:
     elif c.verdict == "met" and c.baseline_check_required and c.baseline_degenerate is None:
         c.verdict = "not resolved"
         c.notes.append("baseline not checked for degeneracy: no verdict of met")
+    if c.n_seeds is not None and c.n_seeds < MIN_SEEDS and c.verdict in ("met", "not met"):
+        c.verdict = "not resolved"
+        c.notes.append(f"{c.n_seeds} seed(s) finished, {MIN_SEEDS} needed")
     return c
 
 
@@ -286,7 +291,8 @@ def bats(R: Callable) -> list[Claim]:
                          f"{_pct(_mean(acc['naive_binary_darts']))} +/- {100 * _std(acc['naive_binary_darts']):.1f}; gap "
                          f"{gap:+.1f} pp (per seed {', '.join(f'{x:+.1f}' for x in per)})", verdict,
                          "the spec's 10 epochs at C=12, 5 cells; more seeds (the gap must exceed seed noise)",
-                         baseline_check_required=True, baseline_degenerate=b1.get("baseline_degenerate")))
+                         baseline_check_required=True, baseline_degenerate=b1.get("baseline_degenerate"),
+                         n_seeds=len(b1["scale"]["seeds"])))
     b2 = R("bats_b2")
     if b2 is not None:
         a, t = b2["arms"]["T=1.0"], b2["arms"]["T=0.2"]
@@ -318,7 +324,8 @@ def bats(R: Callable) -> list[Claim]:
             change = "rerun at equal steps: wall clock under changing load gave the arms 2.3 vs 3.3 epochs"
         out.append(Claim("B3", "BATS", "32W/1A search lowers the supernet loss faster and reaches higher val accuracy "
                          "than 1W/1A; derived cells differ by no more than seed noise", "bats_b3.json", proto,
-                         _seeds(b3["scale"]["seeds"]), nums, verdict, change))
+                         _seeds(b3["scale"]["seeds"]), nums, verdict, change,
+                         n_seeds=len(b3["scale"]["seeds"]) if b3.get("budget") == "equal steps" else None))
     bd = R("bats_binary_darts")
     if bd is not None:
         m, sd = bd["mean_test_accuracy"], bd["std_test_accuracy"]
@@ -332,7 +339,8 @@ def bats(R: Callable) -> list[Claim]:
                          f"{_pct(m['darts_on_naive_binary_darts'])} +/- {100 * sd['darts_on_naive_binary_darts']:.1f} "
                          f"(gap {gap:+.1f} pp)", "met" if ok else "not met",
                          "the op sets differ in size (BATS cells are 2-4x larger); searches long enough for alphas to move",
-                         baseline_check_required=True, baseline_degenerate=bd.get("baseline_degenerate")))
+                         baseline_check_required=True, baseline_degenerate=bd.get("baseline_degenerate"),
+                         n_seeds=len(bd["scale"]["seeds"])))
     h = R("bats_headline")
     if h is not None:
         rec = h["record"]
@@ -356,7 +364,8 @@ def bats(R: Callable) -> list[Claim]:
                              "same way (did the search do anything?)", "bats_headline.json", proto, seeds,
                              f"searched - random {g:+.1f} pp (per seed {', '.join(f'{x:+.1f}' for x in diffs)})",
                              "met" if g > 0 and g > sd and len(diffs) > 1 else ("not met" if g <= 0 else "not resolved"),
-                             "searches long enough for the alphas to leave their initialisation (B2)"))
+                             "searches long enough for the alphas to leave their initialisation (B2)",
+                             n_seeds=len(diffs)))
         out.append(Claim("B-headline", "BATS", f"binary Fashion-MNIST record: >= {_pct(rec['accuracy'])} at <= "
                          f"{rec['params'] // 1000}k parameters", "bats_headline.json", proto, seeds, nums,
                          "met" if h["meets_record"] else "not met",
@@ -461,7 +470,8 @@ def hurricane(R: Callable) -> list[Claim]:
             verdict = "not met" if not h4["pass"] else "not resolved"
         out.append(Claim("H4", "HURRICANE", "two-stage search (-30 % supernet steps) within 0.5 pp of one-stage",
                          "hurricane_h4.json", proto, _seeds(h4["scale"]["seeds"]), nums, verdict,
-                         "more seeds: per-seed differences are as large as the mean"))
+                         "more seeds: per-seed differences are as large as the mean",
+                         n_seeds=len(h4["scale"]["seeds"]) if h4.get("equal_total_evaluations") else None))
     rows = [(n, R(n)) for n in ("hurricane_h3", "hurricane_h4", "hurricane_headline")]
     rows = [(n, d) for n, d in rows if d is not None and "h5" in d]
     if rows:
@@ -539,13 +549,13 @@ def vitas(R: Callable) -> list[Claim]:
             out.append(Claim("V4", "ViTAS", "searched subnet >= the best uniform ViT at equal MACs - 0.3 pp "
                              "(non-inferiority)", "vitas_search_vs_baseline.json", proto, _seeds(v4["seeds"]), nums,
                              "met" if v4["non_inferior_to_best_uniform"] else "not met",
-                             "longer retraining and more seeds"))
+                             "longer retraining and more seeds", n_seeds=len(v4["seeds"])))
             out.append(Claim("V-headline", "ViTAS", "search beats hand design: the searched subnet beats the best "
                              "uniform ViT and random in-window subnets by more than seed noise",
                              "vitas_search_vs_baseline.json", proto, _seeds(v4["seeds"]), nums,
                              "met" if v4["search_beats_hand_and_random"] else "not met",
                              "longer supernet training (the search's signal is inherited-weight accuracy after a few "
-                             "epochs)"))
+                             "epochs)", n_seeds=len(v4["seeds"])))
         else:
             out.append(Claim("V4", "ViTAS", "searched subnet beats a hand-designed uniform ViT at equal MACs",
                              "vitas_search_vs_baseline.json", "baseline fixed at patch 4 while the searches chose "

@@ -81,3 +81,9 @@ def test_check_mode_fails_on_a_stale_page(ct, tmp_path, monkeypatch):
     ct.main()
     monkeypatch.setattr("sys.argv", ["claims_table.py", "--check", "--results", str(results)])
     ct.main()  # no exit: up to date
+
+
+def test_a_re_measured_comparison_needs_three_finished_seeds(ct):
+    c = ct.Claim("X", "BATS", "c", "s", verdict="not met", n_seeds=1)
+    assert ct.enforce(c).verdict == "not resolved" and "1 seed(s)" in c.notes[0]
+    assert ct.enforce(ct.Claim("X", "BATS", "c", "s", verdict="met", n_seeds=3)).verdict == "met"
