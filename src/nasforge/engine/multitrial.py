@@ -186,3 +186,24 @@ class MultiTrialStrategy(Strategy):
         if callable(truth):  # benchmark tables: the held-out ground truth of the recommendation only
             metrics["ground_truth"] = truth(ctx.space, best["best_arch"])
         return SearchResult(arch=best["best_arch"], history=self.history, metrics=metrics)
+
+
+def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
+    """A random architecture not in `seen`, or None if `attempts` samples found none (a small space is used up)."""
+    for _ in range(attempts):
+        arch = ctx.space.validate(ctx.space.sample(rng))
+        if arch_key(arch) not in seen:
+            return arch
+    return None
+
+
+def sample_distinct(ctx: SearchContext, rng: random.Random, seen: set[str], n: int) -> list[Arch]:
+    """Up to `n` random architectures, distinct and not in `seen` (fewer when the space is used up)."""
+    seen, archs = set(seen), []
+    for _ in range(n):
+        arch = sample_new(ctx, rng, seen)
+        if arch is None:
+            break
+        archs.append(arch)
+        seen.add(arch_key(arch))
+    return archs

@@ -28,11 +28,22 @@ class ScratchEstimator(Estimator):
         self.device = str(device)  # resolved where the trial runs (a Ray worker maps "cuda" to its own GPU)
         self.precision = precision
 
-    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
+    @classmethod
+    def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
+        """Training epochs: any whole number; the default highest fidelity is the trials' ``train.epochs``."""
+        epochs = ((options or {}).get("train") or {}).get("epochs", 1)
+        return {"unit": "epochs", "levels": None, "max": int(epochs)}
+
+    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int, fidelity: int | None = None) -> dict[str, Any]:
+        """`fidelity`: train for that many epochs instead of ``train.epochs`` (a complete training run with
+        its own learning-rate schedule, so the spec alone says what the score means)."""
         # The training seed is fixed per architecture (not per search seed): proxy noise must not
         # depend on which search proposed the cell (PNAS pitfall "control proxy noise").
+        train = {**self.train, "seed": self.train.get("seed", 0)}
+        if fidelity is not None:
+            train["epochs"] = int(fidelity)
         spec = {"space": space.config, "arch": arch, "build": self.space_options, "data": self.data,
-                "train": {**self.train, "seed": self.train.get("seed", 0)}, "device": self.device}
+                "train": train, "device": self.device}
         if self.precision != "fp32":
             spec["precision"] = self.precision
         return spec

@@ -21,19 +21,21 @@ from typing import Any, Sequence
 
 from ..errors import UserError
 from . import charts
-from .page import _short, cost_fields, fmt, image, note, render, table, table_accuracy, test_accuracy
+from .page import _short, cost_fields, fmt, image, note, render, rung_summary, table, table_accuracy, test_accuracy
 from .rundir import RunView
 
 #: columns of a run row, in CSV and HTML order
 COLUMNS = ("run", "method", "space", "seed", "status", "arch", "table_metric", "table_accuracy", "test_accuracy",
-           "test_accuracy_from", "params", "flops", "bops", "ops", "latency", "search_wall_s", "search_cpu_s",
-           "wall_s", "peak_rss_mb", "precision", "device", "differs", "search_run", "run_dir")
+           "test_accuracy_from", "params", "flops", "bops", "ops", "latency", "hypervolume", "hypervolume_ratio",
+           "search_wall_s", "search_cpu_s", "wall_s", "peak_rss_mb", "precision", "device", "differs", "search_run",
+           "run_dir")
 #: config keys that do not make two runs different configurations (any key named "seed", at any depth, too):
 #: where and how a run was executed, paths, and bookkeeping
 NOT_CONFIG = {"command", "device", "threads", "data_root", "tables", "download", "executor", "executor_options",
               "arch_from", "teacher"}
 #: numeric columns summarised per group
-SUMMARISED = ("table_accuracy", "test_accuracy", "params", "flops", "bops", "ops", "latency", "search_wall_s",
+SUMMARISED = ("table_accuracy", "test_accuracy", "params", "flops", "bops", "ops", "latency", "hypervolume",
+              "hypervolume_ratio", "search_wall_s",
               "search_cpu_s")
 
 
@@ -48,6 +50,7 @@ def run_row(view: RunView) -> dict[str, Any]:
     if view.command == "train":  # a train run's whole cost is its training; it searched nothing
         search = {}
     res = view.result or {}
+    metrics = (res.get("search") or {}).get("metrics") or {}  # multi-objective: hypervolume
     return {"run": view.name, "method": view.method, "space": view.space or "-", "seed": view.seed,
             "status": "finished" if view.finished else "unfinished",
             "precision": res.get("precision") or view.config.get("precision") or "fp32",
@@ -60,8 +63,10 @@ def run_row(view: RunView) -> dict[str, Any]:
             "bops": costs.get("bops"), "ops": costs.get("ops"),
             "latency": latency[1],
             "latency_device": latency[0].removeprefix("latency").removesuffix("ms").strip() or None if latency[0] else None,
+            "hypervolume": metrics.get("hypervolume"), "hypervolume_ratio": metrics.get("hypervolume_ratio"),
             "search_wall_s": search.get("wall_s"), "search_cpu_s": search.get("cpu_s"),
-            "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path)}
+            "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path),
+            "rungs": rung_summary(view)}
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -200,6 +205,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 _GROUP_COLS = [("test_accuracy", "test acc (retrained)"), ("table_accuracy", "table acc"), ("params", "params"),
                ("flops", "FLOPs"), ("bops", "BOPs"), ("ops", "OPs"), ("latency", "latency ms"),
+               ("hypervolume", "hypervolume"), ("hypervolume_ratio", "HV / exact HV"),
                ("search_wall_s", "search wall s"), ("search_cpu_s", "search CPU s")]
 
 
@@ -239,6 +245,12 @@ def compare_context(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
     if not plots:
         plots.append(note("no run has both an accuracy and a search cost yet"))
     sections.insert(1, {"id": "scatter", "title": "Accuracy vs search cost", "items": [p for p in plots if p]})
+    laddered = [r for r in ordered if r.get("rungs")]
+    if laddered:  # multi-fidelity searches: trials and promotions per rung
+        sections.append({"id": "rungs", "title": "Rungs of multi-fidelity searches", "items": [table(
+            ["run", "method", "rungs (fidelity: trials / promoted)"],
+            [[r["run"], r["method"], ", ".join(f"{x['fidelity']}: {x['trials']} / {x['promoted'] if x['promoted'] is not None else '-'}"
+                                              for x in r["rungs"])] for r in laddered])]})
     notes = []
     unfinished = [r["run"] for r in rows if r["status"] != "finished"]
     if unfinished:

@@ -321,6 +321,37 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     return _section("trials", kind, items)
 
 
+def rung_summary(view: RunView) -> list[dict[str, Any]] | None:
+    """Per rung of a multi-fidelity search (sh, hyperband, asha): fidelity, trials, failed, promoted, best
+    score; from the finished search's metrics, else counted from the trial records logged so far."""
+    metrics = (view.search or {}).get("metrics") or ((view.result or {}).get("search") or {}).get("metrics") or {}
+    if isinstance(metrics.get("rungs"), list):
+        return metrics["rungs"]
+    logged = [m for m in view.metrics if m.get("event") == "trial" and isinstance(m.get("rung"), int)]
+    if not logged:
+        return None
+    out = []
+    for k in sorted({m["rung"] for m in logged}):
+        on = [m for m in logged if m["rung"] == k]
+        ok = [m["score"] for m in on if _isnum(m.get("score"))]
+        up = {m["config"] for m in logged if m["rung"] == k + 1}
+        out.append({"rung": k, "fidelity": on[0].get("fidelity"), "trials": len(on), "failed": len(on) - len(ok),
+                    "promoted": len({m["config"] for m in on} & up), "best_score": max(ok) if ok else None})
+    return out
+
+
+def _rungs(view: RunView) -> dict[str, Any] | None:
+    rungs = rung_summary(view)
+    if not rungs:
+        return None
+    metrics = (view.search or {}).get("metrics") or {}
+    rows = [[r["rung"], r["fidelity"], r["trials"], r["failed"], r["promoted"], r["best_score"]] for r in rungs]
+    caption = (f"{metrics.get('scheduler', 'multi-fidelity')} search, eta {metrics.get('eta', '?')}: budget used "
+               f"{fmt(metrics.get('budget_used'))} full-evaluation equivalents") if metrics else "search in progress"
+    return _section("rungs", "Rungs", [table(["rung", f"fidelity ({metrics.get('fidelity_unit', 'epochs')})", "trials",
+                                              "failed", "promoted", "best score"], rows, caption=caption)])
+
+
 def _pareto(view: RunView) -> dict[str, Any] | None:
     items: list[Any] = []
     for name, data in view.extra_json.items():
@@ -338,6 +369,36 @@ def _pareto(view: RunView) -> dict[str, Any] | None:
         items.append(image(charts.pareto(points, front, device, xl, yl, budget if _isnum(budget) else None),
                            caption=f"{device}: accuracy vs latency ({len(points)} evaluated, {len(front)} on the front)"))
     return _section("pareto", "Hardware-aware: Pareto front per device", items)
+
+
+def _multiobjective(view: RunView) -> dict[str, Any] | None:
+    """A multi-objective search (nsga2's multiobjective.json): hypervolume, and per cost objective accuracy
+    against it with the found front and, where a table gives it, the exact front."""
+    data = view.extra_json.get("multiobjective.json")
+    if not isinstance(data, dict) or not isinstance(data.get("objectives"), list):
+        return None
+    keys = [str(k) for k in data["objectives"]]
+    pairs = [(k, data.get(k)) for k in ("front_size", "evaluated", "feasible", "hypervolume", "hypervolume_exact",
+                                        "hypervolume_ratio", "hypervolume_basis") if k in data]
+    items: list[Any] = [kv([("objectives", ", ".join(keys)), ("constraints", ", ".join(data.get("constraints") or []) or "-"),
+                            *pairs])]
+    acc = "accuracy"
+    points = [p for p in data.get("points") or [] if isinstance(p, dict) and p.get("feasible")]
+    front = [p for p in data.get("front") or [] if isinstance(p, dict)]
+    exact = [p for p in data.get("exact_front") or [] if isinstance(p, dict)]
+    for k in keys:
+        if k == acc:
+            continue
+        pts = [(float(p[k]), float(p[acc])) for p in points if _isnum(p.get(k)) and _isnum(p.get(acc))]
+        # the 2-D front of this projection (with 3+ objectives the full front holds more points)
+        fr = charts.pareto_front(pts)
+        ex = charts.pareto_front([(float(p[k]), float(p[acc])) for p in exact if _isnum(p.get(k)) and _isnum(p.get(acc))])
+        items.append(image(charts.pareto(pts, fr, f"{acc} vs {k}", k, acc, exact=ex or None),
+                           caption=f"every feasible evaluated architecture's {acc} against its {k}, the found front"
+                                   + (" and the exact front of the table" if ex else "")))
+    rows = [[_short(p.get("arch"), 60)] + [p.get(k) for k in keys] for p in front[:30]]
+    items.append(table(["architecture"] + keys, rows, caption=f"the found Pareto front ({len(front)} architectures)"))
+    return _section("multiobjective", "Multi-objective search: Pareto front and hypervolume", items)
 
 
 _ACC_KEYS = ("accuracy", "val_accuracy", "top1", "acc", "score", "test_accuracy")
@@ -448,7 +509,8 @@ def _config(view: RunView) -> dict[str, Any]:
 def build_report(view: RunView) -> dict[str, Any]:
     """The template context of one run's page: title, subtitle and the list of sections."""
     arch_section, parts = _architecture(view)
-    sections = [_overview(view), arch_section, _curves(view), _one_shot(view), _trials(view), _pareto(view),
+    sections = [_overview(view), arch_section, _curves(view), _one_shot(view), _trials(view), _rungs(view),
+                _pareto(view), _multiobjective(view),
                 _table_lookup(view), _retraining(view), _cost(view), _method_files(view), _config(view)]
     sections = [s for s in sections if s]
     if not view.metrics and not view.finished:

@@ -27,6 +27,8 @@ class Lookup:
     """
 
     name: ClassVar[str] = ""
+    #: training length (epochs) -> the metric measured after it, for multi-fidelity search ({} = one length)
+    fidelities: ClassVar[dict[int, str]] = {}
 
     def __init__(self, path: PathLike, dataset: str = "cifar10", metric: str = "val_12") -> None:
         self.path, self.dataset, self.metric = str(path), dataset, metric
@@ -39,6 +41,11 @@ class Lookup:
 
     def ground_truth(self, arch: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+    def enumerate(self) -> tuple[list[Any], Any] | None:
+        """(every architecture of the table, their search signal as an array in that order), for exact Pareto
+        fronts; None where the table does not cover its whole space."""
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -56,6 +63,7 @@ class NB201Lookup(Lookup):
     cheap signal a real search would have); the 200-epoch test accuracy is the ground truth."""
 
     name = "nas-bench-201"
+    fidelities = {12: "val_12", 200: "test_200"}  # no 200-epoch validation column is published
 
     def __init__(self, path: PathLike, dataset: str = "cifar10", metric: str = "val_12") -> None:
         super().__init__(path, check_dataset(dataset), check_metric(metric))
@@ -70,6 +78,10 @@ class NB201Lookup(Lookup):
     def ground_truth(self, arch: Any) -> dict[str, Any]:
         record = self.table.record(arch)
         return {"test_accuracy": record[f"{self.dataset}_test_200"], "dataset": self.dataset, **record}
+
+    def enumerate(self) -> tuple[list[str], Any]:
+        """All 15,625 cells (arch strings by official index) and the search signal of each."""
+        return [self.table.arch_of(i) for i in range(len(self.table))], self.table.column(self.dataset, self.metric)
 
 
 class MacroLookup(Lookup):
