@@ -76,7 +76,8 @@ def _enc(v: float) -> float | None:
 
 
 def sample_indices(n: int, seed: int) -> list[int]:
-    return sorted(int(i) for i in np.random.default_rng(seed).choice(15625, n, replace=False))
+    """The fixed sample, in the (uniformly random) order it is scored: any prefix is a uniform sample."""
+    return [int(i) for i in np.random.default_rng(seed).choice(15625, n, replace=False)]
 
 
 def run_chunk(args, table, fmnist, dataset: str, seed: int, group: str, indices: list[int]) -> dict[str, Any]:
@@ -88,10 +89,11 @@ def run_chunk(args, table, fmnist, dataset: str, seed: int, group: str, indices:
     protocol = Protocol(proxies=GROUPS[group], batch_size=args.batch_size, seed=seed, data="dataset",
                         dataset="fashion-mnist (stand-in)", space_options={"C": 16, "N": 5})
     chunk = json.loads(path.read_text()) if path.exists() else None
-    if chunk is None or chunk["indices"] != indices or chunk["protocol"] != protocol.as_dict():
+    if chunk is None or sorted(chunk["indices"]) != sorted(indices) or chunk["protocol"] != protocol.as_dict():
         chunk = {"dataset": dataset, "seed": seed, "group": group, "protocol": protocol.as_dict(),
                  "network": {"C": 16, "N": 5, "num_classes": classes, "resolution": res}, "indices": indices,
                  "scores": {p: [] for p in protocol.proxies}, "cpu_s": {p: [] for p in protocol.proxies}}
+    indices = chunk["indices"]  # a chunk keeps the order it was started in
     done = len(chunk["scores"][protocol.proxies[0]])
     if done == len(indices):
         return chunk
@@ -135,36 +137,49 @@ def summarise(args, table, indices: list[int], chunks: dict[tuple[str, int, str]
         (out["chunks_done"] if n == len(indices) else out["chunks_missing"]).append(
             f"{key[0]} seed {key[1]} {key[2]} ({n}/{len(indices)})")
     for dataset in args.datasets:
-        acc = np.array([table.query(i, dataset, "test_200") for i in indices])
+        acc_of = {i: table.query(i, dataset, "test_200") for i in indices}
+        acc = np.array([acc_of[i] for i in indices])
         per_seed: dict[str, dict[int, float]] = {}
+        n_cells: dict[str, dict[int, int]] = {}
         cost: dict[str, list[float]] = {}
         full_scores: dict[int, dict[str, list]] = {}
         for seed in args.seeds:
-            merged: dict[str, list] = {}
+            by_index: dict[str, dict[int, float | None]] = {}  # proxy -> cell index -> score (cells done)
             for group in args.groups:
                 c = chunks.get((dataset, seed, group))
                 if c is None:
                     continue
                 for p, v in c["scores"].items():
-                    if len(v) == len(indices):
-                        merged[p] = v
+                    if v:
+                        by_index[p] = dict(zip(c["indices"], v))
                         cost.setdefault(p, []).extend(c["cpu_s"][p])
-            if not merged:
+            if not by_index:
                 continue
-            if all(m in merged for m in DEFAULT_MEMBERS):
-                merged["ensemble"] = list(rank_aggregate(merged, DEFAULT_MEMBERS))
-            members_all = [p for p in merged if p not in BASELINES and p != "ensemble"]
-            if len(members_all) > len(DEFAULT_MEMBERS):
-                merged["ensemble_all"] = list(rank_aggregate(merged, members_all))
-            full_scores[seed] = merged
-            for p, v in merged.items():
-                per_seed.setdefault(p, {})[seed] = spearman(v, acc)
+            groups_of = [set(d) for d in by_index.values()]
+            for name, members in (("ensemble", list(DEFAULT_MEMBERS)),
+                                  ("ensemble_all", [p for p in by_index if p not in BASELINES])):
+                if name == "ensemble_all" and len(members) <= len(DEFAULT_MEMBERS):
+                    continue
+                if not all(m in by_index for m in members):
+                    continue
+                common = [i for i in indices if all(i in by_index[m] for m in members)]
+                if len(common) < 10:
+                    continue
+                agg = rank_aggregate({m: [by_index[m][i] for i in common] for m in members}, members)
+                by_index[name] = dict(zip(common, (float(a) for a in agg)))
+            if all(len(d) == len(indices) for d in groups_of):
+                full_scores[seed] = {p: [d[i] for i in indices] for p, d in by_index.items()}
+            for p, d in by_index.items():
+                cells = [i for i in indices if i in d]
+                per_seed.setdefault(p, {})[seed] = spearman([d[i] for i in cells], np.array([acc_of[i] for i in cells]))
+                n_cells.setdefault(p, {})[seed] = len(cells)
         rows = {}
         for p, by_seed in per_seed.items():
             vals = list(by_seed.values())
             rows[p] = {"spearman_mean": round(float(np.mean(vals)), 4),
                        "spearman_std": round(float(np.std(vals)), 4) if len(vals) > 1 else None,
-                       "per_seed": {str(s): round(v, 4) for s, v in by_seed.items()}, "n_seeds": len(vals)}
+                       "per_seed": {str(s): round(v, 4) for s, v in by_seed.items()}, "n_seeds": len(vals),
+                       "n_cells": {str(s): n for s, n in n_cells[p].items()}}
             if p in cost:
                 rows[p]["cpu_s_per_arch"] = round(float(np.mean(cost[p])), 4)
         for p in ("ensemble", "ensemble_all"):

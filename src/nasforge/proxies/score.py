@@ -55,7 +55,7 @@ class Protocol:
         for p in self.proxies:
             get_proxy(p)
         if self.data not in ("dataset", "gaussian"):
-            raise ConfigError(f"proxy data must be 'dataset' or 'gaussian', got '{self.data}'")
+            raise ConfigError(f"proxy inputs must be 'dataset' or 'gaussian', got '{self.data}'")
         if self.binary not in BINARY_MODES:
             raise ConfigError(f"proxy binary mode must be one of {', '.join(BINARY_MODES)}, got '{self.binary}'")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
