@@ -133,7 +133,8 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     r = score_arch(space, spec["arch"], protocol, batch, device)
     scores = r["scores"]
     if opts["proxy"] == "ensemble":
-        key = json.dumps({k: spec[k] for k in ("space", "options", "data", "device")}, sort_keys=True)
+        key = json.dumps({"space": spec["space"], "options": opts, "data": spec.get("data") or {},
+                          "device": str(device)}, sort_keys=True)
         value = percentile_aggregate(scores, _reference(key), protocol.proxies)
         degenerate = any(not math.isfinite(scores[m]) for m in protocol.proxies)
     else:
