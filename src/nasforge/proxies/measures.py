@@ -278,8 +278,8 @@ def zen(model: nn.Module, batch: ProxyBatch, mixup: float = 1e-2) -> float:
     gen = torch.Generator().manual_seed(batch.seed)  # host: the same draws on every device
     _gaussian_init_seeded(net, gen)
     shape = tuple(batch.x.shape)
-    x = torch.randn(shape, generator=gen).to(batch.x.device)
-    eps = torch.randn(shape, generator=gen).to(batch.x.device)
+    x = torch.randn(shape, generator=gen).to(batch.x.device)  # host: seeded draws, the same on every device
+    eps = torch.randn(shape, generator=gen).to(batch.x.device)  # host: seeded draws, the same on every device
     feats = []
     bn = 0.0
     for inp in (x, x + mixup * eps):
@@ -300,7 +300,7 @@ def _gaussian_init_seeded(model: nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():  # redraw the N(0, 1) weights from `gen` so the score depends on the seed only
         for p in model.parameters():
             if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))  # host: seeded draws, the same on every device
 
 
 # ------------------------------------------------------------------------------------------------

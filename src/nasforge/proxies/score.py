@@ -81,17 +81,17 @@ def make_batch(space: SearchSpace, protocol: Protocol, images: ImageDataset | No
     if protocol.data == "gaussian" or images is None:
         if protocol.data == "dataset":
             raise ConfigError("proxy data 'dataset' needs images; pass a dataset or use data 'gaussian'")
-        x = torch.randn((B, C, R, R), generator=gen)
-        y = torch.randint(0, space.num_classes, (B,), generator=gen)
+        x = torch.randn((B, C, R, R), generator=gen)  # host: seeded draws, the same on every device
+        y = torch.randint(0, space.num_classes, (B,), generator=gen)  # host: seeded draws, the same on every device
         return ProxyBatch(x.to(device), y.to(device), protocol.seed)
     if len(images) < B:
         raise ConfigError(f"proxy batch_size {B} exceeds the {len(images)} images available")
     if images.num_classes > space.num_classes:
         raise ConfigError(f"the dataset has {images.num_classes} classes but the network {space.num_classes}")
-    idx = torch.randperm(len(images), generator=gen)[:B]
+    idx = torch.randperm(len(images), generator=gen)[:B]  # host: seeded draws, the same on every device
     x = images.images[idx].float().div_(255)
     mean, std = images.stats()
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)  # host: the images are on the CPU
     if x.shape[-1] != R or x.shape[-2] != R:
         x = F.interpolate(x, size=(R, R), mode="bilinear", align_corners=False)
     if x.shape[1] != C:
