@@ -367,3 +367,20 @@ def test_cli_proxy_score_end_to_end(tmp_path, cli_ok, run_cli):
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     code, _, err = run_cli("proxy", "score", str(tmp_path / "missing.json"))
     assert code == 2 and "missing.json" in err
+
+
+def test_evolution_prescreen_resumes_exactly_after_a_crash(tmp_path, crash):
+    from nasforge.strategies.evolution import Evolution
+
+    cfg = {**BASE, "method": "evolution", "estimator": "proxy", "budget": {"trials": 6},
+           "hparams": {"population": 3, "sample_size": 2, "prescreen": 2, "prescreen_proxy": "synflow"},
+           "estimator_options": {"proxy": "kernel_area", "batch_size": 4}}
+    whole = nasforge.search(cfg, run_root=tmp_path / "whole")
+    with crash(Evolution, "_proxy_score", 9) as died:  # inside round 2 (rounds: 3 random slots, then 1 child each)
+        with pytest.raises(died):
+            nasforge.search(cfg, run_root=tmp_path / "cut")
+    run = next((tmp_path / "cut").iterdir())
+    resumed = nasforge.search(resume=run)
+    assert [h["arch"] for h in resumed["search"]["history"]] == [h["arch"] for h in whole["search"]["history"]]
+    assert resumed["arch"] == whole["arch"]
+    assert resumed["search"]["metrics"]["prescreen"] == whole["search"]["metrics"]["prescreen"]
