@@ -53,8 +53,8 @@ BASELINES = ("params", "flops", "kernel_area")
 NET = {"cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}
 # Spearman rho over all 15,625 NB201 cells, as published (real CIFAR / ImageNet16-120 images, batch 64).
 PUBLISHED = {
-    "source": "Abdelfattah et al., ICLR 2021, Table 2 (synflow, snip, grasp, jacob_cov); "
-              "Krishnakumar et al., NAS-Bench-Suite-Zero, NeurIPS 2022 D&B (nwot, zen, params, flops)",
+    "source": "Abdelfattah et al., ICLR 2021 (Spearman over all NB201 cells, real images, batch 64); no "
+              "verified published figure was at hand for nwot, zen, params, flops on this protocol",
     "cifar10": {"synflow": 0.74, "snip": 0.58, "grasp": 0.48, "jacob_cov": 0.73},
     "cifar100": {"synflow": 0.76, "snip": 0.63, "grasp": 0.54, "jacob_cov": 0.71},
     "imagenet16-120": {"synflow": 0.75, "snip": 0.58, "grasp": 0.56, "jacob_cov": 0.71},
