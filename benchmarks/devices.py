@@ -44,10 +44,12 @@ WORKLOADS = ("darts", "single-darts", "baseline")
 
 def _load(subset: int):
     from nasforge.data import load_dataset, search_split
-    from nasforge.data.datasets import DEBIAN_FASHION_MNIST
+    from nasforge.errors import UserError
 
-    name = "fashion-mnist" if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file() else "synthetic"
-    train, _ = load_dataset(name)
+    try:  # wherever the readers find it: $NASFORGE_DATA (a GPU machine's carried copy) or Debian's package
+        name, (train, _) = "fashion-mnist", load_dataset("fashion-mnist")
+    except UserError:
+        name, (train, _) = "synthetic", load_dataset("synthetic")
     tr, va = search_split(train, seed=0, subset=subset)
     return name, train, tr, va
 
@@ -91,7 +93,7 @@ def one(workload: str, device: str, precision: str, steps: int, warmup: int, thr
     else:
         from nasforge.registry import STRATEGIES
         from nasforge.spaces.nb201 import NB201Space
-        from nasforge.strategies.base import Budget, SearchContext
+        from nasforge.engine.base import Budget, SearchContext
         import nasforge.strategies.darts  # noqa: F401  (registers darts, single-darts)
 
         space = NB201Space(in_channels=1, num_classes=10, resolution=28, C=16, N=5)

@@ -67,7 +67,7 @@ def table_jaccard(tables: str, pairs: list[tuple[str, str]], k: int = 4) -> list
 def search_once(tables: str, target: str, budget: float, seed: int, trials: int) -> str:
     from nasforge.estimators.table import TableEstimator
     from nasforge.spaces.nb201 import NB201Space
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
     from nasforge.strategies.hurricane import Hurricane
 
     strat = Hurricane(target=target, latency_ms=budget)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nasforge.strategies.bandits import (
+from nasforge.engine.bandits import (
     AdditiveProblem,
     AgentPopulation,
     GaussianSqueeze,

@@ -40,7 +40,7 @@ import torch
 
 from nasforge.data import SearchData, load_dataset, search_split
 from nasforge.spaces.darts import DartsSpace
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.darts import DARTS
 from nasforge.strategies.manas import MANAS
 from nasforge.supernet import MixedOp

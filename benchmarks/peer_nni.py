@@ -84,7 +84,7 @@ def make_data(seed: int, n_batches: int, batch: int, path: Path) -> None:
 def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
     from nasforge.hardware.flops import count_flops
     from nasforge.spaces.nb201 import NB201Space, SearchCell
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
     from nasforge.strategies.darts import DARTS
     from nasforge.utils import seed_everything
 

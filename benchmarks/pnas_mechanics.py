@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from nasforge.spaces.pnas import PNASSpace, canonical_blocks, expand, one_block_cells
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.pnas import PNAS
 from nasforge.surrogates import Ensemble, TokenBatch
 from nasforge.surrogates.oracle import OracleEstimator

@@ -39,7 +39,7 @@ def run_one(space_name: str, strategy: str, seed: int, budget: int, tables: str,
     from nasforge.spaces.macro import MacroSpace
     from nasforge.spaces.nb201 import NB201Space
     from nasforge.strategies import evolution, pnas, random_search  # noqa: F401  (registers the strategies)
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
 
     torch.set_num_threads(1)  # one search per process; --jobs processes share the cores
     space = NB201Space() if space_name == "nb201" else MacroSpace()

@@ -15,6 +15,24 @@ REPO = Path(__file__).resolve().parents[1]
 TABLES = Path(os.environ.get("NASFORGE_TABLES") or REPO / ".." / "shared" / "data" / "benchmarks").resolve()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="device for the tests that take the `device` fixture (tests/test_on_device.py): "
+                          "cpu (default), cuda, cuda:N, mps; benchmarks/gpu_check.py runs them with cuda")
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """The device named by pytest's --device option; the tests that take it skip when it is not available."""
+    from nasforge.accel import resolve_device
+    from nasforge.errors import ConfigError
+
+    try:
+        return resolve_device(request.config.getoption("--device"))
+    except ConfigError as e:
+        pytest.skip(str(e))
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     # Tiny test tensors run fastest on one thread (no OpenMP hand-offs), and bit-exactness assertions

@@ -17,7 +17,7 @@ import torch
 
 from nasforge import api, progress
 from nasforge.runs.store import RunDir
-from nasforge.strategies.base import SearchContext
+from nasforge.engine.base import SearchContext
 
 
 def main() -> None:

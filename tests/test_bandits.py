@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nasforge.errors import ConfigError, TrainingDiverged, UserError
-from nasforge.strategies.bandits import (
+from nasforge.engine.bandits import (
     AdditiveProblem,
     AgentPopulation,
     Exp3Agents,

@@ -9,7 +9,7 @@ from nasforge.data.datasets import SearchData, synthetic
 from nasforge.errors import ConfigError
 from nasforge.ops.binary import binarization_state
 from nasforge.spaces.bats import BatsSpace
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.bats import BATS
 from nasforge.training import kd_loss
 
@@ -68,7 +68,7 @@ def test_search_logs_mixing_entropy_and_gap_and_resumes_exactly(tmp_path, crash,
     # sharpening by T: the entropy of softmax(alpha/T) is never above that of softmax(alpha)
     assert epochs[-1]["mixing_entropy_normalised"] <= epochs[-1]["alpha_entropy_t1_normalised"] + 1e-9
 
-    from nasforge.strategies.oneshot import OneShotStrategy
+    from nasforge.engine.oneshot import OneShotStrategy
 
     # after epoch 2's diagnostics, before its checkpoint: resumes from epoch 1
     with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):

@@ -130,7 +130,7 @@ def test_search_is_deterministic_and_resumes_exactly(tmp_path, crash, same_super
     again = api.search(cfg, run_root=tmp_path / "b")
     same_supernet(ref["run_dir"], again["run_dir"])  # alphas and weights
 
-    from nasforge.strategies.oneshot import OneShotStrategy
+    from nasforge.engine.oneshot import OneShotStrategy
 
     # dies right after epoch 2's diagnostics, before its checkpoint
     with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
@@ -158,7 +158,7 @@ def test_shallow_supernets_search_their_reduction_cells_only(method, hp):
     from nasforge.data.datasets import SearchData, synthetic
     from nasforge.spaces.bats import BatsSpace
     from nasforge.spaces.darts import DartsSpace
-    from nasforge.strategies.base import Budget, SearchContext
+    from nasforge.engine.base import Budget, SearchContext
     from nasforge.strategies.bats import BATS
 
     if method == "bats":

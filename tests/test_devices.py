@@ -136,7 +136,7 @@ def test_checkpoint_written_with_one_device_string_resumes_with_another(tmp_path
     cfg = {**TINY, "method": "single-darts", "device": "auto", "budget": {"epochs": 3}}
     ref = api.search({**cfg, "device": "cpu"}, run_root=tmp_path / "ref")
 
-    from nasforge.strategies.oneshot import OneShotStrategy
+    from nasforge.engine.oneshot import OneShotStrategy
 
     # dies during epoch 2, after epoch 1's checkpoint
     with crash(OneShotStrategy, "_diagnostics", at=2, exc=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):

@@ -20,7 +20,7 @@ from nasforge.hardware.tablefit import fit_layer_table
 from nasforge.ops.mobile import FBNET_OP_NAMES, MOBILE_OPS
 from nasforge.spaces.fbnet import FBNetSpace
 from nasforge.spaces.mobile import MobileSpace
-from nasforge.strategies.base import SearchContext
+from nasforge.engine.base import SearchContext
 from nasforge.strategies.hurricane import Hurricane
 
 TINY = {"widths": [8, 8, 16, 16], "strides": [1, 2, 1, 2], "stem": 8, "head": 16}

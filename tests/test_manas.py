@@ -17,8 +17,8 @@ from nasforge.errors import ConfigError, UserError
 from nasforge.report import plot_alpha_trajectories, plot_policies
 from nasforge.spaces.darts import DartsSpace, darts_top2_excluding_none
 from nasforge.spaces.nb201 import NB201Space
-from nasforge.strategies.bandits import default_eta
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.bandits import default_eta
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.manas import MANAS, MANASLS, arch_to_path, normalised_loss, path_to_arch
 from nasforge.strategies.random_ws import RandomWS
 from nasforge.supernet import MixedOp
@@ -198,7 +198,7 @@ def test_final_sample_with_top2_keeps_the_sampled_ops():
     supernet, ctx = _setup(strategy, _space("darts"))
     strategy.agents.cum_loss = np.random.default_rng(3).uniform(0, 30, size=strategy.agents.cum_loss.shape)
     arch = strategy.derive(supernet, ctx)
-    from nasforge.strategies.manas import _DERIVE_STREAM
+    from nasforge.engine.paths import _DERIVE_STREAM
 
     sampled = strategy.agents.sample(np.random.default_rng([0, _DERIVE_STREAM, strategy.agents.t]))
     edges = _edges()

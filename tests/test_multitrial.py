@@ -15,7 +15,7 @@ from nasforge.runs.store import RunDir
 from nasforge.spaces.macro import MacroSpace
 from nasforge.spaces.nb201 import NB201Space
 from nasforge.spaces.pnas import PNASSpace
-from nasforge.strategies.base import Budget, SearchContext
+from nasforge.engine.base import Budget, SearchContext
 from nasforge.strategies.evolution import Evolution, RegularizedEvolution
 from nasforge.spaces.darts import DartsSpace
 from nasforge.strategies.pnas import PNAS, growth_for

@@ -281,7 +281,7 @@ def test_subset_larger_than_the_data_is_an_error(run_cli, tmp_path):
 
 
 def test_degenerate_warning_is_one_line(tmp_path, capsys, monkeypatch):
-    from nasforge.strategies.oneshot import OneShotStrategy
+    from nasforge.engine.oneshot import OneShotStrategy
 
     monkeypatch.setattr(OneShotStrategy, "derive", lambda self, supernet, ctx: "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     res = api.search({**TINY, "method": "single-darts", "budget": {"epochs": 1}, "hparams": {"hessian_every": 0}},

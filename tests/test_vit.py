@@ -15,7 +15,7 @@ from nasforge.data.augment import cutmix, random_erasing, soft_cross_entropy, so
 from nasforge.errors import ConfigError, UserError
 from nasforge.hardware.flops import model_cost
 from nasforge.spaces.vit import ViTSpace, all_paths, count_paths, take, window
-from nasforge.strategies.base import SearchContext
+from nasforge.engine.base import SearchContext
 from nasforge.strategies.vitas import ViTAS, calibrate_identity, warmup_cosine
 
 

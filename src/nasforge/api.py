@@ -30,7 +30,7 @@ from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
 from .runs.store import RunDir
-from .strategies.base import Budget, SearchContext
+from .engine.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
 from .training.recipes import fit, train_config_for
 from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads

@@ -44,7 +44,7 @@ def check_search(cfg: dict[str, Any]):
     Raises:
         ConfigError: one line naming the offending option.
     """
-    from .strategies.base import Budget
+    from .engine.base import Budget
     from .training import TrainConfig
 
     strategy = STRATEGIES.get(cfg["method"])(**cfg["hparams"])

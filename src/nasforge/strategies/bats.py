@@ -33,7 +33,7 @@ from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
 from ..supernet import Supernet, entropy
 from ..training import kd_loss
-from .base import SearchContext
+from ..engine.base import SearchContext
 from .darts import DARTS
 
 BATS_DEFAULTS: dict[str, Any] = {

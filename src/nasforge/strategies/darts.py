@@ -21,8 +21,8 @@ from .. import distributed
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..supernet import Supernet
-from .base import SearchContext
-from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
+from ..engine.base import SearchContext
+from ..engine.oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
 
 ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((0.5, 0.999), "[0, 1)"),
                                  "arch_weight_decay": Opt(1e-3, ">=0"), "temperature": Opt(1.0, ">0"),

@@ -45,9 +45,10 @@ from ..hardware.devices import PER_ARCH_TABLES, TARGET_DEVICES, check_target, is
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..utils import atomic_write_json, seed_everything
-from .base import SearchContext, SearchResult, Strategy
-from .evolution import Evolution, RegularizedEvolution
-from .random_search import arch_key
+from ..engine.base import SearchContext, SearchResult, Strategy
+from ..engine.evolution import RegularizedEvolution
+from .evolution import Evolution
+from ..engine.multitrial import arch_key
 
 ORDERS = ("late_first", "early_first", "joint")
 LATENCY_METRICS = ("raw", "calibrated")

@@ -43,8 +43,8 @@ from ..registry import STRATEGIES
 from ..spaces.base import Arch, CategoricalEncoding, SearchSpace
 from ..surrogates.ensemble import KINDS, Ensemble
 from ..surrogates.tokenizers import PNASTokenizer, TokenBatch, Tokenizer, tokenizer_for
-from .base import SearchContext
-from .random_search import MultiTrialStrategy
+from ..engine.base import SearchContext
+from ..engine.multitrial import MultiTrialStrategy
 
 Partial = Any  # a growth's own hashable description of a (partly grown) architecture
 

@@ -1,157 +1,17 @@
-"""Random search, and the bookkeeping every multi-trial strategy shares.
-
-`MultiTrialStrategy` runs a search as *rounds*: propose architectures, score them with ``ctx.evaluate``
-(executor + journal), update, checkpoint. The checkpoint holds the strategy's state and its random
-generator, so a resumed search proposes exactly what the interrupted one would have; trials that had
-finished are answered by the journal without running again.
-
-Budget: ``ctx.budget.trials`` counts *distinct* architectures scored (a re-proposed architecture reuses its
-known score and costs nothing). ``ctx.budget.seconds`` is checked before every trial starts (a trial is the
-step of a multi-trial search): after the deadline no new trial starts (a scratch trial running in this
-process stops at its next epoch end and stays pending; one on a Ray worker finishes), the round is cut there (its unstarted trials stay pending in the journal, and the strategy
-does not learn from the incomplete round), the state is checkpointed and the search ends with the best
-architecture scored so far (``metrics.stopped = "seconds"``).
-
-History: one record per scored architecture, in order: ``trial`` (1-based), ``arch``, ``score``,
-``best_score`` and ``best_arch`` (best so far by score), ``round``. Benchmarks read anytime curves from it.
-"""
+"""random: random search over distinct uniformly sampled architectures (a multi-trial method on
+`nasforge.engine.multitrial.MultiTrialStrategy`)."""
 from __future__ import annotations
 
-import json
 import random
-from typing import Any, ClassVar
 
-from .. import progress
+from ..engine.base import SearchContext
+from ..engine.multitrial import MultiTrialStrategy, arch_key
 from ..errors import ConfigError
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
-from .base import SearchContext, SearchResult, Strategy
 
-
-def arch_key(arch: Arch) -> str:
-    """A hashable, order-preserving key of a (canonical) JSON architecture."""
-    return arch if isinstance(arch, str) else json.dumps(arch, separators=(",", ":"))
-
-
-def _score(result: dict[str, Any]) -> float | None:
-    s = result.get("score")
-    return None if s is None or s != s else float(s)  # s != s: NaN from a diverged trial
-
-
-class MultiTrialStrategy(Strategy):
-    kind: ClassVar[str] = "multi-trial"
-
-    # -- hooks ------------------------------------------------------------------------------
-    def setup(self, ctx: SearchContext) -> None:
-        """Create the strategy's state (called before restoring a checkpoint)."""
-
-    def propose(self, ctx: SearchContext, rng: random.Random, remaining: int | None) -> list[Arch]:
-        """The next round's architectures (canonical); an empty list ends the search.
-        `remaining` is the number of new trials the budget still allows (None = unlimited)."""
-        raise NotImplementedError
-
-    def observe(self, ctx: SearchContext, archs: list[Arch], scores: list[float | None]) -> None:
-        """Learn from a finished round (scores in the order of `propose`; None = the trial failed)."""
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def extra_metrics(self) -> dict[str, Any]:
-        return {}
-
-    # -- shared loop ------------------------------------------------------------------------
-    def search(self, ctx: SearchContext) -> SearchResult:
-        if ctx.budget.trials is None and ctx.budget.seconds is None:
-            raise ConfigError(f"strategy '{self.name}' needs a trial or time budget (--trials N or --seconds S)")
-        if ctx.estimator is None:
-            raise ConfigError(f"strategy '{self.name}' scores architectures with an estimator: pass --estimator "
-                              "(scratch trains each one; table looks it up in a benchmark table)")
-        rng = random.Random(ctx.seed)
-        self.scores: dict[str, float | None] = {}  # arch key -> score of every architecture scored so far
-        self.history: list[dict[str, Any]] = []
-        self.round = 0
-        self.stopped_by_time = False
-        self.setup(ctx)
-        state = ctx.restore()
-        if state is not None and state.get("kind") == f"multi-trial:{self.name}":
-            rng.setstate(state["rng"])
-            self.scores, self.history, self.round = state["scores"], state["history"], state["round"]
-            self.load_state(state["strategy"])
-            if ctx.run is not None:  # drop trial records of the round that was interrupted; it runs again
-                resumed = self.round
-                ctx.run.truncate_metrics(lambda m: m.get("event") != "trial" or (m.get("round") or 0) < resumed)
-        with progress.bar(f"{self.name}: trials", ctx.budget.trials) as bar:
-            bar.advance(len(self.history))
-            ctx.trial_bar, ctx.trials_seen = bar, len(self.history)
-            try:
-                while not self._exhausted(ctx):
-                    remaining = None if ctx.budget.trials is None else ctx.budget.trials - len(self.history)
-                    archs = self.propose(ctx, rng, remaining)
-                    if not archs:
-                        break
-                    new = list(dict.fromkeys(arch_key(a) for a in archs if arch_key(a) not in self.scores))
-                    if remaining is not None and len(new) > remaining:
-                        raise AssertionError(f"{self.name} proposed {len(new)} new trials with {remaining} left in the budget")
-                    by_key = {arch_key(a): a for a in archs}
-                    cut = False
-                    if new:
-                        results = ctx.evaluate([by_key[k] for k in new], round=self.round)
-                        for k, res in zip(new, results):
-                            if res is None:  # never started: the deadline passed
-                                cut = True
-                            else:
-                                self._record(k, by_key[k], _score(res))
-                    if not cut:
-                        self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
-                    self.round += 1
-                    ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "scores": self.scores,
-                                    "history": self.history, "round": self.round, "strategy": self.state()})
-                    if cut:
-                        self.stopped_by_time = True
-                        break
-            finally:
-                ctx.trial_bar = None
-        return self._result(ctx)
-
-    def _exhausted(self, ctx: SearchContext) -> bool:
-        if ctx.budget.trials is not None and len(self.history) >= ctx.budget.trials:
-            return True
-        if ctx.out_of_time():
-            self.stopped_by_time = True
-            return True
-        return False
-
-    def _record(self, key: str, arch: Arch, score: float | None) -> None:
-        self.scores[key] = score
-        best = self.history[-1] if self.history else None
-        better = score is not None and (best is None or best["best_score"] is None or score > best["best_score"])
-        self.history.append({
-            "trial": len(self.history) + 1, "round": self.round, "arch": arch, "score": score,
-            "best_score": score if better else (best["best_score"] if best else None),
-            "best_arch": arch if better else (best["best_arch"] if best else None),
-        })
-
-    def _result(self, ctx: SearchContext) -> SearchResult:
-        scored = [h for h in self.history if h["score"] is not None]
-        if not scored and not self.history and self.stopped_by_time:
-            raise ConfigError(f"strategy '{self.name}': the time budget ({ctx.budget.seconds:g} s) ended before any "
-                              "trial finished; raise --seconds")
-        if not scored:
-            raise ConfigError(f"strategy '{self.name}' finished without a single successful trial "
-                              f"({len(self.history)} failed); see the run's trials.sqlite for the errors")
-        best = self.history[-1]
-        metrics: dict[str, Any] = {"trials": len(self.history), "failed": len(self.history) - len(scored),
-                                   "rounds": self.round, "best_score": best["best_score"], **self.extra_metrics()}
-        if self.stopped_by_time:
-            metrics["stopped"] = "seconds"
-        truth = getattr(ctx.estimator, "ground_truth", None)
-        if callable(truth):  # benchmark tables: the held-out ground truth of the recommendation only
-            metrics["ground_truth"] = truth(ctx.space, best["best_arch"])
-        return SearchResult(arch=best["best_arch"], history=self.history, metrics=metrics)
+__all__ = ["RandomSearch", "sample_new"]
 
 
 def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:

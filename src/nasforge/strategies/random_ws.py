@@ -34,9 +34,9 @@ from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..supernet import Supernet
-from .bandits import AgentPopulation, UniformAgents
-from .base import SearchContext
-from .manas import PATH_DEFAULTS, PathSamplingStrategy, batch_statistics, path_to_arch, score_path
+from ..engine.bandits import AgentPopulation, UniformAgents
+from ..engine.base import SearchContext
+from ..engine.paths import PATH_DEFAULTS, PathSamplingStrategy, batch_statistics, path_to_arch, score_path
 
 _SELECT_STREAM = 0x73656C  # "sel"
 _SELECT_EPOCH = 20_000  # the val loader epoch whose batches score candidates (distinct from diagnostics')

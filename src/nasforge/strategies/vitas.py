@@ -49,8 +49,8 @@ from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
 from ..training import check_finite, no_decay_groups
 from ..utils import atomic_write_json, seed_everything
-from .base import SearchContext, SearchResult, Strategy
-from .evolution import RegularizedEvolution
+from ..engine.base import SearchContext, SearchResult, Strategy
+from ..engine.evolution import RegularizedEvolution
 
 _STEP_STREAM = 0x766974  # "vit"
 _EVO_STREAM = 0x65766F  # "evo"

@@ -1,0 +1,13 @@
+"""The search machinery every method shares (`nasforge.strategies` holds one module per method on it):
+
+- base.py: Strategy, SearchContext (budget, data, estimator, executor, run), SearchResult, Budget
+- oneshot.py: the supernet engine (OneShotStrategy): optimiser recipes, phases, steps, precision, data
+  parallelism, checkpoints and exact resume
+- paths.py: sampled-path training (PathSamplingStrategy: MANAS, MANAS-LS, random-ws) and path scoring
+- bandits.py: the agent populations of sampled-path methods (numpy)
+- multitrial.py: the multi-trial loop (MultiTrialStrategy: propose, evaluate, observe, checkpoint)
+- evolution.py: the ask/tell regularised-evolution engine
+"""
+from .base import Budget, SearchContext, SearchResult, Strategy
+
+__all__ = ["Budget", "SearchContext", "SearchResult", "Strategy"]
