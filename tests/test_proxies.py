@@ -384,3 +384,14 @@ def test_evolution_prescreen_resumes_exactly_after_a_crash(tmp_path, crash):
     assert [h["arch"] for h in resumed["search"]["history"]] == [h["arch"] for h in whole["search"]["history"]]
     assert resumed["arch"] == whole["arch"]
     assert resumed["search"]["metrics"]["prescreen"] == whole["search"]["metrics"]["prescreen"]
+
+
+def test_scoring_leaves_the_callers_random_streams_alone():
+    space = SPACES.get("nb201")(C=2, N=1)
+    protocol = Protocol(proxies=["synflow"], batch_size=2, data="gaussian", seed=5)
+    batch = make_batch(space, protocol, None)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    want = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    score_arch(space, space.sample(random.Random(0)), protocol, batch)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == want

@@ -14,10 +14,13 @@ through the straight-through estimator (what training uses).
 """
 from __future__ import annotations
 
+import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -101,6 +104,18 @@ def make_batch(space: SearchSpace, protocol: Protocol, images: ImageDataset | No
     return ProxyBatch(x.to(device), images.labels[idx].to(device), protocol.seed)
 
 
+@contextmanager
+def _own_rng() -> Iterator[None]:
+    """Run a block with its own python / numpy / torch (CPU and CUDA) random state, restored afterwards."""
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
 def score_arch(space: SearchSpace, arch: Arch, protocol: Protocol, batch: ProxyBatch,
                device: torch.device | str = "cpu") -> dict[str, Any]:
     """Score one architecture with every proxy of `protocol` on `batch`.
@@ -113,8 +128,9 @@ def score_arch(space: SearchSpace, arch: Arch, protocol: Protocol, batch: ProxyB
     from ..ops.binary import set_binarization
     from ..ops.heads import param_counts
 
-    seed_everything(protocol.seed)
-    model = space.build(arch, **protocol.space_options).to(device)
+    with _own_rng():  # the caller's random streams (e.g. a search driver's) are left as they were
+        seed_everything(protocol.seed)
+        model = space.build(arch, **protocol.space_options).to(device)
     if protocol.binary == "real":
         set_binarization(model, act=False, weight=False)
     state = {k: v.clone() for k, v in model.state_dict().items()}
