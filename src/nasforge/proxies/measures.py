@@ -256,21 +256,6 @@ class _ZenProbe(_Probe):
             self.bn_log_std += 0.5 * math.log(max(float(var), 1e-300))
 
 
-def _gaussian_init(model: nn.Module) -> None:
-    """Zen-NAS' initialisation: weights N(0, 1), biases 0, normalisation scale 1 and shift 0."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
-                if m.weight is not None:
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.normal_()
-            elif name.endswith("bias"):
-                p.zero_()
-
-
 @_register("zen", uses_data=False, paper="Lin et al. 2021 (Zen-NAS)")
 def zen(model: nn.Module, batch: ProxyBatch, mixup: float = 1e-2) -> float:
     """Zen-score: log E||f(x) - f(x + mixup * eps)|| + sum log sigma_BN (Gaussian weights and inputs)."""
@@ -296,11 +281,17 @@ def zen(model: nn.Module, batch: ProxyBatch, mixup: float = 1e-2) -> float:
 
 
 def _gaussian_init_seeded(model: nn.Module, gen: torch.Generator) -> None:
-    _gaussian_init(model)
-    with torch.no_grad():  # redraw the N(0, 1) weights from `gen` so the score depends on the seed only
-        for p in model.parameters():
+    """Zen-NAS' initialisation: weights N(0, 1) (drawn from `gen`), biases 0, normalisation scale 1, shift 0."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for name, p in model.named_parameters():
             if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))  # host: seeded draws, the same on every device
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))  # host: seeded draws
+            elif name.endswith("bias"):
+                p.zero_()  # host: seeded draws, the same on every device
 
 
 # ------------------------------------------------------------------------------------------------

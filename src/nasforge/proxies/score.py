@@ -128,21 +128,22 @@ def score_arch(space: SearchSpace, arch: Arch, protocol: Protocol, batch: ProxyB
     from ..ops.binary import set_binarization
     from ..ops.heads import param_counts
 
+    scores: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     with _own_rng():  # the caller's random streams (e.g. a search driver's) are left as they were
         seed_everything(protocol.seed)
         model = space.build(arch, **protocol.space_options).to(device)
-    if protocol.binary == "real":
-        set_binarization(model, act=False, weight=False)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    scores: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    for name in protocol.proxies:
-        proxy = get_proxy(name)
-        model.load_state_dict(state)
-        model.zero_grad(set_to_none=True)
-        t = time.process_time()
-        scores[name] = float(proxy.fn(model, batch))
-        cpu[name] = time.process_time() - t
+        if protocol.binary == "real":
+            set_binarization(model, act=False, weight=False)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for name in protocol.proxies:
+            proxy = get_proxy(name)
+            model.load_state_dict(state)
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(protocol.seed)  # any random op in a forward (dropout) draws the same per proxy
+            t = time.process_time()
+            scores[name] = float(proxy.fn(model, batch))
+            cpu[name] = time.process_time() - t
     return {"scores": scores, "cpu_s": cpu, "params": param_counts(model)["params"]}
 
 
