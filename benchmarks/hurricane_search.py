@@ -82,7 +82,7 @@ def lut_for(space_name: str, space_options: dict, device: str, tables, calibrate
     from nasforge.hardware.service import _make_space
 
     sp = _make_space(space_name, space_options)
-    model = latency_model(device, sp, tables=tables)
+    model = latency_model(device, sp, tables=tables, metric="raw")  # this benchmark calibrates and compares itself
     if calibrate and model.calibration is None:
         run_cal(sp, model, LatencyCache(default_cache_path(device), device), n=calibrate, seed=100)
     return sp, model

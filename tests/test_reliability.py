@@ -228,8 +228,9 @@ def test_plain_progress_lines_without_a_terminal(tmp_path):
     p = _cli("train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "64", "--test-subset", "32",
              "--epochs", "2", "--threads", "1", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr
-    lines = [l for l in p.stderr.splitlines() if l.startswith("epoch ")]
+    lines = [l for l in p.stderr.splitlines() if l.startswith("train epoch ")]
     assert len(lines) == 2 and "train_loss" in lines[0] and "test_accuracy" in lines[1]
+    assert lines[0].startswith("train epoch 1 of 2:") and p.stderr.startswith("train: started (2 epoch(s))")
     q = _cli("train", "--arch", "baseline", "--dataset", "synthetic", "--subset", "64", "--test-subset", "32",
              "--epochs", "1", "--threads", "1", "--out", str(tmp_path), "--quiet")
     assert q.returncode == 0 and not q.stderr.strip()

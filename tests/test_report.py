@@ -276,7 +276,7 @@ def test_compare_means_over_seeds(runs, tmp_path, cli_ok):
     assert len(rows) == 4 and sorted(float(r["test_accuracy"]) for r in rows[:3]) == sorted(accs)
 
     out = cli_ok("compare", *map(str, made), "--out", str(tmp_path / "cli.html"))
-    assert "leaderboard by method" in out and f"{statistics.mean(accs):.4g}" in out
+    assert "leaderboard by configuration" in out and f"{statistics.mean(accs):.4g}" in out
 
 
 @pytest.mark.skipif(not HAVE_TABLES, reason="benchmark tables not found")

@@ -179,7 +179,7 @@ def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="do not divide attention width"):
         ViTSpace(heads=[1, 2, 3])
     with pytest.raises(ConfigError, match="does not divide the 32-pixel input"):
-        ViTSpace(resolution=32)
+        ViTSpace(resolution=32, patch_sizes=[4, 7])  # by default the patch sizes are derived from the input
     with pytest.raises(ConfigError, match="share must be one of"):
         ViTSpace(share="diagonal")
     with pytest.raises(UserError, match="heads 3 is not one of"):

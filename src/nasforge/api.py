@@ -17,10 +17,11 @@ from typing import Any, Iterator
 import torch
 
 from . import config as cfgmod
-from . import distributed
+from . import distributed, progress
 from .accel import check_precision, resolve_device, setup_device
 from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
+from .data.datasets import dataset_options, stored_dataset_options
 from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
@@ -33,7 +34,7 @@ from .runs.store import RunDir
 from .engine.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
 from .training.recipes import fit, train_config_for
-from .utils import Cost, CostMeter, atomic_write_json, seed_everything, set_threads
+from .utils import Cost, CostMeter, atomic_write_json, check_writable, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
 
@@ -81,6 +82,11 @@ def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
         run.write_json("cost.json", meter.now().as_dict())
 
 
+def train_choices(key: str) -> tuple[str, ...]:
+    """The allowed values of a training option with choices (e.g. ``optimizer``), from its declaration."""
+    return tuple(TrainConfig.declaration()[key].choices)
+
+
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
     """A resumed run takes its stored config (the run directory is the source of truth). A new run's paths
@@ -99,6 +105,8 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     if command is not None and command != expected:
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
     clean_temp_files(run)  # leftovers of a write that was killed half-way
+    run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
+    stored["dataset_options"] = stored_dataset_options(stored)  # runs from before the key: the old fixed sizes
     override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
     other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)
     if other:
@@ -107,15 +115,28 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     return run, cfgmod.resolve(defaults, stored, override)
 
 
-def _runtime(cfg: dict[str, Any]) -> torch.device:
+def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     """Resolve and check the device and precision (before any run directory exists), join the torchrun
-    process group when launched by torchrun, and set the thread count. Raises ConfigError."""
+    process group when launched by torchrun, and set the thread count. Raises ConfigError.
+    `check_only`: resolve and check only (the parent of an --nproc launch joins no process group)."""
     device = resolve_device(cfg.get("device", "auto"))
     check_precision(cfg.get("precision", "fp32"), device)
-    setup_device(device)
     set_threads(cfg["threads"])
+    if check_only:
+        return device
+    setup_device(device)
     distributed.init(device)
     return device
+
+
+def _check_new_run(run_root: str | Path, name: str | None) -> None:
+    """Before any work: the run folder can be written and an explicit run name is free (an existing run is
+    never renamed behind the user's back, nor reused: resume it, or choose another name). Raises ConfigError."""
+    if not distributed.is_main():
+        return  # only rank 0 creates the run directory
+    check_writable(run_root, "--out", directory=True)
+    if name is not None:
+        RunDir.check_name(run_root, name)
 
 
 def _create_run(run_root: str | Path, command: str, cfg: dict[str, Any], name: str | None) -> RunDir:
@@ -125,27 +146,35 @@ def _create_run(run_root: str | Path, command: str, cfg: dict[str, Any], name: s
 
 
 def _datasets(cfg: dict[str, Any]) -> tuple[ImageDataset, ImageDataset]:
-    return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False))
+    return load_dataset(cfg["dataset"], cfg.get("data_root"), cfg.get("download", False),
+                        options=cfg.get("dataset_options"))
 
 
 # ---------------------------------------------------------------------------------------------
 # search
 # ---------------------------------------------------------------------------------------------
 def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-           resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
+           resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False,
+           nproc: int = 1) -> dict[str, Any]:
     """Run a search (and the optional retraining of its result); returns result.json's content.
 
-    With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues)."""
+    With `resume`, `config` may hold only `device`/`threads` (where the resumed run continues).
+    `check_only=True` runs every check a search makes before its run directory exists (options, device,
+    data, space, the strategy's preflight, the run folder and name) and returns ``{"checked": True}`` without
+    starting anything: what ``--nproc N`` runs once before it starts N processes (`nproc`: that N).
+    Raises UserError (ConfigError, DataError) for any bad input."""
     import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"] or _estimator_uses_data(cfg)
-    if kind == "multi-trial" and distributed.launched():
+    if kind == "multi-trial" and (distributed.launched() or nproc > 1):
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
-    device = _runtime(cfg)
+    if resume is None:
+        _check_new_run(run_root, run_name)
+    device = _runtime(cfg, check_only)
 
     train = test = None
     if needs_data:
@@ -160,6 +189,9 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     table = _load_table(cfg, space)
     if resume is None:
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
+    if check_only:
+        return {"checked": True}
+    if resume is None:
         run = _create_run(run_root, "search", cfg, run_name)
 
     with guarded(run, "search", resumed=resume is not None), _tracked_cost(run) as meter:
@@ -167,15 +199,26 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if search_file.exists():  # the search finished before the interruption
             found = json.loads(search_file.read_text())
         else:
-            res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
+            with progress.phase("search", budget.epochs if kind == "one-shot" else None,
+                                f"{cfg['method']} on {space.name}" + (f", {budget.trials} trials" if budget.trials else "")):
+                res = _run_strategy(cfg, strategy, space, budget, train, table, run, device, teacher)
             found = {"arch": res.arch, "metrics": res.metrics, "search_cost": meter.now().as_dict(),
-                     "history_tail": res.history[-1] if res.history else None, "history": res.history}
+                     "history_tail": res.history[-1] if res.history else None, "history": res.history,
+                     "optimised": {**strategy.optimised(res), **_binary_costs(space, res.arch)}}
             run.write_json("search.json", found)
         arch = space.validate(found["arch"])
         # the architecture alone, as soon as the search has ended (before any retraining)
         run.write_json("arch.json", {"space": space.name, "space_config": space.config, "arch": arch})
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
-                                  "method": cfg["method"], "seed": cfg["seed"], "search": found}
+                                  "method": cfg["method"], "seed": cfg["seed"], "search": found,
+                                  "optimised": found.get("optimised", {}), "device": str(device),
+                                  "precision": cfg["precision"]}
+        check = result["optimised"].get("on_target")
+        if isinstance(check, dict) and check.get("met") is False and resume is None:
+            progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
+        if found["metrics"].get("stopped"):  # --seconds cut the search: say so beside the architecture
+            result["stopped"] = found["metrics"]["stopped"]
+            result["note"] = _stopped_note(cfg, found)
         if "failed" in found["metrics"]:  # multi-trial: the summary counts failed trials
             n, failed = found["metrics"].get("trials", 0), found["metrics"]["failed"]
             result["trials"] = {"scored": n - failed, "failed": failed}
@@ -184,12 +227,39 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         if cfg["retrain"]:
             child = RunDir(run.path / "retrain")
             child.on_checkpoint = run.on_checkpoint
-            result["retrain"] = _retrain(cfg, space, arch, train, test, child, device, teacher)
+            with progress.phase("retrain", TrainConfig.from_dict(cfg["retrain"]).epochs):
+                result["retrain"] = _retrain(cfg, space, arch, train, test, child, device, teacher)
         result["cost"] = meter.now().as_dict()
     result["run_dir"] = str(run.path)
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
+
+
+def _binary_costs(space, arch) -> dict[str, Any]:
+    """BOPs / FLOPs / OPs of a binary space's found network, fully binarized, at the search scale (what a
+    binary search optimises); {} for other spaces (their costs are in the retraining's result)."""
+    if not getattr(space, "is_binary", False):
+        return {}
+    from .ops.binary import set_binarization
+
+    net = space.build(arch)
+    set_binarization(net, True, True)
+    return {f"{k}_search_scale": v for k, v in model_costs(net, space.in_channels, space.resolution).items()}
+
+
+def _stopped_note(cfg: dict[str, Any], found: dict[str, Any]) -> str:
+    """One sentence: how far the search got before --seconds cut it."""
+    m, seconds = found["metrics"], cfg["budget"].get("seconds")
+    if "trials" in m:
+        done = f"{m['trials']} trial(s) of {cfg['budget'].get('trials') or 'unlimited'}"
+    else:
+        epochs = [h for h in found.get("history") or [] if h.get("event", "epoch") == "epoch"]
+        partial = bool(epochs) and epochs[-1].get("partial")
+        done = f"{len(epochs) - (1 if partial else 0)} full epoch(s)" + (" and part of one" if partial else "")
+        if len(epochs) == 0 or (len(epochs) == 1 and partial):
+            done += " (the architecture is essentially unsearched)"
+    return f"--seconds {seconds:g} stopped the search after {done}; the architecture is the best found by then"
 
 
 def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: ImageDataset | None, table,
@@ -239,10 +309,14 @@ def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
         opts.setdefault("precision", cfg["precision"])
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
+        if cfg.get("dataset_options"):  # only when set: trial keys of runs without options stay as they were
+            opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
     if name == "proxy":
         opts.setdefault("device", _trial_device(cfg, device))
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
+        if cfg.get("dataset_options"):
+            opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
     if name == "table":
         if not cfg["tables"]:
             raise ConfigError("--estimator table needs --tables pointing at the benchmark tables folder")
@@ -299,23 +373,34 @@ def _costs_of(data: ImageDataset):
 # train / evaluate / export
 # ---------------------------------------------------------------------------------------------
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-          resume: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
-    """Train an architecture (or the baseline) from scratch on the full training set; test on the test set."""
+          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False) -> dict[str, Any]:
+    """Train an architecture (or the baseline) from scratch on the full training set; test on the test set.
+
+    `check_only=True`: every check made before the run directory exists (options, architecture, device,
+    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
+    dataset_options(cfg["dataset"], cfg["dataset_options"])
+    if resume is None:
+        cfg["arch_from"] = _search_run_of(cfg["arch"])
     cfg["arch"] = _arch_source(cfg["arch"], resumed=resume is not None)  # before the dataset loads
-    device = _runtime(cfg)
+    if resume is None:
+        _check_new_run(run_root, run_name)
+    device = _runtime(cfg, check_only)
     teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
+    if check_only:
+        return {"checked": True}
     if resume is None:
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
         if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
             run.write_json("arch.json", cfg["arch"])
-    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter:
+    with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter, \
+            progress.phase("train", tcfg.epochs):
         out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
                   precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()
@@ -324,7 +409,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
               "train_accuracy": out["final"].get("train_accuracy"),
               **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
-              "stages": out["stages"], "teacher": cfg.get("teacher"),
+              "stages": out["stages"], "teacher": cfg.get("teacher"), "device": str(device),
+              "precision": cfg["precision"],
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result
@@ -347,6 +433,23 @@ def _arch_source(arch: Any, resumed: bool) -> Any:
     return spec
 
 
+def _search_run_of(arch: Any) -> str | None:
+    """The search run directory an architecture file belongs to (``runs/X/arch.json`` or ``runs/X/result.json``
+    of a search), resolved, or None: where a train run's architecture came from, so `compare` shows the
+    retrained accuracy beside its search."""
+    if not isinstance(arch, (str, Path)):
+        return None
+    path = Path(arch).expanduser()
+    if path.is_dir():
+        path = path / "arch.json"
+    folder = path.parent
+    try:
+        cfg = json.loads((folder / RunDir.CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(folder.resolve()) if isinstance(cfg, dict) and cfg.get("command") == "search" else None
+
+
 _load_trained = load_trained  # the name other modules used
 
 
@@ -359,6 +462,10 @@ def _teacher(cfg: dict[str, Any]):
     if tcfg.get("dataset") != cfg["dataset"]:
         raise ConfigError(f"teacher run {cfg['teacher']} was trained on '{tcfg.get('dataset')}', but this run uses "
                           f"'{cfg['dataset']}'; a teacher must be trained on the same dataset")
+    if stored_dataset_options(tcfg) != (cfg.get("dataset_options") or {}):
+        raise ConfigError(f"teacher run {cfg['teacher']} read '{cfg['dataset']}' with dataset options "
+                          f"{stored_dataset_options(tcfg)}, but this run uses {cfg.get('dataset_options') or {}}; "
+                          "a teacher must see the same inputs")
     model = load_trained(cfg["teacher"])[0]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -366,16 +473,20 @@ def _teacher(cfg: dict[str, Any]):
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",
-             precision: str = "fp32") -> dict[str, Any]:
-    """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps).
+             precision: str = "fp32", threads: int | None = None) -> dict[str, Any]:
+    """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps),
+    with `threads` torch threads (None: torch's default).
 
     Raises:
-        UserError: not a finished train run; ConfigError: unavailable device or bad precision.
+        UserError: not a finished train run; ConfigError: unavailable device, bad precision or threads < 1.
     """
     from .data import Loader, split_indices
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     dev = resolve_device(device)
     check_precision(precision, dev)
+    set_threads(threads)
     model, state, cfg, test_set = load_trained(run_dir)
     if test_subset:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
@@ -394,9 +505,11 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
     The model is exported from the CPU in fp32 whatever device trained it (an ONNX file is device-free);
     `device` is only checked (exit 2 when it is not there) so the flag means the same on every command.
     """
-    from .export import export_onnx
+    from .export import check_opset, export_onnx
 
     resolve_device(device)
+    check_opset(opset)
+    check_writable(out, "--out")
     model, state, cfg, test_set = load_trained(run_dir)
     # the normalisation is folded into the graph: the file takes raw pixels 0..255 (see export_onnx)
     x = test_set.images[:check_images]

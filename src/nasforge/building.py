@@ -12,14 +12,14 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from .data import ImageDataset, load_dataset
+from .data.datasets import stored_dataset_options
 from .errors import UserError
 from .models import MODELS
 from .registry import SPACES
-from .runs.store import RunDir
+from .runs.store import RunDir, check_torch_file, load_torch_file
 from .spaces.base import SearchSpace
 
 #: keys of a stored space_config that describe the data, not the space's options
@@ -98,7 +98,8 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
     res = run.result()
     if cfg.get("command") == "search":
         if "retrain" not in res:
-            raise UserError(f"{run.path} is a search run without a retrained model (set retrain in its config)")
+            raise UserError(f"{run.path} is a search run without a retrained model; train its architecture: "
+                            f"nasforge train --arch {run.path / 'arch.json'}")
         spec: Any = {"space": res["space"], "space_config": res["space_config"], "arch": res["arch"]}
         space_options = res["retrain"].get("space_options", {})
         state_file = run.path / "retrain" / "model.pt"  # relative to the run: a moved run still loads
@@ -107,9 +108,10 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
                                                     "space_config": _space_config_of(cfg)}
         space_options = cfg.get("space_options", {})
         state_file = run.path / "model.pt"
-    _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"))
+    check_torch_file(state_file, "model file")  # a crafted file is refused before the data loads
+    _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"), options=stored_dataset_options(cfg))
     model, _ = build_model(spec, test_set, space_options)
-    state = torch.load(state_file, map_location="cpu", weights_only=False)  # host: model files load on any device
+    state = load_torch_file(state_file, "model file")  # weights only: a run directory's pickles never run
     model.load_state_dict(state["model"])
     model.eval()
     return model, state, cfg, test_set

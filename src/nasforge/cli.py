@@ -40,10 +40,13 @@ PRECISION_HELP = "fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)"
 NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
 SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
 _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
+_NPROC: list[int | None] = [None]  # this command's --nproc
 
 
-def _maybe_relaunch(nproc: Optional[int]) -> None:
-    """--nproc N: run this same command as N processes through torch.distributed.run, then exit."""
+def _maybe_relaunch(nproc: Optional[int], check) -> None:
+    """--nproc N: check the command once here (`check()`: the API call with check_only=True, so a bad input
+    is one line, not N copies and a torchrun traceback), then run this same command as N processes through
+    torch.distributed.run, and exit with its code."""
     if nproc is None:
         return
     from . import distributed
@@ -52,6 +55,7 @@ def _maybe_relaunch(nproc: Optional[int]) -> None:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched() or nproc == 1:
         return  # already under torchrun, or nothing to launch
+    check()
     argv, skip = [], False
     for a in _ARGV:
         if skip:
@@ -70,7 +74,19 @@ def _emit(result: dict[str, Any], keys: list[str] | None = None) -> None:
     if not _rank0():
         return  # under torchrun only rank 0 prints the result
     shown = {k: result[k] for k in keys if k in result} if keys else result
+    if isinstance(shown.get("optimised"), dict):  # a summary: 6 significant digits (result.json keeps all)
+        shown = {**shown, "optimised": _rounded(shown["optimised"])}
     out.print_json(json.dumps(shown, default=str))
+
+
+def _rounded(obj: Any, digits: int = 6) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
 
 
 def _kv(items: Optional[List[str]]) -> dict[str, Any]:
@@ -78,7 +94,10 @@ def _kv(items: Optional[List[str]]) -> dict[str, Any]:
 
 
 def _note_ignored_on_resume(command: str, resume: Path, given: dict[str, Any]) -> None:
-    """--resume continues a run with the config stored in it: say which other flags are therefore ignored."""
+    """--resume continues a run with the config stored in it: say which other flags are therefore ignored
+    (once: by rank 0 of a data-parallel run, not by the --nproc parent that starts it)."""
+    if not _rank0() or (_NPROC[0] or 1) > 1 and "RANK" not in os.environ:
+        return
     ignored = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False, [], ())]
     if ignored:
         print(f"note: {command} --resume continues {resume} with its stored config; ignored: {', '.join(ignored)}",
@@ -109,6 +128,7 @@ def search(
     method: Optional[str] = typer.Option(None, help=_d("strategy (see `nasforge list`)", "method")),
     dataset: Optional[str] = typer.Option(None, help=_d("dataset name", "dataset")),
     data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
+    data_opt: Optional[List[str]] = typer.Option(None, "--data-opt", help="dataset option key=value, e.g. resolution=64 (image-folder) or num_classes=5 (synthetic)"),
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
@@ -125,6 +145,9 @@ def search(
     gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
+    retrain_subset: Optional[int] = typer.Option(None, help=_d("training images of the retraining", "retrain_subset")),
+    test_subset: Optional[int] = typer.Option(None, help=_d("test images the retrained network is tested on",
+                                                            "test_subset")),
     teacher: Optional[Path] = typer.Option(None, help="finished train run distilled into search (bats) and retraining"),
     threads: Optional[int] = typer.Option(None, help=_d("torch threads (also inside trials)", "threads")),
     hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
@@ -142,19 +165,21 @@ def search(
 ) -> None:
     """Search an architecture; writes a run directory with result.json."""
     progress.set_enabled(not quiet and _rank0())
-    _maybe_relaunch(nproc)
+    _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
-            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "download": download,
+            "space": space, "method": method, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download,
             "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
+            "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
             "estimator_opt": est_opt})
-        res = _run(api.search, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         flags = _drop_none({
             "space": space, "method": method, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+            "dataset_options": _kv(data_opt),
             "download": download or None, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
@@ -165,13 +190,21 @@ def search(
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
                                             "gpus_per_trial": gpus_per_trial}),
             "device": device, "precision": precision, "sync_bn": sync_bn or None,
+            "retrain_subset": retrain_subset, "test_subset": test_subset,
         })
         if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = _run(api.search, cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), run_root=run_root,
-                   run_name=name)
-    _emit(res, ["arch", "space", "method", "trials", "table", "retrain", "cost", "run_dir", "arch_file"])
+        cfg, kw = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+        if test_subset is not None and not cfg.get("retrain"):  # the API tolerates it (configs shared with train)
+            raise ConfigError("--test-subset applies only with retraining (--retrain-epochs N or retrain: in the "
+                              "config)")
+    _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
+    res = _run(api.search, cfg, **kw)
+    _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",
+                "precision", "cost", "run_dir", "arch_file"])
+    if res.get("note") and _rank0():
+        print(f"note: {res['note']}", file=sys.stderr)
 
 
 @app.command()
@@ -179,11 +212,12 @@ def train(
     arch: Optional[str] = typer.Option(None, help="'baseline' or an architecture JSON (arch.json / result.json)"),
     dataset: Optional[str] = typer.Option(None),
     data_root: Optional[Path] = typer.Option(None),
+    data_opt: Optional[List[str]] = typer.Option(None, "--data-opt", help="dataset option key=value, e.g. resolution=64 (image-folder) or num_classes=5 (synthetic)"),
     download: bool = typer.Option(False, "--download"),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
-    optimizer: Optional[str] = typer.Option(None, help="sgd | adamw"),
+    optimizer: Optional[str] = typer.Option(None, help=" | ".join(api.train_choices("optimizer"))),
     seed: Optional[int] = typer.Option(None),
     subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
     test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
@@ -203,25 +237,27 @@ def train(
 ) -> None:
     """Train an architecture from scratch on the full training set and test it."""
     progress.set_enabled(not quiet and _rank0())
-    _maybe_relaunch(nproc)
+    _NPROC[0] = nproc
     if resume is not None:
         _note_ignored_on_resume("train", resume, {
-            "arch": arch, "dataset": dataset, "data_root": data_root, "download": download, "epochs": epochs,
+            "arch": arch, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name})
-        res = _run(api.train, _drop_none({"device": device, "threads": threads}) or None, resume=resume)
+        cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                                 "seed": seed, **_kv(train_opt)})
         flags = _drop_none({"arch": arch, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+                            "dataset_options": _kv(data_opt),
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
                             "teacher": str(teacher) if teacher else None,
                             "device": device, "precision": precision, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
-        res = _run(api.train, cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), run_root=run_root,
-                   run_name=name)
+        cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
+    res = _run(api.train, cfg, **kw)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])
 
@@ -230,9 +266,10 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
              test_subset: Optional[int] = typer.Option(None),
              device: str = typer.Option("auto", help=DEVICE_HELP),
-             precision: str = typer.Option("fp32", help=PRECISION_HELP)) -> None:
+             precision: str = typer.Option("fp32", help=PRECISION_HELP),
+             threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
     """Test accuracy of a trained model."""
-    _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision))
+    _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision, threads=threads))
 
 
 @app.command()
@@ -363,6 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume RUN_DIR (finished epochs and trials are kept)", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # a file the system refused mid-run (disk full, a folder removed): one line, not a trace
+        if e.filename is None:
+            raise
+        print(f"error: {e.strerror or type(e).__name__}: {e.filename}", file=sys.stderr)
+        sys.exit(1)
     finally:
         from . import distributed
 

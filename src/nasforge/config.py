@@ -20,6 +20,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "method": "single-darts",
     "hparams": {},
     "dataset": "fashion-mnist",
+    "dataset_options": {},  # reader options, e.g. image-folder resolution, synthetic shape (data.DATASET_OPTIONS)
     "data_root": None,
     "download": False,
     "subset": None,  # images of the training set used by the search (split into halves)
@@ -49,6 +50,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
 TRAIN_DEFAULTS: dict[str, Any] = {
     "arch": "baseline",
     "dataset": "fashion-mnist",
+    "dataset_options": {},
     "data_root": None,
     "download": False,
     "subset": None,
@@ -60,6 +62,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "precision": "fp32",
     "sync_bn": False,
+    "arch_from": None,  # set by train: the search run whose arch.json / result.json was given (compare links them)
 }
 
 #: keys a resumed run may change (where it runs, not what it computes)
@@ -73,7 +76,9 @@ RULES: dict[str, Any] = {
     "data_root": Opt(None, type=str), "tables": Opt(None, type=str), "estimator": Opt(None, type=str),
     "executor": Opt("local", type=str), "table_dataset": Opt("cifar10", type=str),
     "space_options": Opt({}, type=dict), "hparams": Opt({}, type=dict), "estimator_options": Opt({}, type=dict),
-    "executor_options": Opt({}, type=dict), "retrain_space_options": Opt({}, type=dict), "train": Opt({}, type=dict),
+    "executor_options": Opt({}, type=dict), "dataset_options": Opt({}, type=dict, help="checked by "
+                                                                  "data.dataset_options"),
+    "retrain_space_options": Opt({}, type=dict), "train": Opt({}, type=dict),
     "retrain": Opt(None, type=dict, help="training options of the final network; null: no retraining"),
     "subset": Opt(None, ">=1", type=int), "retrain_subset": Opt(None, ">=1", type=int),
     "test_subset": Opt(None, ">=1", type=int), "threads": Opt(None, ">=1", type=int),
@@ -83,7 +88,7 @@ RULES: dict[str, Any] = {
     "budget": {"epochs": Opt(None, ">=1", type=int), "trials": Opt(None, ">=1", type=int),
                "seconds": Opt(None, ">0", type=float)},
     "arch": Opt("baseline", type=None, help="a model name, an architecture file, or {space, arch}"),
-    "command": Opt(None, type=str),
+    "command": Opt(None, type=str), "arch_from": Opt(None, type=str),
 }
 
 

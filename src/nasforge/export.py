@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from .errors import UserError
+from .utils import current_umask
 
 
 class PixelInput(nn.Module):
@@ -28,6 +31,22 @@ class PixelInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.float() * self.scale - self.shift)
+
+
+def opset_range() -> tuple[int, int]:
+    """(lowest, highest) ONNX opset this torch's exporter writes (its own constants; 7..23 for torch 2.x)."""
+    from torch.onnx import _constants
+
+    return int(_constants.ONNX_MIN_OPSET), int(_constants.ONNX_MAX_OPSET)
+
+
+def check_opset(opset: int) -> None:
+    """Raises ConfigError (one line) for an opset outside :func:`opset_range`."""
+    from .errors import ConfigError
+
+    lo, hi = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not lo <= opset <= hi:
+        raise ConfigError(f"--opset must be an integer from {lo} to {hi} (torch {torch.__version__}); got {opset!r}")
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset: int = 17,
@@ -68,16 +87,48 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     model.eval()
     with torch.no_grad():
         expected = model(example).cpu().numpy()
-    # torch.onnx prints diagnostics on stdout; keep the CLI's output to the one result line
-    with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+    check_opset(opset)
     try:
         import onnx
         import onnxruntime as ort
     except ImportError as e:
         raise UserError(f"ONNX verification needs onnx and onnxruntime ({e})") from None
+    # written beside `out` and renamed at the end: a failed export or check leaves no half-checked file
+    final, out = out, out.with_name(f".{out.name}.partial")
+    try:
+        _export_checked(model, example, out, opset, onnx)
+        res = _verify(model, example, expected, out, final, opset, atol, mean, std, binary, checked, onnx, ort)
+        os.chmod(out, 0o666 & ~current_umask())
+        os.replace(out, final)
+    finally:
+        if out.exists():
+            out.unlink()
+    return res
+
+
+def _export_checked(model: nn.Module, example: torch.Tensor, out: Path, opset: int, onnx) -> None:
+    """torch.onnx.export, then onnx's checker; an opset that cannot express the model is one UserError line."""
+    try:
+        # torch.onnx prints diagnostics on stdout, and warns that it cannot fold the constants of a Slice with
+        # dynamic axes (the graph is still right; the check below compares it with PyTorch): one result line
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Constant folding.*")
+            torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
+        onnx.checker.check_model(str(out))
+    except (RuntimeError, ValueError, onnx.checker.ValidationError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"ONNX opset {opset} cannot express this model ({first[:160]}); the default opset 17 "
+                        "works for every nasforge space") from None
+
+
+def _verify(model, example, expected, out: Path, final: Path, opset: int, atol: float, mean, std, binary: bool,
+            checked: dict[str, int], onnx, ort) -> dict[str, Any]:
+    """Metadata, the onnx checker, the binary-weight check and onnxruntime against PyTorch's `expected`
+    logits on the exported file `out` (renamed to `final` by the caller). Raises UserError."""
+    from .ops.binary import binary_convs
+
     meta: dict[str, str] = {}
     if isinstance(model, PixelInput):
         meta = {"input": "float32 [N, C, H, W] pixel values 0..255 (normalisation inside the graph)",
@@ -109,7 +160,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, opset:
     agree = float((got.argmax(1) == expected.argmax(1)).mean())
     if diff > atol:
         raise UserError(f"exported model disagrees with PyTorch: max |logit diff| {diff:.2e} > {atol:.0e}")
-    res = {"onnx_file": str(out), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
+    res = {"onnx_file": str(final), "max_abs_diff": diff, "argmax_agreement": agree, "opset": opset,
            "bytes": out.stat().st_size}
     if meta:
         res.update(input=meta["input"], mean=json.loads(meta["mean"]), std=json.loads(meta["std"]))

@@ -12,9 +12,9 @@ import random
 from typing import Any
 
 from . import config as cfgmod
-from .data.datasets import check_train_portion
+from .data.datasets import check_train_portion, dataset_options
 from .errors import ConfigError
-from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+from .registry import ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 
 
 def _set_by_user(cfg: dict[str, Any], key: str) -> bool:
@@ -49,7 +49,7 @@ def check_search(cfg: dict[str, Any]):
 
     strategy = STRATEGIES.get(cfg["method"])(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
-    DATASETS.get(cfg["dataset"])
+    dataset_options(cfg["dataset"], cfg.get("dataset_options"))  # the name and the reader's options
     space_cls = SPACES.get(cfg["space"])
     space = space_cls(**cfg["space_options"])  # checks the options; the real one is built with the data's shape
     multi = strategy.mode(cfg["estimator"]) == "multi-trial"

@@ -6,6 +6,7 @@ import os
 import random
 import resource
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (os.umask can only be read by setting it; the lock keeps threads from seeing 0)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 @contextmanager
 def _replacing(path: str | Path) -> Iterator[tuple[int, str]]:
     """(fd, name) of a fresh temporary file beside `path` that replaces `path` when the block ends without an
@@ -40,6 +52,9 @@ def _replacing(path: str | Path) -> Iterator[tuple[int, str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; the file gets the mode an ordinary open() would give (0666 minus the umask),
+        # so results and reports on a shared file system are as readable as metrics.jsonl
+        os.chmod(tmp, 0o666 & ~current_umask())
         yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
@@ -113,3 +128,33 @@ class CostMeter:
         return Cost(wall_s=time.perf_counter() - self._w0 + self.offset.wall_s,
                     cpu_s=time.process_time() - self._c0 + self.offset.cpu_s,
                     peak_rss_mb=max(peak_rss_mb(), self.offset.peak_rss_mb))
+
+
+def check_writable(path: str | Path, flag: str, *, directory: bool = False) -> Path:
+    """Check, before any work starts, that `path` can be written: a folder (``directory=True``: it may not exist
+    yet; the nearest existing folder above it must be writable) or a file (not a folder, and its folder, or
+    the nearest existing one above, writable: files are written beside and renamed). Leaves nothing behind
+    (a probe file is created and removed).
+
+    `flag` names the option in the message (e.g. ``--out``). Returns the path. Raises ConfigError (one line)."""
+    from .errors import ConfigError
+
+    p = Path(path).expanduser()
+    if p.exists():
+        if directory and not p.is_dir():
+            raise ConfigError(f"{flag} {path} is a file, not a folder")
+        if not directory and p.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder; give a file name")
+    parent = p if (directory and p.exists()) else p.parent
+    anc = parent.absolute()
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"{flag} {path}: {anc} is not a folder")
+    try:  # a real probe: permissions, read-only mounts and pseudo file systems (/proc) all show here
+        fd, probe = tempfile.mkstemp(dir=anc, prefix=".nasforge-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write in {anc} ({e.strerror.lower()})") from None
+    return p

@@ -5,6 +5,7 @@ A dataset is looked up at an explicit root, then `$NASFORGE_DATA/<name>`, then D
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import urllib.request
@@ -15,7 +16,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import options
 from ..errors import DataError
+from ..options import Opt
 from ..registry import DATASETS
 from .idx import read_idx
 from .images import ImageDataset
@@ -136,15 +139,45 @@ def _load_idx_dataset(name: str, root: str | Path | None, download: bool) -> tup
         folder = download_idx(name, target)
     out = []
     for split, (img_stem, lbl_stem) in _IDX_FILES.items():
-        images = read_idx(_find_idx(folder, img_stem))  # type: ignore[arg-type]
-        labels = read_idx(_find_idx(folder, lbl_stem))  # type: ignore[arg-type]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
-        if labels.max() >= 10:
-            raise DataError(f"{folder}: label {int(labels.max())} out of range 0..9")
+        img_file, lbl_file = _find_idx(folder, img_stem), _find_idx(folder, lbl_stem)
+        images, labels = read_idx(img_file), read_idx(lbl_file)  # type: ignore[arg-type]
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(f"{img_file}: expected uint8 images [N, H, W], found {images.dtype} {images.shape}")
+        if labels.ndim != 1 or labels.dtype != np.uint8:
+            raise DataError(f"{lbl_file}: expected uint8 labels [N], found {labels.dtype} {labels.shape}")
+        if len(images) != len(labels):
+            raise DataError(f"{img_file} holds {len(images)} images but {lbl_file} holds {len(labels)} labels "
+                            "(files of different downloads?)")
+        check_labels(labels, 10, lbl_file, split)
+        if out and images.shape[1:] != tuple(out[0].images.shape[2:]):
+            raise DataError(f"{img_file}: {split} images are {images.shape[1]}x{images.shape[2]} but the training "
+                            f"images are {out[0].images.shape[2]}x{out[0].images.shape[3]}")
         out.append(ImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),  # host: datasets load into host memory
                                 10, name))
     return out[0], out[1]
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: Any, split: str = "") -> None:
+    """Labels must be integers in 0..num_classes-1 and every class must occur: a split of a fixed-class data
+    set that lacks a class, or has a label beyond the last, is of another data set or corrupt.
+
+    Raises:
+        DataError: one line naming `where` (the file or folder) and the offending labels.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError(f"{where}: no labels")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: labels must be integers, found {labels.dtype}")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(f"{where}: label {lo if lo < 0 else hi} outside 0..{num_classes - 1} ({num_classes} classes): "
+                        "the file is corrupt or of another dataset")
+    missing = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
+    if missing:
+        show = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise DataError(f"{where}: {split + ' ' if split else ''}labels never use class(es) {show} of {num_classes}: "
+                        "the file is incomplete or of another dataset")
 
 
 @DATASETS.register("fashion-mnist", help="Zalando Fashion-MNIST, 28x28 grey, 10 classes (IDX)")
@@ -157,37 +190,98 @@ def mnist(root: str | Path | None = None, download: bool = False) -> tuple[Image
     return _load_idx_dataset("mnist", root, download)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR python batch holds: dicts, lists, bytes, numbers and numpy uint8/int arrays.
+    Any other global (a crafted file's `os.system`, `open`, ...) is refused before it is looked up, so
+    reading a data folder never runs code from it."""
+
+    #: (module, name) pairs a batch pickled by Python 2 (the official files) or 3 may name: numpy arrays
+    #: (and numpy scalars, as a re-pickled batch's labels may be) and Python 3's protocol-2 bytes
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} \
+        | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds")
+        if module.startswith("numpy.core"):  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core" + module[len("numpy.core"):]
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
+    """One CIFAR python batch, through a restricted unpickler (never runs code). Raises DataError."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            d = _CifarUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"missing file {path}") from None
+    except pickle.UnpicklingError as e:
+        raise DataError(f"refusing {path}: {e} (not a CIFAR python batch; unpickling it could run code)") from None
     except Exception as e:
         raise DataError(f"corrupt file {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"corrupt file {path}: a CIFAR batch is a dict, got {type(d).__name__}")
+    return d
+
+
+def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, 3, 32, 32] uint8, labels [N] int64) of one CIFAR python batch, checked against itself:
+    `data` is N rows of 3072 bytes, and the labels (and file names, coarse labels where present) number N."""
+    d = _unpickle(path)
+    if b"data" not in d or label_key not in d:
+        raise DataError(f"corrupt file {path}: a CIFAR batch needs the keys data and {label_key.decode()}, "
+                        f"found {', '.join(sorted(k.decode(errors='replace') if isinstance(k, bytes) else str(k) for k in d))}")
+    data = d[b"data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"corrupt file {path}: data must be uint8 rows of 3072 bytes (3x32x32), found "
+                        f"{getattr(data, 'dtype', type(data).__name__)} {shape}")
+    try:
+        labels = np.asarray(d[label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DataError(f"corrupt file {path}: {label_key.decode()} are not integers ({e})") from None
+    for key, n in [(label_key, labels.size)] + [(k, len(d[k])) for k in (b"filenames", b"coarse_labels") if k in d]:
+        if n != len(data):
+            raise DataError(f"corrupt file {path}: {len(data)} images but {n} {key.decode()}")
+    if labels.ndim != 1:
+        raise DataError(f"corrupt file {path}: {label_key.decode()} must be a list, found shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DataError(f"{path}: label {bad} outside 0..{num_classes - 1} ({num_classes} classes): the file is "
+                        "corrupt or of another dataset")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def _cifar(name: str, folder_name: str, train_files: list[str], test_files: list[str], label_key: bytes,
-           num_classes: int, root: str | Path | None) -> tuple[ImageDataset, ImageDataset]:
+           num_classes: int, root: str | Path | None, meta: tuple[str, bytes]) -> tuple[ImageDataset, ImageDataset]:
     for folder in _candidates(name, root) + ([Path(root) / folder_name] if root else []):
         if all((folder / f).is_file() for f in train_files + test_files):
             break
     else:
-        raise DataError(f"dataset '{name}' not found (looked for {train_files[0]} in "
-                        f"{', '.join(str(p) for p in _candidates(name, root)) or 'no location'}); {_HOW_TO[name]}")
-    out = []
-    for files in (train_files, test_files):
+        where = ", ".join(str(p) for p in _candidates(name, root)) or "(no folder given: pass --data-root)"
+        raise DataError(f"dataset '{name}' not found (looked for {', '.join(train_files + test_files)} in {where}); "
+                        f"{_HOW_TO[name]}")
+    meta_file, names_key = folder / meta[0], meta[1]
+    if meta_file.is_file():  # the class names the files promise
+        names = _unpickle(meta_file).get(names_key)
+        if names is not None and len(names) != num_classes:
+            raise DataError(f"{meta_file}: {len(names)} {names_key.decode()}, but {name} has {num_classes} classes "
+                            "(a folder of another dataset?)")
+    out, seen = [], {}
+    for split, files in (("train", train_files), ("test", test_files)):
         xs, ys = [], []
         for f in files:
-            d = _unpickle(folder / f)
-            try:
-                x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                y = np.asarray(d[label_key], dtype=np.int64)
-            except (KeyError, ValueError) as e:
-                raise DataError(f"corrupt file {folder / f}: {e}") from None
+            x, y = _cifar_batch(folder / f, label_key, num_classes)
             xs.append(x)
             ys.append(y)
-        out.append(ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)),  # host: datasets load into host memory
+        for f, x in zip(files, xs):  # the same batch twice: trained on twice, or tested on its training data
+            key = hashlib.sha256(x.tobytes()).hexdigest()
+            if key in seen:
+                raise DataError(f"{folder / f} holds the same images as {seen[key]}: a copied batch file")
+            seen[key] = folder / f
+        y = np.concatenate(ys)
+        check_labels(y, num_classes, folder / files[0] if len(files) == 1 else folder, split)
+        out.append(ImageDataset(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(y),  # host: datasets load into host memory
                                 num_classes, name))
     return out[0], out[1]
 
@@ -195,16 +289,86 @@ def _cifar(name: str, folder_name: str, train_files: list[str], test_files: list
 @DATASETS.register("cifar10", help="CIFAR-10 python pickle batches (cifar-10-batches-py)")
 def cifar10(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
     return _cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                  b"labels", 10, root)
+                  b"labels", 10, root, ("batches.meta", b"label_names"))
 
 
 @DATASETS.register("cifar100", help="CIFAR-100 python pickles (cifar-100-python), fine labels")
 def cifar100(root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
-    return _cifar("cifar100", "cifar-100-python", ["train"], ["test"], b"fine_labels", 100, root)
+    return _cifar("cifar100", "cifar-100-python", ["train"], ["test"], b"fine_labels", 100, root,
+                  ("meta", b"fine_label_names"))
 
 
-@DATASETS.register("image-folder", help="root/{train,test}/<class>/<image>; needs Pillow; resized to 32x32")
-def image_folder(root: str | Path | None = None, download: bool = False, resolution: int = 32) -> tuple[ImageDataset, ImageDataset]:
+#: options a dataset takes beyond root/download (config key `dataset_options`, CLI --data-opt KEY=VALUE)
+DATASET_OPTIONS: dict[str, dict[str, Any]] = {
+    "image-folder": {
+        "resolution": Opt(None, ">=1", type=int, help="side in pixels every image is resized to; null: the "
+                          "images' own size (all must share one square size)"),
+        "channels": Opt(None, type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); null: 1 if every image is "
+                        "grey, else 3"),
+    },
+    "synthetic": {
+        "n_train": Opt(2000, ">=1"), "n_test": Opt(500, ">=1"), "channels": Opt(1, ">=1"),
+        "resolution": Opt(28, ">=4", help="side in pixels"), "num_classes": Opt(10, "[2, 1000]"),
+    },
+}
+
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+@dataclass
+class _Header:
+    """What the first pass over an image folder keeps of each file: its size (w, h), mode and alpha."""
+
+    size: tuple[int, int]
+    mode: str
+    alpha: bool
+
+
+def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, hidden files) of one class folder; a sub-folder is refused (its images would be lost)."""
+    files, hidden = [], []
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith("."):
+            hidden.append(f)
+        elif f.is_dir():
+            raise DataError(f"{f} is a folder inside a class folder; images must sit directly in "
+                            f"{folder} (nested folders are not read)")
+        else:
+            files.append(f)
+    return files, hidden
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} is missing; expected root/train/<class>/<images> and root/test/<class>/<images>")
+    stray = [p for p in split_dir.iterdir() if not p.is_dir() and not p.name.startswith(".")]
+    if stray:
+        raise DataError(f"{stray[0]} is not in a class folder; every image must be in {split_dir}/<class>/ "
+                        f"({len(stray)} such file(s))")
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@DATASETS.register("image-folder", help="root/{train,test}/<class>/<image>; needs Pillow; options resolution, channels")
+def image_folder(root: str | Path | None = None, download: bool = False, resolution: int | None = None,
+                 channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """A folder of images per class: ``root/train/<class>/*`` and ``root/test/<class>/*``; classes are the
+    sorted train folder names (label k = the k-th name).
+
+    Nothing is dropped, merged or relabelled silently. Refused (DataError, one line naming the file or
+    folder): a missing split, an image outside a class folder, a nested folder, an unreadable file, a train
+    class without images, a test class that train does not have, the same image (byte for byte) under two
+    classes, and, without `resolution`, images of different or non-square sizes. Warned about (one line on
+    stderr): hidden files (names starting with '.') that are skipped, a train class absent from test, images
+    repeated within a class or appearing in both train and test, and alpha channels that are dropped.
+
+    Args:
+        resolution: side every image is resized to (bilinear); None keeps the images' own (common) size.
+        channels: 1 or 3; None: 1 when every image is grey, else 3 (grey images are repeated to RGB).
+    Returns:
+        (train, test) ImageDatasets, uint8 [N, channels, side, side].
+    """
+    from .. import progress
+
     if root is None:
         raise DataError("dataset 'image-folder' needs --data-root pointing at a folder with train/ and test/ subfolders")
     try:
@@ -212,41 +376,128 @@ def image_folder(root: str | Path | None = None, download: bool = False, resolut
     except ImportError:
         raise DataError("dataset 'image-folder' needs Pillow: pip install 'nasforge[images]'") from None
     root = Path(root)
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
-    if not classes:
-        raise DataError(f"{root}/train has no class folders; expected root/train/<class>/<image files>")
+    classes = _class_folders(root / "train")
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'} has {len(classes)} class folder(s); expected root/train/<class>/<images> "
+                        "with at least 2 classes")
+    test_classes = _class_folders(root / "test")
+    extra = sorted(set(test_classes) - set(classes))
+    if extra:
+        raise DataError(f"{root / 'test' / extra[0]} is a class that {root / 'train'} does not have "
+                        f"({len(extra)} such class(es)); its images would have no label")
+    absent = [c for c in classes if c not in test_classes]
+
+    seen: dict[str, tuple[Path, str, int]] = {}  # content hash -> (first file, split, label)
+    hidden_files: list[Path] = []
+    repeats: list[tuple[Path, Path]] = []
+    leaks: list[tuple[Path, Path]] = []
+    alpha = 0
+    read: dict[str, list[tuple[Path, Any, int]]] = {"train": [], "test": []}
+    for split in ("train", "test"):
+        for label, cls in enumerate(classes):
+            folder = root / split / cls
+            if not folder.is_dir():
+                continue
+            files, hidden = _image_files(folder)
+            hidden_files += hidden
+            if not files and split == "train":
+                raise DataError(f"{folder} holds no images: a class with no training images cannot be learnt")
+            if not files:
+                absent.append(cls)
+            for f in files:
+                try:  # the header only (size, mode): pixels are decoded once, in the second pass
+                    raw = f.read_bytes()
+                    with Image.open(f) as im:
+                        img = _Header(im.size, im.mode, im.mode in ("RGBA", "LA", "PA")
+                                      or (im.mode == "P" and "transparency" in im.info))
+                except OSError as e:
+                    raise DataError(f"unreadable image {f}: {e}") from None
+                key = hashlib.sha256(raw).hexdigest()
+                if key in seen:
+                    first, first_split, first_label = seen[key]
+                    if first_label != label:
+                        raise DataError(f"{f} is the same image as {first} but labelled '{cls}', not "
+                                        f"'{classes[first_label]}'; remove one of them")
+                    (repeats if first_split == split else leaks).append((first, f))
+                else:
+                    seen[key] = (f, split, label)
+                read[split].append((f, img, label))
+
+    all_imgs = [r for split in read.values() for r in split]
+    if channels is None:
+        channels = 1 if all(img.mode in _GREY_MODES for _, img, _ in all_imgs) else 3
+    if resolution is None:
+        sizes = {img.size for _, img, _ in all_imgs}
+        first = all_imgs[0]
+        if len(sizes) > 1:
+            other = next(r for r in all_imgs if r[1].size != first[1].size)
+            raise DataError(f"{other[0]} is {other[1].size[0]}x{other[1].size[1]} but {first[0]} is "
+                            f"{first[1].size[0]}x{first[1].size[1]}: images of different sizes; set the dataset "
+                            "option resolution=N (--data-opt resolution=N) to resize them all")
+        w, h = first[1].size
+        if w != h:
+            raise DataError(f"{first[0]} is {w}x{h}, not square; set the dataset option resolution=N "
+                            "(--data-opt resolution=N) to resize the images to NxN")
+        resolution = w
     out = []
     for split in ("train", "test"):
         xs, ys = [], []
-        for label, cls in enumerate(classes):
-            for f in sorted((root / split / cls).glob("*")):
-                try:
-                    with Image.open(f) as im:
-                        im = im.convert("RGB").resize((resolution, resolution))
-                        xs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
-                except OSError as e:
-                    raise DataError(f"unreadable image {f}: {e}") from None
-                ys.append(label)
+        for f, head, label in read[split]:
+            alpha += head.alpha
+            try:
+                with Image.open(f) as im:
+                    img = im.convert("L" if channels == 1 else "RGB")
+            except OSError as e:  # a header that reads but pixels that do not (a truncated file)
+                raise DataError(f"unreadable image {f}: {e}") from None
+            if img.size != (resolution, resolution):
+                img = img.resize((resolution, resolution), Image.BILINEAR)
+            a = np.asarray(img, dtype=np.uint8)
+            xs.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
+            ys.append(label)
         if not xs:
             raise DataError(f"{root / split} holds no images")
         out.append(ImageDataset(torch.from_numpy(np.stack(xs)), torch.tensor(ys), len(classes), "image-folder",  # host: datasets load into host memory
                                 tuple(classes)))
+    for text, items in ((f"skipped {len(hidden_files)} hidden file(s) (names starting with '.'), e.g. "
+                         f"{hidden_files[0] if hidden_files else ''}", hidden_files),
+                        (f"class(es) {', '.join(sorted(set(absent)))} of {root / 'train'} have no test images",
+                         absent),
+                        (f"{len(repeats)} image(s) repeated within a split, e.g. {repeats[0][1] if repeats else ''} = "
+                         f"{repeats[0][0] if repeats else ''}", repeats),
+                        (f"{len(leaks)} test image(s) also in train, e.g. {leaks[0][1] if leaks else ''} = "
+                         f"{leaks[0][0] if leaks else ''}: the test accuracy is optimistic", leaks),
+                        (f"dropped the alpha channel of {alpha} image(s)", alpha)):
+        if items:
+            progress.warn(f"image-folder {root}: {text}")
     return out[0], out[1]
 
 
-@DATASETS.register("synthetic", help="random gratings, 1x28x28, 10 classes (smoke tests; no files needed)")
+@DATASETS.register("synthetic", help="random gratings (no files needed; options n_train, n_test, channels, "
+                                     "resolution, num_classes)")
 def synthetic(root: str | Path | None = None, download: bool = False, n_train: int = 2000, n_test: int = 500,
               channels: int = 1, resolution: int = 28, num_classes: int = 10) -> tuple[ImageDataset, ImageDataset]:
-    """Class k is a noisy sinusoidal grating with one of 5 orientations and 2 frequencies at a random phase:
-    local texture, not position, carries the label, so small CNNs with global pooling learn it in a few steps."""
+    """Class k is a noisy sinusoidal grating with one of 5 orientations and 2 frequencies at a random phase
+    (more than 10 classes: 10 orientations and a period growing by 1.5 px per 10 classes): local texture, not
+    position, carries the label, so small CNNs with global pooling learn it in a few steps.
+
+    Returns (train, test), uint8 [n, channels, resolution, resolution] with labels in 0..num_classes-1.
+    Raises DataError for sizes out of range."""
+    for key, v, lo in (("n_train", n_train, 1), ("n_test", n_test, 1), ("channels", channels, 1),
+                       ("resolution", resolution, 4), ("num_classes", num_classes, 2)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise DataError(f"synthetic dataset option {key} must be an integer >= {lo}, got {v!r}")
     g = torch.Generator().manual_seed(1234)  # host: datasets load into host memory
     yy, xx = torch.meshgrid(torch.arange(resolution, dtype=torch.float32),  # host: datasets load into host memory
                             torch.arange(resolution, dtype=torch.float32), indexing="ij")  # host: datasets load into host memory
 
     def make(n: int) -> ImageDataset:
         y = torch.randint(0, num_classes, (n,), generator=g)  # host: datasets load into host memory
-        theta = (y % 5).float() * (torch.pi / 5)
-        freq = torch.where(y // 5 % 2 == 0, 1 / 3.0, 1 / 7.0) * 2 * torch.pi
+        if num_classes <= 10:  # the original 10 patterns (kept bit for bit)
+            theta = (y % 5).float() * (torch.pi / 5)
+            freq = torch.where(y // 5 % 2 == 0, 1 / 3.0, 1 / 7.0) * 2 * torch.pi
+        else:  # every class its own (orientation, period) pair
+            theta = (y % 10).float() * (torch.pi / 10)
+            freq = 2 * torch.pi / (2.5 + 1.5 * (y // 10).float())
         phase = torch.rand(n, generator=g) * 2 * torch.pi  # host: datasets load into host memory
         wave = torch.sin(freq.view(-1, 1, 1) * (xx * theta.cos().view(-1, 1, 1) + yy * theta.sin().view(-1, 1, 1))
                          + phase.view(-1, 1, 1))
@@ -256,10 +507,30 @@ def synthetic(root: str | Path | None = None, download: bool = False, n_train: i
     return make(n_train), make(n_test)
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = False) -> tuple[ImageDataset, ImageDataset]:
-    """(train, test) for a registered dataset name."""
+def dataset_options(name: str, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The checked options of dataset `name` (only those given; the reader's defaults fill the rest).
+
+    Raises:
+        ConfigError: an unknown option (the valid ones are listed), a wrong type or a value out of range.
+    """
+    DATASETS.get(name)
+    return options.resolve(DATASET_OPTIONS.get(name, {}), given or {}, f"dataset '{name}'", fill=False)
+
+
+def stored_dataset_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The dataset options of a stored run config. Runs written before the key existed read image folders
+    at 32x32 RGB (the reader's old fixed size), so their models are rebuilt on the same input."""
+    if "dataset_options" in cfg:
+        return dict(cfg["dataset_options"] or {})
+    return {"resolution": 32, "channels": 3} if cfg.get("dataset") == "image-folder" else {}
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
+                 options: dict[str, Any] | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """(train, test) for a registered dataset name, with its `options` (DATASET_OPTIONS; checked here).
+    Raises ConfigError for an unknown dataset or option, DataError for missing or inconsistent files."""
     loader: Callable = DATASETS.get(name)
-    return loader(root=root, download=download)
+    return loader(root=root, download=download, **dataset_options(name, options))
 
 
 def split_indices(n: int, seed: int, subset: int | None = None) -> torch.Tensor:

@@ -46,9 +46,16 @@ class Budget:
 
 @dataclass
 class SearchResult:
+    """What a search found: `arch`, its per-epoch/per-trial `history`, `metrics` (everything the method
+    reports) and `optimised`: the few facts that say what the method optimised and how that came out (a
+    latency budget and the winner's latency, a MACs window and the fitness, ...), which the API copies to
+    result.json's ``optimised`` and the command line prints in its summary. A strategy may fill it, or
+    declare ``Strategy.optimised_keys`` to have it taken from `metrics`."""
+
     arch: Arch
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    optimised: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,6 +166,20 @@ class Strategy(ABC):
     #: hyperparameter -> default or `nasforge.options.Opt` (type, range, choices); the CLI accepts
     #: overrides as --set key=value, checked by `nasforge.options.resolve` before a run directory exists
     defaults: ClassVar[dict[str, Any]] = {}
+    #: keys of SearchResult.metrics (a dotted path reaches into a dict: "selection.best_fitness" -> best_fitness)
+    #: that say what the method optimised; see SearchResult.optimised
+    optimised_keys: ClassVar[tuple[str, ...]] = ()
+
+    def optimised(self, result: SearchResult) -> dict[str, Any]:
+        """`result.optimised`, completed from `result.metrics` by :attr:`optimised_keys`."""
+        out: dict[str, Any] = {}
+        for key in self.optimised_keys:
+            value: Any = result.metrics
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None:
+                out[key.split(".")[-1]] = value
+        return {**out, **result.optimised}
 
     def __init__(self, **hparams: Any) -> None:
         self.hp = options.resolve(self.defaults, hparams, f"strategy '{self.name}'", noun="hyperparameter")

@@ -14,6 +14,8 @@ architecture scored so far (``metrics.stopped = "seconds"``).
 
 History: one record per scored architecture, in order: ``trial`` (1-based), ``arch``, ``score``,
 ``best_score`` and ``best_arch`` (best so far by score), ``round``. Benchmarks read anytime curves from it.
+In a run directory it is appended round by round to ``history.jsonl``; the checkpoint holds only how many
+records it covers (so checkpointing costs the same at trial 20,000 as at trial 20).
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ import random
 from typing import Any, ClassVar
 
 from .. import progress
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..spaces.base import Arch
+from ..utils import atomic_write_bytes, to_jsonable
 from .base import SearchContext, SearchResult, Strategy
 
 
@@ -74,10 +77,13 @@ class MultiTrialStrategy(Strategy):
         self.round = 0
         self.stopped_by_time = False
         self.setup(ctx)
+        self._persisted = 0  # history records already appended to history.jsonl
         state = ctx.restore()
         if state is not None and state.get("kind") == f"multi-trial:{self.name}":
             rng.setstate(state["rng"])
-            self.scores, self.history, self.round = state["scores"], state["history"], state["round"]
+            self.history, self.round = self._restore_history(ctx, state), state["round"]
+            self.scores = {arch_key(h["arch"]): h["score"] for h in self.history}
+            self._persisted = len(self.history)
             self.load_state(state["strategy"])
             if ctx.run is not None:  # drop trial records of the round that was interrupted; it runs again
                 resumed = self.round
@@ -106,14 +112,44 @@ class MultiTrialStrategy(Strategy):
                     if not cut:
                         self.observe(ctx, archs, [self.scores[arch_key(a)] for a in archs])
                     self.round += 1
-                    ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "scores": self.scores,
-                                    "history": self.history, "round": self.round, "strategy": self.state()})
+                    self._checkpoint(ctx, rng)
                     if cut:
                         self.stopped_by_time = True
                         break
             finally:
                 ctx.trial_bar = None
         return self._result(ctx)
+
+    HISTORY = "history.jsonl"
+
+    def _checkpoint(self, ctx: SearchContext, rng: random.Random) -> None:
+        """Append this round's trial records to ``history.jsonl``, then checkpoint the small state with the
+        number of records it covers. Each round writes what is new, not the whole history again (a query-mode
+        search of 20k trials otherwise slows quadratically); resume reads the first ``history_len`` records."""
+        if ctx.run is not None and ctx.is_main:
+            new = self.history[self._persisted:]
+            if new:
+                with open(ctx.run.file(self.HISTORY), "a") as f:  # flushed on close; like checkpoint.pt, not fsynced
+                    f.write("".join(json.dumps(to_jsonable(h)) + "\n" for h in new))
+        self._persisted = len(self.history)
+        ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "history_len": len(self.history),
+                        "round": self.round, "strategy": self.state()})
+
+    def _restore_history(self, ctx: SearchContext, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """The trial records a checkpoint covers (records appended after it, by the round that was
+        interrupted, are dropped from the file: that round runs again). Checkpoints written before
+        history.jsonl existed hold the history themselves."""
+        if "history" in state:
+            return state["history"]
+        n = int(state["history_len"])
+        path = ctx.run.file(self.HISTORY)
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) < n:
+            raise DataError(f"{path} holds {len(lines)} trial records, but the checkpoint covers {n}; the run "
+                            "directory is damaged")
+        if len(lines) > n and ctx.is_main:
+            atomic_write_bytes(path, "".join(line + "\n" for line in lines[:n]).encode())
+        return [json.loads(line) for line in lines[:n]]
 
     def _exhausted(self, ctx: SearchContext) -> bool:
         if ctx.budget.trials is not None and len(self.history) >= ctx.budget.trials:
@@ -150,3 +186,12 @@ class MultiTrialStrategy(Strategy):
         if callable(truth):  # benchmark tables: the held-out ground truth of the recommendation only
             metrics["ground_truth"] = truth(ctx.space, best["best_arch"])
         return SearchResult(arch=best["best_arch"], history=self.history, metrics=metrics)
+
+
+def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
+    """A random architecture not in `seen`, or None if `attempts` samples found none (a small space is used up)."""
+    for _ in range(attempts):
+        arch = ctx.space.validate(ctx.space.sample(rng))
+        if arch_key(arch) not in seen:
+            return arch
+    return None

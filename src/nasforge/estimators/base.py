@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from ..errors import ConfigError
 from ..spaces.base import Arch, SearchSpace
 
 
@@ -21,4 +22,19 @@ class Estimator(ABC):
 
     @abstractmethod
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
-        """Everything the trial function needs, as JSON."""
+        """Everything the trial function needs, as JSON. An estimator with a fidelity (see `fidelity`)
+        also takes the keyword ``fidelity=`` (training epochs) and scores the architecture at that fidelity."""
+
+    @classmethod
+    def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
+        """The fidelity the multi-fidelity schedulers (sh, hyperband, asha) may vary, for this estimator built
+        with `options` (its ``estimator_options``) on `space`, known before the estimator exists (preflight):
+        ``{"unit": "epochs", "levels": [12, 200] | None, "max": int}``: `levels` are the only fidelities
+        available (a table), None when any whole number up to anything works (training); `max` is the
+        default highest fidelity.
+
+        Raises:
+            ConfigError: the estimator has no fidelity to vary.
+        """
+        raise ConfigError(f"estimator '{cls.name}' has no fidelity to vary; multi-fidelity search needs "
+                          "--estimator scratch (epochs) or table (a table with several training lengths)")

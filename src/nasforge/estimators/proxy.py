@@ -80,10 +80,11 @@ def _protocol(opts: dict[str, Any], data: dict[str, Any]) -> Protocol:
 
 
 @lru_cache(maxsize=4)
-def _images(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float):
+def _images(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float,
+            options: tuple = ()):
     from .scratch import _split
 
-    return _split(dataset, root, subset, split_seed, train_portion)[0]
+    return _split(dataset, root, subset, split_seed, train_portion, options)[0]
 
 
 def _batch(space: SearchSpace, protocol: Protocol, data: dict[str, Any], device: torch.device):
@@ -92,7 +93,7 @@ def _batch(space: SearchSpace, protocol: Protocol, data: dict[str, Any], device:
         if not data.get("dataset"):
             raise ConfigError("estimator 'proxy' with inputs 'dataset' needs a dataset (or set inputs: gaussian)")
         images = _images(data["dataset"], data.get("data_root"), data.get("subset"), data.get("split_seed", 0),
-                         data.get("train_portion", 0.5))
+                         data.get("train_portion", 0.5), tuple(sorted((data.get("dataset_options") or {}).items())))
     return make_batch(space, protocol, images, device)
 
 

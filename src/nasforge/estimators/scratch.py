@@ -28,19 +28,31 @@ class ScratchEstimator(Estimator):
         self.device = str(device)  # resolved where the trial runs (a Ray worker maps "cuda" to its own GPU)
         self.precision = precision
 
-    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
+    @classmethod
+    def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
+        """Training epochs: any whole number; the default highest fidelity is the trials' ``train.epochs``."""
+        epochs = ((options or {}).get("train") or {}).get("epochs", 1)
+        return {"unit": "epochs", "levels": None, "max": int(epochs)}
+
+    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int, fidelity: int | None = None) -> dict[str, Any]:
+        """`fidelity`: train for that many epochs instead of ``train.epochs`` (a complete training run with
+        its own learning-rate schedule, so the spec alone says what the score means)."""
         # The training seed is fixed per architecture (not per search seed): proxy noise must not
         # depend on which search proposed the cell (PNAS pitfall "control proxy noise").
+        train = {**self.train, "seed": self.train.get("seed", 0)}
+        if fidelity is not None:
+            train["epochs"] = int(fidelity)
         spec = {"space": space.config, "arch": arch, "build": self.space_options, "data": self.data,
-                "train": {**self.train, "seed": self.train.get("seed", 0)}, "device": self.device}
+                "train": train, "device": self.device}
         if self.precision != "fp32":
             spec["precision"] = self.precision
         return spec
 
 
 @lru_cache(maxsize=4)
-def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float):
-    train, _ = load_dataset(dataset, root)
+def _split(dataset: str, root: str | None, subset: int | None, split_seed: int, train_portion: float,
+           options: tuple = ()):
+    train, _ = load_dataset(dataset, root, options=dict(options))
     return search_split(train, seed=split_seed, subset=subset, train_portion=train_portion)
 
 
@@ -68,7 +80,7 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     precision = spec.get("precision", "fp32")
     d = spec["data"]
     tr, va = _split(d["dataset"], d.get("data_root"), d.get("subset"), d.get("split_seed", 0),
-                    d.get("train_portion", 0.5))
+                    d.get("train_portion", 0.5), tuple(sorted((d.get("dataset_options") or {}).items())))
     cfg = dict(spec["space"])
     space = SPACES.get(cfg.pop("space"))(**cfg)
     train_cfg = TrainConfig.from_dict(spec["train"])

@@ -67,10 +67,35 @@ class TableEstimator(Estimator):
                               f"estimator covers the tables {', '.join(LOOKUPS)}")
         return space.table
 
-    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:
+    @classmethod
+    def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
+        """The training lengths the space's table holds (NB201: 12 and 200 epochs).
+
+        Raises:
+            ConfigError: the space has no table, or its table holds one training length only.
+        """
+        levels = sorted(LOOKUPS[cls._table_of(space)].fidelities)
+        if len(levels) < 2:
+            raise ConfigError(f"table '{space.table}' of space '{space.name}' holds one training length only; "
+                              "multi-fidelity search needs a table with several (nb201: 12 and 200 epochs)")
+        return {"unit": "epochs", "levels": levels, "max": levels[-1]}
+
+    def metric_at(self, space: SearchSpace, fidelity: int) -> str:
+        """The table column read at `fidelity` epochs: the configured metric when it was measured at that
+        length (e.g. val_12 or test_12 at 12), else the table's column for that length (test_200 at 200: NB201
+        publishes no 200-epoch validation accuracy, so the top rung sees the ground-truth column)."""
+        columns = LOOKUPS[self._table_of(space)].fidelities
+        if fidelity not in columns:
+            raise ConfigError(f"table '{space.table}' holds fidelities {', '.join(map(str, sorted(columns)))} "
+                              f"epochs, not {fidelity}")
+        return self.metric if self.metric.endswith(f"_{fidelity}") else columns[fidelity]
+
+    def trial_spec(self, space: SearchSpace, arch: Arch, seed: int, fidelity: int | None = None) -> dict[str, Any]:
+        """`fidelity`: look up the column measured after that many training epochs (see `metric_at`)."""
         # no seed: a lookup does not depend on it, and leaving it out lets the journal share trials across seeds
         table = self._table_of(space)
-        return {"table": table, "path": self.path, "dataset": self.dataset, "metric": self.metric,
+        metric = self.metric if fidelity is None else self.metric_at(space, int(fidelity))
+        return {"table": table, "path": self.path, "dataset": self.dataset, "metric": metric,
                 "arch": space.validate(arch)}
 
     def ground_truth(self, space: SearchSpace, arch: Arch) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Every model has ``predict(arch) -> ms`` (raw), ``calibrated(arch) -> ms`` and ``
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,19 @@ def _fitted(path: str, device: str, n_fit: int, seed: int):
     return fit_fbnet_device(LatencyTable.load(path, space="fbnet"), device, n_fit=n_fit, seed=seed)
 
 
+@contextlib.contextmanager
+def _progress_bar(description: str, given):
+    """`given` (a ``(done, total)`` callback) or a terminal bar for `description` that learns its total from the
+    first call; on a non-terminal a single line when the work starts (if there is any)."""
+    if given is not None:
+        yield given
+        return
+    from .. import progress as prog
+
+    with prog.stage_bar(description) as tick:
+        yield tick
+
+
 def table_dir(tables: str | Path | None) -> str:
     from ..tables import default_table_dir
 
@@ -35,19 +49,46 @@ def table_dir(tables: str | Path | None) -> str:
     return str(path.resolve())
 
 
+#: networks measured end to end to calibrate a local LUT when its cache holds no calibration for the space
+CALIBRATION_NETWORKS = 10
+METRICS = ("calibrated", "raw")
+
+
 def latency_model(target: str, space, *, tables: str | Path | None = None, cache_path: str | Path | None = None,
                   n_fit: int = 1000, fit_seed: int = 0, measure_kw: dict[str, Any] | None = None,
-                  strict_cache: bool = False, progress=None):
+                  strict_cache: bool = False, progress=None, metric: str = "calibrated",
+                  calibration_networks: int = CALIBRATION_NETWORKS):
     """The latency model of `space` on `target`; see the module docstring. Raises UserError for an unknown
-    device or a device without data for this space."""
+    device or a device without data for this space.
+
+    `metric="calibrated"` (the default): a local LUT is returned in calibrated ms
+    (:meth:`~nasforge.hardware.lut.LayerLatencyTable.calibrated_table`), so whatever is constrained or
+    reported with it is what a whole network takes; when the cache holds no calibration for this space (or
+    one from fewer than `calibration_networks` networks), that many random networks are measured end to end
+    first and the fit is cached (``meta["calibration_report"]`` then holds it). Summed isolated op timings
+    underestimate whole networks (calibration slopes of ~1.5 on this machine), so `metric="raw"` (the plain
+    sum) is for studying the LUT itself. HELP tables are fits to (or lookups of) whole measured networks
+    already and are returned as they are. Progress of timing and calibration goes to `progress`
+    (``(done, total)``), by default a bar on a terminal / nothing elsewhere (nasforge.progress)."""
+    if metric not in METRICS:
+        raise ConfigError(f"latency metric must be one of {', '.join(METRICS)}; got {metric!r}")
     check_target(target, space)
     if is_local(target):
-        from .lut import LatencyCache, build_local_lut, default_cache_path
+        from .lut import LatencyCache, build_local_lut, calibrate, default_cache_path
 
         cache = LatencyCache(cache_path or default_cache_path(target), target, strict=strict_cache)
-        lut = build_local_lut(space, target, cache, progress=progress, **(measure_kw or {}))
+        with _progress_bar(f"latency table ({target})", progress) as tick:
+            lut = build_local_lut(space, target, cache, progress=tick, **(measure_kw or {}))
         lut.meta["cache_rebuilt_from_corrupt"] = cache.rebuilt_from_corrupt
-        return lut
+        if metric == "raw":
+            return lut
+        n_have = (lut.calibration or {}).get("n")
+        if lut.calibration is None or (n_have is not None and n_have < calibration_networks):
+            with _progress_bar(f"calibrating on {calibration_networks} whole networks ({target})", None) as tick:
+                report = calibrate(space, lut, cache, n=calibration_networks, **(measure_kw or {}))
+                tick(calibration_networks, calibration_networks)
+            lut.meta["calibration_report"] = {k: v for k, v in report.items() if k != "archs"}
+        return lut.calibrated_table()
     path = table_dir(tables)
     table = getattr(space, "latency_table", None)
     if table in PER_ARCH_TABLES:

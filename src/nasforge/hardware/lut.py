@@ -227,6 +227,42 @@ class LayerLatencyTable:
             return raw
         return self.calibration["a"] * raw + self.calibration["b"]
 
+    @property
+    def applied(self) -> dict[str, float] | None:
+        """The calibration (a, b) already folded into the entries by :meth:`calibrated_table`, or None."""
+        return self.meta.get("calibration_applied")
+
+    def raw_predict(self, arch: Sequence[str]) -> float:
+        """The uncalibrated LUT sum (ms) even for a calibrated table: (predict - b) / a."""
+        ms = self.predict(arch)
+        cal = self.applied
+        return (ms - cal["b"]) / cal["a"] if cal else ms
+
+    def calibrated_table(self) -> "LayerLatencyTable":
+        """This table in calibrated ms: every entry times a, the fixed part a * fixed + b, so that `predict`,
+        `bounds`, `layer_latency` and candidate selection all speak the unit the budget is in (a linear
+        calibration of a sum is a sum of scaled terms). Returns `self` when there is no calibration (a > 0 is
+        guaranteed by :func:`fit_calibration`)."""
+        if not self.calibration:
+            return self
+        a, b = float(self.calibration["a"]), float(self.calibration["b"])
+        meta = {**self.meta, "calibration_applied": {"a": a, "b": b},
+                "source": f"{self.meta.get('source', 'table')}, calibrated end to end"}
+        return LayerLatencyTable(self.device, [{op: a * v for op, v in e.items()} for e in self.entries],
+                                 a * self.fixed + b, None, meta)
+
+    def recalibrate(self, cal: dict[str, float]) -> None:
+        """Replace the calibration: a raw table stores it; a calibrated one is rescaled in place from its raw
+        entries (what :func:`calibrate` does after measuring networks again)."""
+        old = self.applied
+        if not old:
+            self.calibration = {"a": cal["a"], "b": cal["b"]}
+            return
+        a0, b0, a, b = old["a"], old["b"], float(cal["a"]), float(cal["b"])
+        self.entries = [{op: a * v / a0 for op, v in e.items()} for e in self.entries]
+        self.fixed = a * (self.fixed - b0) / a0 + b
+        self.meta["calibration_applied"] = {"a": a, "b": b}
+
     def bounds(self, candidates: Sequence[Sequence[str]] | None = None) -> tuple[float, float]:
         """(fastest, slowest) raw latency over the architectures whose layer ops come from `candidates`."""
         cands = candidates or [list(e) for e in self.entries]
@@ -310,7 +346,7 @@ def build_local_lut(space, device: str, cache: LatencyCache | None = None, *, op
     entries = [{op: val("op", op, (spec.C_in, spec.resolution, spec.resolution), spec.C_out, spec.stride)
                 for op in names} for spec, names in zip(specs, choices)]
     cal = cache.data["calibrations"].get(space_key(space))
-    return LayerLatencyTable(device, entries, fixed, {"a": cal["a"], "b": cal["b"]} if cal else None,
+    return LayerLatencyTable(device, entries, fixed, {"a": cal["a"], "b": cal["b"], "n": cal.get("n")} if cal else None,
                              meta={"source": "measured", "measured_now": len(todo), "from_cache": len(jobs) - len(todo),
                                    "cache": str(cache.path), "device_regime": dev.as_dict(),
                                    "versions": library_versions(dev.backend)})
@@ -322,11 +358,15 @@ def measure_network(model: nn.Module, space, device: str, **kw: Any) -> float:
 
 
 def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    """Least-squares a, b of measured ~ a * raw + b (needs >= 2 distinct raw values)."""
+    """Least-squares a, b of measured ~ a * raw + b (needs >= 2 distinct raw values). A slope <= 0 (timings
+    too noisy to rank the networks) falls back to the ratio fit measured ~ a * raw (b = 0), so a calibrated
+    table stays a table of positive latencies."""
     x, y = np.asarray(raw, float), np.asarray(measured, float)
     if len(x) < 2 or np.ptp(x) == 0:
         raise UserError("a latency calibration needs at least 2 networks with different LUT sums")
     a, b = np.polyfit(x, y, 1)
+    if a <= 0:
+        return {"a": float((x @ y) / (x @ x)), "b": 0.0, "fit": "ratio"}
     return {"a": float(a), "b": float(b)}
 
 
@@ -340,7 +380,7 @@ def calibrate(space, lut: LayerLatencyTable, cache: LatencyCache, n: int = 20, s
     for _ in range(n):
         arch = [rng.choice(list(e)) for e in lut.entries]
         archs.append(arch)
-        raw.append(lut.predict(arch))
+        raw.append(lut.raw_predict(arch))
         measured.append(measure_network(space.build(arch), space, lut.device, **measure_kw))
     cal = fit_calibration(raw, measured)
     cal_pred = [cal["a"] * r + cal["b"] for r in raw]
@@ -348,7 +388,7 @@ def calibrate(space, lut: LayerLatencyTable, cache: LatencyCache, n: int = 20, s
               **error_summary(raw, measured, "raw_"), **error_summary(cal_pred, measured, "calibrated_")}
     cache.data["calibrations"][space_key(space)] = {"a": cal["a"], "b": cal["b"], "n": n}
     cache.save()
-    lut.calibration = cal
+    lut.recalibrate(cal)
     return report
 
 

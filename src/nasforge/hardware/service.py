@@ -50,7 +50,9 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
 
-        c = LatencyCache(cache or default_cache_path(device), device)
+        from ..utils import check_writable
+
+        c = LatencyCache(check_writable(cache, "--cache") if cache else default_cache_path(device), device)
         lut = build_local_lut(sp, device, c, warmup=warmup, repeats=repeats, number=number, progress=progress)
         out: dict[str, Any] = {"device": device, "space": sp.name, "cache": str(c.path),
                                "measured_now": lut.meta["measured_now"], "from_cache": lut.meta["from_cache"],
@@ -116,7 +118,10 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     from .cost import latency_model
 
     mkw = {"warmup": warmup, "repeats": repeats, "number": number}
-    model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit, measure_kw=mkw if is_local(device) else None)
+    # raw table (both predictions are reported below; calibration comes from `latency build --calibrate N` or a
+    # hurricane search)
+    model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit,
+                          measure_kw=mkw if is_local(device) else None, metric="raw")
     out["lut_raw_ms"] = model.predict(arch)
     out["lut_calibrated_ms"] = model.calibrated(arch) if model.calibration else None
     out["source"] = model.meta.get("source")

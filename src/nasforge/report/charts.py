@@ -17,7 +17,9 @@ from matplotlib.ticker import MaxNLocator
 from .plots import _figure
 
 #: per-epoch fields drawn elsewhere or not numbers worth a curve
-_SKIP = {"epoch", "time", "event", "round", "trial", "index", "seed", "epochs_run", "degenerate"}
+#: bookkeeping fields of metrics records, never plotted as curves (seq: record counter; stage: which stage)
+_SKIP = {"epoch", "time", "event", "round", "trial", "index", "seed", "epochs_run", "degenerate", "seq", "stage",
+         "partial", "epochs", "of"}
 
 
 def png(fig: Figure, dpi: int = 100) -> bytes:
@@ -40,11 +42,19 @@ def scalar_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return keys
 
 
+def _staged(records: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the records come from several stages that each count epochs from 1 (HURRICANE's two stages)."""
+    return len({r.get("stage") for r in records if r.get("stage") is not None}) > 1
+
+
 def _xy(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(x, y) of `key`: x is the epoch, or for staged records the running epoch over all stages (stage 2's
+    epoch 1 comes after stage 1's last epoch instead of on top of it)."""
+    staged = _staged(records)
     xs, ys = [], []
     for i, r in enumerate(records):
         if _is_num(r.get(key)):
-            xs.append(float(r.get("epoch", i + 1)) if _is_num(r.get("epoch", None)) else float(i + 1))
+            xs.append(float(i + 1) if staged or not _is_num(r.get("epoch", None)) else float(r["epoch"]))
             ys.append(float(r[key]))
     return xs, ys
 
@@ -95,7 +105,7 @@ def epoch_curves(records: Sequence[Mapping[str, Any]], keys: Sequence[str] | Non
             ax.set_xlim(xs_all[0] - 1, xs_all[0] + 1)
             ax.set_xticks([xs_all[0]])
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel("epoch (all stages in sequence)" if _staged(records) else "epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.tick_params(labelsize=7)

@@ -134,8 +134,15 @@ def _overview(view: RunView) -> dict[str, Any] | None:
     pairs: list[tuple[str, Any]] = [("run", view.name), ("command", view.command), ("status", _status(view)),
                                     ("method", view.method), ("space", view.space),
                                     ("dataset", view.config.get("dataset")), ("seed", view.seed)]
+    res = view.result or {}
+    pairs += [("precision", res.get("precision") or view.config.get("precision") or "fp32"),
+              ("device", res.get("device") or view.config.get("device"))]
     if view.command == "train" and view.result:
         pairs.append(("model", view.result.get("model") or view.result.get("space")))
+    for k, v in (res.get("optimised") or {}).items():  # what the method optimised (see SearchResult.optimised)
+        pairs.append((k, v.get("verdict", v) if isinstance(v, dict) else v))
+    if res.get("note"):
+        pairs.append(("note", res["note"]))
     acc = test_accuracy(view)
     if acc is not None:
         pairs.append(("test accuracy" + (" (retrained)" if view.command == "search" else ""), acc))
@@ -314,6 +321,37 @@ def _trials(view: RunView) -> dict[str, Any] | None:
     return _section("trials", kind, items)
 
 
+def rung_summary(view: RunView) -> list[dict[str, Any]] | None:
+    """Per rung of a multi-fidelity search (sh, hyperband, asha): fidelity, trials, failed, promoted, best
+    score; from the finished search's metrics, else counted from the trial records logged so far."""
+    metrics = (view.search or {}).get("metrics") or ((view.result or {}).get("search") or {}).get("metrics") or {}
+    if isinstance(metrics.get("rungs"), list):
+        return metrics["rungs"]
+    logged = [m for m in view.metrics if m.get("event") == "trial" and isinstance(m.get("rung"), int)]
+    if not logged:
+        return None
+    out = []
+    for k in sorted({m["rung"] for m in logged}):
+        on = [m for m in logged if m["rung"] == k]
+        ok = [m["score"] for m in on if _isnum(m.get("score"))]
+        up = {m["config"] for m in logged if m["rung"] == k + 1}
+        out.append({"rung": k, "fidelity": on[0].get("fidelity"), "trials": len(on), "failed": len(on) - len(ok),
+                    "promoted": len({m["config"] for m in on} & up), "best_score": max(ok) if ok else None})
+    return out
+
+
+def _rungs(view: RunView) -> dict[str, Any] | None:
+    rungs = rung_summary(view)
+    if not rungs:
+        return None
+    metrics = (view.search or {}).get("metrics") or {}
+    rows = [[r["rung"], r["fidelity"], r["trials"], r["failed"], r["promoted"], r["best_score"]] for r in rungs]
+    caption = (f"{metrics.get('scheduler', 'multi-fidelity')} search, eta {metrics.get('eta', '?')}: budget used "
+               f"{fmt(metrics.get('budget_used'))} full-evaluation equivalents") if metrics else "search in progress"
+    return _section("rungs", "Rungs", [table(["rung", f"fidelity ({metrics.get('fidelity_unit', 'epochs')})", "trials",
+                                              "failed", "promoted", "best score"], rows, caption=caption)])
+
+
 def _pareto(view: RunView) -> dict[str, Any] | None:
     items: list[Any] = []
     for name, data in view.extra_json.items():
@@ -441,7 +479,8 @@ def _config(view: RunView) -> dict[str, Any]:
 def build_report(view: RunView) -> dict[str, Any]:
     """The template context of one run's page: title, subtitle and the list of sections."""
     arch_section, parts = _architecture(view)
-    sections = [_overview(view), arch_section, _curves(view), _one_shot(view), _trials(view), _pareto(view),
+    sections = [_overview(view), arch_section, _curves(view), _one_shot(view), _trials(view), _rungs(view),
+                _pareto(view),
                 _table_lookup(view), _retraining(view), _cost(view), _method_files(view), _config(view)]
     sections = [s for s in sections if s]
     if not view.metrics and not view.finished:
@@ -473,14 +512,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     when graphviz's `dot` is missing and the architecture is shown as DOT text instead of a drawing).
 
     Raises UserError (one line) before writing anything if `run_dir` is not a run directory."""
+    from ..utils import atomic_write_bytes, check_writable
+
     view = RunView.open(run_dir)
-    ctx = build_report(view)
-    page = render("report.html.j2", ctx)
     target = Path(out) if out is not None else view.path / "report.html"
     if target.is_dir():
         raise UserError(f"--out {target} is a directory; give an .html file name")
+    check_writable(target, "--out")  # before the page is built
+    ctx = build_report(view)
+    page = render("report.html.j2", ctx)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_write_bytes
 
     atomic_write_bytes(target, page.encode())
     return {"report": str(target), "run_dir": str(view.path), "status": ctx["status"],

@@ -223,6 +223,18 @@ class Executor(ABC):
     def _execute(self, trials: list[Trial], fn: str, book: _Bookkeeping) -> None:
         """Run each trial (retrying as `book.crashed` says) until every one is done or failed."""
 
+    #: trials this executor runs at the same time (an asynchronous scheduler keeps this many in flight)
+    @property
+    def slots(self) -> int:
+        return 1
+
+    def stream(self, fn: str, journal: TrialJournal, *, max_retries: int = 2, progress: Progress | None = None,
+               stop: Callable[[], bool] | None = None) -> "TrialStream":
+        """Asynchronous trials (ASHA): `submit` specs one at a time, `wait` for results as they finish.
+        This default runs a trial when it is waited for, in this process, through `run` (same journal,
+        retry and deadline rules), so the caller decides the order in which trials finish."""
+        return TrialStream(self, fn, journal, max_retries=max_retries, progress=progress, stop=stop)
+
     def shutdown(self) -> None:
         """Release workers (a later `run` starts them again)."""
 
@@ -231,6 +243,44 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+class TrialStream:
+    """Trials submitted one by one and collected as they finish; the journal rules of `Executor.run` hold
+    (a trial done or failed in the journal is not run again). This base runs each trial when `wait` asks for
+    it, so `wait(key)` fixes the completion order; `RayExecutor.stream` runs them in parallel instead."""
+
+    def __init__(self, executor: Executor, fn: str, journal: TrialJournal, *, max_retries: int = 2,
+                 progress: Progress | None = None, stop: Callable[[], bool] | None = None) -> None:
+        resolve_trial_fn(fn)  # a typo fails before anything starts
+        self.executor, self.fn, self.journal = executor, fn, journal
+        self.max_retries, self.progress, self.stop = max_retries, progress, stop
+        self.specs: dict[str, dict[str, Any]] = {}  # key -> spec, submitted and not yet returned by `wait`
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        """Queue a trial; returns its journal key."""
+        key = self.journal.add(spec).key
+        self.specs[key] = spec
+        return key
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.specs)
+
+    def wait(self, key: str | None = None) -> tuple[str, dict[str, Any] | None]:
+        """The result of trial `key` (default: the oldest submitted): ``(key, result)``; result None when the
+        deadline passed before the trial started (it stays pending)."""
+        if not self.specs:
+            raise ValueError("wait() with no trial submitted")
+        key = next(iter(self.specs)) if key is None else key
+        spec = self.specs.pop(key)
+        [result] = self.executor.run([spec], self.fn, self.journal, max_retries=self.max_retries,
+                                     progress=self.progress, stop=self.stop)
+        return key, result
+
+    def close(self) -> None:
+        """Forget unfinished trials (they stay pending or running in the journal, run again on resume)."""
+        self.specs.clear()
 
 
 @EXECUTORS.register("local", help="run trials one after another in this process, using all cores")
@@ -397,11 +447,106 @@ class RayExecutor(Executor):
             book.abandon([t.key for t in in_flight.values()])
             raise
 
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def stream(self, fn: str, journal: TrialJournal, *, max_retries: int = 2, progress: Progress | None = None,
+               stop: Callable[[], bool] | None = None) -> TrialStream:
+        """Trials run on the Ray workers as soon as they are submitted (at most `workers` at once, the rest
+        queued); `wait()` returns whichever finishes first, `wait(key)` that one (others keep running)."""
+        return _RayStream(self, fn, journal, max_retries=max_retries, progress=progress, stop=stop)
+
     def shutdown(self) -> None:
         if self._ray is not None and self._owns_ray:
             self._ray.shutdown()
         self._ray = self._task = None
         self._owns_ray = False
+
+
+class _RayStream(TrialStream):
+    """`TrialStream` on Ray tasks; the journal, retry and error rules are those of `RayExecutor._execute`."""
+
+    def __init__(self, executor: RayExecutor, fn: str, journal: TrialJournal, **kw: Any) -> None:
+        super().__init__(executor, fn, journal, **kw)
+        self.ray = executor._start()
+        self.book = _Bookkeeping(fn, journal, self.max_retries, self.progress, {}, total=0, stop=self.stop)
+        self.queue: deque[str] = deque()  # submitted, not started (all workers busy)
+        self.running: dict[Any, str] = {}  # ObjectRef -> key
+        self.ready: dict[str, dict[str, Any] | None] = {}  # finished (or known from the journal), not yet waited for
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        key = self.journal.add(spec).key
+        self.specs[key] = spec
+        trial = self.journal.get(key)
+        assert trial is not None
+        if trial.status == "done":
+            self.ready[key] = trial.result
+        elif trial.status == "failed":
+            self.ready[key] = _failure_result(trial.error)
+        else:
+            self.queue.append(key)
+            self._fill()
+        return key
+
+    def _fill(self) -> None:
+        ex: RayExecutor = self.executor  # type: ignore[assignment]
+        while self.queue and len(self.running) < ex.workers and not self.book.stopping():
+            key = self.queue.popleft()
+            self.book.started(key, "ray")
+            self.running[ex._task.remote(self.fn, self.specs[key], ex.threads_per_worker)] = key
+
+    def _collect_one(self) -> None:
+        from ray.exceptions import RayError, RayTaskError
+
+        [ref], _ = self.ray.wait(list(self.running), num_returns=1)
+        key = self.running.pop(ref)
+        try:
+            result, worker = self.ray.get(ref)
+        except RayTaskError as e:
+            cause = e.cause if e.cause is not None else e
+            if isinstance(cause, UserError):
+                self.book.abandon([key], error=_summary(cause))
+                raise cause from None
+            retry = self.book.crashed(key, _summary(cause), str(e), retry=not isinstance(cause, TrainingDiverged))
+        except RayError as e:  # the worker process died
+            retry = self.book.crashed(key, _summary(e), str(e))
+        else:
+            self.book.succeeded(key, result, worker)
+            self.ready[key] = self.book.results[key]
+            return
+        if retry:
+            self.queue.appendleft(key)
+        else:
+            self.ready[key] = self.book.results[key]
+
+    def wait(self, key: str | None = None) -> tuple[str, dict[str, Any] | None]:
+        if not self.specs:
+            raise ValueError("wait() with no trial submitted")
+        while True:
+            found = key if key is not None else next((k for k in self.ready), None)
+            if found is not None and found in self.ready:
+                self.specs.pop(found)
+                return found, self.ready.pop(found)
+            self._fill()
+            if not self.running:  # the deadline passed: what is queued never starts
+                found = key if key is not None else self.queue[0]
+                self.queue.remove(found)
+                self.specs.pop(found)
+                self.book.abandon([found])
+                return found, None
+            self._collect_one()
+
+    def close(self) -> None:
+        for ref in self.running:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished, or Ray is going down: nothing left to stop
+                pass
+        self.book.abandon([*self.running.values(), *self.queue])
+        self.running.clear()
+        self.queue.clear()
+        super().close()
 
 
 def make_executor(name: str, **options: Any) -> Executor:
@@ -414,5 +559,5 @@ def make_executor(name: str, **options: Any) -> Executor:
     return cls(**options)
 
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor", "resolve_trial_fn", "available_cores",
+__all__ = ["Executor", "TrialStream", "LocalExecutor", "RayExecutor", "make_executor", "resolve_trial_fn", "available_cores",
            "TrialCut", "past_deadline"]

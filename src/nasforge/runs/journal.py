@@ -7,6 +7,11 @@ recognises it and the executor returns the stored result instead of training aga
 Statuses: ``pending`` (known, not started) -> ``running`` -> ``done`` | ``failed``. Every write is one
 transaction and the database runs in WAL mode, so killing the driver at any moment leaves the journal
 consistent: a trial it left ``running`` simply was not finished, and executors run it again on resume.
+
+A second table, ``rungs``, holds the decisions of a multi-fidelity scheduler (successive halving,
+Hyperband, ASHA): one row per finished trial, in the order the scheduler took it into account, with its rung
+and score. Promotions are a function of that sequence, so a resumed search replays it and makes exactly the
+same promotions, even where trials finished in an order no rerun would repeat (parallel workers).
 """
 from __future__ import annotations
 
@@ -36,6 +41,14 @@ CREATE TABLE IF NOT EXISTS trials (
     started  REAL,
     finished REAL,
     worker   TEXT
+);
+CREATE TABLE IF NOT EXISTS rungs (
+    seq       INTEGER PRIMARY KEY,
+    job       INTEGER UNIQUE NOT NULL,
+    rung      INTEGER NOT NULL,
+    trial_key TEXT NOT NULL,
+    score     REAL,
+    record    TEXT NOT NULL
 )
 """
 
@@ -104,7 +117,7 @@ class TrialJournal:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             with self._conn:
-                self._conn.execute(_SCHEMA)
+                self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise UserError(
                 f"trial journal {path} is not a usable SQLite database ({e}); move it away to start the search afresh"
@@ -196,6 +209,28 @@ class TrialJournal:
         Returns how many were reset."""
         with self._conn:
             return self._conn.execute("UPDATE trials SET status = 'pending' WHERE status = 'failed'").rowcount
+
+    # -- multi-fidelity rung log --------------------------------------------------------------------
+    def record_rung(self, record: dict[str, Any]) -> int:
+        """Append one scheduler decision: `record` holds at least ``job`` (the scheduler's job number),
+        ``rung``, ``trial_key`` and ``score`` (None for a failed trial). Returns its 0-based position (seq).
+
+        Raises:
+            ConfigError: the job was recorded already (two drivers on one journal, or a scheduler bug)."""
+        text = json.dumps(to_jsonable(record), sort_keys=True)
+        try:
+            with self._conn:
+                cur = self._conn.execute(
+                    "INSERT INTO rungs (seq, job, rung, trial_key, score, record) VALUES "
+                    "((SELECT COUNT(*) FROM rungs), ?, ?, ?, ?, ?)",
+                    (int(record["job"]), int(record["rung"]), str(record["trial_key"]), record.get("score"), text))
+        except sqlite3.IntegrityError:
+            raise ConfigError(f"job {record['job']} is already in the rung log of {self.path}") from None
+        return int(self._conn.execute("SELECT seq FROM rungs WHERE rowid = ?", (cur.lastrowid,)).fetchone()[0])
+
+    def rung_log(self) -> list[dict[str, Any]]:
+        """Every recorded scheduler decision, in decision order (each the dict given to `record_rung`)."""
+        return [json.loads(r[0]) for r in self._conn.execute("SELECT record FROM rungs ORDER BY seq")]
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:

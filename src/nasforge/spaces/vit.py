@@ -89,12 +89,25 @@ def _widths(name: str, size: int, ratios: list[float]) -> list[int]:
     return sorted(out)
 
 
+def default_patch_sizes(resolution: int) -> list[int]:
+    """The default patch sizes for a `resolution`-pixel square input: the divisors p of the resolution whose
+    token grid (resolution / p per side) lies in 4..8, the largest and smallest such grid (28 -> [4, 7],
+    32 -> [4, 8], 20 -> [4, 5], 40 -> [5, 10], 64 -> [8, 16]). Where no divisor gives such a grid (a prime
+    size such as 29) the divisor whose grid is nearest 6 per side in ratio; every result divides the input."""
+    divisors = [p for p in range(1, resolution + 1) if resolution % p == 0]
+    fitting = [p for p in divisors if 4 <= resolution // p <= 8]
+    if fitting:
+        return sorted({min(fitting), max(fitting)})
+    return [min(divisors, key=lambda p: abs(math.log(resolution / p / 6)))]
+
+
 @SPACES.register("vit", help="super-transformer (ViTAS / AutoFormer-style): patch, embed, depth with identity, "
                              "heads, attention and MLP widths; arch = JSON object")
 class ViTSpace(SearchSpace):
     """Options (defaults: the tiny setup of the spec for 28x28 inputs):
 
-    patch_sizes [4, 7]; embed_dim 64 with embed_ratios; depth 6 block slots; heads [1, 2, 4]; qkv_dim 64
+    patch_sizes (default: derived from the input by `default_patch_sizes`, [4, 7] at 28x28, [4, 8] at 32x32,
+    [4, 5] at 20x20, and recorded in the space's config); embed_dim 64 with embed_ratios; depth 6 block slots; heads [1, 2, 4]; qkv_dim 64
     (max width of each of Q, K, V) with attn_ratios; mlp_dim 128 with mlp_ratios (ratios default
     [0.25, 0.5, 0.75, 1]); share leading|bilateral|cyclic; identity_shift; style vitas|autoformer;
     private_qk and private_tokens (default: True for vitas, False for autoformer; AutoFormer style also
@@ -105,7 +118,9 @@ class ViTSpace(SearchSpace):
     supports_weight_sharing = False  # its super-transformer is trained by the `vitas` strategy, not the cell loop
     weight_sharing_hint = "its super-transformer is searched with --method vitas; random-ws-style sampling is " \
                           "--set sampling=uniform there"
-    defaults = {"patch_sizes": Opt([4, 7], ">=1", help="patch sizes (each must divide the input resolution)"),
+    defaults = {"patch_sizes": Opt(None, ">=1", type=list, items=int,
+                                   help="patch sizes (each must divide the input resolution); null: derived from "
+                                        "the input (token grids of 4 to 8 per side)"),
                 "embed_dim": Opt(64, ">=1"), "embed_ratios": Opt([0.25, 0.5, 0.75, 1.0], "(0, 1]"),
                 "depth": Opt(6, ">=1", help="block slots"), "heads": Opt([1, 2, 4], ">=1"),
                 "qkv_dim": Opt(64, ">=1", help="max width of each of Q, K, V"),
@@ -124,6 +139,8 @@ class ViTSpace(SearchSpace):
         self.identity_shift = bool(o["identity_shift"])
         self.private_qk = (not af) if o["private_qk"] is None else o["private_qk"]
         self.private_tokens = (not af) if o["private_tokens"] is None else o["private_tokens"]
+        if o["patch_sizes"] is None:  # derived from the input, and recorded so the arch rebuilds the same way
+            o["patch_sizes"] = default_patch_sizes(resolution)
         self.patch_sizes = _int_list("patch_sizes", o["patch_sizes"])
         for p in self.patch_sizes:
             if resolution % p:

@@ -84,12 +84,20 @@ class Evolution(MultiTrialStrategy):
         self.engine.tell(archs, scores)
 
     def state(self) -> dict[str, Any]:
-        state = self.engine.state_dict()
+        # the engine's `seen` set grows with every trial: it is rebuilt on resume from the scored history
+        # (every proposal is scored, so `seen` holds exactly the history's architectures); only proposals
+        # that were never scored (a round cut by --seconds, candidates the pre-screen turned down) are stored
+        seen = self.engine.seen
+        extra = [] if len(seen) == len(self.scores) else sorted(seen - set(self.scores))
+        state = {"population": [list(m) for m in self.engine.population], "seen_extra": extra}
         if self.hp["prescreen"] > 1:
             state["prescreen_scores"] = self.prescreen_scores
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "seen" not in state:  # written by state() above
+            state["seen"] = set(self.scores) | set(state.pop("seen_extra", []))
         self.engine.load_state_dict(state)
         self.prescreen_scores = dict(state.get("prescreen_scores", {}))
 

@@ -70,12 +70,15 @@ class Hurricane(Strategy):
 
     name = "hurricane"
     kind = "one-shot"
+    optimised_keys = ("target", "latency_metric", "budget_ms", "latency_ms", "on_target")
     defaults = {
         "target": Opt("local-cpu-1t", choices=TARGET_DEVICES, help="the device latency is optimised for"),
         "top_k": Opt(4, ">=1", help="candidates kept per layer"),
         "latency_ms": Opt(None, ">0", type=float, help="latency budget in ms; null: latency_frac"),
         "latency_frac": Opt(0.6, "(0, 1]", help="budget as a share of the slowest network's latency"),
-        "latency_metric": Opt("raw", choices=LATENCY_METRICS), "order": Opt("late_first", choices=ORDERS),
+        "latency_metric": Opt("calibrated", choices=LATENCY_METRICS,
+                              help="calibrated: LUT fitted to whole networks (hardware.cost); raw: summed op timings"),
+        "order": Opt("late_first", choices=ORDERS),
         "split": Opt(0.5, "(0, 1)", help="share of the layers in the late group"),
         "stage_epochs": Opt(None, ">=1", type=list, items=int,
                             help="epochs of stage 1 and stage 2 (one entry for joint); null: the budget's epochs 70/30"),
@@ -134,6 +137,7 @@ class Hurricane(Strategy):
 
             return LayerLatencyTable.from_dict(json.loads(stored.read_text()))
         return latency_model(hp["target"], space, tables=tables, cache_path=hp["lut_cache"], n_fit=hp["n_fit"],
+                             metric=hp["latency_metric"],
                              measure_kw={"warmup": hp["lut_warmup"], "repeats": hp["lut_repeats"],
                                          "number": hp["lut_number"]} if is_local(hp["target"]) else None)
 
@@ -182,6 +186,10 @@ class Hurricane(Strategy):
         res.metrics.update({"target": self.hp["target"], "budget_ms": T, "latency_ms": model.predict(res.arch),
                             "violations_rejected": evo.rejected, "evaluated_over_budget": len(over),
                             "pareto": files})
+        from ..hardware.verify import verify_latency
+
+        res.metrics["on_target"] = verify_latency(ctx.space, res.arch, self.hp["target"], T, model=model,
+                                                  tables=ctx.estimator.path)
         return res
 
     # ---------------------------------------------------------------------------------------------------
@@ -328,6 +336,9 @@ class Hurricane(Strategy):
             metrics["stopped"] = "seconds"
         if calibration is not None:
             metrics["calibration"] = {k: v for k, v in calibration.items() if k not in ("archs",)}
+        from ..hardware.verify import verify_latency  # the hard constraint, checked on the device itself
+
+        metrics["on_target"] = verify_latency(space, arch, target, T, model=model, tables=_tables_of(ctx))
         return SearchResult(arch=space.validate(arch), history=s["history"], metrics=metrics)
 
     def _optimizer(self, supernet: nn.Module, epochs: int):

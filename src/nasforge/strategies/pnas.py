@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from .. import progress
 from ..options import Opt
 from ..errors import ConfigError
 from ..registry import STRATEGIES
@@ -200,6 +201,9 @@ class PNAS(MultiTrialStrategy):
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ConfigError(f"PNAS batch_full must be an integer >= 1 (or None for the space's default), got {b!r}")
         self.batch_full = b or self.growth.default_batch_full or self.K
+        self.budget_note = self._budget_note(ctx.budget.trials)
+        if self.budget_note:
+            progress.warn(self.budget_note)  # up front: the result will be a smaller cell than the space's
         self.surrogate = Ensemble(self.growth.tokenizer, kind=self.hp["surrogate"], members=self.hp["members"],
                                   subsample=self.hp["subsample"], steps=self.hp["surrogate_steps"],
                                   lr=self.hp["surrogate_lr"], seed=ctx.seed)
@@ -210,6 +214,27 @@ class PNAS(MultiTrialStrategy):
         self.taken: np.ndarray | None = None  # which of those children were already picked
         self.pending: list[tuple[Partial, float | None]] = []  # this round's picks and their predictions
         self.rounds: list[dict[str, Any]] = []
+
+    def _budget_note(self, trials: int | None) -> str | None:
+        """A warning when `trials` cannot grow cells to full size: all R one-step cells are scored first, then
+        each growth round takes min(K, what is left). None when full size is reachable (or no trial budget)."""
+        steps, n_roots = self.growth.steps, len(self.growth.roots())
+        if trials is None or steps <= 1:
+            return None
+        if trials >= n_roots and not isinstance(self.growth, PNASGrowth):
+            return None  # a categorical space's children can repeat a cell scored before (free), so count only blocks
+        left, size = trials - n_roots, 1
+        while left > 0 and size < steps:
+            left -= min(self.K, left)
+            size += 1
+        if size >= steps:
+            return None
+        needed = n_roots + (steps - 1) * self.K
+        scored = f"only {trials} of the {n_roots} one-step cells are scored" if trials < n_roots else \
+            f"{trials} trials score the {n_roots} one-step cells" + (f" and {trials - n_roots} more" if trials > n_roots else "")
+        return (f"pnas: {scored}, so cells never grow past {size} of {steps} steps (the result is a {size}-step cell); "
+                f"the algorithm as designed needs --trials {needed} (K={self.K}), full size at least "
+                f"{n_roots + steps - 1}")
 
     # -- rounds -----------------------------------------------------------------------------
     def _fit(self) -> None:
@@ -290,5 +315,8 @@ class PNAS(MultiTrialStrategy):
             self.final = self.growth.expand(self.final_parents)
 
     def extra_metrics(self) -> dict[str, Any]:
-        return {"K": self.K, "batch_full": self.batch_full, "pnas_rounds": self.rounds}
+        out = {"K": self.K, "batch_full": self.batch_full, "pnas_rounds": self.rounds}
+        if self.budget_note:
+            out["budget_note"] = self.budget_note
+        return out
 

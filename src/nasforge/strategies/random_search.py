@@ -5,22 +5,13 @@ from __future__ import annotations
 import random
 
 from ..engine.base import SearchContext
-from ..engine.multitrial import MultiTrialStrategy, arch_key
+from ..engine.multitrial import MultiTrialStrategy, arch_key, sample_new  # noqa: F401 - sample_new re-exported
 from ..errors import ConfigError
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 
 __all__ = ["RandomSearch", "sample_new"]
-
-
-def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
-    """A random architecture not in `seen`, or None if `attempts` samples found none (a small space is used up)."""
-    for _ in range(attempts):
-        arch = ctx.space.validate(ctx.space.sample(rng))
-        if arch_key(arch) not in seen:
-            return arch
-    return None
 
 
 @STRATEGIES.register("random", help="random search: distinct uniformly sampled architectures, best by score")

@@ -78,7 +78,10 @@ def calibrate_identity(space: Any, fmin: float, fmax: float, samples: int = 1000
             raise ConfigError(
                 f"vitas calibration cannot reach the MACs window [{fmin:.4g}, {fmax:.4g}]: the identity "
                 f"probability left (0, 1) (mean MACs at p={trace[-1][0]:.2f}: {trace[-1][1]:.4g}); "
-                f"{'lower flops_min' if lo is not None else 'raise flops_max'} or widen the window")
+                # p reached 1 with the mean still above the window: only a higher flops_max helps; p reached 0
+                # with the mean still below it: only a lower flops_min (a lower budget) helps
+                f"{'raise flops_max (or budget)' if lo is not None else 'lower flops_min (or budget)'}, or widen "
+                "the window")
         if k in seen:
             raise ConfigError(f"vitas calibration oscillates around p={p:.2f}: the MACs window [{fmin:.4g}, "
                               f"{fmax:.4g}] is narrower than one calibration step; widen it or lower calib_step")
@@ -120,6 +123,7 @@ class ViTAS(Strategy):
 
     name = "vitas"
     kind = "one-shot"
+    optimised_keys = ("macs", "flops_min", "flops_max", "selection.best_fitness")
     defaults = {
         "flops_min": Opt(None, ">=0", type=float, help="MACs per image; null: window_low x flops_max"),
         "flops_max": Opt(None, ">=0", type=float, help="MACs per image; null: budget x the largest subnet's MACs"),

@@ -27,6 +27,8 @@ class Lookup:
     """
 
     name: ClassVar[str] = ""
+    #: training length (epochs) -> the metric measured after it, for multi-fidelity search ({} = one length)
+    fidelities: ClassVar[dict[int, str]] = {}
 
     def __init__(self, path: PathLike, dataset: str = "cifar10", metric: str = "val_12") -> None:
         self.path, self.dataset, self.metric = str(path), dataset, metric
@@ -56,6 +58,7 @@ class NB201Lookup(Lookup):
     cheap signal a real search would have); the 200-epoch test accuracy is the ground truth."""
 
     name = "nas-bench-201"
+    fidelities = {12: "val_12", 200: "test_200"}  # no 200-epoch validation column is published
 
     def __init__(self, path: PathLike, dataset: str = "cifar10", metric: str = "val_12") -> None:
         super().__init__(path, check_dataset(dataset), check_metric(metric))
