@@ -95,6 +95,9 @@ METHODS = {  # method -> (space, config)
     "random": ("nb201", MULTI),
     "evolution": ("nb201", {**MULTI, "hparams": {"population": 2, "sample_size": 2}}),
     "pnas": ("pnas", {**MULTI, "hparams": {"K": 2}}),
+    "nsga2": ("nb201", {**MULTI, "hparams": {"population": 2, "objectives": ["accuracy", "params", "flops"]}}),
+    "bananas": ("nb201", {**MULTI, "budget": {"trials": 3}, "hparams": {"num_init": 2, "batch": 1, "steps": 5}}),
+    "local-search": ("nb201", {**MULTI, "hparams": {"num_init": 1}}),
 }
 
 

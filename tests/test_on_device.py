@@ -39,6 +39,10 @@ SEARCHES = {
                           "eval_images": 32, "eval_batch": 32, "calib_samples": 100}},
     "evolution": {"space": "nb201", "method": "evolution", "estimator": "scratch", "space_options": {"C": 4, "N": 1},
                   "budget": {"trials": 2}, "estimator_options": {"train": {"epochs": 1, "batch_size": 32}}},
+    # multi-objective: trials train on the device, params/FLOPs of each candidate are counted on the host
+    "nsga2": {"space": "nb201", "method": "nsga2", "estimator": "scratch", "space_options": {"C": 4, "N": 1},
+              "budget": {"trials": 2}, "estimator_options": {"train": {"epochs": 1, "batch_size": 32}},
+              "hparams": {"objectives": ["accuracy", "params", "flops"], "population": 2}},
 }
 
 

@@ -7,6 +7,7 @@
 - bandits.py: the agent populations of sampled-path methods (numpy)
 - multitrial.py: the multi-trial loop (MultiTrialStrategy: propose, evaluate, observe, checkpoint)
 - evolution.py: the ask/tell regularised-evolution engine
+- nsga2.py: NSGA-II on the same ask/tell interface (non-dominated sorting, crowding distance)
 - multifidelity.py: rung ladders, the successive-halving / Hyperband / ASHA schedulers and their driver
   (MultiFidelityStrategy: trial streams, the journal's rung log, replay on resume)
 """

@@ -195,3 +195,15 @@ def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts:
         if arch_key(arch) not in seen:
             return arch
     return None
+
+
+def sample_distinct(ctx: SearchContext, rng: random.Random, seen: set[str], n: int) -> list[Arch]:
+    """Up to `n` random architectures, distinct and not in `seen` (fewer when the space is used up)."""
+    seen, archs = set(seen), []
+    for _ in range(n):
+        arch = sample_new(ctx, rng, seen)
+        if arch is None:
+            break
+        archs.append(arch)
+        seen.add(arch_key(arch))
+    return archs

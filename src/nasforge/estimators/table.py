@@ -98,6 +98,10 @@ class TableEstimator(Estimator):
         return {"table": table, "path": self.path, "dataset": self.dataset, "metric": metric,
                 "arch": space.validate(arch)}
 
+    def lookup(self, space: SearchSpace):
+        """The `nasforge.tables.lookup.Lookup` this estimator scores with (its table, dataset and metric)."""
+        return open_lookup(self._table_of(space), self.path, self.dataset, self.metric)
+
     def ground_truth(self, space: SearchSpace, arch: Arch) -> dict[str, Any]:
         """What the table says about the recommendation: NB201 200-epoch test accuracy (and the rest of its
         record), or NAS-Bench-Macro's mean test accuracy, params and FLOPs."""

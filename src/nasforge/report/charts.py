@@ -192,13 +192,18 @@ def trial_scores(times: Sequence[float | None], scores: Sequence[float | None], 
 
 
 def pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[float, float]], device: str,
-           x_label: str = "latency", y_label: str = "accuracy", budget: float | None = None) -> bytes | None:
+           x_label: str = "latency", y_label: str = "accuracy", budget: float | None = None,
+           exact: Sequence[tuple[float, float]] | None = None) -> bytes | None:
     """Accuracy (y, higher is better) against latency (x, lower is better): every evaluated point and the
-    Pareto front as a step line."""
+    Pareto front as a step line; `exact`, when given, the true front (from a table) as a grey step line."""
     if not points and not front:
         return None
     fig = _figure(5.6, 3.6)
     ax = fig.subplots()
+    if exact:
+        e = np.array(sorted(exact), dtype=float)
+        ax.step(e[:, 0], e[:, 1], where="post", color="0.45", linewidth=1.2, linestyle="--",
+                label=f"exact front ({len(e)})", zorder=2)
     if points:
         p = np.array(points, dtype=float)
         ax.scatter(p[:, 0], p[:, 1], s=12, color="C0", alpha=0.5, label=f"evaluated ({len(p)})")

@@ -26,14 +26,16 @@ from .rundir import RunView
 
 #: columns of a run row, in CSV and HTML order
 COLUMNS = ("run", "method", "space", "seed", "status", "arch", "table_metric", "table_accuracy", "test_accuracy",
-           "test_accuracy_from", "params", "flops", "bops", "ops", "latency", "search_wall_s", "search_cpu_s",
-           "wall_s", "peak_rss_mb", "precision", "device", "differs", "search_run", "run_dir")
+           "test_accuracy_from", "params", "flops", "bops", "ops", "latency", "hypervolume", "hypervolume_ratio",
+           "search_wall_s", "search_cpu_s", "wall_s", "peak_rss_mb", "precision", "device", "differs", "search_run",
+           "run_dir")
 #: config keys that do not make two runs different configurations (any key named "seed", at any depth, too):
 #: where and how a run was executed, paths, and bookkeeping
 NOT_CONFIG = {"command", "device", "threads", "data_root", "tables", "download", "executor", "executor_options",
               "arch_from", "teacher"}
 #: numeric columns summarised per group
-SUMMARISED = ("table_accuracy", "test_accuracy", "params", "flops", "bops", "ops", "latency", "search_wall_s",
+SUMMARISED = ("table_accuracy", "test_accuracy", "params", "flops", "bops", "ops", "latency", "hypervolume",
+              "hypervolume_ratio", "search_wall_s",
               "search_cpu_s")
 
 
@@ -48,6 +50,7 @@ def run_row(view: RunView) -> dict[str, Any]:
     if view.command == "train":  # a train run's whole cost is its training; it searched nothing
         search = {}
     res = view.result or {}
+    metrics = (res.get("search") or {}).get("metrics") or {}  # multi-objective: hypervolume
     return {"run": view.name, "method": view.method, "space": view.space or "-", "seed": view.seed,
             "status": "finished" if view.finished else "unfinished",
             "precision": res.get("precision") or view.config.get("precision") or "fp32",
@@ -60,6 +63,7 @@ def run_row(view: RunView) -> dict[str, Any]:
             "bops": costs.get("bops"), "ops": costs.get("ops"),
             "latency": latency[1],
             "latency_device": latency[0].removeprefix("latency").removesuffix("ms").strip() or None if latency[0] else None,
+            "hypervolume": metrics.get("hypervolume"), "hypervolume_ratio": metrics.get("hypervolume_ratio"),
             "search_wall_s": search.get("wall_s"), "search_cpu_s": search.get("cpu_s"),
             "wall_s": final.get("wall_s"), "peak_rss_mb": final.get("peak_rss_mb"), "run_dir": str(view.path),
             "rungs": rung_summary(view)}
@@ -201,6 +205,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 _GROUP_COLS = [("test_accuracy", "test acc (retrained)"), ("table_accuracy", "table acc"), ("params", "params"),
                ("flops", "FLOPs"), ("bops", "BOPs"), ("ops", "OPs"), ("latency", "latency ms"),
+               ("hypervolume", "hypervolume"), ("hypervolume_ratio", "HV / exact HV"),
                ("search_wall_s", "search wall s"), ("search_cpu_s", "search CPU s")]
 
 

@@ -371,6 +371,36 @@ def _pareto(view: RunView) -> dict[str, Any] | None:
     return _section("pareto", "Hardware-aware: Pareto front per device", items)
 
 
+def _multiobjective(view: RunView) -> dict[str, Any] | None:
+    """A multi-objective search (nsga2's multiobjective.json): hypervolume, and per cost objective accuracy
+    against it with the found front and, where a table gives it, the exact front."""
+    data = view.extra_json.get("multiobjective.json")
+    if not isinstance(data, dict) or not isinstance(data.get("objectives"), list):
+        return None
+    keys = [str(k) for k in data["objectives"]]
+    pairs = [(k, data.get(k)) for k in ("front_size", "evaluated", "feasible", "hypervolume", "hypervolume_exact",
+                                        "hypervolume_ratio", "hypervolume_basis") if k in data]
+    items: list[Any] = [kv([("objectives", ", ".join(keys)), ("constraints", ", ".join(data.get("constraints") or []) or "-"),
+                            *pairs])]
+    acc = "accuracy"
+    points = [p for p in data.get("points") or [] if isinstance(p, dict) and p.get("feasible")]
+    front = [p for p in data.get("front") or [] if isinstance(p, dict)]
+    exact = [p for p in data.get("exact_front") or [] if isinstance(p, dict)]
+    for k in keys:
+        if k == acc:
+            continue
+        pts = [(float(p[k]), float(p[acc])) for p in points if _isnum(p.get(k)) and _isnum(p.get(acc))]
+        # the 2-D front of this projection (with 3+ objectives the full front holds more points)
+        fr = charts.pareto_front(pts)
+        ex = charts.pareto_front([(float(p[k]), float(p[acc])) for p in exact if _isnum(p.get(k)) and _isnum(p.get(acc))])
+        items.append(image(charts.pareto(pts, fr, f"{acc} vs {k}", k, acc, exact=ex or None),
+                           caption=f"every feasible evaluated architecture's {acc} against its {k}, the found front"
+                                   + (" and the exact front of the table" if ex else "")))
+    rows = [[_short(p.get("arch"), 60)] + [p.get(k) for k in keys] for p in front[:30]]
+    items.append(table(["architecture"] + keys, rows, caption=f"the found Pareto front ({len(front)} architectures)"))
+    return _section("multiobjective", "Multi-objective search: Pareto front and hypervolume", items)
+
+
 _ACC_KEYS = ("accuracy", "val_accuracy", "top1", "acc", "score", "test_accuracy")
 
 
@@ -480,7 +510,7 @@ def build_report(view: RunView) -> dict[str, Any]:
     """The template context of one run's page: title, subtitle and the list of sections."""
     arch_section, parts = _architecture(view)
     sections = [_overview(view), arch_section, _curves(view), _one_shot(view), _trials(view), _rungs(view),
-                _pareto(view),
+                _pareto(view), _multiobjective(view),
                 _table_lookup(view), _retraining(view), _cost(view), _method_files(view), _config(view)]
     sections = [s for s in sections if s]
     if not view.metrics and not view.finished:

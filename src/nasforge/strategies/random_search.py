@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 
 from ..engine.base import SearchContext
-from ..engine.multitrial import MultiTrialStrategy, arch_key, sample_new  # noqa: F401 - sample_new re-exported
+from ..engine.multitrial import MultiTrialStrategy, sample_distinct, sample_new  # noqa: F401 - re-exported
 from ..errors import ConfigError
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..spaces.base import Arch
 
-__all__ = ["RandomSearch", "sample_new"]
+__all__ = ["RandomSearch", "sample_distinct", "sample_new"]
 
 
 @STRATEGIES.register("random", help="random search: distinct uniformly sampled architectures, best by score")
@@ -25,12 +25,4 @@ class RandomSearch(MultiTrialStrategy):
         n = self.hp["batch"] if remaining is None else min(self.hp["batch"], remaining)
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"random search batch must be an integer >= 1, got {self.hp['batch']!r}")
-        archs: list[Arch] = []
-        seen = set(self.scores)
-        for _ in range(n):
-            arch = sample_new(ctx, rng, seen)
-            if arch is None:
-                break
-            archs.append(arch)
-            seen.add(arch_key(arch))
-        return archs
+        return sample_distinct(ctx, rng, set(self.scores), n)

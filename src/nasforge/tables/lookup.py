@@ -42,6 +42,11 @@ class Lookup:
     def ground_truth(self, arch: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    def enumerate(self) -> tuple[list[Any], Any] | None:
+        """(every architecture of the table, their search signal as an array in that order), for exact Pareto
+        fronts; None where the table does not cover its whole space."""
+        return None
+
 
 @functools.lru_cache(maxsize=8)
 def _nb201(path: str) -> NB201Table:
@@ -73,6 +78,10 @@ class NB201Lookup(Lookup):
     def ground_truth(self, arch: Any) -> dict[str, Any]:
         record = self.table.record(arch)
         return {"test_accuracy": record[f"{self.dataset}_test_200"], "dataset": self.dataset, **record}
+
+    def enumerate(self) -> tuple[list[str], Any]:
+        """All 15,625 cells (arch strings by official index) and the search signal of each."""
+        return [self.table.arch_of(i) for i in range(len(self.table))], self.table.column(self.dataset, self.metric)
 
 
 class MacroLookup(Lookup):
