@@ -104,3 +104,31 @@ def test_naive_binary_darts_option():
     assert binary_cost(net, torch.zeros(1, 1, 28, 28))["bops"] > 0
     with pytest.raises(ConfigError, match="binary="):
         DartsSpace(binary="xnor")
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])
+@pytest.mark.parametrize("train", [True, False])
+def test_naive_binary_darts_ops_depend_on_their_input(name, train):
+    """Issue 21 fix 1: ReLU -> sign with sign(0) = +1 made every naive conv see a constant +1 map, so two
+    unrelated inputs gave identical outputs and the input gradient was ~0 (a dead baseline for B1)."""
+    from nasforge.ops.bats import NAIVE_BINARY_DARTS_OPS
+    torch.manual_seed(0)
+    op = NAIVE_BINARY_DARTS_OPS[name](8, 1, True)
+    op.train(train)
+    x1, x2 = torch.randn(4, 8, 14, 14), torch.randn(4, 8, 14, 14)
+    with torch.no_grad():
+        y1, y2 = op(x1), op(x2)
+    assert (y1 - y2).abs().max().item() > 0.1
+    # the interior is not spatially constant either
+    assert y1[:, :, 4:10, 4:10].std(dim=(2, 3)).mean().item() > 0.1
+    x = x1.clone().requires_grad_(True)
+    (op(x) * torch.randn_like(y1)).sum().backward()
+    assert x.grad.norm().item() > 1e-2
+
+
+def test_naive_binary_sign_convention_per_conv():
+    """The conv after the ReLU binarizes with sign(0) = -1 (bit = x > 0); the pointwise conv with +1."""
+    from nasforge.ops.binary import BinaryConv2d
+    op = NaiveBinaryDilConv(4, 4, 3, 1, 2, 2)
+    convs = [m for m in op.modules() if isinstance(m, BinaryConv2d)]
+    assert [c.sign_zero for c in convs] == [-1, 1]

@@ -118,3 +118,14 @@ def test_bops_of_a_small_network_equal_the_hand_count():
     assert cost1["bops"] == 0 and cost1["flops"] == 2304 + 80 + 4608 + 512
     real = binary_cost(nn.Sequential(nn.Conv2d(1, 2, 1)), torch.zeros(1, 1, 3, 3))
     assert real["bops"] == 0 and real["flops"] == 18 and real["binarization"] is None
+
+
+def test_sign_of_zero_can_be_minus_one_for_nonnegative_inputs():
+    x = torch.tensor([-1.0, 0.0, 0.3], requires_grad=True)
+    assert sign_ste(x, zero=-1).tolist() == [-1.0, -1.0, 1.0]
+    with torch.no_grad():
+        assert sign_ste(x, zero=-1).tolist() == [-1.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match="sign"):
+        sign_ste(x, zero=0)
+    with pytest.raises(ValueError, match="sign_zero"):
+        BinaryConv2d(2, 2, 1, sign_zero=0)

@@ -15,7 +15,11 @@ from nasforge.hardware import lut as lutmod
 from nasforge.hardware.devices import LOCAL_DEVICES, LocalDevice
 from nasforge.hardware.lut import CorruptCache, LatencyCache, build_local_lut, entry_key
 from nasforge.hardware.pareto import pareto_front
-from nasforge.hardware.selection import jaccard, select_candidates
+from nasforge.errors import ConfigError
+from nasforge.hardware.lut import LayerLatencyTable
+from nasforge.hardware.selection import (
+    budget_bounds, default_budget, dominated_pairs, jaccard, layer_flops, select_candidates,
+)
 from nasforge.hardware.tablefit import fit_layer_table
 from nasforge.ops.mobile import FBNET_OP_NAMES, MOBILE_OPS
 from nasforge.spaces.fbnet import FBNetSpace
@@ -197,19 +201,101 @@ def test_fitted_table_reproduces_a_synthetic_additive_device_exactly():
     assert fit_layer_table(archs, noisy, FBNET_OP_NAMES, "noisy", n_fit=1000)[1]["heldout_within_10pct"] < 0.6
 
 
-def test_candidate_selection_keeps_topk_by_flops_per_ms_and_a_fitting_op(fake_cache):
+def test_candidate_selection_keeps_at_most_k_nondominated_ops_and_the_fastest(fake_cache):
     space = MobileSpace(**TINY)
     lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
-    sel = select_candidates(space, lut, k=4)
-    assert all(len(c) == 4 for c in sel["candidates"])
-    for i, c in enumerate(sel["candidates"]):
-        worst_kept = min(sel["scores"][i][o] for o in c)
-        assert all(sel["scores"][i][o] <= worst_kept for o in space.layer_choices()[i] if o not in c)
-    lo, _ = lut.bounds()
-    tight = select_candidates(space, lut, k=4, budget_ms=lo * 1.01)
-    assert tight["swapped"]  # the latency-share rule brought in a fast op
-    assert lut.bounds(tight["candidates"])[0] <= lo * 1.01 + 1e-9
+    flops = layer_flops(space)
+    sel = select_candidates(space, lut, k=4, flops=flops)
+    assert all(1 <= len(c) <= 4 for c in sel["candidates"])
+    assert dominated_pairs(sel["candidates"], lut, flops) == []
+    for i, c in enumerate(sel["candidates"]):  # the layer's fastest op is always kept: any budget stays reachable
+        assert min(lut.entries[i][o] for o in c) == min(lut.entries[i].values())
+    assert lut.bounds(sel["candidates"])[0] == pytest.approx(lut.bounds()[0])
     assert jaccard(sel["candidates"], sel["candidates"]) == [1.0] * 4
+    with pytest.raises(ConfigError, match="top_k"):
+        select_candidates(space, lut, k=0, flops=flops)
+
+
+def _overhead_lut(space, flops):
+    """A device like a 1-thread CPU at batch 1: per-call overhead dominates, h-swish twins 40 % and SE twins
+    35 % slower than their base op (FLOPs equal / +1-2 %): the case where FLOPs/latency kept dominated twins."""
+    entries = []
+    for i, names in enumerate(space.layer_choices()):
+        row = {}
+        for o in names:
+            base = 0.5 + 1e-7 * flops[i][o]
+            row[o] = base * (1.4 if o.endswith("_hs") else 1.0) * (1.35 if "_se" in o else 1.0)
+        entries.append(row)
+    return LayerLatencyTable("synthetic-cpu", entries, 0.1)
+
+
+def test_no_kept_candidate_is_dominated_by_another_kept_candidate():
+    """Issue 21 fix 2a: FLOPs/latency ranked the heaviest ops first and kept k7_e6 with its h-swish and SE twins,
+    which have (almost) the same FLOPs and are much slower."""
+    space = MobileSpace(**TINY)
+    flops = layer_flops(space)
+    lut = _overhead_lut(space, flops)
+    sel = select_candidates(space, lut, k=4, flops=flops)
+    assert dominated_pairs(sel["candidates"], lut, flops) == []
+    for i, c in enumerate(sel["candidates"]):
+        for a in c:
+            for b in c:  # a kept op slower than another kept op has > 1/(1 - 3 %) times its FLOPs
+                if lut.entries[i][a] > lut.entries[i][b]:
+                    assert flops[i][a] > flops[i][b] / 0.97
+        assert not any(o.endswith("_hs") for o in c)  # never worth it here: same FLOPs, 40 % slower
+
+
+def test_selection_uses_only_what_a_whole_network_fit_determines():
+    """Issue 21 fix 2b: a per-(layer, op) table fitted from end-to-end latencies fixes only within-layer
+    differences; a per-layer offset changes no prediction, and must change no selected set."""
+    rng = np.random.default_rng(3)
+    L, k = 22, len(FBNET_OP_NAMES)
+    true = rng.uniform(0.05, 2.0, size=(L, k)) * rng.uniform(0.2, 5.0, size=(L, 1))
+    archs = rng.integers(0, k, size=(1200, L))
+    lat = true[np.arange(L), archs].sum(axis=1)
+    table, _ = fit_layer_table(archs, lat, FBNET_OP_NAMES, "synthetic", n_fit=1000, seed=0)
+    flops = [{o: int(f) for o, f in zip(FBNET_OP_NAMES, rng.integers(1_000, 5_000_000, size=k))} for _ in range(L)]
+
+    class Space:  # the fbnet layer choices, without building a network
+        def layer_choices(self):
+            return [list(FBNET_OP_NAMES)] * L
+
+    c = rng.normal(0.0, 1.5, size=L)
+    c -= c.mean()  # zero sum: the same predictions
+    shifted = LayerLatencyTable("shifted", [{o: v + c[i] for o, v in row.items()} for i, row in enumerate(table.entries)],
+                                table.fixed)
+    arch = [FBNET_OP_NAMES[i] for i in archs[0]]
+    assert shifted.predict(arch) == pytest.approx(table.predict(arch), abs=1e-9)
+    for kk in (1, 3, 4):
+        a = select_candidates(Space(), table, k=kk, flops=flops)["candidates"]
+        b = select_candidates(Space(), shifted, k=kk, flops=flops)["candidates"]
+        assert a == b
+
+
+def test_default_budget_comes_from_the_space_searched_in_the_constraints_units(fake_cache):
+    """Issue 21 fixes 2c and 2f: 0.6 x the slowest network of the whole space never binds on a selected space;
+    the budget and the latencies it is compared with are in one unit (raw or calibrated)."""
+    space = MobileSpace(**TINY)
+    lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
+    cands = select_candidates(space, lut, k=2)["candidates"]
+    T = default_budget(lut, cands, 0.6)
+    assert T == pytest.approx(0.6 * lut.bounds(cands)[1]) and T < 0.6 * lut.bounds()[1]
+    lut.calibration = {"a": 2.0, "b": 1.0}
+    Tc = default_budget(lut, cands, 0.6, "calibrated")
+    assert Tc == pytest.approx(0.6 * (2.0 * lut.bounds(cands)[1] + 1.0))
+    assert budget_bounds(lut, cands, "calibrated")[0] == pytest.approx(2.0 * lut.bounds(cands)[0] + 1.0)
+    assert default_budget(lut, cands, 0.6, "raw") == pytest.approx(T)
+    with pytest.raises(ConfigError, match="latency_metric"):
+        budget_bounds(lut, cands, "ms")
+
+
+def test_default_budget_binds_in_a_search(tmp_path, fake_cache):
+    res = api.search(_cfg(fake_cache, top_k=3), run_root=tmp_path)
+    m = res["search"]["metrics"]
+    run = tmp_path / res["run_dir"].split("/")[-1]
+    lut = LayerLatencyTable.from_dict(json.loads((run / "lut_local-cpu-1t.json").read_text()))
+    assert m["budget_ms"] == pytest.approx(0.6 * lut.bounds(m["candidates"])[1])
+    assert m["budget_ms"] < lut.bounds(m["candidates"])[1]  # some network of the searched space is over it
 
 
 def test_pareto_front():
@@ -240,7 +326,7 @@ def test_evolution_never_evaluates_a_candidate_over_the_constraint(tmp_path, fak
     pareto = json.loads((run / "pareto_local-cpu-1t.json").read_text())
     assert len(pareto["points"]) == m["evaluated"] and pareto["front"] and (run / "pareto_local-cpu-1t.png").exists()
     sel = json.loads((run / "candidates_local-cpu-1t.json").read_text())
-    assert sel["candidates"] == m["candidates"] and all(len(c) == 6 for c in sel["candidates"])
+    assert sel["candidates"] == m["candidates"] and all(1 <= len(c) <= 6 for c in sel["candidates"])
     assert [s["searched_layers"] for s in m["stages"]] == [[2, 3], [0, 1]]  # late layers first
     assert all(res["arch"][i] == m["stages"][0]["best_arch"][i] for i in (2, 3))  # stage 2 kept stage 1's choice
 

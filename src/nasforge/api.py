@@ -27,6 +27,7 @@ from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
 from .preflight import check_search
+from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
 from .runs.store import RunDir
@@ -38,7 +39,7 @@ from .utils import Cost, CostMeter, atomic_write_json, check_writable, seed_ever
 DEFAULT_RUN_ROOT = "runs"
 
 
-__all__ = ["build_model", "components", "evaluate", "export", "load_arch", "search", "train"]
+__all__ = ["build_model", "components", "evaluate", "export", "load_arch", "proxy_score", "search", "train"]
 
 
 def components() -> dict[str, list[tuple[str, str]]]:
@@ -165,7 +166,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
-    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"]
+    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"] or _estimator_uses_data(cfg)
     if kind == "multi-trial" and (distributed.launched() or nproc > 1):
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
@@ -291,6 +292,11 @@ def _load_table(cfg: dict[str, Any], space):
     return open_lookup(space.table, cfg["tables"], dataset=cfg["table_dataset"])
 
 
+def _estimator_uses_data(cfg: dict[str, Any]) -> bool:
+    """The proxy estimator reads a batch of the dataset (unless its inputs option is "gaussian")."""
+    return cfg["estimator"] == "proxy" and cfg["estimator_options"].get("inputs", "dataset") == "dataset"
+
+
 def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
     name = cfg["estimator"]
     cls = ESTIMATORS.get(name)
@@ -301,6 +307,12 @@ def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
         if cfg.get("dataset_options"):  # only when set: trial keys of runs without options stay as they were
+            opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
+    if name == "proxy":
+        opts.setdefault("device", _trial_device(cfg, device))
+        opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
+                                 "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
+        if cfg.get("dataset_options"):
             opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
     if name == "table":
         if not cfg["tables"]:

@@ -137,7 +137,8 @@ def search(
     train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
     batch_size: Optional[int] = typer.Option(None, help=_d("search batch size", "batch_size")),
     seed: Optional[int] = typer.Option(None, help=_d("random seed", "seed")),
-    estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table"),
+    estimator: Optional[str] = typer.Option(None, help="multi-trial only: scratch | table | proxy"),
+    est_opt: Optional[List[str]] = typer.Option(None, "--estimator-opt", help="estimator option key=value (repeatable), e.g. proxy=synflow"),
     executor: Optional[str] = typer.Option(None, help=_d("where trials run: local | ray", "executor")),
     workers: Optional[int] = typer.Option(None, help="ray: parallel trials"),
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
@@ -172,7 +173,8 @@ def search(
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
-            "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name})
+            "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
+            "estimator_opt": est_opt})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         flags = _drop_none({
@@ -182,7 +184,7 @@ def search(
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
-            "teacher": str(teacher) if teacher else None,
+            "estimator_options": _kv(est_opt), "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
@@ -358,6 +360,9 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
 from .cli_latency import latency_app  # noqa: E402  (the `nasforge latency ...` commands)
 
 app.add_typer(latency_app, name="latency")
+from .cli_proxy import proxy_app  # noqa: E402  (the `nasforge proxy ...` commands)
+
+app.add_typer(proxy_app, name="proxy")
 
 
 def _usage_error_types() -> tuple[type, ...]:

@@ -93,6 +93,11 @@ def check_search(cfg: dict[str, Any]):
                 raise ConfigError(f"unknown option(s) {unknown} for estimator 'scratch'; valid: space_options, train")
             TrainConfig.from_dict({"epochs": 1, **(opts.get("train") or {})})
             check_space_scale(space, opts.get("space_options") or {}, "estimator option space_options")
+        if cfg["estimator"] == "proxy":
+            from .estimators.proxy import check_options
+
+            opts = check_options(dict(cfg["estimator_options"]))
+            check_space_scale(space, opts["space_options"], "estimator option space_options")
     if cfg["retrain"] is None:
         for key in ("retrain_space_options", "retrain_subset"):
             if cfg.get(key):

@@ -9,7 +9,8 @@ convs -> PReLU; the 1x1 convs are real unless ``binarize_1x1``. The stem (3x3 co
 classifier and auxiliary head (PReLU) are real.
 
 The naive binarization of DARTS keeps DARTS' ops and makes every conv binary: ReLU -> [sign -> binary
-depthwise] -> [sign -> binary pointwise] -> BN. It is the baseline the BATS abstract argues against.
+depthwise] -> [sign -> binary pointwise] -> BN, where the sign after the ReLU maps 0 to -1 (its bit is
+``x > 0``; see :class:`NaiveBinaryDilConv`). It is the baseline the BATS abstract argues against.
 """
 from __future__ import annotations
 
@@ -144,13 +145,23 @@ def bats_preprocess(binarize_1x1: bool = False, **binary_kw: Any):
 # --------------------------------------------------------------------------------------------------
 # DARTS' ops, naively binarized
 class NaiveBinaryDilConv(nn.Sequential):
-    """DARTS' ReLU -> depthwise -> pointwise -> BN with both convs binary (each binarizes its own input)."""
+    """DARTS' ReLU -> depthwise -> pointwise -> BN with both convs binary (each binarizes its own input).
+    ``[N, C_in, H, W]`` -> ``[N, C_out, H/stride, W/stride]``.
+
+    Sign convention per conv (why): the depthwise conv reads a ReLU output, which is >= 0, so it binarizes
+    with sign(0) = -1, i.e. its bit is ``x > 0`` (with the default sign(0) = +1 every activation would be +1
+    and the op would ignore its input; BATS' library, ``torch.sign``, gives 0 there, a {0, 1} map that is not
+    a +/-1 activation). The pointwise conv reads the depthwise conv's signed output and binarizes with the
+    default sign(0) = +1, like every other binary conv here. The STE gradient therefore reaches x where
+    0 < x < 1 (ReLU's mask times the hardtanh mask). This keeps DARTS' op order exactly (the "naive"
+    binarization the BATS abstract argues against) while the op still depends on its input.
+    """
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
                  affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            BinaryConv2d(C_in, C_in, kernel, stride, padding, dilation, groups=C_in),
+            BinaryConv2d(C_in, C_in, kernel, stride, padding, dilation, groups=C_in, sign_zero=-1),
             BinaryConv2d(C_in, C_out, 1),
             nn.BatchNorm2d(C_out, affine=affine),
         )

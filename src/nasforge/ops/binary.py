@@ -21,33 +21,40 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _hard_sign(x: torch.Tensor) -> torch.Tensor:
-    """sign with sign(0) = +1, same dtype and device as `x`; values exactly +/-1."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+def _hard_sign(x: torch.Tensor, zero: int = 1) -> torch.Tensor:
+    """sign with sign(0) = `zero` (+1 or -1), same dtype and device as `x`; values exactly +/-1."""
+    positive = x >= 0 if zero > 0 else x > 0
+    return torch.where(positive, 1.0, -1.0).to(x.dtype)
 
 
 class _SignSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, zero: int) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        return _hard_sign(x)
+        return _hard_sign(x, zero)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() < 1).to(grad.dtype)
+        return grad * (x.abs() < 1).to(grad.dtype), None
 
 
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """Binarize `x` (any shape) to exactly +/-1, sign(0) = +1.
+def sign_ste(x: torch.Tensor, zero: int = 1) -> torch.Tensor:
+    """Binarize `x` (any shape) to exactly +/-1, with sign(0) = `zero` (+1 by default, or -1).
 
     Backward: the straight-through estimator with the hardtanh mask, dL/dx = dL/db * 1[|x| < 1]
     (Courbariaux et al. 2016; BATS' ``SignActivation``). Outside autograd (no_grad, ONNX export) only
-    the forward comparison runs, so the exported graph is a plain ``x >= 0 ? 1 : -1``.
+    the forward comparison runs, so the exported graph is a plain ``x >= 0 ? 1 : -1`` (``x > 0`` for
+    ``zero=-1``). ``zero=-1`` is for inputs that are >= 0 by construction (after a ReLU): there sign(0) = +1
+    would map every value to +1 and the bit would carry nothing; with -1 the bit is ``x > 0``.
+
+    Raises ValueError unless `zero` is +1 or -1.
     """
+    if zero not in (1, -1):
+        raise ValueError(f"sign(0) must be +1 or -1, got {zero!r}")
     if torch.onnx.is_in_onnx_export() or not (torch.is_grad_enabled() and x.requires_grad):
-        return _hard_sign(x)
-    return _SignSTE.apply(x)
+        return _hard_sign(x, zero)
+    return _SignSTE.apply(x, zero)
 
 
 def binarize_weight(weight: torch.Tensor, center: bool = False) -> torch.Tensor:
@@ -70,14 +77,20 @@ class BinaryConv2d(nn.Conv2d):
     Args beyond nn.Conv2d's: ``binary_act`` / ``binary_weight`` (the two switches, both on by default),
     ``center_weights`` (subtract each filter's mean before binarizing), ``learned_scale`` (an extra
     per-output-channel factor multiplying the output, XNOR-Net++ style; off by default since BN/PReLU absorb
-    it). Input ``[N, C_in, H, W]`` -> output ``[N, C_out, H', W']``; zero padding is applied after the sign,
-    as in XNOR-Net and Bi-Real Net. The optimiser updates ``weight`` (real, latent).
+    it), ``sign_zero`` (the value sign gives an input of exactly 0: +1 by default; -1 for inputs that are
+    >= 0 by construction, see :func:`sign_ste`). Input ``[N, C_in, H, W]`` -> output ``[N, C_out, H', W']``;
+    zero padding is applied after the sign, as in XNOR-Net and Bi-Real Net. The optimiser updates ``weight``
+    (real, latent).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, bias: bool = False, *, binary_act: bool = True,
-                 binary_weight: bool = True, center_weights: bool = False, learned_scale: bool = False) -> None:
+                 binary_weight: bool = True, center_weights: bool = False, learned_scale: bool = False,
+                 sign_zero: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        if sign_zero not in (1, -1):
+            raise ValueError(f"sign_zero must be +1 or -1, got {sign_zero!r}")
+        self.sign_zero = sign_zero
         self.binary_act = binary_act
         self.binary_weight = binary_weight
         self.center_weights = center_weights
@@ -89,7 +102,7 @@ class BinaryConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binary_act:
-            x = sign_ste(x)
+            x = sign_ste(x, self.sign_zero)
         y = self._conv_forward(x, self.effective_weight(), self.bias)
         return y * self.scale if self.scale is not None else y
 
@@ -100,7 +113,8 @@ class BinaryConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", binary_act={self.binary_act}, binary_weight={self.binary_weight}"
-                + (", center" if self.center_weights else "") + (", learned_scale" if self.scale is not None else ""))
+                + (", center" if self.center_weights else "") + (", learned_scale" if self.scale is not None else "")
+                + (", sign(0)=-1" if self.sign_zero < 0 else ""))
 
 
 class Sign(nn.Module):

@@ -6,9 +6,9 @@ search computes):
 
 0. a latency model of the space on the target: a LUT timed here for a local device, the per-(layer, op) table
    fitted from HELP measurements for a table device (``nasforge.hardware.cost``). The latency budget is
-   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network in the space;
-1. hardware-specific candidates: per layer the ``top_k`` ops by FLOPs / latency on the target
-   (``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
+   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network of the selected space (step 1);
+1. hardware-specific candidates: per layer at most ``top_k`` non-dominated ops (FLOPs vs within-layer
+   latency on the target; ``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
 2. a single-path supernet over those candidates (SPOS: each step trains one uniformly sampled path). Two
    stages (``order``): ``late_first`` trains the supernet with the later ``split`` share of the layers
    searchable and the early layers fixed to their fastest candidate, searches them, fixes them to the
@@ -125,7 +125,10 @@ class Hurricane(OneShotStrategy):
         if not cfg.get("estimator"):  # the stages' epochs (two stages need two epochs), before any work
             self._stage_epochs((cfg.get("budget") or {}).get("epochs") or 0, len(self._stages(space.num_layers)))
         model = self._latency_model(space, cfg.get("tables"))
-        self._budget(model, space)
+        from ..hardware.selection import select_candidates
+
+        cands = None if cfg.get("estimator") else select_candidates(space, model, self.hp["top_k"])["candidates"]
+        self._budget(model, space, cands)
 
     # -- latency ----------------------------------------------------------------------------------------
     def _latency_model(self, space, tables, run=None):
@@ -146,12 +149,13 @@ class Hurricane(OneShotStrategy):
     def _lat(self, model, arch) -> float:
         return model.calibrated(arch) if self.hp["latency_metric"] == "calibrated" else model.predict(arch)
 
-    def _budget(self, model, space) -> float:
-        lo, hi = model.bounds()
-        if self.hp["latency_metric"] == "calibrated" and getattr(model, "calibration", None):
-            a, b = model.calibration["a"], model.calibration["b"]
-            lo, hi = a * lo + b, a * hi + b
-        T = float(self.hp["latency_ms"]) if self.hp["latency_ms"] is not None else self.hp["latency_frac"] * hi
+    def _budget(self, model, space, candidates=None) -> float:
+        from ..hardware.selection import budget_bounds, default_budget
+
+        # default budget: latency_frac x the slowest network of the space searched (the selected candidates)
+        lo, _ = budget_bounds(model, candidates, self.hp["latency_metric"])
+        T = (float(self.hp["latency_ms"]) if self.hp["latency_ms"] is not None
+             else default_budget(model, candidates, self.hp["latency_frac"], self.hp["latency_metric"]))
         if T < lo:
             raise UserError(f"latency budget {T:.4g} ms on {self.hp['target']} is below the fastest possible "
                             f"'{space.name}' network ({lo:.4g} ms); raise latency_ms/latency_frac")
@@ -231,23 +235,19 @@ class Hurricane(OneShotStrategy):
                                          warmup=hp["lut_warmup"], repeats=hp["lut_repeats"], number=hp["lut_number"])
         if ctx.run is not None and hasattr(model, "as_dict") and not ctx.run.file(f"lut_{target}.json").exists():
             atomic_write_json(ctx.run.file(f"lut_{target}.json"), model.as_dict())
-        self.model, self.T = model, self._budget(model, space)
         if restored is not None:
             self.selection = restored["selection"]
         else:
             from ..hardware.selection import select_candidates
 
-            self.selection = select_candidates(space, model, hp["top_k"], self.T)
+            self.selection = select_candidates(space, model, hp["top_k"])
             if ctx.run is not None:
                 atomic_write_json(ctx.run.file(f"candidates_{target}.json"), self.selection)
-            self.log(ctx, event="candidates", target=target, budget_ms=self.T,
-                     candidates=self.selection["candidates"], swapped=self.selection["swapped"])
         cands = self.selection["candidates"]
-        lo, _ = model.bounds(cands)
-        if (model.calibration["a"] * lo + model.calibration["b"] if hp["latency_metric"] == "calibrated"
-                and model.calibration else lo) > self.T:
-            raise UserError(f"the selected candidates cannot meet the budget {self.T:.4g} ms on {target} (fastest "
-                            f"{lo:.4g} ms); raise latency_ms/latency_frac or top_k")
+        # the budget from the space searched (the selected candidates); every layer keeps its fastest op
+        self.model, self.T = model, self._budget(model, space, cands)
+        if restored is None:
+            self.log(ctx, event="candidates", target=target, budget_ms=self.T, candidates=cands)
         self.stages = self._stages(len(cands))
         # every layer starts on its fastest candidate; a stage's selection fixes its layers to the winner
         self.fixed = [min(c, key=lambda o: (model.layer_latency(i, o), o)) for i, c in enumerate(cands)]
