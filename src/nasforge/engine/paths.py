@@ -23,6 +23,7 @@ from ..supernet import Supernet
 from .bandits import AgentPopulation
 from .base import SearchContext, SearchResult
 from .oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
+from .scoring import loss_and_accuracy, preserved
 
 VAL_LOSSES = ("ce", "error")
 FINALS = ("argmax", "sample")
@@ -269,33 +270,18 @@ class PathSamplingStrategy(OneShotStrategy):
 # -- scoring paths with the shared weights -------------------------------------------------------------
 @contextmanager
 def batch_statistics(supernet: Supernet) -> Iterator[None]:
-    """Score with BN in training mode (batch statistics), then restore every buffer, the mode and the path,
-    so that scoring never changes the supernet."""
-    was_training, previous = supernet.training, supernet.path
-    saved = [b.detach().clone() for b in supernet.buffers()]
-    supernet.train()
-    try:
+    """Score with BN in training mode (batch statistics); every buffer, the mode and the path are restored
+    afterwards (:func:`nasforge.engine.scoring.preserved`), so that scoring never changes the supernet."""
+    with preserved(supernet):
+        supernet.train()
         yield
-    finally:
-        with torch.no_grad():
-            for b, s in zip(supernet.buffers(), saved):
-                b.copy_(s)
-        supernet.train(was_training)
-        supernet.set_path(previous)
 
 
 def score_path(supernet: Supernet, path: dict[str, torch.Tensor], batches) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `path` over `batches`, without gradients."""
+    """Mean cross-entropy and accuracy of `path` over `batches`, without gradients, summed over data-parallel
+    processes (the engine's one scorer, :func:`nasforge.engine.scoring.loss_and_accuracy`)."""
     supernet.set_path(path)
-    loss = correct = n = 0.0
-    with torch.no_grad():
-        for x, y in batches:
-            logits = supernet(x).float()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-    loss, correct, n = distributed.sum_floats(loss, correct, n)  # the global batches under data parallelism
-    return loss / n, correct / n
+    return loss_and_accuracy(supernet, batches)
 
 
 # -- space adapters (kept for callers of the functions; the supernets implement them) -------------------

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .. import distributed
 
@@ -73,19 +74,29 @@ def recalibrate_bn(model: nn.Module, batches: list[Batch], forward: Callable[[to
 
 
 @torch.no_grad()
+def loss_and_accuracy(model: nn.Module, batches: list[Batch], forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      *, reduce: bool = True) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy (fraction in [0, 1]) over `batches`, without gradients, in the
+    model's current mode (the caller chooses: eval for running BN statistics, train inside :func:`preserved`
+    for batch statistics). With `reduce` (default) the sums are taken over data-parallel processes, so every
+    rank gets the global values. (0.0, 0.0) for no images."""
+    fwd = forward or model
+    loss = correct = n = 0.0
+    for x, y in batches:
+        logits = fwd(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    if reduce:
+        loss, correct, n = distributed.sum_floats(loss, correct, n)
+    return (loss / n, correct / n) if n else (0.0, 0.0)
+
+
 def accuracy(model: nn.Module, batches: list[Batch], forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
              *, reduce: bool = True) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) over `batches` in eval mode; with `reduce` (default) counts are
-    summed over data-parallel processes (every rank gets the global value). 0.0 for no images."""
-    fwd = forward or model
+    """Top-1 accuracy (fraction in [0, 1]) over `batches` in eval mode (see :func:`loss_and_accuracy`)."""
     model.eval()
-    correct = total = 0
-    for x, y in batches:
-        correct += int((fwd(x).argmax(1) == y).sum())
-        total += len(y)
-    if reduce:
-        correct, total = distributed.sum_floats(correct, total)
-    return correct / total if total else 0.0
+    return loss_and_accuracy(model, batches, forward, reduce=reduce)[1]
 
 
 def inherited_accuracy(model: nn.Module, eval_batches: list[Batch], bn_batches: list[Batch] | None = None,
