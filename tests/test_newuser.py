@@ -468,3 +468,29 @@ def test_pyproject_license_is_an_spdx_string():
     data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert data["project"]["license"] == "Apache-2.0"  # a table makes setuptools >= 77 print a deprecation banner
     assert any(r.startswith("setuptools>=77") for r in data["build-system"]["requires"])
+
+
+# -- found by a new-user pass at the end of session 5 ------------------------------------------------------------
+def test_dotted_option_keys_set_nested_options_and_the_hint_gives_that_syntax(run_cli):
+    from nasforge.config import parse_assignments
+    from nasforge.errors import ConfigError
+
+    assert parse_assignments(["train.epochs=2", "train.batch_size=32", "eta=2"]) == \
+        {"train": {"epochs": 2, "batch_size": 32}, "eta": 2}
+    for bad in (["a..b=1"], ["train=3", "train.epochs=2"]):
+        with pytest.raises(ConfigError):
+            parse_assignments(bad)
+    code, _, err = run_cli("search", "--method", "asha", "--estimator", "scratch", "--trials", "1", "--epochs", "2",
+                           "--dataset", "synthetic")
+    assert code == 2 and "--estimator-opt train.epochs=N" in err
+
+
+def test_list_prints_help_examples_in_brackets(cli_ok):
+    assert "[latency@pixel3<=5ms" in cli_ok("list", "nsga2")
+
+
+def test_proxy_score_of_sampled_architectures_reports_the_scale_they_were_built_at(cli_ok):
+    out = json.loads(cli_ok("proxy", "score", "--space", "nb201", "--sample", "1", "--proxy", "params",
+                            "--space-opt", "C=4", "--space-opt", "N=1", "--dataset", "synthetic"))
+    cfg = out["results"][0]["space_config"]
+    assert (cfg["C"], cfg["N"]) == (4, 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 
@@ -319,13 +320,13 @@ def list_components(name: Optional[str] = typer.Argument(
             t = Table(title=f"{kind} {name}: options ({flag} key=value)", title_justify="left", show_header=False,
                       box=None)
             for key, text in api.options_of(kind, name):
-                t.add_row(f"[bold]{key}[/]", text)
+                t.add_row(f"[bold]{key}[/]", escape(text))  # help text is plain: "[a, b]" is an example
             out.print(t)
         return
     for kind, entries in api.components().items():
         t = Table(title=kind, title_justify="left", show_header=False, box=None)
         for n, h in entries:
-            t.add_row(f"[bold]{n}[/]", h)
+            t.add_row(f"[bold]{n}[/]", escape(h))
         out.print(t)
 
 

@@ -147,14 +147,28 @@ def resolve(defaults: dict[str, Any], *layers: dict[str, Any] | None) -> dict[st
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
-    """`--set key=value` pairs; values are parsed as YAML scalars (numbers, booleans, lists)."""
+    """`--set key=value` pairs; values are parsed as YAML scalars (numbers, booleans, lists). A dotted key sets a
+    nested option: ``train.epochs=2`` gives ``{"train": {"epochs": 2}}`` (merged with other ``train.*`` keys).
+
+    Raises:
+        ConfigError: an item without ``=``, an empty key part, or a key both set as a value and nested into.
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"expected key=value, got '{item}'")
         k, v = item.split("=", 1)
         try:
-            out[k.strip()] = yaml.safe_load(v)
+            value = yaml.safe_load(v)
         except yaml.YAMLError:
-            out[k.strip()] = v
+            value = v
+        *parents, leaf = [part.strip() for part in k.strip().split(".")]
+        if not leaf or not all(parents):
+            raise ConfigError(f"expected key=value with a non-empty key, got '{item}'")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"'{item}': '{part}' is set to a value and cannot also hold '{leaf}'")
+        node[leaf] = value
     return out

@@ -62,7 +62,7 @@ def check_search(cfg: dict[str, Any]):
             raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
         if budget.epochs is not None:
             raise ConfigError(f"strategy '{cfg['method']}' is multi-trial: --epochs does not apply (trial training "
-                              "epochs are set with estimator_options.train.epochs)")
+                              "epochs are set with --estimator-opt train.epochs=N)")
     else:
         if cfg["estimator"] is not None:
             raise ConfigError(f"strategy '{cfg['method']}' is one-shot and takes no --estimator")

@@ -118,7 +118,8 @@ def proxy_score(archs: Sequence[str | Path | dict[str, Any]] = (), proxies: Sequ
     results: list[dict[str, Any]] = []
     for sp, arch_list in groups.values():
         for r in score_archs(sp, arch_list, protocol, images, dev):
-            results.append({"space": sp.name, "space_config": sp.config, **r})
+            # the scale the networks were built at: the space's config with the protocol's build overrides
+            results.append({"space": sp.name, "space_config": {**sp.config, **protocol.space_options}, **r})
     if ens is not None:  # ranks over every scored architecture, whichever space it came from
         from .ensemble import rank_aggregate
 
