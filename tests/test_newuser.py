@@ -494,3 +494,11 @@ def test_proxy_score_of_sampled_architectures_reports_the_scale_they_were_built_
                             "--space-opt", "C=4", "--space-opt", "N=1", "--dataset", "synthetic"))
     cfg = out["results"][0]["space_config"]
     assert (cfg["C"], cfg["N"]) == (4, 1)
+
+
+def test_a_table_estimator_without_tables_is_refused_before_the_search_starts(run_cli, tmp_path):
+    for method in ("asha", "evolution"):
+        code, _, err = run_cli("search", "--method", method, "--estimator", "table", "--trials", "10",
+                               "--out", str(tmp_path))
+        assert code == 2 and "needs --tables" in err and "started" not in err, err
+    assert not any(tmp_path.iterdir())

@@ -58,6 +58,8 @@ def check_search(cfg: dict[str, Any]):
             raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures; choose --estimator "
                               f"from: {', '.join(ESTIMATORS.names())}")
         ESTIMATORS.get(cfg["estimator"])
+        if cfg["estimator"] == "table" and not cfg["tables"]:  # every strategy that queries a table (hurricane too)
+            raise ConfigError("--estimator table needs --tables pointing at the benchmark tables folder")
         if not budget.trials and not budget.seconds:
             raise ConfigError(f"strategy '{cfg['method']}' needs a trial budget (--trials N) or --seconds")
         if budget.epochs is not None:
