@@ -301,18 +301,13 @@ def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
     name = cfg["estimator"]
     cls = ESTIMATORS.get(name)
     opts = dict(cfg["estimator_options"])
-    if name == "scratch":
+    if name in ("scratch", "proxy"):  # estimators that build networks and read the search's data
         opts.setdefault("device", _trial_device(cfg, device))
-        opts.setdefault("precision", cfg["precision"])
+        if name == "scratch":
+            opts.setdefault("precision", cfg["precision"])
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
         if cfg.get("dataset_options"):  # only when set: trial keys of runs without options stay as they were
-            opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
-    if name == "proxy":
-        opts.setdefault("device", _trial_device(cfg, device))
-        opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
-                                 "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
-        if cfg.get("dataset_options"):
             opts["data"] = {**opts["data"], "dataset_options": cfg["dataset_options"]}
     if name == "table":  # preflight has refused a table estimator without --tables
         opts.setdefault("tables", str(Path(cfg["tables"]).resolve()))
