@@ -17,7 +17,7 @@ import torch.nn as nn
 from .data import ImageDataset, load_dataset
 from .data.datasets import stored_dataset_options
 from .errors import UserError
-from .models import MODELS
+from .models import MODELS, build_named
 from .registry import SPACES
 from .runs.store import RunDir, check_torch_file, load_torch_file
 from .spaces.base import SearchSpace
@@ -78,12 +78,12 @@ def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset,
     """A model for a named fixed model ("baseline") or an architecture file/dict, sized for `data`.
 
     Returns (model, description): {"model": name} or {"space", "arch" (canonical)}. `space_options`
-    change the scale of a searched architecture (e.g. C, N). Raises UserError / ConfigError for an unknown
+    change the scale of a searched architecture (e.g. C, N) or a named model (``width``). Raises UserError / ConfigError for an unknown
     architecture, space or option.
     """
     spec = arch_spec(arch)
-    if isinstance(spec, str):
-        return MODELS.get(spec)(in_channels=data.in_channels, num_classes=data.num_classes), {"model": spec}
+    if isinstance(spec, str):  # a hand-designed model; space_options are its scale (e.g. width)
+        return build_named(spec, data.in_channels, data.num_classes, space_options, data.resolution), {"model": spec}
     space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
     space = make_space(spec["space"], data, space_cfg)
     return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
