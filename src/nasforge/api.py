@@ -516,6 +516,57 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
 
 
 # ---------------------------------------------------------------------------------------------
+# the default job
+# ---------------------------------------------------------------------------------------------
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
+#: the default job's alpha-movement target: mean edge entropy falls by >= this share of its maximum log(K)
+ALPHA_MOVEMENT_TARGET = 0.10
+
+
+def alpha_movement(history: list[dict[str, Any]], target: float = ALPHA_MOVEMENT_TARGET) -> dict[str, Any] | None:
+    """How far a differentiable search's alphas moved: the mean over edges of the entropy of softmax(alpha)
+    (nats) after the first and the last epoch, against its maximum log(K) (K ops per edge; where alphas start,
+    1e-3 * N(0, 1)), and ``drop = (log K - H_last) / log K``; ``met`` is ``drop >= target``.
+    `history`: a search's per-epoch records (``mean_entropy``, ``op_names``). None when the search logged no
+    entropies (a method without alphas)."""
+    epochs = [h for h in history or [] if isinstance(h, dict) and isinstance(h.get("mean_entropy"), (int, float))]
+    if not epochs or not epochs[-1].get("op_names"):
+        return None
+    import math
+
+    h_max = math.log(len(epochs[-1]["op_names"]))
+    last = float(epochs[-1]["mean_entropy"])
+    drop = (h_max - last) / h_max
+    return {"max_entropy": h_max, "mean_entropy_first_epoch": float(epochs[0]["mean_entropy"]),
+            "mean_entropy_final": last, "drop": drop, "target": target, "met": drop >= target,
+            "epochs": len(epochs)}
+
+
+def demo(overrides: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT) -> dict[str, Any]:
+    """The default job (configs/demo.yaml, `overrides` on top): a differentiable search, the found cell
+    retrained from scratch, and the hand-designed baseline CNN trained with the same recipe on the same
+    images (the search config's ``retrain``, ``retrain_subset``, ``test_subset``, seed, precision, threads).
+
+    Returns {"search": the search's result, "baseline": the baseline train run's result, "alpha_movement":
+    :func:`alpha_movement` of the search}. Raises UserError for bad input (before any work starts: the
+    baseline's options are checked with the search's)."""
+    cfg = cfgmod.deep_merge(cfgmod.load_yaml(DEMO_CONFIG), overrides or {})
+    if not cfg.get("retrain"):
+        raise ConfigError("the default job compares the retrained cell with the baseline: it needs 'retrain'")
+    base_cfg = {"arch": "baseline", "dataset": cfg.get("dataset", "fashion-mnist"),
+                "dataset_options": cfg.get("dataset_options") or {}, "data_root": cfg.get("data_root"),
+                "subset": cfg.get("retrain_subset"), "test_subset": cfg.get("test_subset"),
+                "train": dict(cfg["retrain"]), "threads": cfg.get("threads"),
+                "precision": cfg.get("precision", "fp32"), "device": cfg.get("device", "auto")}
+    base_cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, {k: v for k, v in base_cfg.items() if v is not None})
+    TrainConfig.from_dict(base_cfg["train"])
+    res = search(cfg, run_root=run_root, run_name=None)
+    baseline = train(base_cfg, run_root=run_root)
+    history = (res.get("search") or {}).get("history") or []
+    return {"search": res, "baseline": baseline, "alpha_movement": alpha_movement(history)}
+
+
+# ---------------------------------------------------------------------------------------------
 # report / compare (the logic lives in nasforge.report)
 # ---------------------------------------------------------------------------------------------
 def report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:

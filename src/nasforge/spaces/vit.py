@@ -310,13 +310,25 @@ class ViTSpace(SearchSpace):
 
     # -- networks -------------------------------------------------------------------------------
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
-        """The standalone ViT of `arch` (identities dropped), freshly initialised."""
-        if overrides:
-            raise ConfigError(f"unknown build option(s) {sorted(overrides)} for space 'vit' (it has none: the "
-                              "architecture fixes every width)")
+        """The standalone ViT of `arch` (identities dropped), freshly initialised.
+
+        ``width_mult=f`` (the only build option; a number > 0) scales the architecture's embedding, attention
+        and MLP widths by f, each rounded to a multiple of 4 (so every head count divides it): the final
+        network of a leaderboard's size rule. Raises ConfigError for another option or f <= 0."""
+        unknown = sorted(set(overrides) - {"width_mult"})
+        if unknown:
+            raise ConfigError(f"unknown build option(s) {unknown} for space 'vit'; valid: width_mult (the "
+                              "architecture fixes every width; width_mult scales them all)")
         a = self.validate(arch)
-        blocks = [(b["heads"], b["attn"], b["mlp"]) for b in a["blocks"] if b is not None]
-        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], a["embed"], blocks)
+        f = overrides.get("width_mult", 1.0)
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0:
+            raise ConfigError(f"space 'vit' option width_mult must be a number > 0, got {f!r}")
+
+        def w(v: int) -> int:
+            return v if f == 1.0 else max(4, int(round(v * f / 4)) * 4)
+
+        blocks = [(b["heads"], w(b["attn"]), w(b["mlp"])) for b in a["blocks"] if b is not None]
+        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], w(a["embed"]), blocks)
 
     def supernet(self, **overrides: Any) -> "SuperTransformer":
         if overrides:
