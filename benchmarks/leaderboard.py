@@ -99,7 +99,7 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "full": Scale("full", "fashion-mnist", {}, search_subset=20000, search_seconds=600, oneshot_epochs=10,
+    "full": Scale("full", "fashion-mnist", {}, search_subset=20000, search_seconds=450, oneshot_epochs=10,
                   trials=1000, trial_epochs=1, retrain_epochs=4, retrain_subset=None, test_subset=None,
                   bound=1_000_000, binary_bound=1_000_000),
     # seconds: synthetic gratings, tiny supernets, a tiny bound so the ladder rule is exercised
@@ -268,7 +268,10 @@ def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data
 def train_command(row: Row, scale: Scale, seed: int, out: Path, name: str, arch: str, options: dict[str, Any],
                   data_root: str | None, precision: str | None) -> list[str]:
     """The `nasforge train` command: the one recipe (binary networks: its two-stage form, same epochs)."""
-    cmd = [*_nasforge(), "train", "--arch", arch, *_data_args(scale, data_root), "--epochs", str(scale.retrain_epochs),
+    # binary networks train in two stages (binary activations, then binary weights too) of half the epochs
+    # each, so every network sees the same number of epochs in all
+    epochs = max(1, scale.retrain_epochs // 2) if row.binary else scale.retrain_epochs
+    cmd = [*_nasforge(), "train", "--arch", arch, *_data_args(scale, data_root), "--epochs", str(epochs),
            "--seed", str(seed), "--threads", "1", "--out", str(out), "--name", name, "--quiet",
            *_kv_args("--space-opt", options)]
     if not row.binary:  # real networks: SGD-Nesterov 0.05 cosine, batch 128 (TrainConfig's defaults, spelled out)
@@ -577,6 +580,68 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
     os.replace(tmp, path)
 
 
+def measure_rates(rows: list[Row], scale: Scale, steps: int = 3, precisions: tuple[str, ...] = ("fp32", "bf16"),
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """Sizing the budget: each row's final network (search rows: a random architecture of the row's search
+    space, scaled by the rule) timed for `steps` training steps (after one warm-up) at the recipe's batch, one
+    thread, in each precision (autocast; channels_last for bf16). Returns per row: params, images/s and the
+    seconds one retraining epoch on 60k images would take. Timings on a loaded machine are ratios only."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasforge.accel import Precision
+    from nasforge.building import import_components
+    from nasforge.registry import SPACES
+
+    import_components()
+    torch.set_num_threads(1)
+    data = data_shape(scale)
+    out = []
+    for row in rows:
+        bound = scale.binary_bound if row.binary else scale.bound
+        if row.kind == "train":
+            opts, n = scale_options(None, row.model, bound, data)
+            make = lambda: __import__("nasforge.models", fromlist=["build_named"]).build_named(  # noqa: E731
+                row.model, data["in_channels"], data["num_classes"], opts, data["resolution"])
+        else:
+            sp = SPACES.get(row.space)(**data, **{**row.space_options, **scale.search_space_options.get(row.space, {})})
+            arch = sp.sample(random.Random(seed))
+            doc = {"space": row.space, "space_config": sp.config, "arch": arch}
+            opts, n = scale_options(doc, None, bound, data)
+            make = lambda: sp.build(arch, **opts)  # noqa: E731
+        rec: dict[str, Any] = {"row": row.name, "params": n, "options": opts}
+        batch = 256 if row.binary else scale.batch_size
+        for prec in precisions:
+            torch.manual_seed(seed)
+            model = make()
+            if row.binary:
+                from nasforge.ops.binary import set_binarization
+
+                set_binarization(model, True, True)
+            x = torch.randn(batch, data["in_channels"], data["resolution"], data["resolution"])
+            y = torch.randint(0, data["num_classes"], (batch,))
+            if prec == "bf16":
+                model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            p = Precision(torch.device("cpu"), prec)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            times = []
+            for i in range(steps + 1):
+                t = time.perf_counter()
+                with p.autocast():
+                    loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if i:
+                    times.append(time.perf_counter() - t)
+            ips = batch / statistics.median(times)
+            rec[f"{prec}_images_per_s"] = round(ips, 1)
+            rec[f"{prec}_epoch_60k_s"] = round(60000 / ips, 1)
+        print(json.dumps(rec), flush=True)
+        out.append(rec)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # the record attempt (issue 23 item 4)
 # ---------------------------------------------------------------------------------------------
@@ -636,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None, help="default DOCS/results/leaderboard.json")
     p.add_argument("--dry-run", action="store_true", help="print the first commands of each job and exit")
     p.add_argument("--record", action="store_true", help="the record-attempt commands (needs a finished board)")
+    p.add_argument("--measure", action="store_true", help="time each row's final network (sizing the budget)")
     args = p.parse_args(argv)
     scale = SCALES[args.scale]
     unknown = [r for r in (args.rows or []) if r not in ROWS]
@@ -645,6 +711,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--jobs must be >= 1 and seeds >= 0")
     rows = [ROWS[r] for r in (args.rows or ROWS)]
     out = args.out or REPO / "runs" / f"leaderboard-{scale.name}"
+    if args.measure:
+        measure_rates(rows, scale)
+        return 0
     if args.record:
         for cmd in record_commands(REPO / "runs", out, args.data_root):
             print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))

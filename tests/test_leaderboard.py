@@ -201,7 +201,7 @@ def test_dry_run_prints_one_command_per_job(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(lb.ROWS)
     assert all("--threads 1" in line for line in lines)
-    assert sum("--seconds 600" in line for line in lines) == sum(r.kind == "search" for r in lb.ROWS.values())
+    assert sum("--seconds 450" in line for line in lines) == sum(r.kind == "search" for r in lb.ROWS.values())
     assert any("train --arch birealnet" in line for line in lines)
 
 
