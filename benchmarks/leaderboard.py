@@ -57,6 +57,8 @@ FACTOR_LADDER: tuple[float, ...] = tuple(k / 8 for k in range(2, 129))
 FINAL_DEPTH: dict[str, dict[str, int]] = {"nb201": {"N": 2}, "darts": {"layers": 8}, "pnas": {"N": 2},
                                           "bats": {"layers": 8}}
 RUNS_FILE = "leaderboard-runs.json"
+#: one latency measurement / one LUT build at a time in this process (the other job's run is a subprocess)
+_MEASURE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -156,22 +158,38 @@ def _params(model) -> int:
 
 
 def _largest(ladder, build, bound: int):
-    """The largest ladder value whose network has <= bound parameters (param counts grow with the value),
-    by bisection; the smallest value if none fits. Returns (value, params)."""
-    lo, hi, best = 0, len(ladder) - 1, None
+    """The largest ladder value whose network has <= bound parameters (param counts grow with the value):
+    galloping from the small end (so no giant network is ever built), then bisection. The smallest value if
+    none fits. A value the space refuses (e.g. groups must divide C) counts as too large. Returns (value,
+    params)."""
+    def params(i: int) -> float:
+        try:
+            return _params(build(ladder[i]))
+        except Exception:
+            return math.inf
+
+    n0 = params(0)
+    if n0 > bound:
+        return ladder[0], n0
+    good, step = (0, n0), 1
+    bad = len(ladder)
+    while good[0] + step < len(ladder):  # gallop: 1, 2, 4, ... ladder steps
+        i = good[0] + step
+        n = params(i)
+        if n <= bound:
+            good, step = (i, n), step * 2
+        else:
+            bad = i
+            break
+    lo, hi = good[0] + 1, bad - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        try:
-            n = _params(build(ladder[mid]))
-        except Exception:  # a width the space refuses (e.g. groups must divide C): treat as too large
-            n = None
-        if n is not None and n <= bound:
-            best, lo = (ladder[mid], n), mid + 1
+        n = params(mid)
+        if n <= bound:
+            good, lo = (mid, n), mid + 1
         else:
             hi = mid - 1
-    if best is None:
-        return ladder[0], _params(build(ladder[0]))
-    return best
+    return ladder[good[0]], good[1]
 
 
 def _data_keys(space_config: dict[str, Any]) -> dict[str, Any]:
@@ -326,20 +344,24 @@ def measure_latency(run: Path) -> dict[str, float]:
     model, _, _, test_set = load_trained(run)
     shape = (test_set.in_channels, test_set.resolution, test_set.resolution)
     threads = torch.get_num_threads()
-    try:
+    with _MEASURE_LOCK:
         out = {}
         for batch in (1, 32):
             dev = LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
             out[f"latency_b{batch}_ms"] = measure(model, shape, dev, warmup=3, repeats=5, number=5)["ms"]
-        return out
-    finally:
         torch.set_num_threads(threads)
+        return out
 
 
 def hurricane_constraint(scale: Scale, out: Path) -> float:
     """HURRICANE's latency constraint: the median predicted latency (ms, calibrated local-cpu-1t LUT, the
     model the search itself uses) of `scale.latency_samples` uniformly random networks of the mobile space
     (random.Random(0)). Computed once per leaderboard folder and cached in hurricane-constraint.json."""
+    with _MEASURE_LOCK:
+        return _hurricane_constraint(scale, out)
+
+
+def _hurricane_constraint(scale: Scale, out: Path) -> float:
     cache = out / "hurricane-constraint.json"
     if cache.is_file():
         return float(json.loads(cache.read_text())["latency_ms"])
@@ -369,6 +391,7 @@ class Board:
         self.path = out / RUNS_FILE
         self.lock = threading.Lock()
         self.records: list[dict[str, Any]] = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.failures: list[str] = []  # "ROW seed S: why" of the jobs that failed in this sitting
 
     def get(self, row: str, seed: int) -> dict[str, Any] | None:
         return next((r for r in self.records if r["row"] == row and r["seed"] == seed), None)
@@ -461,7 +484,7 @@ def run_board(rows: list[Row], seeds: list[int], scale: Scale, out: Path, jobs: 
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(work, todo))
-    board.failures = failures  # type: ignore[attr-defined]
+    board.failures = failures
     return board
 
 
