@@ -170,6 +170,10 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
     base = next(r for r in board.records if r["row"] == "baseline-cnn")
     assert by_method["train"]["test_accuracy"]["mean"] == pytest.approx(base["test_accuracy"])
     assert by_method["train"]["params"]["mean"] == base["params"]
+    # the record attempt: the searched row by search-time evidence, the long recipe, the 1 M bound
+    (cmd,) = lb.record_commands(tmp_path / "rec", out, None)
+    assert cmd[cmd.index("--arch") + 1] == str(out / "single-darts-s0-search" / "arch.json")
+    assert cmd[cmd.index("--epochs") + 1] == str(lb.RECORD["epochs"]) and "--name" in cmd
 
 
 def test_runner_resumes_an_interrupted_run_with_resume(tmp_path, monkeypatch):
