@@ -435,6 +435,7 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
     tres = run_step(train_command(row, scale, seed, out, trun.name, arch_arg, options, data_root, precision), trun, log)
     tcost = _cost(trun)
     rec.update({"scale_options": options, "params": tres.get("params"), "params_rule": n, "bound": bound,
+                "within_bound": n <= bound,  # False only when even the smallest ladder width is over the bound
                 "flops": tres.get("flops"), "bops": tres.get("bops"), "test_accuracy": tres.get("test_accuracy"),
                 "train_run": str(trun), "retrain_cpu_s": tcost.get("cpu_s"), "retrain_wall_s": tcost.get("wall_s"),
                 "retrain_precision": tres.get("precision"), "epochs": tres.get("epochs"),
@@ -513,6 +514,7 @@ def aggregate(records: list[dict[str, Any]], order: list[str]) -> list[dict[str,
         for key in ("params", "flops", "bops", "latency_b1_ms", "latency_b32_ms", "search_cpu_s", "retrain_cpu_s"):
             summary[key] = _mean_std([r.get(key) for r in rs])[0]
         summary["stopped_by_seconds"] = sum(1 for r in rs if r.get("stopped"))
+        summary["over_bound"] = sum(1 for r in rs if r.get("within_bound") is False)
         out.append(summary)
     return out
 
@@ -541,7 +543,8 @@ def table_markdown(summary: list[dict[str, Any]], scale: str) -> str:
     for s in sorted(summary, key=lambda s: -(s["test_accuracy_mean"] or 0)):
         acc = _fmt(s["test_accuracy_mean"], "acc") + ("" if s["test_accuracy_std"] is None
                                                       else f" ± {100 * s['test_accuracy_std']:.2f}")
-        lines.append(f"| {s['row']} | {s['n']} | {acc} | {_fmt(s['params'], 'int')} | {_fmt(s['flops'], 'ops')} | "
+        params = _fmt(s['params'], 'int') + (" (over the bound)" if s.get("over_bound") else "")
+        lines.append(f"| {s['row']} | {s['n']} | {acc} | {params} | {_fmt(s['flops'], 'ops')} | "
                      f"{_fmt(s['bops'] or None, 'ops')} | {_fmt(s['latency_b1_ms'], 'ms')} | "
                      f"{_fmt(s['latency_b32_ms'], 'ms')} | {_fmt(s['search_cpu_s'], 's')} | "
                      f"{_fmt(s['retrain_cpu_s'], 's')} | {', '.join(s['precision'])} |")

@@ -146,7 +146,7 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert json.loads((out / lb.RUNS_FILE).read_text())[0] == first
     for r in board.records:
-        assert r["params"] <= scale.bound and r["test_accuracy"] is not None
+        assert r["params"] <= scale.bound and r["within_bound"] and r["test_accuracy"] is not None
         assert r["retrain_precision"] and r["latency_b1_ms"] > 0 and r["latency_b32_ms"] > 0
         assert r["retrain_cpu_s"] > 0
     sd = next(r for r in board.records if r["row"] == "single-darts")
