@@ -107,7 +107,7 @@ SCALES: dict[str, Scale] = {
     # seconds: synthetic gratings, tiny supernets, a tiny bound so the ladder rule is exercised
     "toy": Scale("toy", "synthetic", {"n_train": 192, "n_test": 64, "resolution": 16}, search_subset=128,
                  search_seconds=20, oneshot_epochs=2, trials=2, trial_epochs=1, retrain_epochs=1,
-                 retrain_subset=None, test_subset=None, bound=30_000, binary_bound=30_000, batch_size=32,
+                 retrain_subset=None, test_subset=None, bound=60_000, binary_bound=60_000, batch_size=32,
                  search_space_options={"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3},
                                        "bats": {"C": 4, "layers": 3}, "pnas": {"C": 4, "N": 1, "blocks": 2}},
                  latency_samples=5, measure_latency=True),
