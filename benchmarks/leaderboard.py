@@ -102,7 +102,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale("full", "fashion-mnist", {}, search_subset=20000, search_seconds=450, oneshot_epochs=10,
-                  trials=1000, trial_epochs=1, retrain_epochs=4, retrain_subset=None, test_subset=None,
+                  trials=1000, trial_epochs=1, retrain_epochs=1, retrain_subset=None, test_subset=None,
                   bound=1_000_000, binary_bound=1_000_000),
     # seconds: synthetic gratings, tiny supernets, a tiny bound so the ladder rule is exercised
     "toy": Scale("toy", "synthetic", {"n_train": 192, "n_test": 64, "resolution": 16}, search_subset=128,
@@ -286,10 +286,9 @@ def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data
 def train_command(row: Row, scale: Scale, seed: int, out: Path, name: str, arch: str, options: dict[str, Any],
                   data_root: str | None, precision: str | None) -> list[str]:
     """The `nasforge train` command: the one recipe (binary networks: its two-stage form, same epochs)."""
-    # binary networks train in two stages (binary activations, then binary weights too) of half the epochs
-    # each, so every network sees the same number of epochs in all
-    epochs = max(1, scale.retrain_epochs // 2) if row.binary else scale.retrain_epochs
-    cmd = [*_nasforge(), "train", "--arch", arch, *_data_args(scale, data_root), "--epochs", str(epochs),
+    # binary networks train in BATS' two stages (binary activations, then binary weights too), each of the
+    # recipe's epochs (`nasforge train --epochs` is per stage for them)
+    cmd = [*_nasforge(), "train", "--arch", arch, *_data_args(scale, data_root), "--epochs", str(scale.retrain_epochs),
            "--seed", str(seed), "--threads", "1", "--out", str(out), "--name", name, "--quiet",
            *_kv_args("--space-opt", options)]
     if not row.binary:  # real networks: SGD-Nesterov 0.05 cosine, batch 128 (TrainConfig's defaults, spelled out)
@@ -460,6 +459,10 @@ def run_board(rows: list[Row], seeds: list[int], scale: Scale, out: Path, jobs: 
     leave a partial board). A failed job is reported and left out; the others go on."""
     out.mkdir(parents=True, exist_ok=True)
     board = Board(out)
+    other = sorted({r.get("epochs") for r in board.records} - {scale.retrain_epochs})
+    if other:  # one recipe per board: a sitting must not change it half-way
+        raise SystemExit(f"error: {out} holds runs retrained for {other} epoch(s), this sitting asks for "
+                         f"{scale.retrain_epochs}; use another --out")
     todo = [(r, s) for s in seeds for r in rows if board.get(r.name, s) is None]
     data = data_shape(scale)
     done = [0]
@@ -668,6 +671,24 @@ def measure_rates(rows: list[Row], scale: Scale, steps: int = 3, precisions: tup
     return out
 
 
+def sizing(rates: list[dict[str, Any]], scale: Scale, seeds: int = 3, hours: float = 8.0, jobs: int = 2,
+           precision: str = "bf16", speedup: float = 1.0) -> dict[str, Any]:
+    """The protocol's budget arithmetic: CPU-seconds of the searches plus one retraining epoch of every
+    (row, seed) (binary rows: two stages), and the largest retraining epoch count E whose total fits in
+    `hours` with `jobs` runs at a time. `speedup`: how much faster a run is expected to go than when
+    `rates` were measured (e.g. 4 for a measurement under a load of 8 on 2 cores)."""
+    n_search = sum(1 for r in rates if ROWS[r["row"]].kind == "search")
+    search = seeds * n_search * scale.search_seconds
+    per_epoch = {r["row"]: r[f"{precision}_epoch_60k_s"] / speedup * (2 if ROWS[r["row"]].binary else 1)
+                 for r in rates}
+    epoch_all = seeds * sum(per_epoch.values())
+    budget = hours * 3600 * jobs
+    return {"search_cpu_s": search, "one_epoch_all_rows_cpu_s": round(epoch_all), "per_row_epoch_s": per_epoch,
+            "max_epochs": max(0, int((budget - search) // epoch_all)), "hours": hours, "precision": precision,
+            "speedup_assumed": speedup,
+            "hours_at": {e: round((search + e * epoch_all) / jobs / 3600, 1) for e in (1, 2, 4)}}
+
+
 # ---------------------------------------------------------------------------------------------
 # the record attempt (issue 23 item 4)
 # ---------------------------------------------------------------------------------------------
@@ -728,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the first commands of each job and exit")
     p.add_argument("--record", action="store_true", help="the record-attempt commands (needs a finished board)")
     p.add_argument("--measure", action="store_true", help="time each row's final network (sizing the budget)")
+    p.add_argument("--speedup", type=float, default=1.0, help="--measure: expected speed-up of the real runs over "
+                   "this measurement (e.g. 4 when measured under a load of 8 on 2 cores)")
     args = p.parse_args(argv)
     scale = SCALES[args.scale]
     unknown = [r for r in (args.rows or []) if r not in ROWS]
@@ -738,7 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [ROWS[r] for r in (args.rows or ROWS)]
     out = args.out or REPO / "runs" / f"leaderboard-{scale.name}"
     if args.measure:
-        measure_rates(rows, scale)
+        rates = measure_rates(rows, scale)
+        print(json.dumps({"sizing": sizing(rates, scale, seeds=len(args.seeds), speedup=args.speedup)}), flush=True)
         return 0
     if args.record:
         for cmd in record_commands(REPO / "runs", out, args.data_root):

@@ -203,6 +203,7 @@ def test_runner_refuses_unknown_rows(capsys):
 def test_dry_run_prints_one_command_per_job(capsys):
     assert lb.main(["--scale", "full", "--seeds", "0", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
+    assert all("--epochs 1 " in line or line.endswith("--epochs 1") for line in lines if " train " in line)
     assert len(lines) == len(lb.ROWS)
     assert all("--threads 1" in line for line in lines)
     assert sum("--seconds 450" in line for line in lines) == sum(r.kind == "search" for r in lb.ROWS.values())
@@ -238,3 +239,19 @@ def test_demo_reports_alpha_movement_and_the_baseline_trained_the_same_way(tmp_p
     out = cli_ok("demo", "--quiet", "--out", str(tmp_path))
     assert "alphas: mean edge entropy" in out and "fell by" in out
     assert f"baseline CNN {base['test_accuracy']:.4f}" in out
+
+
+def test_a_board_refuses_a_sitting_with_another_recipe(tmp_path):
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / lb.RUNS_FILE).write_text(json.dumps([{"row": "baseline-cnn", "seed": 0, "epochs": 7}]))
+    with pytest.raises(SystemExit, match=r"retrained for \[7\] epoch\(s\), this sitting asks for 1"):
+        lb.run_board([lb.ROWS["baseline-cnn"]], [0], lb.SCALES["toy"], out)
+
+
+def test_sizing_finds_the_largest_epoch_count_that_fits():
+    rates = [{"row": "single-darts", "bf16_epoch_60k_s": 1000.0}, {"row": "birealnet", "bf16_epoch_60k_s": 500.0}]
+    s = lb.sizing(rates, lb.SCALES["full"], seeds=3, hours=8.0, jobs=2)
+    # searches: 3 x 450 s; one epoch of the table: 3 x (1000 + 2 stages x 500) = 6000 s
+    assert s["search_cpu_s"] == 1350 and s["one_epoch_all_rows_cpu_s"] == 6000
+    assert s["max_epochs"] == (8 * 3600 * 2 - 1350) // 6000
