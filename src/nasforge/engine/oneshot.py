@@ -343,6 +343,19 @@ class OneShotStrategy(Strategy):
                 self._checkpoint(ctx)
         return self._result(supernet, ctx)
 
+    def search_step(self, supernet: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
+                    second: tuple[torch.Tensor, torch.Tensor] | None, ctx: SearchContext) -> dict[str, float]:
+        """One training step exactly as the search loop runs it: the method's `step` under autocast, then the
+        gradient scaler's update, the per-step learning-rate schedule and the step counter. Returns the
+        step's statistics. benchmarks/step_speed.py times this call."""
+        with self.prec.autocast():
+            stats = self.step(supernet, batch, second, ctx)
+        self.prec.update()
+        if self.recipe.per == "step":
+            self.w_sched.step()
+        self.step_index += 1
+        return stats
+
     def _train_epoch(self, supernet, ctx, phases, train_loader, val_loader, second_loader, pbar) -> None:
         pi, epoch = self._phase, self._phase_epoch
         name, epochs = phases[pi]
@@ -356,15 +369,9 @@ class OneShotStrategy(Strategy):
         sums: dict[str, float] = {}
         seen = 0
         out_of_time, done_steps = False, 0
-        per_step = self.recipe.per == "step"
         for x, y in train_loader:
             second = next(second_iter) if second_iter is not None else None
-            with self.prec.autocast():
-                stats = self.step(supernet, (x, y), second, ctx)
-            self.prec.update()
-            if per_step:
-                self.w_sched.step()
-            self.step_index += 1
+            stats = self.search_step(supernet, (x, y), second, ctx)
             if not ctx.sync_bn:  # as DDP's broadcast_buffers: every rank keeps rank 0's BN statistics
                 distributed.broadcast_module(supernet, buffers_only=True)
             for k, v in stats.items():
@@ -376,7 +383,7 @@ class OneShotStrategy(Strategy):
             if ctx.budget.seconds is not None and distributed.broadcast_bool(ctx.out_of_time()):
                 out_of_time = True
                 break
-        if not per_step:
+        if self.recipe.per != "step":
             self.w_sched.step()
         keys = sorted(sums)
         *totals, seen = distributed.sum_floats(*(sums[k] for k in keys), seen)

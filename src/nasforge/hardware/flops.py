@@ -90,3 +90,26 @@ def model_cost(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
 def count_flops(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     """Forward FLOPs of `model` on the batch `example` (multiply-add = 2; conv, linear and matmul only)."""
     return model_cost(model, example).flops
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **_: Any) -> int:
+    """FLOPs of aten.convolution_backward: one forward's worth per requested input/weight gradient.
+
+    torch's own formula (torch.utils.flop_counter.conv_backward_flop) ignores `groups` for the weight
+    gradient and so overcounts a depthwise conv's backward by a factor of C; a forward conv costs
+    2 * B * C_out * (C_in / groups) * prod(kernel) * prod(output spatial), and `w_shape` already holds
+    C_in / groups."""
+    import math
+
+    spatial = x_shape[2:] if transposed else grad_out_shape[2:]
+    fwd = 2 * grad_out_shape[0] * math.prod(spatial) * math.prod(w_shape)
+    return fwd * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def step_flop_counter() -> FlopCounterMode:
+    """A FlopCounterMode for whole training steps (forward and backward), with the convolution-backward
+    formula corrected for grouped and depthwise convolutions (see `_conv_backward_flops`). Use as
+    ``with counter: step()``, then ``counter.get_total_flops()``."""
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
