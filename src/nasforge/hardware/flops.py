@@ -62,7 +62,7 @@ def model_cost(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
     if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() == 0:
         raise UserError("model_cost needs an example batch: a tensor with a leading batch dimension "
                         "(or a tuple of such tensors), e.g. torch.zeros(1, 3, 32, 32)")
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     was_training = model.training
     model.eval()
     try:
@@ -109,7 +109,26 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
 
 def step_flop_counter() -> FlopCounterMode:
     """A FlopCounterMode for whole training steps (forward and backward), with the convolution-backward
-    formula corrected for grouped and depthwise convolutions (see `_conv_backward_flops`). Use as
-    ``with counter: step()``, then ``counter.get_total_flops()``."""
-    return FlopCounterMode(display=False,
-                           custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+    formula corrected for grouped and depthwise convolutions (see `_conv_backward_flops`) and the CPU's
+    fused attention counted. Use as ``with counter: step()``, then ``counter.get_total_flops()``."""
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.convolution_backward: _conv_backward_flops, **_CPU_ATTENTION})
+
+
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *_: Any, out_shape=None, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *_: Any, out_shape=None,
+                             **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+#: torch 2.13's FlopCounterMode has formulas for the CUDA attention kernels only; the CPU's fused kernel
+#: (what F.scaled_dot_product_attention runs in nasforge.ops.attention) does the same two products
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops}

@@ -52,14 +52,25 @@ def attention(x: torch.Tensor, qkv_w: torch.Tensor, qkv_b: torch.Tensor, proj_w:
 
     Each head has width a / heads; scores are scaled by (a / heads)^-1/2 (Vaswani et al. 2017).
     """
-    B, N, _ = x.shape
-    a = qkv_w.shape[0] // 3
+    return F.linear(attend(F.linear(x, qkv_w, qkv_b), heads), proj_w, proj_b)
+
+
+def attend(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V per head: qkv [B, N, 3a] (Q, K, V side by side) -> [B, N, a], d = a / heads.
+
+    fp32 runs torch's fused F.scaled_dot_product_attention (the same values within float rounding, fewer
+    passes over the N x N scores); lower precisions keep the explicit product, because the fused bf16
+    backward is slower on the CPU at these token counts (N = 17..65; docs/benchmarks.md, issue 20).
+    """
+    B, N, three_a = qkv.shape
+    a = three_a // 3
     d = a // heads
-    qkv = F.linear(x, qkv_w, qkv_b).view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)  # [3, B, h, N, d]
-    q, k, v = qkv.unbind(0)  # one backward node (three `select`s would each allocate the full gradient)
-    att = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1)
-    o = (att @ v).transpose(1, 2).reshape(B, N, a)
-    return F.linear(o, proj_w, proj_b)
+    q, k, v = qkv.view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # one backward node, not three
+    if q.dtype == torch.float32:
+        o = F.scaled_dot_product_attention(q, k, v)  # scale d^-1/2 by default
+    else:
+        o = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1) @ v
+    return o.transpose(1, 2).reshape(B, N, a)
 
 
 def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
