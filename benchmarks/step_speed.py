@@ -23,7 +23,8 @@ bf16 (best of `--peak-reps`, CPU time) and a 256 MiB tensor copy (GB/s counts re
 Arms (`ARMS`): "old" is the default before issue 20 (fp32, the memory format each space used, the per-edge
 reference kernels), "new" what the new defaults resolve to. Each arm names SearchContext fields and space
 options; an entry this checkout does not have is reported under `not_in_this_checkout` and left out, so the
-table keeps working as the precision/memory-format and kernel options land.
+table keeps working as the precision/memory-format and kernel options land (and a space without an
+option, e.g. nb201 without `fused`, runs its one path in both arms).
 
     .venv/bin/python benchmarks/step_speed.py --write                        # all methods, ~6-8 min idle
     .venv/bin/python benchmarks/step_speed.py --methods darts-nb201 vitas --rounds 5
@@ -80,11 +81,12 @@ def _new_precision() -> str:
     return "auto" if "auto" in PRECISIONS else "bf16"  # bf16 until `--precision auto` exists
 
 
-# The arms, as SearchContext fields ("ctx") and space options ("space"). Add the memory-format and
-# reference-kernel options here as they land (e.g. "space": {"fused": False} in "old").
+# The arms, as SearchContext fields ("ctx") and space options ("space"), each applied where this checkout and
+# the method's space declare it. "fused" is the per-edge/explicit reference (False) against the fused
+# kernels (True): the vit space's attention today; add the memory-format option here as it lands.
 ARMS: dict[str, dict[str, dict[str, Any]]] = {
-    "old": {"ctx": {"precision": "fp32"}, "space": {}},
-    "new": {"ctx": {"precision": _new_precision()}, "space": {}},
+    "old": {"ctx": {"precision": "fp32"}, "space": {"fused": False}},
+    "new": {"ctx": {"precision": _new_precision()}, "space": {"fused": True}},
 }
 
 
