@@ -305,8 +305,12 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help=f"write {RESULT.relative_to(REPO)} (after every method)")
     p.add_argument("--out", type=Path, default=RESULT, help=argparse.SUPPRESS)
     p.add_argument("--fresh", action="store_true", help="with --write: measure methods the file already holds")
+    p.add_argument("--new-precision", default=None,
+                   help="the new arm's precision instead of the default's (e.g. fp32: what the kernel options alone buy)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.new_precision:
+        ARMS["new"]["ctx"]["precision"] = a.new_precision
     if a.quick:
         a.rounds, a.warmup, a.count_steps, a.peak_reps = min(a.rounds, 2), min(a.warmup, 1), 1, 1
     if a.worker:
@@ -327,6 +331,7 @@ def main() -> None:
             continue
         cmd = [sys.executable, __file__, "--worker", name, "--rounds", str(a.rounds), "--warmup", str(a.warmup),
                "--count-steps", str(a.count_steps), "--threads", str(a.threads), "--seed", str(a.seed)]
+        cmd += ["--new-precision", a.new_precision] if a.new_precision else []
         proc = subprocess.run(cmd + (["--quick"] if a.quick else []), capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"step_speed: method {name} failed:\n{proc.stderr[-3000:]}")
