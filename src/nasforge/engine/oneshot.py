@@ -82,13 +82,16 @@ class OptimizerRecipe:
               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """(optimizer, scheduler) over `params` (of `model`) for a phase of `epochs` x `steps_per_epoch`."""
         groups: Any = groups_by_kind(model, self.weight_decay, params) if self.by_kind else params
+        # foreach: the multi-tensor update on every device (torch picks the per-tensor loop on the CPU); the same
+        # values bit for bit, 1.2-1.3x faster for Adam/AdamW over a supernet's ~100 tensors (issue 20)
         if self.kind == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum,
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, foreach=True,
                                                          weight_decay=self.weight_decay, nesterov=self.nesterov)
         elif self.kind == "adam":
-            opt = torch.optim.Adam(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+            opt = torch.optim.Adam(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, foreach=True)
         elif self.kind == "adamw":
-            opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay,
+                                    foreach=True)
         else:
             raise ConfigError(choices_message("optimizer", self.kind, ["adam", "adamw", "sgd"]))
         per_step = self.per == "step"
@@ -227,7 +230,7 @@ class OneShotStrategy(Strategy):
         distributed.average_grads(self.w_params)
         self.prec.unscale_(self.w_opt)
         if self.hp["grad_clip"]:
-            nn.utils.clip_grad_norm_(self.w_params, self.hp["grad_clip"])
+            nn.utils.clip_grad_norm_(self.w_params, self.hp["grad_clip"], foreach=True)  # same values as the loop
         self.prec.step(self.w_opt)
 
     def arch_step(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
