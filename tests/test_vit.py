@@ -427,3 +427,18 @@ def test_fused_option_gives_the_previous_supernet_within_rounding_and_reaches_st
     (l0, g0), (l1, g1) = runs
     assert torch.allclose(l0, l1, atol=1e-5) and g0.keys() == g1.keys()
     assert all(torch.allclose(g0[n], g1[n], atol=1e-4, rtol=1e-4) for n in g0)
+
+
+def test_second_order_gradients_run_through_the_explicit_attention():
+    """The fused kernel has no double backward; forwards differentiated twice (GraSP, Hessian eigenvalue)
+    run inside second_order(), which switches it off."""
+    from nasforge.ops.attention import attend, second_order
+
+    qkv = torch.randn(2, 17, 48, requires_grad=True)
+    with pytest.raises(RuntimeError, match="derivative"):
+        g, = torch.autograd.grad(attend(qkv, 2).square().sum(), qkv, create_graph=True)
+        torch.autograd.grad(g.sum(), qkv)
+    with second_order():
+        g, = torch.autograd.grad(attend(qkv, 2).square().sum(), qkv, create_graph=True)
+    hg, = torch.autograd.grad(g.sum(), qkv)
+    assert torch.isfinite(hg).all()

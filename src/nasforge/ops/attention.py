@@ -24,7 +24,10 @@ memory-bound and not counted (as in nasforge.hardware.flops). FLOPs = 2 x MACs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -56,6 +59,21 @@ def attention(x: torch.Tensor, qkv_w: torch.Tensor, qkv_b: torch.Tensor, proj_w:
     return F.linear(attend(F.linear(x, qkv_w, qkv_b), heads, fused), proj_w, proj_b)
 
 
+_SECOND_ORDER = [0]  # open second_order() contexts
+
+
+@contextlib.contextmanager
+def second_order() -> Iterator[None]:
+    """Within it, attention runs the explicit products even where `fused` asks for torch's fused kernel, which
+    has no double backward: wrap forwards whose gradients are differentiated again (Hessian-vector products,
+    GraSP)."""
+    _SECOND_ORDER[0] += 1
+    try:
+        yield
+    finally:
+        _SECOND_ORDER[0] -= 1
+
+
 def attend(qkv: torch.Tensor, heads: int, fused: bool = True) -> torch.Tensor:
     """softmax(Q K^T / sqrt(d)) V per head: qkv [B, N, 3a] (Q, K, V side by side) -> [B, N, a], d = a / heads.
 
@@ -63,13 +81,13 @@ def attend(qkv: torch.Tensor, heads: int, fused: bool = True) -> torch.Tensor:
     fewer passes over the N x N scores: 1.05-1.09x on the vit supernet step); lower precisions keep the
     explicit products, because the fused bf16 backward is slower on the CPU at these token counts
     (N = 17..65; docs/benchmarks.md, issue 20). `fused=False` is the explicit formulation, bit-identical to
-    nasforge before issue 20.
+    nasforge before issue 20. Inside `second_order()` the explicit products always run.
     """
     B, N, three_a = qkv.shape
     a = three_a // 3
     d = a // heads
     q, k, v = qkv.view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # one backward node, not three
-    if fused and q.dtype == torch.float32:
+    if fused and q.dtype == torch.float32 and not _SECOND_ORDER[0]:
         o = F.scaled_dot_product_attention(q, k, v)  # scale d^-1/2 by default
     else:
         o = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1) @ v
