@@ -214,6 +214,16 @@ def nasforge_precisions() -> list[str]:
     return ["fp32", "auto" if "auto" in PRECISIONS else "bf16"]
 
 
+def arms_or_default(parser: argparse.ArgumentParser, arms: list[str] | None) -> list[str]:
+    """The --arms given (each contender:precision, contender nasforge or nni; else a parser error, exit 2), or
+    the default: nasforge at fp32 and at its fastest setting, NNI at fp32 and bf16."""
+    arms = arms or [f"nasforge:{p}" for p in nasforge_precisions()] + ["nni:fp32", "nni:bf16"]
+    bad = [a for a in arms if a.count(":") != 1 or a.split(":")[0] not in ("nasforge", "nni")]
+    if bad:
+        parser.error(f"arms are contender:precision with contender nasforge or nni; got {' '.join(bad)}")
+    return arms
+
+
 def rotated(order: list[Any], i: int) -> list[Any]:
     """`order` started at position i (mod its length): seed i runs the arms in a rotated order."""
     k = i % len(order)

@@ -259,10 +259,7 @@ def main() -> None:
         args.N = args.N[0]
         print(json.dumps(nasforge_worker(args)))
         return
-    args.arms = args.arms or [f"nasforge:{p}" for p in _peer.nasforge_precisions()] + ["nni:fp32", "nni:bf16"]
-    bad = [a for a in args.arms if a.split(":")[0] not in ("nasforge", "nni") or a.count(":") != 1]
-    if bad:
-        p.error(f"arms are contender:precision with contender nasforge or nni; got {' '.join(bad)}")
+    args.arms = _peer.arms_or_default(p, args.arms)
     print(json.dumps(benchmark(args), indent=2))
 
 

@@ -184,10 +184,7 @@ def main() -> None:
                         "fastest setting, NNI at fp32 and bf16)")
     p.add_argument("--nni-python", default=str(_peer.DEFAULT_NNI_PYTHON))
     args = p.parse_args()
-    args.arms = args.arms or [f"nasforge:{q}" for q in _peer.nasforge_precisions()] + ["nni:fp32", "nni:bf16"]
-    bad = [a for a in args.arms if a.split(":")[0] not in ("nasforge", "nni") or a.count(":") != 1]
-    if bad:
-        p.error(f"arms are contender:precision with contender nasforge or nni; got {' '.join(bad)}")
+    args.arms = _peer.arms_or_default(p, args.arms)
     print(json.dumps(benchmark(args), indent=2))
 
 
