@@ -195,7 +195,8 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
     strategy.prepare(space)
     ctx = SearchContext(space=space, budget=Budget(epochs=1), seed=seed, data=data, device=torch.device("cpu"),
                         **ctx_kw)
-    # -- as OneShotStrategy.search: precision, supernet, weight optimiser, set-up, first phase and epoch
+    # -- as OneShotStrategy.search: precision, supernet, weight optimiser, set-up, first phase and epoch (keep
+    # in step with search(): where it resolves `auto` or converts the supernet's memory format, do it here too)
     strategy.prec = Precision(ctx.device, ctx.precision)
     if spec["method"] == "hurricane":  # its build_supernet starts from a target's latency table; not a step
         rng = random.Random(seed)
