@@ -21,6 +21,7 @@ jobs at a time (each command one thread). ``--write`` aggregates the runs into d
 the table between the markers of docs/leaderboard.md and docs/leaderboard.png (accuracy vs cost).
 
     python benchmarks/leaderboard.py --scale toy --out /tmp/lb --write --docs /tmp/lb/docs     # seconds
+    python benchmarks/leaderboard.py --scale smoke --seeds 0 --out /tmp/lbs                   # minutes, real data
     nice -n 10 python benchmarks/leaderboard.py --scale full --seeds 0 1 2 --jobs 2 --write     # ~8 h
     python benchmarks/leaderboard.py --scale full --rows single-darts baseline-cnn --seeds 0 --dry-run
     python benchmarks/leaderboard.py --record --dry-run     # the record-attempt commands (docs/leaderboard.md)
@@ -104,6 +105,10 @@ SCALES: dict[str, Scale] = {
     "full": Scale("full", "fashion-mnist", {}, search_subset=20000, search_seconds=450, oneshot_epochs=10,
                   trials=1000, trial_epochs=1, retrain_epochs=1, retrain_subset=None, test_subset=None,
                   bound=1_000_000, binary_bound=1_000_000),
+    # minutes: the full protocol's data, bound and networks on small subsets (a check before a long sitting)
+    "smoke": Scale("smoke", "fashion-mnist", {}, search_subset=2000, search_seconds=60, oneshot_epochs=2,
+                   trials=3, trial_epochs=1, retrain_epochs=1, retrain_subset=2000, test_subset=1000,
+                   bound=1_000_000, binary_bound=1_000_000),
     # seconds: synthetic gratings, tiny supernets, a tiny bound so the ladder rule is exercised
     "toy": Scale("toy", "synthetic", {"n_train": 192, "n_test": 64, "resolution": 16}, search_subset=128,
                  search_seconds=20, oneshot_epochs=2, trials=2, trial_epochs=1, retrain_epochs=1,
