@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath
 from ..errors import ConfigError, UserError
 from ..options import Opt
 from ..ops.params import no_weight_decay
@@ -309,6 +310,14 @@ class ViTSpace(SearchSpace):
                             rows)]
 
     # -- networks -------------------------------------------------------------------------------
+    def fast_path(self, kind: str) -> FastPath:
+        """bf16 pays when the GEMMs are wide enough for AMX: an MLP of >= 192 hidden units (AutoFormer size:
+        supernet 1.69x, standalone 1.75x); the default tiny space (MLP <= 128) gains nothing (0.98x).
+        No convolutions but the patch embedding: channels_last does not apply."""
+        wide = self.M >= 192
+        return FastPath(wide, False, f"vit, mlp_dim {self.M}: " + ("bf16 1.69x at AutoFormer size (mlp_dim >= 192)"
+                                                                 if wide else "bf16 0.98x at mlp_dim <= 128"))
+
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
         """The standalone ViT of `arch` (identities dropped), freshly initialised."""
         if overrides:
