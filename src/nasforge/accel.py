@@ -230,9 +230,18 @@ def _stem_of(model: nn.Module) -> nn.Module | None:
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
+#: attributes that hold a network's sequence of blocks (layer-wise networks and their supernet, NB201 stages)
+_BLOCK_LISTS = ("layers", "mixed")
+
+
+def _modules_in(container: Any) -> list[nn.Module]:
+    return list(container) if isinstance(container, (nn.Sequential, nn.ModuleList)) else []
+
+
 def apply_memory_format(model: nn.Module, memory_format: str | None) -> nn.Module:
     """Put `model` (in place) in `memory_format`: ``channels_last`` stores every 4-D weight NHWC and makes the
-    input and the stem's output NHWC (forward hooks), so activations are NHWC at any input channel count;
+    input, the stem's output and the output of every block of ``model.layers`` (where a network has them) NHWC
+    (forward hooks), so activations are NHWC at any input channel count;
     ``contiguous`` stores every weight NCHW and removes those hooks; None leaves the model as built.
     Values are the same up to the kernels' summation order. Returns `model`."""
     check_memory_format(memory_format)
@@ -248,8 +257,11 @@ def apply_memory_format(model: nn.Module, memory_format: str | None) -> nn.Modul
         model.to(memory_format=torch.channels_last)
         model.register_forward_pre_hook(_channels_last_input)
         stem = _stem_of(model)
-        if stem is not None:
-            stem.register_forward_hook(_channels_last_output)
+        # the stem's output, and every block's (ops that reshape, e.g. a channel shuffle, return NCHW)
+        blocks = [b for name in _BLOCK_LISTS for b in _modules_in(getattr(model, name, None))]
+        for m in [stem, *blocks]:
+            if m is not None:
+                m.register_forward_hook(_channels_last_output)
     else:
         model.to(memory_format=torch.contiguous_format)
     model.memory_format = memory_format
