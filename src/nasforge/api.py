@@ -18,7 +18,7 @@ import torch
 
 from . import config as cfgmod
 from . import distributed, progress
-from .accel import FastPath, check_memory_format, check_precision, resolve_device, resolve_fast_path, setup_device
+from .accel import FastPath, apply_memory_format, check_memory_format, check_precision, resolve_device, resolve_fast_path, setup_device
 from .building import arch_spec, build_model, declared_fast_path, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import dataset_options, stored_dataset_options
@@ -506,9 +506,11 @@ def _teacher(cfg: dict[str, Any]):
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",
-             precision: str = "fp32", threads: int | None = None) -> dict[str, Any]:
+             precision: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps),
-    with `threads` torch threads (None: torch's default).
+    with `threads` torch threads (None: torch's default). `precision` ``auto``: the precision and memory format
+    the run trained in (its recorded ``fast_path``; fp32 for runs from before it), so the accuracy is the one
+    training measured; an explicit precision evaluates in that precision.
 
     Raises:
         UserError: not a finished train run; ConfigError: unavailable device, bad precision or threads < 1.
@@ -525,6 +527,12 @@ def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = 
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
     loader = Loader(test_set, 500, mean=state["mean"], std=state["std"], device=dev)
     model.to(dev)
+    trained = (cfg.get("fast_path") or {}).get("network") or {}
+    if precision == "auto":
+        stored = cfg.get("precision", "fp32")
+        precision = trained.get("precision") or (stored if stored != "auto" else "fp32")
+        check_precision(precision, dev)
+    apply_memory_format(model, trained.get("memory_format"))
     t0 = time.perf_counter()
     metrics = evaluate_model(model, loader, precision)
     return {**metrics, "images": len(test_set), "images_per_s": len(test_set) / (time.perf_counter() - t0),

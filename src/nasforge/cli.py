@@ -277,7 +277,7 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
              test_subset: Optional[int] = typer.Option(None),
              device: str = typer.Option("auto", help=DEVICE_HELP),
-             precision: str = typer.Option("fp32", help=PRECISION_HELP),
+             precision: str = typer.Option("auto", help="auto (default: as the run trained) | fp32 | bf16 | fp16"),
              threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
     """Test accuracy of a trained model."""
     _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision, threads=threads))
