@@ -64,9 +64,9 @@ def workloads():
             return n(x)
         return net, sp.fast_path("supernet"), fwd
 
-    def vit(mlp_dim):
+    def vit(options):
         def build():
-            sp = ViTSpace(**({"mlp_dim": mlp_dim} if mlp_dim else {}))
+            sp = ViTSpace(**options)
 
             def fwd(n, x, r):
                 return n(x, sp.sample(random.Random(r)), "left")
@@ -77,7 +77,10 @@ def workloads():
         return BaselineCNN(1, 10), BaselineCNN.fast_path, plain
 
     return {"nb201-supernet": nb201_supernet, "nb201-network": nb201_network, "darts-supernet": darts_supernet,
-            "mobile-supernet": mobile_supernet, "vit-supernet": vit(None), "vit-supernet-mlp192": vit(192),
+            "mobile-supernet": mobile_supernet, "vit-supernet": vit({}), "vit-supernet-mlp192": vit({"mlp_dim": 192}),
+            # AutoFormer-like widths (the peer benchmark's: embed 48-64, MLP ratio 2-3, patch 4)
+            "vit-supernet-autoformer": vit({"style": "autoformer", "patch_sizes": [4], "embed_ratios": [0.75, 1.0],
+                                            "mlp_dim": 192, "mlp_ratios": [0.5, 0.75, 1.0]}),
             "baseline": baseline}
 
 
