@@ -197,3 +197,20 @@ def test_bad_values_are_refused_with_one_line(args, message, run_cli, tmp_path):
 def test_precision_auto_must_be_resolved_before_training():
     with pytest.raises(Exception, match="resolved"):
         accel.Precision(CPU, "auto")
+
+
+def test_a_run_from_before_the_option_resumes_in_its_builders_format(tmp_path, crash):
+    """Stored configs without memory_format / fast_path (older runs) resume with each network as built."""
+    from nasforge.training import engine
+
+    cfg = {**TRAIN, "arch": {"space": "darts", "space_config": {"C": 2, "layers": 2},
+                             "arch": DartsSpace(C=2, layers=2).sample(__import__("random").Random(0))},
+           "precision": "fp32"}
+    with crash(engine, "evaluate", at=1, exc=KeyboardInterrupt, before=True), pytest.raises(KeyboardInterrupt):
+        api.train(cfg, run_root=tmp_path, run_name="old")
+    stored = json.load(open(tmp_path / "old" / "config.json"))
+    for key in ("memory_format", "fast_path", "compile"):
+        stored.pop(key)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    res = api.train(resume=tmp_path / "old")
+    assert res["precision"] == "fp32" and res["memory_format"] is None
