@@ -73,14 +73,26 @@ def workloads():
             return sp.supernet(), sp.fast_path("supernet"), fwd
         return build
 
+    def autoformer():
+        """The peer benchmark's AutoFormer space (benchmarks/vitas_peer_nni.py: embed 48/64, depth 4-6, heads
+        1/2/4 of width 64, MLP ratio 2/3, patch 4) and its sampling."""
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        import argparse as _ap
+
+        import vitas_peer_nni as vp
+        a = _ap.Namespace(embed=[48, 64], depth=[4, 5, 6], heads=[1, 2, 4], mlp_ratios=[2.0, 3.0], patch=4)
+        sp = vp.vit_space(a)
+
+        def fwd(n, x, r):
+            return n(x, vp.sample(random.Random(r), a), "left")
+        return sp.supernet(), sp.fast_path("supernet"), fwd
+
     def baseline():
         return BaselineCNN(1, 10), BaselineCNN.fast_path, plain
 
     return {"nb201-supernet": nb201_supernet, "nb201-network": nb201_network, "darts-supernet": darts_supernet,
             "mobile-supernet": mobile_supernet, "vit-supernet": vit({}), "vit-supernet-mlp192": vit({"mlp_dim": 192}),
-            # AutoFormer-like widths (the peer benchmark's: embed 48-64, MLP ratio 2-3, patch 4)
-            "vit-supernet-autoformer": vit({"style": "autoformer", "patch_sizes": [4], "embed_ratios": [0.75, 1.0],
-                                            "mlp_dim": 192, "mlp_ratios": [0.5, 0.75, 1.0]}),
+            "vit-supernet-autoformer": autoformer,
             "baseline": baseline}
 
 

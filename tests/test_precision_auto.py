@@ -42,8 +42,9 @@ def _auto(declared: FastPath) -> tuple[str, str]:
     (MobileSpace(), "supernet", False, "channels_last"),
     (MobileSpace(), "network", False, "channels_last"),
     (ViTSpace(), "supernet", False, "contiguous"),  # the tiny default: bf16 0.98x
-    (ViTSpace(embed_ratios=[0.75, 1.0], mlp_dim=192, mlp_ratios=[0.5, 1.0]), "supernet", True, "contiguous"),
-    (ViTSpace(mlp_dim=192), "network", False, "contiguous"),  # narrow embeddings still sampled
+    (ViTSpace(embed_ratios=[0.75, 1.0], qkv_dim=256, attn_ratios=[0.25, 0.5, 1.0], mlp_dim=192,
+              mlp_ratios=[0.5, 1.0]), "supernet", True, "contiguous"),  # AutoFormer widths
+    (ViTSpace(mlp_dim=192), "network", False, "contiguous"),  # narrow embeddings still sampled: 0.99x
     (MacroSpace(), "network", False, "contiguous"),  # undeclared: the previous path
 ], ids=lambda v: getattr(v, "name", str(v)))
 def test_auto_resolves_from_the_space_declaration_and_the_cpu(space, kind, bf16_pays, cl, native):

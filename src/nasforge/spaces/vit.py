@@ -311,14 +311,15 @@ class ViTSpace(SearchSpace):
 
     # -- networks -------------------------------------------------------------------------------
     def fast_path(self, kind: str) -> FastPath:
-        """bf16 pays when every subnet's GEMMs are wide enough for AMX: the narrowest embedding >= 48 and the
-        narrowest MLP >= 96 (AutoFormer-like choices: bf16 1.69x on the supernet step, 1.75x standalone); the
-        default tiny space (widths down to 16) gains nothing (0.98x). Channels_last does not apply (no convs but
-        the patch embedding). The same rule for the supernet and standalone networks."""
-        wide = min(self.embeds) >= 48 and min(self.mlps) >= 96
-        return FastPath(wide, False, f"vit, narrowest embed {min(self.embeds)} / mlp {min(self.mlps)}: "
-                        + ("bf16 pays at AutoFormer widths (>= 48 / >= 96)" if wide
-                           else "bf16 does not pay below embed 48 / mlp 96"))
+        """bf16 pays when every subnet's GEMMs are wide enough for AMX: the narrowest embedding >= 48, attention
+        width >= 64 and MLP >= 96 (AutoFormer's choices: bf16 1.69x on the supernet step, 1.75x standalone,
+        docs/benchmarks.md); the default tiny space (widths down to 16) gains nothing (0.94-1.0x). Channels_last
+        does not apply (no convs but the patch embedding). The same rule for the supernet and standalone networks."""
+        narrow = (min(self.embeds), min(self.attns), min(self.mlps))
+        wide = narrow[0] >= 48 and narrow[1] >= 64 and narrow[2] >= 96
+        return FastPath(wide, False, f"vit, narrowest embed/attention/mlp {narrow[0]}/{narrow[1]}/{narrow[2]}: "
+                        + ("bf16 pays at AutoFormer widths (>= 48/64/96)" if wide
+                           else "bf16 does not pay below AutoFormer widths (48/64/96)"))
 
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
         """The standalone ViT of `arch` (identities dropped), freshly initialised."""
