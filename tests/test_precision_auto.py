@@ -215,3 +215,18 @@ def test_a_run_from_before_the_option_resumes_in_its_builders_format(tmp_path, c
     (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
     res = api.train(resume=tmp_path / "old")
     assert res["precision"] == "fp32" and res["memory_format"] is None
+
+
+@pytest.mark.parametrize("eager, compiled, compile_s, on", [
+    (0.30, 0.20, 60.0, True),     # 1.5x, saves 0.1 s x 3,120 steps = 312 s > 60 s
+    (0.30, 0.26, 60.0, False),    # 1.15x: under the 1.2x bar
+    (0.30, 0.24, 400.0, False),   # 1.25x, but saves 187 s < 400 s of compilation
+])
+def test_compile_probe_decides_by_speedup_and_amortisation(eager, compiled, compile_s, on, monkeypatch, tiny_data):
+    from nasforge.training import TrainConfig, compiled as probe
+
+    monkeypatch.setattr(probe, "_time_steps", lambda *a, **k: (eager, compiled, compile_s))
+    train, _ = tiny_data
+    cfg = TrainConfig(epochs=195, batch_size=32)  # 512 // 32 = 16 steps per epoch: 3,120 planned steps
+    out = probe.probe_compile(BaselineCNN(1, 10, width=8), train, cfg, CPU, "fp32", "contiguous")
+    assert out["on"] is on and out["planned_steps"] == 3120 and "probe" in out["why"]
