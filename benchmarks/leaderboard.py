@@ -442,7 +442,8 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
                 "within_bound": n <= bound,  # False only when even the smallest ladder width is over the bound
                 "flops": tres.get("flops"), "bops": tres.get("bops"), "test_accuracy": tres.get("test_accuracy"),
                 "train_run": str(trun), "retrain_cpu_s": tcost.get("cpu_s"), "retrain_wall_s": tcost.get("wall_s"),
-                "retrain_precision": tres.get("precision"), "epochs": tres.get("epochs"),
+                "retrain_precision": tres.get("precision"), "retrain_memory_format": tres.get("memory_format"),
+                "epochs": tres.get("epochs"),
                 "stages": len(tres.get("stages") or [])})
     if scale.measure_latency:
         rec.update(measure_latency(trun))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .accel import FastPath
 from .errors import ConfigError
 from .ops.attention import VisionTransformer
 from .ops.binary import BinaryConv2d
@@ -57,6 +58,9 @@ class BaselineCNN(nn.Module):
     """Two conv-conv-pool stages and a linear head on global-average-pooled features; ``width`` is the first
     stage's channels (the second has 2 * width). About 63 * width^2 parameters."""
 
+    #: dense 3x3 convs at 32-64 channels: bf16 and channels_last both pay (benchmarks/fixed_net_speed.py)
+    fast_path = FastPath(True, True, "baseline CNN, dense 3x3 convs: bf16 + channels_last (fixed_net_speed.json)")
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         w = width
@@ -93,6 +97,8 @@ class ResNet20(nn.Module):
     stages), global average pooling and a linear head. Shortcuts that change shape use a 1x1 conv (option B).
     """
 
+    fast_path = FastPath(True, True, "dense 3x3 convs: bf16 + channels_last 3.2x fp32 at 1 thread (leaderboard_rates.json)")
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
         w = width
@@ -122,6 +128,8 @@ class MobileNetV2(nn.Module):
     multiplier is width / 32 and every stage's channels scale with it (rounded to multiples of 8), the
     1280-channel head conv too (kept at >= 1280 * multiplier, as the paper does below 1.0 only for ImageNet).
     """
+
+    fast_path = FastPath(True, True, "bf16 + channels_last 1.8x fp32 at 1 thread despite the depthwise convs (leaderboard_rates.json)")
 
     #: (expansion t, output channels c at multiplier 1, repeats n, stride s of the first block)
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -154,6 +162,8 @@ class UniformViT(VisionTransformer):
     ``width`` (the embedding), MLP hidden 2 * width; patches of 4 pixels (7x7 tokens on 28x28), else the
     largest patch giving at least 4 tokens per side. Built from the `vit` space's ops, so a searched ViTAS
     network and this one differ only in their widths."""
+
+    fast_path = FastPath(True, False, "GEMMs: bf16 1.7x fp32 at 1 thread (leaderboard_rates.json); only the patch conv sees a memory format")
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 64, resolution: int = 28) -> None:
         if width % 4:
@@ -191,6 +201,8 @@ class BiRealNet(nn.Module):
     straight-through estimator; XNOR-scaled weights), so the two-stage binary recipe and BOP counting apply.
     The stem (3x3 conv, stride 1 for small images), the downsampling 1x1 convs and the head stay real, as in
     the paper. ``width`` is the first stage's channels (64 in the paper's ImageNet model)."""
+
+    fast_path = FastPath(True, True, "dense binary 3x3 convs (real arithmetic on +/-1): bf16 + channels_last 1.7x fp32 at 1 thread (leaderboard_rates.json)")
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
