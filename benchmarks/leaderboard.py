@@ -710,12 +710,18 @@ def record_commands(out: Path, board_out: Path, data_root: str | None) -> list[l
         raise SystemExit(f"error: no finished leaderboard runs in {board_out}; run the leaderboard first")
 
     def evidence(r: dict[str, Any]) -> float:
+        """The search's own validation score of what it found: multi-trial best_score, ViTAS' best fitness,
+        HURRICANE's last stage's best accuracy, else the supernet's search-val accuracy at the last epoch.
+        Each is the method's own estimate (weight-shared or short trials), so the pick is a judgment on
+        search-time evidence, as the issue asks, not a like-for-like ranking."""
         res = json.loads((Path(r["search_run"]) / "result.json").read_text())
         m = (res.get("search") or {}).get("metrics") or {}
         hist = (res.get("search") or {}).get("history") or []
-        for key in ("best_score", "val_accuracy", "score"):
-            if isinstance(m.get(key), (int, float)):
-                return float(m[key])
+        nested = [(m.get("selection") or {}).get("best_fitness")] + [st.get("best_accuracy") for st in
+                                                                       (m.get("stages") or [])[-1:]]
+        for v in [m.get("best_score"), *nested]:
+            if isinstance(v, (int, float)):
+                return float(v)
         vals = [h.get("supernet_val_accuracy") for h in hist if isinstance(h, dict)]
         vals = [v for v in vals if isinstance(v, (int, float))]
         return float(vals[-1]) if vals else -1.0
