@@ -77,7 +77,7 @@ def shared_batch_norm(p: torch.Tensor, bns: Sequence[nn.Module], training: bool)
     out = F.batch_norm(p, None, None, None, None, True, 0.0, first.eps)
     if first.running_mean is not None:
         with torch.no_grad():
-            var, mean = torch.var_mean(p.detach().float(), dim=(0, 2, 3), correction=1)
+            var, mean = torch.var_mean(p.detach().to(first.running_mean.dtype), dim=(0, 2, 3), correction=1)
             for bn in bns:
                 bn.running_mean.mul_(1 - bn.momentum).add_(mean, alpha=bn.momentum)
                 bn.running_var.mul_(1 - bn.momentum).add_(var, alpha=bn.momentum)
