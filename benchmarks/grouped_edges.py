@@ -66,33 +66,36 @@ def _oneshot(space_name: str, method: str, opts: dict[str, Any], seed: int, batc
 
 
 def _hurricane(arm: str, seed: int, batch: int) -> Callable[[int], Any]:
+    """Hurricane's supernet training step (uniform single path, SGD, clip 5) on the mobile space, 4 seeded
+    candidates per layer. Arms: fp32 | fp32_cl | bf16_cl | bf16_cl_dwfp32 (cl: channels-last weights and input;
+    dwfp32: the depthwise convs stay fp32 under bf16 autocast, DepthwiseConv2d.fp32_under_autocast)."""
     import random
 
     import torch.nn.functional as F
 
+    from nasforge.ops.mobile import DepthwiseConv2d
     from nasforge.spaces.mobile import MobileSpace
     from nasforge.utils import seed_everything
 
     seed_everything(seed)
     space = MobileSpace(in_channels=1, num_classes=10, resolution=28)
     rng = random.Random(seed)
-    pool = space.pool()
-    candidates = [rng.sample(pool, 4) for _ in space.layer_specs()]
-    net = space.supernet(candidates=candidates) if "candidates" in space.supernet.__code__.co_varnames else space.supernet()
-    if "cl" in arm:
-        net.to(memory_format=torch.channels_last)
+    candidates = [rng.sample(choices, min(4, len(choices))) for choices in space.layer_choices()]
+    net = space.supernet(candidates=candidates)
+    cl = "cl" in arm
+    net.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    net.channels_last = cl  # the space's default is channels-last; the fp32 arm is the NCHW layout before it
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     get = _batches(batch, seed)
-    paths = random.Random(seed + 1)
+    paths = torch.Generator().manual_seed(seed + 1)
     net.train()
 
     def step(k: int) -> None:
         (x, y), _ = get(k)
-        if "cl" in arm:
-            x = x.contiguous(memory_format=torch.channels_last)
-        path = [paths.choice(c) for c in candidates]
+        net.set_path(net.random_path(paths))
+        DepthwiseConv2d.fp32_under_autocast = arm.endswith("dwfp32")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=arm.startswith("bf16")):
-            loss = F.cross_entropy(net.forward_path(x, path) if hasattr(net, "forward_path") else net(x, path), y)
+            loss = F.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -107,6 +110,7 @@ WORKLOADS: dict[str, tuple[list[str], Callable[[str, int, int], Callable[[int], 
     "bats": (["reference", "fused"],
              lambda arm, seed, batch: _oneshot("bats", "bats", {"C": 8, "layers": 5, "groups": 4,
                                                                 "fused": arm == "fused"}, seed, batch)),
+    "hurricane": (["fp32", "fp32_cl", "bf16_cl", "bf16_cl_dwfp32"], _hurricane),
 }
 
 

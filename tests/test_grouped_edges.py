@@ -113,3 +113,45 @@ def test_channel_shuffle_keeps_channels_last():
     for g in (2, 3, 4):
         y = ChannelShuffle(g)(x.contiguous(memory_format=torch.channels_last))
         assert torch.equal(y, ChannelShuffle(g)(x)) and y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_depthwise_conv_stays_fp32_under_bf16_autocast_only():
+    from nasforge.ops.mobile import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(6, 5, stride=2)
+    x = torch.randn(2, 6, 9, 9)
+    ref = torch.nn.functional.conv2d(x, conv.weight, None, 2, 2, groups=6)
+    assert torch.equal(conv(x), ref)  # outside autocast: a plain conv
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x.bfloat16())
+        DepthwiseConv2d.fp32_under_autocast = False
+        try:
+            y_bf16 = conv(x)
+        finally:
+            DepthwiseConv2d.fp32_under_autocast = True
+    assert y.dtype == torch.float32 and torch.equal(y, torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight,
+                                                                                None, 2, 2, groups=6))
+    assert y_bf16.dtype == torch.bfloat16
+
+
+def test_mobile_supernet_is_channels_last_and_computes_the_nchw_function():
+    from nasforge.spaces.mobile import MobileSpace
+
+    torch.manual_seed(0)
+    sn = MobileSpace(in_channels=1, num_classes=10, resolution=28).supernet()
+    assert sn.channels_last
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in sn.parameters() if p.dim() == 4)
+    nchw = copy.deepcopy(sn).to(memory_format=torch.contiguous_format)
+    nchw.channels_last = False
+    path = sn.random_path(torch.Generator().manual_seed(0))
+    sn.set_path(path)
+    nchw.set_path(path)
+    sn.eval()
+    nchw.eval()
+    x = torch.randn(2, 1, 28, 28)
+    seen = []
+    hook = sn.mixed[0].register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    torch.testing.assert_close(sn(x), nchw(x), rtol=1e-4, atol=1e-5)
+    hook.remove()
+    assert seen == [True]
