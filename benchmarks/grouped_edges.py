@@ -8,7 +8,8 @@ Workloads (batch 64, Fashion-MNIST 1x28x28, the strategy's own ``step`` as its s
 
 - ``darts``: DARTS (first order) on the darts space, C=8, 5 cells; arms ``reference`` (space option
   fused=false) and ``fused`` (the default: edges grouped by source node);
-- ``bats``: BATS on the bats space, C=8, 5 cells, G=4; the same two arms;
+- ``bats``: BATS on the bats space, C=8, 5 cells, G=4; the same two arms and ``reference_old_ops`` (per-edge,
+  with the sign / STE / channel shuffle of before issue 20, patched in for its steps);
 - ``hurricane``: one uniform single-path step of the mobile supernet (SGD, clip 5, 4 candidates per layer),
   arms ``fp32`` (NCHW), ``fp32_cl`` (channels-last), ``bf16_cl`` (bf16 autocast, channels-last) and
   ``bf16_cl_dwfp32`` (the same, depthwise convs kept in fp32).
@@ -103,13 +104,55 @@ def _hurricane(arm: str, seed: int, batch: int) -> Callable[[int], Any]:
     return step
 
 
+def _old_binary_ops():
+    """The sign, STE backward and channel shuffle as they were before issue 20 (compare + where; abs, compare,
+    cast, multiply; an NCHW reshape), patched in for the duration of one step of the ``reference_old_ops`` arm."""
+    import contextlib
+
+    from nasforge.ops import binary
+
+    def hard_sign(x, zero=1):
+        return torch.where(x >= 0 if zero > 0 else x > 0, 1.0, -1.0).to(x.dtype)
+
+    def ste_backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() < 1).to(grad.dtype), None
+
+    def shuffle(self, x):
+        n, c, h, w = x.shape
+        if self.groups <= 1:
+            return x
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    @contextlib.contextmanager
+    def patched():
+        saved = binary._hard_sign, binary._SignSTE.backward, binary.ChannelShuffle.forward
+        binary._hard_sign, binary._SignSTE.backward, binary.ChannelShuffle.forward = \
+            hard_sign, staticmethod(ste_backward), shuffle
+        try:
+            yield
+        finally:
+            binary._hard_sign, binary._SignSTE.backward, binary.ChannelShuffle.forward = saved
+    return patched
+
+
+def _bats(arm: str, seed: int, batch: int) -> Callable[[int], Any]:
+    step = _oneshot("bats", "bats", {"C": 8, "layers": 5, "groups": 4, "fused": arm == "fused"}, seed, batch)
+    if arm != "reference_old_ops":
+        return step
+    patched = _old_binary_ops()
+
+    def old_step(k: int) -> None:
+        with patched():
+            step(k)
+    return old_step
+
+
 WORKLOADS: dict[str, tuple[list[str], Callable[[str, int, int], Callable[[int], Any]]]] = {
     "darts": (["reference", "fused"],
               lambda arm, seed, batch: _oneshot("darts", "darts", {"C": 8, "layers": 5, "fused": arm == "fused"},
                                                 seed, batch)),
-    "bats": (["reference", "fused"],
-             lambda arm, seed, batch: _oneshot("bats", "bats", {"C": 8, "layers": 5, "groups": 4,
-                                                                "fused": arm == "fused"}, seed, batch)),
+    "bats": (["reference_old_ops", "reference", "fused"], _bats),
     "hurricane": (["fp32", "fp32_cl", "bf16_cl", "bf16_cl_dwfp32"], _hurricane),
 }
 

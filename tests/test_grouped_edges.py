@@ -155,3 +155,21 @@ def test_mobile_supernet_is_channels_last_and_computes_the_nchw_function():
     torch.testing.assert_close(sn(x), nchw(x), rtol=1e-4, atol=1e-5)
     hook.remove()
     assert seen == [True]
+
+
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_dilated_depthwise_as_polyphase_plain_conv_is_exact(fmt):
+    from nasforge.supernet.grouped import depthwise_conv
+
+    torch.manual_seed(0)
+    for H, k, s in [(7, 3, 1), (8, 5, 1), (13, 3, 2), (12, 5, 2), (6, 3, 1)]:
+        x = torch.randn(3, 4, H, H + 1, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+        w = torch.randn(4, 1, k, k, dtype=torch.float64).requires_grad_()
+        ref = torch.nn.functional.conv2d(x, w, None, s, k - 1, 2, 4)
+        got = depthwise_conv(x, w, (s, s), (k - 1, k - 1), (2, 2))
+        g = torch.randn_like(ref)
+        want_grads = torch.autograd.grad((ref * g).sum(), (x, w))
+        got_grads = torch.autograd.grad((got * g).sum(), (x, w))
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        for a, b in zip(got_grads, want_grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
