@@ -73,6 +73,14 @@ def test_bats_grouped_forward_equals_the_reference():
     _assert_same(ref, fused, False, steps=1)
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_bats_grouped_forward_equals_the_reference_in_binary_mode(train):
+    """1-bit activations and weights: the shared BN and sign per source node give the per-edge values (float64,
+    where no rounding difference reaches a sign)."""
+    ref, fused = _pair(BatsSpace(C=4, layers=3, groups=2, shuffle_groups=2))
+    _assert_same(ref, fused, train, steps=1)
+
+
 def test_fused_is_the_default_and_a_space_option():
     assert all(isinstance(c, SearchCell) and c.fused for c in DartsSpace(C=2, layers=3).supernet().cells)
     assert not any(c.fused for c in BatsSpace(C=4, layers=3, groups=2, shuffle_groups=2, fused=False).supernet().cells)

@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.bats import BatsConv
+from ..ops.binary import sign_ste
 from ..ops.cnn import DilConv, FactorizedReduce, Identity, Pool, SepConv, Zero
 from .mixed import MixedOp
 
@@ -131,9 +133,10 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 def depthwise_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                   dilation: tuple[int, int]) -> torch.Tensor:
-    """``F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=C)`` for a depthwise `w`
-    ``[C, 1, k, k]``; a dilation-2 conv with 'same' padding runs as a plain conv on the polyphase components of
+                   dilation: tuple[int, int], groups: int | None = None) -> torch.Tensor:
+    """``F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)`` for a depthwise
+    (groups None = C) or grouped `w` ``[C_out, C/groups, k, k]``; a dilation-2 conv with 'same' padding runs as a
+    plain conv on the polyphase components of
     x, because oneDNN's dilated depthwise backward is 7-50x slower than the undilated one on this CPU (issue 20:
     3x3 d2 stride 2, 64 channels, 28x28: 44 ms against 2.4 ms for the input gradient). Exact rewrite:
 
@@ -143,14 +146,15 @@ def depthwise_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], pa
       even size) go through one plain conv stacked along the batch, then interleave back.
     """
     C, k = x.shape[1], w.shape[-1]
+    G = C if groups is None else groups
     m = k // 2
     if (dilation != (2, 2) or padding != (2 * m, 2 * m) or w.shape[-2] != k or k % 2 == 0
             or stride not in ((1, 1), (2, 2))):
-        return F.conv2d(x, w, None, stride, padding, dilation, C)
+        return F.conv2d(x, w, None, stride, padding, dilation, G)
     cl = _is_channels_last(x)
     fmt = torch.channels_last if cl else torch.contiguous_format  # slices and crops keep x's memory format
     if stride == (2, 2):
-        return F.conv2d(x[:, :, ::2, ::2].contiguous(memory_format=fmt), w, None, 1, m, 1, C)
+        return F.conv2d(x[:, :, ::2, ::2].contiguous(memory_format=fmt), w, None, 1, m, 1, G)
     B, _, H, W = x.shape
     xp = F.pad(x, (0, W % 2, 0, H % 2))
     H2, W2 = xp.shape[2] // 2, xp.shape[3] // 2
@@ -159,7 +163,8 @@ def depthwise_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], pa
         phases = v.reshape(4 * B, H2, W2, C).permute(0, 3, 1, 2)
     else:
         phases = xp.reshape(B, C, H2, 2, W2, 2).permute(3, 5, 0, 1, 2, 4).reshape(4 * B, C, H2, W2)
-    y = F.conv2d(phases, w, None, 1, m, 1, C)
+    y = F.conv2d(phases, w, None, 1, m, 1, G)
+    C = y.shape[1]  # output channels
     if cl:
         y = y.permute(0, 2, 3, 1).reshape(2, 2, B, H2, W2, C).permute(2, 3, 0, 4, 1, 5)
         y = y.reshape(B, 2 * H2, 2 * W2, C).permute(0, 3, 1, 2)
@@ -192,11 +197,30 @@ def _factorized_reduce(src: _Source, ops: Sequence[FactorizedReduce], scale: tor
     return grouped_batch_norm(y, [op.bn for op in ops], scale, training)
 
 
+def _bats_conv(op: BatsConv, normed: torch.Tensor, signs: dict[int, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    """One BatsConv on its BN output `normed` (shared by every BatsConv of the node in training mode), its sign
+    taken once per distinct tensor and sign convention (`signs`), dilated convs through :func:`depthwise_conv`."""
+    conv = op.conv
+    x = normed
+    if conv.binary_act:
+        key = (id(normed), conv.sign_zero)
+        if key not in signs:
+            signs[key] = sign_ste(normed, conv.sign_zero)
+        x = signs[key]
+    y = depthwise_conv(x, _like(conv.effective_weight(), x), conv.stride, conv.padding, conv.dilation, conv.groups)
+    if conv.scale is not None:
+        y = y * conv.scale
+    y = op.shuffle(op.act(y))
+    return h + y if op.shortcut else y
+
+
 def _groupable(op: nn.Module) -> bool:
     if type(op) is DilConv:
         return isinstance(op[0], nn.ReLU) and op[1].groups == op[1].in_channels and op[2].groups == 1
     if type(op) is SepConv:
         return all(_groupable(unit) for unit in op)
+    if type(op) is BatsConv:
+        return op.conv.bias is None and not op.bn.affine
     return type(op) is FactorizedReduce or type(op) in (Zero, Identity, Pool)
 
 
@@ -214,12 +238,23 @@ def grouped_mixed_ops(h: torch.Tensor, edges: Sequence[MixedOp], weights: torch.
     terms: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(E)]  # per edge: (weight, tensor)
     per_edge: list[torch.Tensor | None] = [None] * E  # ops that run per edge, already weighted
 
+    # BATS' binary convs all start with a non-affine BN of h: in training mode one normalisation (and one sign)
+    # serves every op of every edge leaving the node
+    bats = [k for k, o in enumerate(edges[0].ops) if type(o) is BatsConv and _groupable(o)]
+    bats_bn = shared_batch_norm(h, [edge.ops[k].bn for k in bats for edge in edges], training) if bats else []
+    signs: dict[tuple[int, int], torch.Tensor] = {}
+
     for k, name in enumerate(edges[0].names):
         if name == "none":
             continue
         ops = [edge.ops[k] for edge in edges]
         w = weights[:, k]
         op = ops[0]
+        if type(op) is BatsConv and k in bats:
+            for n, o in enumerate(ops):
+                y = w[n] * _bats_conv(o, bats_bn[bats.index(k) * E + n], signs, h)
+                per_edge[n] = y if per_edge[n] is None else per_edge[n] + y
+            continue
         if not _groupable(op):
             for n, o in enumerate(ops):
                 y = w[n] * o(h)
