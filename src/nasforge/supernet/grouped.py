@@ -15,8 +15,10 @@ float rounding) as calling each :class:`MixedOp`:
 - FactorizedReduce (``skip_connect`` at stride 2) of all edges is one 1x1 stride-2 conv over ``[relu(h),
   relu(h) shifted]`` with block-structured weights;
 - ``none`` contributes exactly zero and is never computed (its weight still enters the softmax);
-- any other op (e.g. the binary ops of ``bats``) runs per edge as ``w * op(h)``: the grouping stays correct
-  for every op set and only speeds up the ops it knows.
+- BATS' binary convs (BN -> sign -> grouped conv -> PReLU -> shuffle) share one BN and one sign per source node
+  in training mode (non-affine BNs of the same input); the convs themselves run per edge;
+- any other op runs per edge as ``w * op(h)``: the grouping stays correct for every op set and only speeds
+  up the ops it knows.
 
 Parameters are the per-edge modules' own (concatenated on the fly; they are tiny), so state dicts,
 checkpoints, sampled mode and derived networks are unaffected. Profile (issue 20, 1 thread): the darts-space
@@ -87,13 +89,18 @@ def shared_batch_norm(p: torch.Tensor, bns: Sequence[nn.Module], training: bool)
     return [out] * len(bns)
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    """x is stored NHWC (and is not also plain-contiguous, as 1-channel or 1x1 tensors are)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def repeat_channels(x: torch.Tensor, n: int) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, n*C, H, W]``, n copies of x along channels, in x's memory format (a repeat
     would return NCHW for a channels-last x and send every later conv down oneDNN's slow mixed-format path)."""
     if n == 1:
         return x
     B, C, H, W = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if _is_channels_last(x):
         nhwc = x.permute(0, 2, 3, 1).unsqueeze(3).expand(B, H, W, n, C).reshape(B, H, W, n * C)
         return nhwc.permute(0, 3, 1, 2)
     return x.repeat(1, n, 1, 1)
@@ -126,10 +133,6 @@ class _Source:
         if self._stacked is None:
             self._stacked = repeat_channels(self.relu, self.n)
         return self._stacked
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def depthwise_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
@@ -197,7 +200,8 @@ def _factorized_reduce(src: _Source, ops: Sequence[FactorizedReduce], scale: tor
     return grouped_batch_norm(y, [op.bn for op in ops], scale, training)
 
 
-def _bats_conv(op: BatsConv, normed: torch.Tensor, signs: dict[int, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+def _bats_conv(op: BatsConv, normed: torch.Tensor, signs: dict[tuple[int, int], torch.Tensor],
+               h: torch.Tensor) -> torch.Tensor:
     """One BatsConv on its BN output `normed` (shared by every BatsConv of the node in training mode), its sign
     taken once per distinct tensor and sign convention (`signs`), dilated convs through :func:`depthwise_conv`."""
     conv = op.conv
@@ -250,7 +254,7 @@ def grouped_mixed_ops(h: torch.Tensor, edges: Sequence[MixedOp], weights: torch.
         ops = [edge.ops[k] for edge in edges]
         w = weights[:, k]
         op = ops[0]
-        if type(op) is BatsConv and k in bats:
+        if k in bats:
             for n, o in enumerate(ops):
                 y = w[n] * _bats_conv(o, bats_bn[bats.index(k) * E + n], signs, h)
                 per_edge[n] = y if per_edge[n] is None else per_edge[n] + y
