@@ -112,7 +112,8 @@ class ViTSpace(SearchSpace):
     (max width of each of Q, K, V) with attn_ratios; mlp_dim 128 with mlp_ratios (ratios default
     [0.25, 0.5, 0.75, 1]); share leading|bilateral|cyclic; identity_shift; style vitas|autoformer;
     private_qk and private_tokens (default: True for vitas, False for autoformer; AutoFormer style also
-    defaults share to leading).
+    defaults share to leading); fused (default true: fp32 attention through torch's fused kernel, see
+    nasforge.ops.attention.attend; false: the explicit products, bit-identical to before issue 20).
     """
 
     name = "vit"
@@ -130,7 +131,9 @@ class ViTSpace(SearchSpace):
                 "share": Opt(None, type=str, choices=SHARES, help="null: bilateral (leading for style autoformer)"),
                 "identity_shift": False, "style": Opt("vitas", choices=STYLES),
                 "private_qk": Opt(None, type=bool, help="null: true for style vitas, false for autoformer"),
-                "private_tokens": Opt(None, type=bool, help="null: true for style vitas, false for autoformer")}
+                "private_tokens": Opt(None, type=bool, help="null: true for style vitas, false for autoformer"),
+                "fused": Opt(True, help="fp32 attention through torch's fused kernel; false: the explicit products "
+                                        "(bit-identical to before issue 20)")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)
@@ -316,7 +319,8 @@ class ViTSpace(SearchSpace):
                               "architecture fixes every width)")
         a = self.validate(arch)
         blocks = [(b["heads"], b["attn"], b["mlp"]) for b in a["blocks"] if b is not None]
-        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], a["embed"], blocks)
+        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], a["embed"], blocks,
+                                 fused=bool(self.options["fused"]))
 
     def supernet(self, **overrides: Any) -> "SuperTransformer":
         if overrides:
@@ -431,13 +435,13 @@ class SuperTransformer(nn.Module):
     def forward(self, x: torch.Tensor, arch: dict[str, Any], view: str | Offsets = "left") -> torch.Tensor:
         """Logits [B, classes] of subnet `arch` (a validated architecture) on images x [B, C, R, R]."""
         off = self.offsets(arch, view)
-        e = arch["embed"]
+        e, fused = arch["embed"], bool(self.space.options["fused"])
         w = self.embed_weights(arch, off)
         t = patch_tokens(x, w["conv_w"], w["conv_b"], w["cls"], w["pos"], arch["patch"])
         for slot, block in self.active(arch):
             w = self.block_weights(slot, block, e, off)
             h = F.layer_norm(t, (e,), w["norm1_w"], w["norm1_b"], 1e-5)
-            t = t + attention(h, w["qkv_w"], w["qkv_b"], w["proj_w"], w["proj_b"], block["heads"])
+            t = t + attention(h, w["qkv_w"], w["qkv_b"], w["proj_w"], w["proj_b"], block["heads"], fused)
             h = F.layer_norm(t, (e,), w["norm2_w"], w["norm2_b"], 1e-5)
             t = t + mlp(h, w["fc1_w"], w["fc1_b"], w["fc2_w"], w["fc2_b"])
         w = self.head_weights(e, off)
