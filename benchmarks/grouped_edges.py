@@ -74,6 +74,7 @@ def _hurricane(arm: str, seed: int, batch: int) -> Callable[[int], Any]:
 
     import torch.nn.functional as F
 
+    from nasforge.accel import apply_memory_format
     from nasforge.ops.mobile import DepthwiseConv2d
     from nasforge.spaces.mobile import MobileSpace
     from nasforge.utils import seed_everything
@@ -84,8 +85,7 @@ def _hurricane(arm: str, seed: int, batch: int) -> Callable[[int], Any]:
     candidates = [rng.sample(choices, min(4, len(choices))) for choices in space.layer_choices()]
     net = space.supernet(candidates=candidates)
     cl = "cl" in arm
-    net.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    net.channels_last = cl  # the space's default is channels-last; the fp32 arm is the NCHW layout before it
+    apply_memory_format(net, "channels_last" if cl else "contiguous")
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     get = _batches(batch, seed)
     paths = torch.Generator().manual_seed(seed + 1)

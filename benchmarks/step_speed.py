@@ -85,8 +85,8 @@ def _new_precision() -> str:
 # the method's space declare it. "fused" is the per-edge/explicit reference (False) against the fused
 # kernels (True): the vit space's attention today; add the memory-format option here as it lands.
 ARMS: dict[str, dict[str, dict[str, Any]]] = {
-    "old": {"ctx": {"precision": "fp32"}, "space": {"fused": False}},
-    "new": {"ctx": {"precision": _new_precision()}, "space": {"fused": True}},
+    "old": {"ctx": {"precision": "fp32", "memory_format": None}, "space": {"fused": False}},
+    "new": {"ctx": {"precision": _new_precision(), "memory_format": "auto"}, "space": {"fused": True}},
 }
 
 
@@ -185,7 +185,7 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
     from nasforge.engine.base import Budget, SearchContext
     from nasforge.registry import SPACES, STRATEGIES
     from nasforge.utils import seed_everything
-    from nasforge.accel import Precision
+    from nasforge.accel import Precision, apply_memory_format, resolve_fast_path
 
     import_components()
     ctx_kw, space_kw, missing = _applicable(arm, SPACES.get(spec["space"]))
@@ -197,6 +197,9 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
                         **ctx_kw)
     # -- as OneShotStrategy.search: precision, supernet, weight optimiser, set-up, first phase and epoch (keep
     # in step with search(): where it resolves `auto` or converts the supernet's memory format, do it here too)
+    if ctx.precision == "auto" or ctx.memory_format == "auto":  # as api.search resolves them (the space declares)
+        choice = resolve_fast_path(ctx.precision, ctx.memory_format, ctx.device, space.fast_path("supernet"))
+        ctx.precision, ctx.memory_format = choice["precision"], choice["memory_format"]
     strategy.prec = Precision(ctx.device, ctx.precision)
     if spec["method"] == "hurricane":  # its build_supernet starts from a target's latency table; not a step
         rng = random.Random(seed)
@@ -207,6 +210,7 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
     else:
         supernet = strategy.build_supernet(ctx, None)
     supernet = supernet.to(ctx.device)
+    apply_memory_format(supernet, ctx.memory_format)  # as OneShotStrategy.search
     train_loader, val_loader = strategy.loaders(ctx)
     strategy._make_weight_optimizer(supernet, ctx, 1, len(train_loader))
     strategy.setup(supernet, ctx)
@@ -223,7 +227,7 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
         i = k % len(batches)
         return strategy.search_step(supernet, batches[i], seconds[i] if seconds else None, ctx)
 
-    return {"step": step, "precision": strategy.prec.precision, "ctx": ctx_kw, "space_options": space_kw,
+    return {"step": step, "precision": strategy.prec.precision, "memory_format": ctx.memory_format, "ctx": ctx_kw, "space_options": space_kw,
             "not_in_this_checkout": missing}
 
 

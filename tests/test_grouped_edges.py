@@ -143,46 +143,6 @@ def test_depthwise_conv_stays_fp32_under_bf16_autocast_only():
     assert y_bf16.dtype == torch.bfloat16
 
 
-def test_mobile_supernet_is_channels_last_and_computes_the_nchw_function():
-    from nasforge.spaces.mobile import MobileSpace
-
-    torch.manual_seed(0)
-    sn = MobileSpace(in_channels=1, num_classes=10, resolution=28).supernet()
-    assert sn.channels_last
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in sn.parameters() if p.dim() == 4)
-    nchw = copy.deepcopy(sn).to(memory_format=torch.contiguous_format)
-    nchw.channels_last = False
-    path = sn.random_path(torch.Generator().manual_seed(0))
-    sn.set_path(path)
-    nchw.set_path(path)
-    sn.eval()
-    nchw.eval()
-    x = torch.randn(2, 1, 28, 28)
-    seen = []
-    hook = sn.mixed[0].register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
-    torch.testing.assert_close(sn(x), nchw(x), rtol=1e-4, atol=1e-5)
-    hook.remove()
-    assert seen == [True]
-
-
-@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
-def test_dilated_depthwise_as_polyphase_plain_conv_is_exact(fmt):
-    from nasforge.supernet.grouped import depthwise_conv
-
-    torch.manual_seed(0)
-    for H, k, s in [(7, 3, 1), (8, 5, 1), (13, 3, 2), (12, 5, 2), (6, 3, 1)]:
-        x = torch.randn(3, 4, H, H + 1, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
-        w = torch.randn(4, 1, k, k, dtype=torch.float64).requires_grad_()
-        ref = torch.nn.functional.conv2d(x, w, None, s, k - 1, 2, 4)
-        got = depthwise_conv(x, w, (s, s), (k - 1, k - 1), (2, 2))
-        g = torch.randn_like(ref)
-        want_grads = torch.autograd.grad((ref * g).sum(), (x, w))
-        got_grads = torch.autograd.grad((got * g).sum(), (x, w))
-        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
-        for a, b in zip(got_grads, want_grads):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
 def test_darts_supernet_under_bf16_gives_finite_gradients():
     """oneDNN's bf16 backward of a dilated depthwise conv returns non-finite weight gradients at some shapes (found
     by the issue-20 step benchmark: dil_conv_5x5, C=4, 3 cells, batch 16, 32x32 input; the per-edge reference

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from .accel import FastPath
 from .data import ImageDataset, load_dataset
 from .data.datasets import stored_dataset_options
 from .errors import UserError
@@ -87,6 +88,17 @@ def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset,
     space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
     space = make_space(spec["space"], data, space_cfg)
     return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
+
+
+def declared_fast_path(arch: str | dict[str, Any] | Path, data: ImageDataset) -> FastPath:
+    """What pays on the network `arch` names (nasforge.accel.FastPath): a fixed model's class attribute
+    ``fast_path``, or its space's declaration for standalone networks (``SearchSpace.fast_path("network")``);
+    the previous path (fp32, contiguous) when undeclared."""
+    spec = arch_spec(arch)
+    if isinstance(spec, str):
+        return getattr(MODELS.get(spec), "fast_path", FastPath())
+    space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
+    return make_space(spec["space"], data, space_cfg).fast_path("network")
 
 
 def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any], ImageDataset]:

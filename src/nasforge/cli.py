@@ -37,7 +37,11 @@ err = Console(stderr=True)
 
 RunRoot = typer.Option("runs", "--out", help="folder that receives the run directory")
 DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)"
-PRECISION_HELP = "fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)"
+PRECISION_HELP = ("auto (default: bf16 where the device runs it natively and the space declares it pays, else fp32; "
+                  "recorded in the run) | fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)")
+MEMORY_FORMAT_HELP = ("auto (default: channels_last where the space declares it pays) | channels_last | contiguous; "
+                      "the previous path: --precision fp32 with contiguous (darts/bats spaces: channels_last)")
+COMPILE_HELP = "off (default) | probe (torch.compile when a timed probe shows >= 1.2x over the run) | on"
 NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
 SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
 _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
@@ -161,6 +165,7 @@ def search(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
@@ -175,6 +180,7 @@ def search(
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
+            "precision": precision, "memory_format": memory_format,
             "estimator_opt": est_opt})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
@@ -190,7 +196,7 @@ def search(
             "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
                                             "gpus_per_trial": gpus_per_trial}),
-            "device": device, "precision": precision, "sync_bn": sync_bn or None,
+            "device": device, "precision": precision, "memory_format": memory_format, "sync_bn": sync_bn or None,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
         })
         if retrain_epochs is not None:
@@ -233,6 +239,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
+    compile: Optional[str] = typer.Option(None, "--compile", help=COMPILE_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
@@ -244,7 +252,8 @@ def train(
             "arch": arch, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
-            "config": config, "name": name})
+            "config": config, "name": name, "precision": precision, "memory_format": memory_format,
+            "compile": compile})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
@@ -254,7 +263,8 @@ def train(
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
                             "teacher": str(teacher) if teacher else None,
-                            "device": device, "precision": precision, "sync_bn": sync_bn or None})
+                            "device": device, "precision": precision, "memory_format": memory_format,
+                            "compile": compile, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
     _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
@@ -267,7 +277,7 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
              test_subset: Optional[int] = typer.Option(None),
              device: str = typer.Option("auto", help=DEVICE_HELP),
-             precision: str = typer.Option("fp32", help=PRECISION_HELP),
+             precision: str = typer.Option("auto", help="auto (default: as the run trained) | fp32 | bf16 | fp16"),
              threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
     """Test accuracy of a trained model."""
     _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision, threads=threads))

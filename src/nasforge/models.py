@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .accel import FastPath
 from .registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -16,6 +17,9 @@ def _block(c_in: int, c_out: int) -> list[nn.Module]:
 @MODELS.register("baseline", help="hand-designed 4-conv CNN (32-32-64-64, ~66K params), the sanity anchor")
 class BaselineCNN(nn.Module):
     """Two conv-conv-pool stages and a linear head on global-average-pooled features."""
+
+    #: dense 3x3 convs at 32-64 channels: bf16 and channels_last both pay (benchmarks/fixed_net_speed.py)
+    fast_path = FastPath(True, True, "baseline CNN, dense 3x3 convs: bf16 + channels_last (fixed_net_speed.json)")
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()

@@ -71,6 +71,8 @@ class SearchContext:
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # host: default; the API sets it
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of forward passes (nasforge.accel.Precision)
+    #: channels_last | contiguous | None (the supernet as its builder made it): nasforge.accel.apply_memory_format
+    memory_format: str | None = None
     sync_bn: bool = False  # data parallel: BatchNorm statistics over the global batch
     start_time: float = field(default_factory=time.perf_counter)
     elapsed_before: float = 0.0  # wall seconds spent before a resume

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import distributed, progress
-from ..accel import Precision, rng_state, set_rng_state
+from ..accel import Precision, apply_memory_format, rng_state, set_rng_state
 from ..errors import ConfigError, choices_message
 from ..options import Opt
 from ..ops import is_parameter_free
@@ -296,6 +296,9 @@ class OneShotStrategy(Strategy):
             ctx.run.truncate_metrics(lambda m: m["seq"] <= last if "seq" in m
                                      else (m.get("event") != "epoch" or m.get("epoch", 0) <= legacy_epoch))
         supernet = self.build_supernet(ctx, state["strategy"] if state is not None else None).to(ctx.device)
+        # the space's declared format (weights and activations); never torch.compile here: every path switch of
+        # a weight-sharing supernet would recompile
+        apply_memory_format(supernet, ctx.memory_format)
         phases = self.phases(ctx)
         if not phases or any(not ph.epochs or ph.epochs < 1 for ph in phases):
             raise ConfigError(f"strategy '{self.name}' needs an epoch budget (--epochs N)")

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath, apply_memory_format
 from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
@@ -268,12 +269,13 @@ def _empty_node(ref: torch.Tensor, reduction: bool) -> torch.Tensor:
 
 
 def _channels_last(net: nn.Module) -> None:
-    """Store conv weights channels-last (NHWC); the networks' forward converts their input likewise.
+    """Store conv weights channels-last (NHWC) and make the input and the stem's output NHWC (the builders'
+    own format; runs choose theirs with nasforge.accel.apply_memory_format from the space's fast_paths).
 
     On CPU, oneDNN's depthwise convolutions (the bulk of every DARTS op) are much faster in NHWC: on this
     space's supernet (C=16, 8 cells, 28x28, batch 32, one thread) a weighted-mode training step takes
     ~4.8 s instead of ~7.4 s, a sampled one ~0.8 s instead of ~1.0 s. Values are identical either way."""
-    net.to(memory_format=torch.channels_last)
+    apply_memory_format(net, "channels_last")
 
 
 class DartsCell(nn.Module):
@@ -389,7 +391,7 @@ class DartsNetwork(_Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clear_auxiliary(self)
-        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
+        s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index:
@@ -494,7 +496,7 @@ class DartsSupernet(Supernet, _Backbone):
             weights = None
         else:
             paths, weights = None, self.op_weights()
-        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
+        s0 = s1 = self.stem(x)
         for cell, g in zip(self.cells, self.cell_groups):
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
         return self.classify(s1)
@@ -580,6 +582,11 @@ class DartsSpace(SearchSpace):
                 "fused": Opt(True, help="supernet weighted mode grouped by source node (false: per-edge reference)")}
     #: build() overrides accepted on top of the space options (the scale of the final network)
     build_options: tuple[str, ...] = _BUILD_OPTIONS
+    # depthwise/separable convs dominate: oneDNN's bf16 backward of those is slower than fp32 on AMX CPUs
+    fast_paths = {"supernet": FastPath(False, True, "darts-space supernet, depthwise convs: bf16 0.64x (manas 0.75x, "
+                                                    "bats 0.90x), NCHW instead of channels_last 0.64x"),
+                  "network": FastPath(False, True, "DARTS network, the supernet's depthwise ops: bf16 not "
+                                                   "taken (slower on the supernet), channels_last as built")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)

@@ -32,8 +32,6 @@ class MobileSpace(LayerwiseSpace):
     """Options: stem, stem_stride, widths, strides, head, ops ('hurricane' | 'baseline' | list), skip."""
 
     name = "mobile"
-    # issue 20: the mobile supernet step is 1.48x faster channels-last (docs/benchmarks.md, grouped depthwise)
-    supernet_channels_last = True
     defaults = {"stem": Opt(16, ">=1", help="stem channels"), "stem_stride": Opt(2, ">=1"),
                 "widths": Opt([16, 16, 24, 24, 40, 40, 80, 80], ">=1", help="output channels per searchable layer"),
                 "strides": Opt([1, 1, 2, 1, 2, 1, 1, 1], choices=(1, 2), help="stride per searchable layer"),

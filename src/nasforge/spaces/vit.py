@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath
 from ..errors import ConfigError, UserError
 from ..options import Opt
 from ..ops.params import no_weight_decay
@@ -312,6 +313,17 @@ class ViTSpace(SearchSpace):
                             rows)]
 
     # -- networks -------------------------------------------------------------------------------
+    def fast_path(self, kind: str) -> FastPath:
+        """bf16 pays when every subnet's GEMMs are wide enough for AMX: the narrowest embedding >= 48, attention
+        width >= 64 and MLP >= 96 (AutoFormer's choices: bf16 1.69x on the supernet step, 1.75x standalone,
+        docs/benchmarks.md); the default tiny space (widths down to 16) gains nothing (0.94-1.0x). Channels_last
+        does not apply (no convs but the patch embedding). The same rule for the supernet and standalone networks."""
+        narrow = (min(self.embeds), min(self.attns), min(self.mlps))
+        wide = narrow[0] >= 48 and narrow[1] >= 64 and narrow[2] >= 96
+        return FastPath(wide, False, f"vit, narrowest embed/attention/mlp {narrow[0]}/{narrow[1]}/{narrow[2]}: "
+                        + ("bf16 pays at AutoFormer widths (>= 48/64/96)" if wide
+                           else "bf16 does not pay below AutoFormer widths (48/64/96)"))
+
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
         """The standalone ViT of `arch` (identities dropped), freshly initialised."""
         if overrides:
