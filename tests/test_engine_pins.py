@@ -57,7 +57,8 @@ def test_per_edge_reference_reproduces_the_pins_exactly(name, tmp_path):
     """Issue 20: the darts/bats supernets' weighted mode now runs grouped by source node; the per-edge
     reference (space option fused=false) is the code the pins were taken from, float for float."""
     pin = PINS[name]
-    config = {**pin["config"], "space_options": {**pin["config"]["space_options"], "fused": False}}
+    config = {**pin["config"], "precision": "fp32", "memory_format": PREVIOUS_FORMAT[pin["config"]["space"]],
+              "space_options": {**pin["config"]["space_options"], "fused": False}}
     res = api.search(config, run_root=tmp_path, run_name="r")
     assert res["arch"] == pin["arch"]
     records = [json.loads(line) for line in open(Path(res["run_dir"]) / "metrics.jsonl")]
