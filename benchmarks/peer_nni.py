@@ -92,7 +92,7 @@ def make_data(seed: int, n_batches: int, batch: int, path: Path) -> None:
 # the nasforge contender (run as a subprocess of this script)
 # ---------------------------------------------------------------------------------------------
 def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from nasforge.accel import Precision
+    from nasforge.accel import Precision, apply_memory_format, resolve_fast_path
     from nasforge.hardware.flops import count_flops
     from nasforge.spaces.darts import DartsSpace
     from nasforge.spaces.nb201 import NB201Space, SearchCell
@@ -114,9 +114,12 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
     space = (DartsSpace(**shape, C=args.C, layers=args.layers) if args.space == "darts"
              else NB201Space(**shape, C=args.C, N=args.N))
     ctx = SearchContext(space=space, budget=Budget(epochs=1), seed=args.seed, precision=args.precision)
+    # what search() does before its loop: `auto` resolved from the space's declaration, the format applied
+    choice = resolve_fast_path(ctx.precision, "auto", ctx.device, space.fast_path("supernet"))
+    ctx.precision, ctx.memory_format = choice["precision"], choice["memory_format"]
     strategy = DARTS(order=1, grad_clip=5.0)
-    strategy.prec = Precision(ctx.device, ctx.precision)  # what search() does before its loop
-    supernet = space.supernet()
+    strategy.prec = Precision(ctx.device, ctx.precision)
+    supernet = apply_memory_format(space.supernet(), ctx.memory_format)
     strategy._make_weight_optimizer(supernet, ctx, epochs=1)
     strategy.setup(supernet, ctx)
     supernet.train()
@@ -132,7 +135,7 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
     flops = count_flops(supernet, xt[: args.batch])
     return {"step_s": times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": rss_peak,
             "forward_flops": flops, "threads": torch.get_num_threads(), "arch": supernet.derive(),
-            "precision": strategy.prec.precision}
+            "precision": strategy.prec.precision, "memory_format": ctx.memory_format}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def sample(rng: random.Random, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from nasforge.accel import Precision
+    from nasforge.accel import Precision, resolve_fast_path
     from nasforge.training import no_decay_groups
     from nasforge.utils import seed_everything
 
@@ -92,7 +92,9 @@ def nasforge_worker(args: argparse.Namespace) -> dict[str, Any]:
     supernet = space.supernet()
     opt = torch.optim.AdamW(no_decay_groups(supernet, 0.05), lr=1e-3)
     rng = random.Random(args.seed)
-    prec = Precision(torch.device("cpu"), args.precision)  # autocast as the engine runs a step
+    # `auto` resolved from the space's declaration, as search() does; then autocast as the engine runs a step
+    precision = resolve_fast_path(args.precision, "auto", torch.device("cpu"), space.fast_path("supernet"))["precision"]
+    prec = Precision(torch.device("cpu"), precision)
     supernet.train()
     times = []
     for k in range(len(xt) // args.batch):

@@ -59,3 +59,23 @@ def test_bad_arms_are_a_parser_error(peer):
         peer.arms_or_default(p, ["nasforge:fp32", "tvm:fp32"])
     assert e.value.code == 2
     assert peer.arms_or_default(p, None)[2:] == ["nni:fp32", "nni:bf16"]
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_nasforge_contender_runs_its_fastest_arm(space, tmp_path, monkeypatch):
+    """The nasforge worker of peer_nni.py resolves `auto` as `search` does (it once failed unresolved, which
+    only a full run showed): a toy step runs and records the precision and memory format it used."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("peer_nni", REPO / "benchmarks" / "peer_nni.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)
+    torch.save({"x_train": x, "x_val": x, "y_train": y, "y_val": y}, tmp_path / "data.pt")
+    args = argparse.Namespace(data=str(tmp_path / "data.pt"), native=False, seed=0, threads=1, reference=False,
+                              space=space, C=4, N=1, layers=3, batch=4, precision="auto")
+    out = mod.nasforge_worker(args)
+    assert len(out["step_s"]) == 2 and out["precision"] in ("fp32", "bf16")
+    assert out["memory_format"] in ("channels_last", "contiguous")

@@ -138,7 +138,9 @@ def search(
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
-    seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
+    seconds: Optional[float] = typer.Option(None, help="time budget in seconds (counted by --clock)"),
+    clock: Optional[str] = typer.Option(None, help="what --seconds counts: wall (default) or cpu (this process's "
+                                        "CPU seconds: equal budgets stay equal on a busy machine)"),
     subset: Optional[int] = typer.Option(None, help=_d("training images used by the search (split in halves)", "subset")),
     train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
     batch_size: Optional[int] = typer.Option(None, help=_d("search batch size", "batch_size")),
@@ -176,7 +178,8 @@ def search(
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
             "space": space, "method": method, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download,
-            "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
+            "epochs": epochs, "trials": trials, "seconds": seconds, "clock": clock, "subset": subset,
+            "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
@@ -194,7 +197,7 @@ def search(
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
             "estimator_options": _kv(est_opt), "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
-            "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
+            "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds, "clock": clock}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
                                             "gpus_per_trial": gpus_per_trial}),
             "device": device, "precision": precision, "memory_format": memory_format, "sync_bn": sync_bn or None,

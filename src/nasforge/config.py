@@ -29,7 +29,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "train_portion": 0.5,  # share of the search subset used as search-train (DARTS: 0.5)
     "batch_size": 64,
     "augment": {"crop_padding": 0, "hflip": False, "cutout": 0},
-    "budget": {"epochs": None, "trials": None, "seconds": None},
+    "budget": {"epochs": None, "trials": None, "seconds": None, "clock": "wall"},
     "estimator": None,  # multi-trial only: scratch | table
     "estimator_options": {},
     "executor": "local",
@@ -92,7 +92,9 @@ RULES: dict[str, Any] = {
     "batch_size": Opt(64, ">=1"),
     "augment": {"crop_padding": Opt(0, ">=0"), "hflip": False, "cutout": Opt(0, ">=0")},
     "budget": {"epochs": Opt(None, ">=1", type=int), "trials": Opt(None, ">=1", type=int),
-               "seconds": Opt(None, ">0", type=float)},
+               "seconds": Opt(None, ">0", type=float),
+               "clock": Opt("wall", choices=("wall", "cpu"),
+                            help="what seconds counts: wall-clock, or this process's CPU seconds")},
     "arch": Opt("baseline", type=None, help="a model name, an architecture file, or {space, arch}"),
     "command": Opt(None, type=str), "arch_from": Opt(None, type=str),
     "precision": Opt("auto", choices=PRECISIONS), "memory_format": Opt("auto", choices=MEMORY_FORMATS, nullable=True,
