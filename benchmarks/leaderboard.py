@@ -276,6 +276,7 @@ def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data
     hp.update(extra_hparams or {})
     cmd = [*_nasforge(), "search", "--space", row.space, "--method", row.method, *_data_args(scale, data_root),
            "--subset", str(scale.search_subset), "--seed", str(seed), "--seconds", str(scale.search_seconds),
+           "--clock", "cpu",  # the budget is CPU-seconds of the search's own process: fair on a shared machine
            "--threads", "1", "--out", str(out), "--name", name, "--quiet",
            *_kv_args("--space-opt", space_opts), *_kv_args("--set", hp)]
     if row.estimator:

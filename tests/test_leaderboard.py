@@ -206,6 +206,7 @@ def test_dry_run_prints_one_command_per_job(capsys):
     assert all("--epochs 1 " in line or line.endswith("--epochs 1") for line in lines if " train " in line)
     assert len(lines) == len(lb.ROWS)
     assert all("--threads 1" in line for line in lines)
+    assert all("--clock cpu" in line for line in lines if " search " in line)
     assert sum("--seconds 450" in line for line in lines) == sum(r.kind == "search" for r in lb.ROWS.values())
     assert any("train --arch birealnet" in line for line in lines)
 
