@@ -95,6 +95,9 @@ class Scale:
     test_subset: int | None  # None: the official 10k test set
     bound: int  # parameter bound of the final network
     binary_bound: int
+    #: compute bound of the final network: forward FLOPs per image (the FLOPs of a standard ResNet-20, width 16,
+    #: on 1x28x28 are 62.0 M); None: parameters alone
+    flops_bound: float | None = None
     batch_size: int = 128
     search_space_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per space, over the row's
     latency_samples: int = 101  # random mobile networks whose median latency is HURRICANE's constraint
@@ -104,11 +107,11 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "full": Scale("full", "fashion-mnist", {}, search_subset=20000, search_seconds=450, oneshot_epochs=10,
                   trials=1000, trial_epochs=1, retrain_epochs=1, retrain_subset=None, test_subset=None,
-                  bound=1_000_000, binary_bound=1_000_000),
+                  bound=1_000_000, binary_bound=1_000_000, flops_bound=64e6),
     # minutes: the full protocol's data, bound and networks on small subsets (a check before a long sitting)
     "smoke": Scale("smoke", "fashion-mnist", {}, search_subset=2000, search_seconds=60, oneshot_epochs=2,
                    trials=3, trial_epochs=1, retrain_epochs=1, retrain_subset=2000, test_subset=1000,
-                   bound=1_000_000, binary_bound=1_000_000),
+                   bound=1_000_000, binary_bound=1_000_000, flops_bound=64e6),
     # seconds: synthetic gratings, tiny supernets, a tiny bound so the ladder rule is exercised
     "toy": Scale("toy", "synthetic", {"n_train": 192, "n_test": 64, "resolution": 16}, search_subset=128,
                  search_seconds=20, oneshot_epochs=2, trials=2, trial_epochs=1, retrain_epochs=1,
@@ -162,14 +165,27 @@ def _params(model) -> int:
     return param_counts(model)["params"]
 
 
-def _largest(ladder, build, bound: int):
-    """The largest ladder value whose network has <= bound parameters (param counts grow with the value):
-    galloping from the small end (so no giant network is ever built), then bisection. The smallest value if
-    none fits. A value the space refuses (e.g. groups must divide C) counts as too large. Returns (value,
-    params)."""
+def _flops(model, data: dict[str, int]) -> float:
+    import torch
+
+    from nasforge.hardware.flops import count_flops
+
+    x = torch.zeros(1, data["in_channels"], data["resolution"], data["resolution"])
+    return count_flops(model.eval(), x)
+
+
+def _largest(ladder, build, bound: int, flops_bound: float | None = None, data: dict[str, int] | None = None):
+    """The largest ladder value whose network has <= bound parameters and, with `flops_bound`, <= that many
+    forward FLOPs per image of shape `data` (both grow with the value): galloping from the small end (so no
+    giant network is ever built), then bisection. The smallest value if none fits. A value the space refuses
+    (e.g. groups must divide C) counts as too large. Returns (value, params)."""
     def params(i: int) -> float:
         try:
-            return _params(build(ladder[i]))
+            model = build(ladder[i])
+            n = _params(model)
+            if flops_bound is not None and n <= bound and _flops(model, data) > flops_bound:
+                return math.inf
+            return n
         except Exception:
             return math.inf
 
@@ -202,14 +218,15 @@ def _data_keys(space_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def scale_options(arch_doc: dict[str, Any] | None, model: str | None, bound: int,
-                  data: dict[str, int]) -> tuple[dict[str, Any], int]:
+                  data: dict[str, int], flops_bound: float | None = None) -> tuple[dict[str, Any], int]:
     """The rule of docs/leaderboard.md: (``--space-opt`` options of the final network, its parameters).
 
     Cell spaces (nb201, darts, pnas, bats): depth fixed by FINAL_DEPTH, C the largest of WIDTH_LADDER with
     params <= bound (multiples of the space's group counts only, via the space's own checks). mobile: the
     space's widths, stem and head times the largest FACTOR_LADDER multiplier (rounded to multiples of 4).
     vit: the architecture's widths times the largest multiplier (``width_mult``). Hand-designed models:
-    ``width`` from WIDTH_LADDER. `data`: in_channels, num_classes, resolution."""
+    ``width`` from WIDTH_LADDER. `data`: in_channels, num_classes, resolution. With `flops_bound`, the
+    value must also keep the forward FLOPs per image at or under it (the protocol's compute bound)."""
     from nasforge.building import import_components
     from nasforge.models import build_named
     from nasforge.registry import SPACES
@@ -217,14 +234,15 @@ def scale_options(arch_doc: dict[str, Any] | None, model: str | None, bound: int
     import_components()
     if model is not None:
         w, n = _largest(WIDTH_LADDER, lambda w: build_named(model, data["in_channels"], data["num_classes"],
-                                                            {"width": w}, data["resolution"]), bound)
+                                                            {"width": w}, data["resolution"]), bound,
+                        flops_bound, data)
         return {"width": w}, n
     name, cfg, arch = arch_doc["space"], dict(arch_doc.get("space_config") or {}), arch_doc["arch"]
     cfg.pop("space", None)
     space = SPACES.get(name)(**cfg)
     if name in FINAL_DEPTH:
         depth = FINAL_DEPTH[name]
-        c, n = _largest(WIDTH_LADDER, lambda c: space.build(arch, C=c, **depth), bound)
+        c, n = _largest(WIDTH_LADDER, lambda c: space.build(arch, C=c, **depth), bound, flops_bound, data)
         return {"C": c, **depth}, n
     if name == "mobile":
         base = {"widths": list(space.options["widths"]), "stem": space.options["stem"], "head": space.options["head"]}
@@ -233,10 +251,10 @@ def scale_options(arch_doc: dict[str, Any] | None, model: str | None, bound: int
             r4 = lambda v: max(4, int(round(v * f / 4)) * 4)  # noqa: E731
             return {"widths": [r4(v) for v in base["widths"]], "stem": r4(base["stem"]), "head": r4(base["head"])}
 
-        f, n = _largest(FACTOR_LADDER, lambda f: space.build(arch, **opts(f)), bound)
+        f, n = _largest(FACTOR_LADDER, lambda f: space.build(arch, **opts(f)), bound, flops_bound, data)
         return opts(f), n
     if name == "vit":
-        f, n = _largest(FACTOR_LADDER, lambda f: space.build(arch, width_mult=f), bound)
+        f, n = _largest(FACTOR_LADDER, lambda f: space.build(arch, width_mult=f), bound, flops_bound, data)
         return {"width_mult": f}, n
     raise ValueError(f"no scaling rule for space '{name}'")
 
@@ -423,7 +441,7 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
         srun = out / f"{row.name}-s{seed}-search"
         sres = run_step(search_command(row, scale, seed, out, srun.name, data_root, precision, extra), srun, log)
         arch_doc = json.loads((srun / "arch.json").read_text())
-        options, n = scale_options(arch_doc, None, bound, data)
+        options, n = scale_options(arch_doc, None, bound, data, scale.flops_bound)
         arch_arg = str(srun / "arch.json")
         scost = _cost(srun)
         metrics = (sres.get("search") or {}).get("metrics") or {}
@@ -433,7 +451,7 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
                     "epochs_run": metrics.get("epochs_run"), "trials_run": metrics.get("trials"),
                     "optimised": sres.get("optimised")})
     else:
-        options, n = scale_options(None, row.model, bound, data)
+        options, n = scale_options(None, row.model, bound, data, scale.flops_bound)
         arch_arg = row.model
         rec.update({"model": row.model, "search_cpu_s": 0.0, "search_wall_s": 0.0})
     trun = out / f"{row.name}-s{seed}-train"
@@ -569,7 +587,7 @@ def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, resu
         "dataset": scale.dataset, "search_subset": scale.search_subset, "search_seconds": scale.search_seconds,
         "oneshot_epochs": scale.oneshot_epochs, "retrain_epochs": scale.retrain_epochs,
         "retrain_subset": scale.retrain_subset, "test_subset": scale.test_subset, "bound": scale.bound,
-        "binary_bound": scale.binary_bound, "final_depth": FINAL_DEPTH},
+        "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH},
         "command": " ".join(["python", "benchmarks/leaderboard.py", *sys.argv[1:]]),
         "rows": summary, "runs": board.records}
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -636,14 +654,14 @@ def measure_rates(rows: list[Row], scale: Scale, steps: int = 3, precisions: tup
     for row in rows:
         bound = scale.binary_bound if row.binary else scale.bound
         if row.kind == "train":
-            opts, n = scale_options(None, row.model, bound, data)
+            opts, n = scale_options(None, row.model, bound, data, scale.flops_bound)
             make = lambda: __import__("nasforge.models", fromlist=["build_named"]).build_named(  # noqa: E731
                 row.model, data["in_channels"], data["num_classes"], opts, data["resolution"])
         else:
             sp = SPACES.get(row.space)(**data, **{**row.space_options, **scale.search_space_options.get(row.space, {})})
             arch = sp.sample(random.Random(seed))
             doc = {"space": row.space, "space_config": sp.config, "arch": arch}
-            opts, n = scale_options(doc, None, bound, data)
+            opts, n = scale_options(doc, None, bound, data, scale.flops_bound)
             make = lambda: sp.build(arch, **opts)  # noqa: E731
         rec: dict[str, Any] = {"row": row.name, "params": n, "options": opts}
         batch = 256 if row.binary else scale.batch_size
@@ -788,7 +806,8 @@ def main(argv: list[str] | None = None) -> int:
                     extra = {"latency_ms": "MEDIAN"} if r.method == "hurricane" else None
                     cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra)
                 else:
-                    opts, _ = scale_options(None, r.model, scale.binary_bound if r.binary else scale.bound, data_shape(scale))
+                    opts, _ = scale_options(None, r.model, scale.binary_bound if r.binary else scale.bound, data_shape(scale),
+                                            scale.flops_bound)
                     cmd = train_command(r, scale, s, out, f"{r.name}-s{s}-train", r.model, opts, args.data_root,
                                         args.precision)
                 print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))

@@ -256,3 +256,16 @@ def test_sizing_finds_the_largest_epoch_count_that_fits():
     # searches: 3 x 450 s; one epoch of the table: 3 x (1000 + 2 stages x 500) = 6000 s
     assert s["search_cpu_s"] == 1350 and s["one_epoch_all_rows_cpu_s"] == 6000
     assert s["max_epochs"] == (8 * 3600 * 2 - 1350) // 6000
+
+
+@pytest.mark.parametrize("name", ["baseline", "resnet20"])
+def test_size_rule_respects_the_compute_bound_too(name):
+    """With a FLOPs bound the width is the largest that keeps both bounds; the next ladder step breaks one."""
+    data = {"in_channels": 1, "num_classes": 10, "resolution": 28}
+    flops = 64e6
+    opts, n = lb.scale_options(None, name, 1_000_000, data, flops)
+    net = build_named(name, 1, 10, opts)
+    assert lb._flops(net, data) <= flops and n <= 1_000_000
+    nxt = build_named(name, 1, 10, {"width": lb.WIDTH_LADDER[lb.WIDTH_LADDER.index(opts["width"]) + 1]})
+    assert lb._flops(nxt, data) > flops or param_counts(nxt)["params"] > 1_000_000
+    assert opts["width"] < lb.scale_options(None, name, 1_000_000, data)[0]["width"]  # the bound binds here
