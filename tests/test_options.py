@@ -124,7 +124,7 @@ def test_build_overrides_are_checked():
 
 
 @pytest.mark.parametrize("layer,needle", [
-    ({"budget": 5}, "budget must be a mapping with keys epochs, seconds, trials; got 5"),
+    ({"budget": 5}, "budget must be a mapping with keys clock, epochs, seconds, trials; got 5"),
     ({"hparams": [1, 2]}, "hparams must be a mapping"),
     ({"augment": {"bogus": 1}}, "unknown config key(s) ['augment.bogus']"),
     ({"subset": 0}, "subset must be an integer >= 1; got 0"),
@@ -139,7 +139,7 @@ def test_config_shape_is_checked(layer, needle):
 
 def test_config_layers_merge_without_resetting_sections():
     cfg = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, {"budget": {"epochs": 5}}, {"budget": {"seconds": "30"}})
-    assert cfg["budget"] == {"epochs": 5, "trials": None, "seconds": 30.0}
+    assert cfg["budget"] == {"epochs": 5, "trials": None, "seconds": 30.0, "clock": "wall"}
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -104,7 +104,8 @@ def test_ctrl_c_exits_130_naming_the_run_and_resumes(tmp_path):
     run = tmp_path / "runs" / "t"
     args = [sys.executable, "-m", "nasforge.cli", "train", "--arch", "baseline", "--dataset", "synthetic",
             "--subset", "256", "--test-subset", "64", "--epochs", "40", "--batch-size", "64", "--threads", "1",
-            "--out", str(tmp_path / "runs"), "--name", "t", "--quiet"]
+            "--precision", "fp32", "--out", str(tmp_path / "runs"), "--name", "t", "--quiet"]  # fp32: the slower
+    # path keeps the run going for a while after the first checkpoint (bf16 could finish before the signal)
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "checkpoint.pt").exists():
@@ -248,7 +249,8 @@ def test_moved_run_evaluates_and_exports_raw_pixels(tmp_path, monkeypatch):
                                                 "arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+"
                                                         "|skip_connect~0|none~1|avg_pool_3x3~2|"}))
     monkeypatch.chdir(work)  # relative paths, as typed by a user
-    t = api.train({"arch": "arch.json", "dataset": "synthetic", "subset": 128, "threads": 1,
+    # fp32: the ONNX file is fp32, so the accuracy check below compares like with like
+    t = api.train({"arch": "arch.json", "dataset": "synthetic", "subset": 128, "threads": 1, "precision": "fp32",
                    "train": {"epochs": 1, "batch_size": 64}}, run_root="runs", run_name="t")
     assert json.loads((work / "runs" / "t" / "arch.json").read_text())["arch"] == t["arch"]
     moved = tmp_path / "elsewhere" / "t"
