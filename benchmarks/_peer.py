@@ -49,6 +49,8 @@ def worker_parser(description: str | None, threads: int) -> argparse.ArgumentPar
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=threads)
     p.add_argument("--workdir", required=True, help="where Lightning may write its logs and checkpoint")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: Lightning's precision='bf16' (CPU bf16 autocast), as NNI users switch it on")
     return p
 
 
@@ -68,8 +70,9 @@ def run_nni_experiment(args: argparse.Namespace, make_space: Callable[[Any], Any
     outside it), and the whole user-level call from building the loaders, space and strategy to run()
     returning. Import NNI's space and strategy classes before calling (imports are not timed).
 
-    Returns (record, space, experiment, x_train): record holds step_s (list of seconds), total_s,
-    rss_base_mb (after imports and data load), rss_peak_mb and threads, for the worker's JSON line.
+    `args.precision` bf16 hands precision="bf16" to the Classification evaluator (Lightning's CPU bf16
+    autocast). Returns (record, space, experiment, x_train): record holds step_s (list of seconds), total_s,
+    rss_base_mb (after imports and data load), rss_peak_mb, threads and precision, for the worker's JSON line.
     """
     import nni
     import pytorch_lightning as pl
@@ -100,13 +103,14 @@ def run_nni_experiment(args: argparse.Namespace, make_space: Callable[[Any], Any
     train = DataLoader(nni.trace(TensorDataset)(x_train, y_train), batch_size=args.batch)
     val = DataLoader(nni.trace(TensorDataset)(x_val, y_val), batch_size=args.batch)
     space = make_space(x_train)
+    precision = {"precision": "bf16"} if getattr(args, "precision", "fp32") == "bf16" else {}
     evaluator = Classification(train_dataloaders=train, val_dataloaders=val, max_epochs=1, accelerator="cpu",
-                               num_classes=10, callbacks=[timer], default_root_dir=args.workdir)
+                               num_classes=10, callbacks=[timer], default_root_dir=args.workdir, **precision)
     experiment = NasExperiment(space, evaluator, make_strategy())
     experiment.run()
     total_s = time.perf_counter() - start
     record = {"step_s": timer.times, "total_s": total_s, "rss_base_mb": rss_base, "rss_peak_mb": peak_rss_mb(),
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "precision": getattr(args, "precision", "fp32")}
     return record, space, experiment, x_train
 
 
@@ -156,12 +160,25 @@ def summarise(run: dict[str, Any], warmup: int, batch: int, keep: tuple[str, ...
 
 def run_in_turn(rows: dict[str, list[dict[str, Any]]], order: list[tuple[str, list[str]]], label: str,
                 summary: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Run each (name, command) of `order` in turn, appending summary(result) to rows[name]; progress on stderr."""
+    """Run each (name, command) of `order` in turn, appending summary(result) to rows[name]; progress on stderr.
+    A contender that fails is recorded as {"failed": its last error line}, not fatal (see `completed`)."""
     for name, cmd in order:
-        rows[name].append(summary(run_child(cmd)))
+        try:
+            rows[name].append(summary(run_child(cmd)))
+        except RuntimeError as e:
+            rows[name].append({"failed": str(e).strip().splitlines()[-1]})
+            print(f"{label} {name}: failed: {rows[name][-1]['failed']}", file=sys.stderr)
+            continue
         row = rows[name][-1]
         print(f"{label} {name}: {row['step_s_median'] * 1e3:.1f} ms/step, peak RSS {row['rss_peak_mb']:.0f} MB",
               file=sys.stderr)
+
+
+def completed(rows: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """(the arms every run of which finished, {arm: first error} for the others)."""
+    done = {a: runs for a, runs in rows.items() if runs and all("failed" not in r for r in runs)}
+    failed = {a: next(r["failed"] for r in runs if "failed" in r) for a, runs in rows.items() if a not in done and runs}
+    return done, failed
 
 
 def alternate(pair: list[tuple[str, list[str]]], i: int) -> list[tuple[str, list[str]]]:
@@ -182,6 +199,52 @@ def paired_ratios(nasforge: list[dict[str, Any]], nni: list[dict[str, Any]]) -> 
     }
 
 
-def target_met(ratios: dict[str, float]) -> bool:
-    """The issue's target: at least 1.5x NNI's throughput with no more peak memory."""
-    return ratios["throughput_nasforge_over_nni"] >= 1.5 and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+def target_met(ratios: dict[str, float], speedup: float = 1.5) -> bool:
+    """A throughput target: at least `speedup` x NNI's throughput with no more peak memory."""
+    return ratios["throughput_nasforge_over_nni"] >= speedup and ratios["peak_rss_nasforge_over_nni"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# precision arms (issue 20): "nasforge:fp32", "nni:bf16", ... one fresh process each per seed
+# ---------------------------------------------------------------------------------------------
+def nasforge_precisions() -> list[str]:
+    """nasforge's arms: fp32 and its fastest setting (--precision auto where this checkout has it, else bf16)."""
+    from nasforge.accel import PRECISIONS
+
+    return ["fp32", "auto" if "auto" in PRECISIONS else "bf16"]
+
+
+def arms_or_default(parser: argparse.ArgumentParser, arms: list[str] | None) -> list[str]:
+    """The --arms given (each contender:precision, contender nasforge or nni; else a parser error, exit 2), or
+    the default: nasforge at fp32 and at its fastest setting, NNI at fp32 and bf16."""
+    arms = arms or [f"nasforge:{p}" for p in nasforge_precisions()] + ["nni:fp32", "nni:bf16"]
+    bad = [a for a in arms if a.count(":") != 1 or a.split(":")[0] not in ("nasforge", "nni")]
+    if bad:
+        parser.error(f"arms are contender:precision with contender nasforge or nni; got {' '.join(bad)}")
+    return arms
+
+
+def rotated(order: list[Any], i: int) -> list[Any]:
+    """`order` started at position i (mod its length): seed i runs the arms in a rotated order."""
+    k = i % len(order)
+    return order[k:] + order[:k]
+
+
+def best_arm(rows: dict[str, list[dict[str, Any]]], who: str) -> str:
+    """The arm of contender `who` ("nasforge" or "nni") with the highest median images/s over seeds."""
+    mine = [a for a in rows if a.startswith(who + ":")]
+    return max(mine, key=lambda a: statistics.median(r["images_per_s"] for r in rows[a]))
+
+
+def precision_comparison(rows: dict[str, list[dict[str, Any]]], same_target: float,
+                         best_target: float) -> dict[str, Any]:
+    """nasforge against NNI at the same precision (fp32 vs fp32) and best against best (each contender's
+    fastest arm), paired by seed; each with its throughput target (and no more peak memory)."""
+    same = paired_ratios(rows["nasforge:fp32"], rows["nni:fp32"])
+    out: dict[str, Any] = {"same_precision": {"arms": ["nasforge:fp32", "nni:fp32"], **same, "target": same_target,
+                                              "target_met": target_met(same, same_target)}}
+    mine, theirs = best_arm(rows, "nasforge"), best_arm(rows, "nni")
+    best = paired_ratios(rows[mine], rows[theirs])
+    out["best_vs_best"] = {"arms": [mine, theirs], **best, "target": best_target,
+                           "target_met": target_met(best, best_target)}
+    return out

@@ -35,7 +35,7 @@ def test_resolve_device_spellings():
 def test_precision_names():
     cpu = torch.device("cpu")
     assert check_precision("bf16", cpu) == "bf16"
-    with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose from: fp32, bf16, fp16"):
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose from: auto, fp32, bf16, fp16"):
         check_precision("fp8", cpu)
     assert Precision(cpu, "fp32").state_dict() == {}
     assert Precision(cpu, "fp16").scaler.is_enabled()
@@ -52,7 +52,7 @@ def test_unavailable_device_is_one_line_exit_2_before_a_run_dir(run_cli, tmp_pat
     code, out, err = run_cli(*command, "--out", str(tmp_path / "runs"))
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "not available" in err or "unknown precision" in err
+    assert "not available" in err or "precision must be one of auto, fp32, bf16, fp16; got 'fp8'" in err
     assert not (tmp_path / "runs").exists()  # refused before any run directory was created
 
 

@@ -72,3 +72,23 @@ def test_fused_supernet_counts_the_same_convs_as_the_reference_sum():
 def test_bad_example_is_a_user_error():
     with pytest.raises(UserError, match="example batch"):
         model_cost(nn.Linear(3, 2), torch.tensor(1.0))
+
+
+def test_step_flop_counter_counts_a_depthwise_weight_gradient_once_not_c_times():
+    """torch's conv backward formula ignores groups (a depthwise conv's weight gradient came out C x too
+    high); step_flop_counter counts one forward's worth per requested gradient."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nasforge.hardware.flops import step_flop_counter
+
+    x = torch.randn(4, 16, 8, 8, requires_grad=True)
+    w = torch.randn(16, 1, 3, 3, requires_grad=True)
+    fwd = 2 * 4 * 16 * 9 * 64
+    counts = []
+    for counter in (FlopCounterMode(display=False), step_flop_counter()):
+        with counter:
+            F.conv2d(x, w, padding=1, groups=16).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] > 3 * fwd  # the overcount this counter corrects
+    assert counts[1] == 3 * fwd  # forward + input gradient + weight gradient

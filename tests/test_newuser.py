@@ -282,7 +282,8 @@ def _cli(capsys, *args: str) -> tuple[int | None, str, str]:
 def test_seconds_cut_is_said_in_the_summary_and_result(capsys, tmp_path):
     code, out, err = _cli(capsys, "search", "--method", "darts", "--dataset", "synthetic", "--subset", "256",
                              "--space-opt", "C=4", "--space-opt", "N=1", "--epochs", "3", "--seconds", "0.01",
-                             "--threads", "1", "--out", str(tmp_path), "--name", "cut", "--quiet")
+                             "--threads", "1", "--out", str(tmp_path), "--name", "cut", "--quiet",
+                             "--precision", "fp32")  # recorded as asked (the default, auto, is machine-dependent)
     assert code in (0, None), err
     shown = json.loads(out)
     assert shown["stopped"] == "seconds" and "essentially unsearched" in shown["note"]
@@ -329,7 +330,8 @@ def test_compare_groups_by_config_marks_unfinished_and_links_retraining(tmp_path
 
     def tr(name, seed, epochs):
         return Path(api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 64,
-                               "threads": 1, "train": {"epochs": epochs, "batch_size": 32, "seed": seed}},
+                               "threads": 1, "train": {"epochs": epochs, "batch_size": 32, "seed": seed},
+                               "precision": "fp32"},
                               run_root=root, run_name=name)["run_dir"])
 
     a0, a1, b0 = tr("a0", 0, 1), tr("a1", 1, 1), tr("b0", 0, 2)

@@ -402,6 +402,7 @@ def test_demo_ends_with_the_report_path(runs, monkeypatch, cli_ok):
     for k in ("cifar10_test_200", "cifar100_test_200", "imagenet16-120_test_200"):
         result["table"].setdefault(k, None)
     monkeypatch.setattr(api, "search", lambda cfg, run_root, run_name: result)
+    monkeypatch.setattr(api, "train", lambda cfg, run_root: {"test_accuracy": 0.5, "params": 10, "run_dir": "b"})
     last = cli_ok("demo", "--quiet").strip().splitlines()[-1]
     assert last == f"report: {runs['oneshot'] / 'report.html'}"
     check_page(runs["oneshot"] / "report.html")

@@ -125,3 +125,35 @@ def test_multi_trial_loop_starts_no_trial_after_the_deadline(tmp_path):
     _resume_after_crash(run, res, ("trial",))
     with TrialJournal(run) as j:
         assert [(t.key, t.status, t.attempts) for t in j.all()] == [(t.key, t.status, t.attempts) for t in trials]
+
+
+def test_cpu_clock_counts_this_process_s_cpu_time_not_waiting(tmp_path, monkeypatch):
+    """--clock cpu: a search whose wall clock races ahead (as on a busy machine, simulated by a wall clock
+    that jumps 1000 s per reading) is not cut by it; the default wall clock is."""
+    from nasforge.engine import base
+
+    real = time.perf_counter
+    jumps = iter(range(0, 10 ** 9, 1000))
+    monkeypatch.setitem(base.CLOCKS, "wall", lambda: real() + next(jumps))
+    cfg = {**NB201, "subset": 200, "batch_size": 16, "method": "random-ws", "budget": {"epochs": 1, "seconds": 50},
+           "hparams": {"hessian_every": 0, "eval_batches": 1, "candidates": 2, "top_k": 1, "rerank_batches": 1},
+           "precision": "fp32"}
+    wall_cut, _, _ = _search(cfg, tmp_path / "wall")
+    assert wall_cut["search"]["metrics"].get("stopped") == "seconds"
+    cpu = {**cfg, "budget": {**cfg["budget"], "clock": "cpu"}}
+    res, run, _ = _search(cpu, tmp_path / "cpu")
+    assert res["search"]["metrics"].get("stopped") is None and len(_records(run, "epoch")) == 1
+    assert json.loads((run / "config.json").read_text())["budget"]["clock"] == "cpu"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"budget": {"epochs": 1, "clock": "cpu"}}, "--clock cpu says how --seconds is counted"),
+    ({"budget": {"seconds": 5, "clock": "gpu"}}, "clock"),
+])
+def test_bad_clock_is_one_line_before_work(extra, message, tmp_path):
+    from nasforge.errors import ConfigError
+
+    cfg = {**NB201, "method": "random-ws", **extra}
+    with pytest.raises(ConfigError, match=message):
+        api.search(cfg, run_root=tmp_path, run_name="s")
+    assert not (tmp_path / "s").exists()

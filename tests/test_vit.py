@@ -372,3 +372,73 @@ def test_deit_recipe_options_of_the_training_engine():
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 1e-4
     with pytest.raises(ConfigError, match="warmup_epochs"):
         TrainConfig(epochs=3, warmup_epochs=3)
+
+
+# -- attention kernel (issue 20) --------------------------------------------------------------------------------
+def _explicit_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """The formulation nasforge used before issue 20: softmax(Q K^T d^-1/2) V with explicit products."""
+    B, N, three_a = qkv.shape
+    a = three_a // 3
+    d = a // heads
+    q, k, v = qkv.view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+    o = torch.softmax((q @ k.transpose(-2, -1)) * d ** -0.5, dim=-1) @ v
+    return o.transpose(1, 2).reshape(B, N, a)
+
+
+@pytest.mark.parametrize("B,N,a,heads", [(4, 50, 64, 4), (3, 17, 16, 1), (2, 65, 48, 2)])
+def test_fp32_attention_runs_fused_sdpa_with_the_explicit_values_and_gradients(B, N, a, heads):
+    from nasforge.ops.attention import attend
+
+    torch.manual_seed(0)
+    qkv = torch.randn(B, N, 3 * a, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(B, N, a, dtype=torch.float64)
+    ref = _explicit_attention(qkv, heads)
+    ref_grad, = torch.autograd.grad(ref, qkv, g)
+    x = qkv.detach().float().requires_grad_()
+    out = attend(x, heads)
+    grad, = torch.autograd.grad(out, x, g.float())
+    assert out.dtype == torch.float32
+    assert torch.allclose(out.double(), ref, atol=1e-5) and torch.allclose(grad.double(), ref_grad, atol=1e-5)
+
+
+def test_bf16_and_unfused_attention_keep_the_explicit_products_bit_for_bit():
+    from nasforge.ops.attention import attend
+
+    torch.manual_seed(0)
+    qkv = torch.randn(2, 17, 48)
+    assert torch.equal(attend(qkv.bfloat16(), 2), _explicit_attention(qkv.bfloat16(), 2))
+    assert torch.equal(attend(qkv, 2, fused=False), _explicit_attention(qkv, 2))
+
+
+def test_fused_option_gives_the_previous_supernet_within_rounding_and_reaches_standalone_nets():
+    """The whole super-transformer (both bilateral views) with fused=true against fused=false (the explicit
+    attention of before issue 20): same logits and gradients within float rounding."""
+    runs = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        space = ViTSpace(**SMALL, heads=[1, 2], fused=fused)
+        net = space.supernet()
+        arch = space.sample(random.Random(1), p_identity=0.0)
+        assert all(b.fused == fused for b in space.build(arch).blocks)
+        x = torch.randn(6, 1, 28, 28)
+        logits = net(x, arch, "left") + net(x, arch, "right")
+        logits.square().sum().backward()
+        runs.append((logits.detach(), {n: p.grad for n, p in net.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = runs
+    assert torch.allclose(l0, l1, atol=1e-5) and g0.keys() == g1.keys()
+    assert all(torch.allclose(g0[n], g1[n], atol=1e-4, rtol=1e-4) for n in g0)
+
+
+def test_second_order_gradients_run_through_the_explicit_attention():
+    """The fused kernel has no double backward; forwards differentiated twice (GraSP, Hessian eigenvalue)
+    run inside second_order(), which switches it off."""
+    from nasforge.ops.attention import attend, second_order
+
+    qkv = torch.randn(2, 17, 48, requires_grad=True)
+    with pytest.raises(RuntimeError, match="derivative"):
+        g, = torch.autograd.grad(attend(qkv, 2).square().sum(), qkv, create_graph=True)
+        torch.autograd.grad(g.sum(), qkv)
+    with second_order():
+        g, = torch.autograd.grad(attend(qkv, 2).square().sum(), qkv, create_graph=True)
+    hg, = torch.autograd.grad(g.sum(), qkv)
+    assert torch.isfinite(hg).all()

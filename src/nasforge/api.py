@@ -18,8 +18,8 @@ import torch
 
 from . import config as cfgmod
 from . import distributed, progress
-from .accel import check_precision, resolve_device, setup_device
-from .building import arch_spec, build_model, import_components, load_arch, load_trained, make_space
+from .accel import FastPath, apply_memory_format, check_memory_format, check_precision, resolve_device, resolve_fast_path, setup_device
+from .building import arch_spec, build_model, declared_fast_path, import_components, load_arch, load_trained, make_space
 from .data import ImageDataset, SearchData, final_split, load_dataset, search_split
 from .data.datasets import dataset_options, stored_dataset_options
 from .errors import ConfigError, UserError
@@ -34,6 +34,7 @@ from .runs.store import RunDir
 from .engine.base import Budget, SearchContext
 from .training import TrainConfig, evaluate as evaluate_model, train_model
 from .training.recipes import fit, train_config_for
+from .training.compiled import probe_compile
 from .utils import Cost, CostMeter, atomic_write_json, check_writable, seed_everything, set_threads
 
 DEFAULT_RUN_ROOT = "runs"
@@ -104,6 +105,8 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
     clean_temp_files(run)  # leftovers of a write that was killed half-way
     run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
+    # runs from before --memory-format: each network keeps the format its builder gave it (as they trained)
+    stored.setdefault("memory_format", None)
     stored["dataset_options"] = stored_dataset_options(stored)  # runs from before the key: the old fixed sizes
     override = {k: v for k, v in (config or {}).items() if k in cfgmod.RESUME_OVERRIDABLE and v is not None}
     other = sorted(k for k, v in (config or {}).items() if k not in cfgmod.RESUME_OVERRIDABLE and v is not None)
@@ -119,12 +122,38 @@ def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     `check_only`: resolve and check only (the parent of an --nproc launch joins no process group)."""
     device = resolve_device(cfg.get("device", "auto"))
     check_precision(cfg.get("precision", "fp32"), device)
+    check_memory_format(cfg.get("memory_format"))
     set_threads(cfg["threads"])
     if check_only:
         return device
     setup_device(device)
     distributed.init(device)
     return device
+
+
+def _resolve_fast_paths(cfg: dict[str, Any], device: torch.device, declared: dict[str, FastPath]) -> None:
+    """Set ``cfg["fast_path"]``: per network kind ("supernet", "network"), the precision and memory format
+    the run trains in, from --precision / --memory-format (auto: the space's declaration and the device's
+    native bf16, nasforge.accel.resolve_fast_path). A choice already recorded in ``cfg["fast_path"]`` (a
+    resumed run, or a re-run from a run's config) is reused for what is ``auto``, so the same seed gives the
+    same result on a machine where auto would pick differently. Raises ConfigError for a bad record."""
+    record = cfg.get("fast_path") or {}
+    out: dict[str, Any] = {}
+    for kind, fast in declared.items():
+        choice = resolve_fast_path(cfg["precision"], cfg["memory_format"], device, fast)
+        old = record.get(kind)
+        if isinstance(old, dict):
+            if cfg["precision"] == "auto" and old.get("precision") is not None:
+                choice["precision"] = check_precision(str(old["precision"]), device)
+            if cfg["memory_format"] == "auto" and "memory_format" in old:
+                choice["memory_format"] = check_memory_format(old["memory_format"])
+            if choice["precision"] == "auto" or choice["memory_format"] == "auto":
+                raise ConfigError(f"fast_path record of '{kind}' must name a precision and memory format, not auto")
+            choice["why"] = old.get("why", "recorded")
+            if isinstance(old.get("compile"), dict):  # train: the recorded torch.compile decision
+                choice["compile"] = old["compile"]
+        out[kind] = choice
+    cfg["fast_path"] = out
 
 
 def _check_new_run(run_root: str | Path, name: str | None) -> None:
@@ -184,6 +213,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
                           "distil and no retraining is configured")
     table = _load_table(cfg, space)
+    _resolve_fast_paths(cfg, device, {"supernet": space.fast_path("supernet"), "network": space.fast_path("network")})
     if resume is None:
         strategy.preflight(space, cfg)  # checks that need space + config (e.g. a reachable latency budget)
     if check_only:
@@ -209,7 +239,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
                                   "method": cfg["method"], "seed": cfg["seed"], "search": found,
                                   "optimised": found.get("optimised", {}), "device": str(device),
-                                  "precision": cfg["precision"]}
+                                  "precision": cfg["fast_path"]["supernet"]["precision"],
+                                  "fast_path": cfg["fast_path"]}
         check = result["optimised"].get("on_target")
         if isinstance(check, dict) and check.get("met") is False and resume is None:
             progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
@@ -277,8 +308,9 @@ def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: I
     estimator = _estimator(cfg, space, device) if kind == "multi-trial" else None
     executor = _executor(cfg) if kind == "multi-trial" else None
     ctx = SearchContext(space=space, budget=budget, seed=cfg["seed"], data=data, estimator=estimator,
-                        executor=executor, run=run, table=table, device=device, precision=cfg["precision"],
-                        sync_bn=bool(cfg["sync_bn"]))
+                        executor=executor, run=run, table=table, device=device,
+                        precision=cfg["fast_path"]["supernet"]["precision"],
+                        memory_format=cfg["fast_path"]["supernet"]["memory_format"], sync_bn=bool(cfg["sync_bn"]))
     ctx.teacher = teacher
     try:
         return strategy.search(ctx)
@@ -308,8 +340,9 @@ def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
     opts = dict(cfg["estimator_options"])
     if name in ("scratch", "proxy"):  # estimators that build networks and read the search's data
         opts.setdefault("device", _trial_device(cfg, device))
-        if name == "scratch":
-            opts.setdefault("precision", cfg["precision"])
+        if name == "scratch":  # trials train standalone networks: the space's "network" choice
+            opts.setdefault("precision", cfg["fast_path"]["network"]["precision"])
+            opts.setdefault("memory_format", cfg["fast_path"]["network"]["memory_format"])
         opts.setdefault("data", {"dataset": cfg["dataset"], "data_root": cfg["data_root"], "subset": cfg["subset"],
                                  "split_seed": cfg["split_seed"], "train_portion": cfg["train_portion"]})
         if cfg.get("dataset_options"):  # only when set: trial keys of runs without options stay as they were
@@ -350,10 +383,12 @@ def _retrain(cfg: dict[str, Any], space, arch, train: ImageDataset, test: ImageD
     seed_everything(TrainConfig.from_dict(cfg["retrain"]).seed)  # the same weights in any process
     model = space.build(arch, **cfg["retrain_space_options"])
     tcfg = train_config_for(model, cfg["retrain"])  # binary networks: Adam + cosine defaults, two stages
+    net = cfg["fast_path"]["network"]
     out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
-              precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
+              precision=net["precision"], memory_format=net["memory_format"], sync_bn=bool(cfg["sync_bn"]))
     run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
-    return {"test_accuracy": out["final"].get("test_accuracy"), **param_counts(model),
+    return {"precision": net["precision"], "memory_format": net["memory_format"],
+            "test_accuracy": out["final"].get("test_accuracy"), **param_counts(model),
             **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
             "train_s": out["cost"]["wall_s"], "model_file": str(run.path / "model.pt"),
             "space_options": cfg["retrain_space_options"], "stages": out["stages"]}
@@ -388,8 +423,14 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
+    _resolve_fast_paths(cfg, device, {"network": declared_fast_path(cfg["arch"], tr)})
+    net = cfg["fast_path"]["network"]
     if check_only:
         return {"checked": True}
+    if "compile" not in net:  # decided once, before the run exists, and recorded (a resume reuses it)
+        net["compile"] = (probe_compile(model, tr, tcfg, device, net["precision"], net["memory_format"])
+                          if cfg["compile"] == "probe" else {"on": cfg["compile"] == "on",
+                                                             "why": f"--compile {cfg['compile']}"})
     if resume is None:
         run = _create_run(run_root, "train", {**cfg, "train": tcfg.as_dict()}, run_name)
         if isinstance(cfg["arch"], dict):  # a copy of the architecture, beside the model it describes
@@ -397,7 +438,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     with guarded(run, "train", resumed=resume is not None), _tracked_cost(run) as meter, \
             progress.phase("train", tcfg.epochs):
         out = fit(model, tr, te, tcfg, run=run, teacher=teacher, costs=_costs_of(tr), device=device,
-                  precision=cfg["precision"], sync_bn=bool(cfg["sync_bn"]))
+                  precision=net["precision"], memory_format=net["memory_format"],
+                  compile=bool(net["compile"]["on"]), sync_bn=bool(cfg["sync_bn"]))
         cost = meter.now().as_dict()
     run.save_torch("model.pt", {"model": _cpu_state(model), "mean": out["mean"], "std": out["std"]})
     result = {**described, "test_accuracy": out["final"].get("test_accuracy"),
@@ -405,7 +447,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
               **param_counts(model), **model_costs(model, tr.in_channels, tr.resolution), "epochs": tcfg.epochs,
               "images_per_s": out["final"].get("images_per_s"), "history": out["history"], "cost": cost,
               "stages": out["stages"], "teacher": cfg.get("teacher"), "device": str(device),
-              "precision": cfg["precision"],
+              "precision": net["precision"], "memory_format": net["memory_format"], "compile": net["compile"],
+              "fast_path": cfg["fast_path"],
               "dataset": cfg["dataset"], "run_dir": str(run.path), "model_file": str(run.path / "model.pt")}
     run.write_result(result)
     return result
@@ -468,9 +511,11 @@ def _teacher(cfg: dict[str, Any]):
 
 
 def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = "auto",
-             precision: str = "fp32", threads: int | None = None) -> dict[str, Any]:
+             precision: str = "auto", threads: int | None = None) -> dict[str, Any]:
     """Test accuracy of a trained run's model on the official test set, on `device` (auto|cpu|cuda[:N]|mps),
-    with `threads` torch threads (None: torch's default).
+    with `threads` torch threads (None: torch's default). `precision` ``auto``: the precision and memory format
+    the run trained in (its recorded ``fast_path``; fp32 for runs from before it), so the accuracy is the one
+    training measured; an explicit precision evaluates in that precision.
 
     Raises:
         UserError: not a finished train run; ConfigError: unavailable device, bad precision or threads < 1.
@@ -487,6 +532,12 @@ def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = 
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
     loader = Loader(test_set, 500, mean=state["mean"], std=state["std"], device=dev)
     model.to(dev)
+    trained = (cfg.get("fast_path") or {}).get("network") or {}
+    if precision == "auto":
+        stored = cfg.get("precision", "fp32")
+        precision = trained.get("precision") or (stored if stored != "auto" else "fp32")
+        check_precision(precision, dev)
+    apply_memory_format(model, trained.get("memory_format"))
     t0 = time.perf_counter()
     metrics = evaluate_model(model, loader, precision)
     return {**metrics, "images": len(test_set), "images_per_s": len(test_set) / (time.perf_counter() - t0),
@@ -518,6 +569,57 @@ def export(run_dir: str | Path, out: str | Path, opset: int = 17, check_images: 
         res["onnx_accuracy_raw_pixels"] = float((logits.argmax(1) == test_set.labels[:n].numpy()).mean())  # host: labels live on the CPU
         res["onnx_accuracy_images"] = n
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# the default job
+# ---------------------------------------------------------------------------------------------
+DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
+#: the default job's alpha-movement target: mean edge entropy falls by >= this share of its maximum log(K)
+ALPHA_MOVEMENT_TARGET = 0.10
+
+
+def alpha_movement(history: list[dict[str, Any]], target: float = ALPHA_MOVEMENT_TARGET) -> dict[str, Any] | None:
+    """How far a differentiable search's alphas moved: the mean over edges of the entropy of softmax(alpha)
+    (nats) after the first and the last epoch, against its maximum log(K) (K ops per edge; where alphas start,
+    1e-3 * N(0, 1)), and ``drop = (log K - H_last) / log K``; ``met`` is ``drop >= target``.
+    `history`: a search's per-epoch records (``mean_entropy``, ``op_names``). None when the search logged no
+    entropies (a method without alphas)."""
+    epochs = [h for h in history or [] if isinstance(h, dict) and isinstance(h.get("mean_entropy"), (int, float))]
+    if not epochs or not epochs[-1].get("op_names"):
+        return None
+    import math
+
+    h_max = math.log(len(epochs[-1]["op_names"]))
+    last = float(epochs[-1]["mean_entropy"])
+    drop = (h_max - last) / h_max
+    return {"max_entropy": h_max, "mean_entropy_first_epoch": float(epochs[0]["mean_entropy"]),
+            "mean_entropy_final": last, "drop": drop, "target": target, "met": drop >= target,
+            "epochs": len(epochs)}
+
+
+def demo(overrides: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT) -> dict[str, Any]:
+    """The default job (configs/demo.yaml, `overrides` on top): a differentiable search, the found cell
+    retrained from scratch, and the hand-designed baseline CNN trained with the same recipe on the same
+    images (the search config's ``retrain``, ``retrain_subset``, ``test_subset``, seed, precision, threads).
+
+    Returns {"search": the search's result, "baseline": the baseline train run's result, "alpha_movement":
+    :func:`alpha_movement` of the search}. Raises UserError for bad input (before any work starts: the
+    baseline's options are checked with the search's)."""
+    cfg = cfgmod.deep_merge(cfgmod.load_yaml(DEMO_CONFIG), overrides or {})
+    if not cfg.get("retrain"):
+        raise ConfigError("the default job compares the retrained cell with the baseline: it needs 'retrain'")
+    base_cfg = {"arch": "baseline", "dataset": cfg.get("dataset", "fashion-mnist"),
+                "dataset_options": cfg.get("dataset_options") or {}, "data_root": cfg.get("data_root"),
+                "subset": cfg.get("retrain_subset"), "test_subset": cfg.get("test_subset"),
+                "train": dict(cfg["retrain"]), "threads": cfg.get("threads"),
+                "precision": cfg.get("precision", "fp32"), "device": cfg.get("device", "auto")}
+    base_cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, {k: v for k, v in base_cfg.items() if v is not None})
+    TrainConfig.from_dict(base_cfg["train"])
+    res = search(cfg, run_root=run_root, run_name=None)
+    baseline = train(base_cfg, run_root=run_root)
+    history = (res.get("search") or {}).get("history") or []
+    return {"search": res, "baseline": baseline, "alpha_movement": alpha_movement(history)}
 
 
 # ---------------------------------------------------------------------------------------------

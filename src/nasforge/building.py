@@ -14,10 +14,11 @@ from typing import Any
 
 import torch.nn as nn
 
+from .accel import FastPath
 from .data import ImageDataset, load_dataset
 from .data.datasets import stored_dataset_options
 from .errors import UserError
-from .models import MODELS
+from .models import MODELS, build_named
 from .registry import SPACES
 from .runs.store import RunDir, check_torch_file, load_torch_file
 from .spaces.base import SearchSpace
@@ -78,15 +79,26 @@ def build_model(arch: str | dict[str, Any] | Path, data: ImageDataset,
     """A model for a named fixed model ("baseline") or an architecture file/dict, sized for `data`.
 
     Returns (model, description): {"model": name} or {"space", "arch" (canonical)}. `space_options`
-    change the scale of a searched architecture (e.g. C, N). Raises UserError / ConfigError for an unknown
+    change the scale of a searched architecture (e.g. C, N) or a named model (``width``). Raises UserError / ConfigError for an unknown
     architecture, space or option.
     """
     spec = arch_spec(arch)
-    if isinstance(spec, str):
-        return MODELS.get(spec)(in_channels=data.in_channels, num_classes=data.num_classes), {"model": spec}
+    if isinstance(spec, str):  # a hand-designed model; space_options are its scale (e.g. width)
+        return build_named(spec, data.in_channels, data.num_classes, space_options, data.resolution), {"model": spec}
     space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
     space = make_space(spec["space"], data, space_cfg)
     return space.build(spec["arch"], **(space_options or {})), {"space": spec["space"], "arch": space.validate(spec["arch"])}
+
+
+def declared_fast_path(arch: str | dict[str, Any] | Path, data: ImageDataset) -> FastPath:
+    """What pays on the network `arch` names (nasforge.accel.FastPath): a fixed model's class attribute
+    ``fast_path``, or its space's declaration for standalone networks (``SearchSpace.fast_path("network")``);
+    the previous path (fp32, contiguous) when undeclared."""
+    spec = arch_spec(arch)
+    if isinstance(spec, str):
+        return getattr(MODELS.get(spec), "fast_path", FastPath())
+    space_cfg = {k: v for k, v in spec.get("space_config", {}).items() if k not in _DATA_KEYS}
+    return make_space(spec["space"], data, space_cfg).fast_path("network")
 
 
 def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any], ImageDataset]:

@@ -6,6 +6,7 @@ errors from the parser are folded to one line as well.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,7 +41,11 @@ RunRoot = typer.Option("runs", "--out", help="folder that receives the run direc
 #: folder of --out above), after a check that they can be; the help says so rather than creating them silently
 CREATES = "; missing folders are created"
 DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)"
-PRECISION_HELP = "fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)"
+PRECISION_HELP = ("auto (default: bf16 where the device runs it natively and the space declares it pays, else fp32; "
+                  "recorded in the run) | fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)")
+MEMORY_FORMAT_HELP = ("auto (default: channels_last where the space declares it pays) | channels_last | contiguous; "
+                      "the previous path: --precision fp32 with contiguous (darts/bats spaces: channels_last)")
+COMPILE_HELP = "off (default) | probe (torch.compile when a timed probe shows >= 1.2x over the run) | on"
 NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
 SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
 _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
@@ -136,7 +141,9 @@ def search(
     download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
     epochs: Optional[int] = typer.Option(None, help="supernet epochs (one-shot strategies)"),
     trials: Optional[int] = typer.Option(None, help="architectures to evaluate (multi-trial strategies)"),
-    seconds: Optional[float] = typer.Option(None, help="wall-clock budget"),
+    seconds: Optional[float] = typer.Option(None, help="time budget in seconds (counted by --clock)"),
+    clock: Optional[str] = typer.Option(None, help="what --seconds counts: wall (default) or cpu (this process's "
+                                        "CPU seconds: equal budgets stay equal on a busy machine)"),
     subset: Optional[int] = typer.Option(None, help=_d("training images used by the search (split in halves)", "subset")),
     train_portion: Optional[float] = typer.Option(None, help="search-train share of the subset (default 0.5)"),
     batch_size: Optional[int] = typer.Option(None, help=_d("search batch size", "batch_size")),
@@ -164,6 +171,7 @@ def search(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
@@ -173,11 +181,13 @@ def search(
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
             "space": space, "method": method, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download,
-            "epochs": epochs, "trials": trials, "seconds": seconds, "subset": subset, "train_portion": train_portion,
+            "epochs": epochs, "trials": trials, "seconds": seconds, "clock": clock, "subset": subset,
+            "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
             "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
+            "precision": precision, "memory_format": memory_format,
             "estimator_opt": est_opt})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
@@ -190,10 +200,10 @@ def search(
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
             "estimator_options": _kv(est_opt), "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
-            "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds}),
+            "budget": _drop_none({"epochs": epochs, "trials": trials, "seconds": seconds, "clock": clock}),
             "executor_options": _drop_none({"workers": workers, "address": ray_address,
                                             "gpus_per_trial": gpus_per_trial}),
-            "device": device, "precision": precision, "sync_bn": sync_bn or None,
+            "device": device, "precision": precision, "memory_format": memory_format, "sync_bn": sync_bn or None,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
         })
         if retrain_epochs is not None:
@@ -236,6 +246,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
+    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
+    compile: Optional[str] = typer.Option(None, "--compile", help=COMPILE_HELP),
     sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
     nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
 ) -> None:
@@ -247,7 +259,8 @@ def train(
             "arch": arch, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
-            "config": config, "name": name})
+            "config": config, "name": name, "precision": precision, "memory_format": memory_format,
+            "compile": compile})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
@@ -257,7 +270,8 @@ def train(
                             "download": download or None, "subset": subset, "test_subset": test_subset,
                             "threads": threads, "train": train_cfg, "space_options": _kv(space_opt),
                             "teacher": str(teacher) if teacher else None,
-                            "device": device, "precision": precision, "sync_bn": sync_bn or None})
+                            "device": device, "precision": precision, "memory_format": memory_format,
+                            "compile": compile, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
     _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
@@ -270,7 +284,7 @@ def train(
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
              test_subset: Optional[int] = typer.Option(None),
              device: str = typer.Option("auto", help=DEVICE_HELP),
-             precision: str = typer.Option("fp32", help=PRECISION_HELP),
+             precision: str = typer.Option("auto", help="auto (default: as the run trained) | fp32 | bf16 | fp16"),
              threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
     """Test accuracy of a trained model."""
     _emit(api.evaluate(run_dir, test_subset=test_subset, device=device, precision=precision, threads=threads))
@@ -340,23 +354,35 @@ def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, h
          data_root: Optional[Path] = typer.Option(None, help="folder holding Fashion-MNIST (default: the system's)"),
          threads: Optional[int] = typer.Option(None, help="torch threads (default: all cores)"),
          quiet: bool = typer.Option(False, "--quiet")) -> None:
-    """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, print its test accuracy."""
+    """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, train the baseline CNN the
+    same way, print both test accuracies and how far the alphas moved."""
     progress.set_enabled(not quiet)
-    cfg = cfgmod.load_yaml(Path(__file__).parent / "configs" / "demo.yaml")
-    cfg.update(_drop_none({"data_root": str(data_root) if data_root else None, "threads": threads}))
+    overrides: dict[str, Any] = _drop_none({"data_root": str(data_root) if data_root else None, "threads": threads})
     if tables is None:
         guess = Path("../shared/data/benchmarks")
         tables = guess if guess.is_dir() else None
     if tables is not None:
-        cfg["tables"] = str(tables)
-    res = _run(api.search, cfg, run_root=run_root, run_name=None)
+        overrides["tables"] = str(tables)
+    out_ = _run(api.demo, overrides, run_root=run_root)
+    res, base, move = out_["search"], out_["baseline"], out_["alpha_movement"]
     summary = {"arch": res["arch"], "fashion_mnist_test_accuracy": res["retrain"]["test_accuracy"],
-               "params": res["retrain"]["params"], "run_dir": res["run_dir"], "cost": res["cost"]}
+               "params": res["retrain"]["params"],
+               "baseline_cnn": {"test_accuracy": base["test_accuracy"], "params": base["params"],
+                                "run_dir": base["run_dir"]},
+               "alpha_movement": move, "run_dir": res["run_dir"], "cost": res["cost"]}
     if "table" in res:
         summary["nb201_cifar10_test_200ep"] = res["table"]["cifar10_test_200"]
         summary["nb201_cifar100_test_200ep"] = res["table"]["cifar100_test_200"]
         summary["nb201_imagenet16_120_test_200ep"] = res["table"]["imagenet16-120_test_200"]
     _emit(summary)
+    if move is not None:
+        out.print(f"alphas: mean edge entropy {move['mean_entropy_final']:.4f} of a maximum {move['max_entropy']:.4f} "
+                  f"(log {round(math.exp(move['max_entropy']))} ops): fell by {100 * move['drop']:.1f} % of the maximum "
+                  f"(target >= {100 * move['target']:.0f} %: {'met' if move['met'] else 'NOT met'})",
+                  highlight=False, soft_wrap=True)
+    out.print(f"test accuracy: found cell {res['retrain']['test_accuracy']:.4f} ({res['retrain']['params']:,} params) | "
+              f"baseline CNN {base['test_accuracy']:.4f} ({base['params']:,} params), same recipe and data",
+              highlight=False, soft_wrap=True)
     rep = api.report(res["run_dir"])
     for w in rep["warnings"]:
         err.print(f"warning: {w}", highlight=False, soft_wrap=True)

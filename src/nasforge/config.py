@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from . import options
+from .accel import MEMORY_FORMATS, PRECISIONS
 from .errors import ConfigError
 from .options import Opt
 
@@ -28,7 +29,7 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "train_portion": 0.5,  # share of the search subset used as search-train (DARTS: 0.5)
     "batch_size": 64,
     "augment": {"crop_padding": 0, "hflip": False, "cutout": 0},
-    "budget": {"epochs": None, "trials": None, "seconds": None},
+    "budget": {"epochs": None, "trials": None, "seconds": None, "clock": "wall"},
     "estimator": None,  # multi-trial only: scratch | table
     "estimator_options": {},
     "executor": "local",
@@ -38,7 +39,9 @@ SEARCH_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "threads": None,
     "device": "auto",  # auto | cpu | cuda | cuda:N | mps (nasforge.accel.resolve_device)
-    "precision": "fp32",  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    "precision": "auto",  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler; auto: nasforge.accel)
+    "memory_format": "auto",  # auto | channels_last | contiguous (nasforge.accel.apply_memory_format)
+    "fast_path": None,  # set by the run: what auto resolved to per network kind; a resume or re-run reuses it
     "sync_bn": False,  # data parallel (torchrun): synchronise BatchNorm statistics across processes
     "retrain": None,  # TrainConfig dict to retrain the found architecture from scratch; None skips it
     "retrain_space_options": {},  # scale of the final network (e.g. C, N)
@@ -60,7 +63,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "threads": None,
     "teacher": None,  # a finished train run on the same dataset: knowledge distillation (CE + lambda tau^2 KL)
     "device": "auto",
-    "precision": "fp32",
+    "precision": "auto",
+    "memory_format": "auto",
+    "compile": "off",  # off | probe | on: torch.compile of the fixed network (probe: only where it pays)
+    "fast_path": None,
     "sync_bn": False,
     "arch_from": None,  # set by train: the search run whose arch.json / result.json was given (compare links them)
 }
@@ -86,9 +92,15 @@ RULES: dict[str, Any] = {
     "batch_size": Opt(64, ">=1"),
     "augment": {"crop_padding": Opt(0, ">=0"), "hflip": False, "cutout": Opt(0, ">=0")},
     "budget": {"epochs": Opt(None, ">=1", type=int), "trials": Opt(None, ">=1", type=int),
-               "seconds": Opt(None, ">0", type=float)},
+               "seconds": Opt(None, ">0", type=float),
+               "clock": Opt("wall", choices=("wall", "cpu"),
+                            help="what seconds counts: wall-clock, or this process's CPU seconds")},
     "arch": Opt("baseline", type=None, help="a model name, an architecture file, or {space, arch}"),
     "command": Opt(None, type=str), "arch_from": Opt(None, type=str),
+    "precision": Opt("auto", choices=PRECISIONS), "memory_format": Opt("auto", choices=MEMORY_FORMATS, nullable=True,
+                                                                     help="null: each builder's own (older runs)"),
+    "compile": Opt("off", choices=("off", "probe", "on")),
+    "fast_path": Opt(None, type=dict, help="recorded by the run: what precision/memory_format auto resolved to"),
 }
 
 

@@ -49,6 +49,11 @@ def check_search(cfg: dict[str, Any]):
 
     strategy = STRATEGIES.get(cfg["method"])(**cfg["hparams"])
     budget = Budget(**cfg["budget"])
+    if budget.clock != "wall" and budget.seconds is None:
+        raise ConfigError(f"--clock {budget.clock} says how --seconds is counted; give --seconds too")
+    if budget.clock == "cpu" and cfg.get("executor") == "ray":
+        raise ConfigError("--clock cpu counts this process's CPU time, but the ray executor trains trials in other "
+                          "processes; use --clock wall with --executor ray")
     dataset_options(cfg["dataset"], cfg.get("dataset_options"))  # the name and the reader's options
     space_cls = SPACES.get(cfg["space"])
     space = space_cls(**cfg["space_options"])  # checks the options; the real one is built with the data's shape

@@ -26,22 +26,36 @@ if TYPE_CHECKING:
     from ..runs.store import RunDir
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 @dataclass
 class Budget:
-    """How much a search may spend: supernet epochs, trials (evaluated architectures), and/or wall seconds."""
+    """How much a search may spend: supernet epochs, trials (evaluated architectures), and/or seconds.
+
+    `clock` says what `seconds` counts: ``wall`` (wall-clock seconds) or ``cpu`` (this process's CPU seconds,
+    ``time.process_time``: with one thread, CPU-seconds on one thread, the same on a busy shared machine as on
+    an idle one, which makes equal budgets fair when runs share cores).
+
+    Raises:
+        ConfigError: a non-positive amount or an unknown clock.
+    """
 
     epochs: int | None = None
     trials: int | None = None
     seconds: float | None = None
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "trials", "seconds"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"budget {name} must be positive, got {v}")
+        if self.clock not in CLOCKS:
+            raise ConfigError(f"unknown budget clock '{self.clock}'; choose from: {', '.join(CLOCKS)}")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "trials": self.trials, "seconds": self.seconds}
+        return {"epochs": self.epochs, "trials": self.trials, "seconds": self.seconds, "clock": self.clock}
 
 
 @dataclass
@@ -71,14 +85,20 @@ class SearchContext:
     progress: Callable[..., Any] | None = None  # progress(description, total) -> object with .advance()
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # host: default; the API sets it
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of forward passes (nasforge.accel.Precision)
+    #: channels_last | contiguous | None (the supernet as its builder made it): nasforge.accel.apply_memory_format
+    memory_format: str | None = None
     sync_bn: bool = False  # data parallel: BatchNorm statistics over the global batch
-    start_time: float = field(default_factory=time.perf_counter)
-    elapsed_before: float = 0.0  # wall seconds spent before a resume
+    start_time: float | None = None  # the budget clock's reading at the start (set at construction)
+    elapsed_before: float = 0.0  # seconds (budget clock) spent before a resume
     teacher: Any = None  # a frozen trained model for knowledge distillation (config key `teacher`), or None
     _journal: Any = None
     trial_bar: Any = None  # the "trial k of N, best so far" bar of a multi-trial search (nasforge.progress)
     trials_seen: int = 0
     best_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_time is None:
+            self.start_time = self._clock()
 
     # -- logging and checkpoints ------------------------------------------------------------
     @property
@@ -105,12 +125,16 @@ class SearchContext:
         state = self.run.load_checkpoint()
         if state is not None:
             self.elapsed_before = float(state.get("elapsed_s", 0.0))
-            self.start_time = time.perf_counter()
+            self.start_time = self._clock()
         return state
 
     # -- budget -----------------------------------------------------------------------------
+    def _clock(self) -> float:
+        return CLOCKS[self.budget.clock if self.budget is not None else "wall"]()
+
     def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.start_time
+        """Seconds spent on the search so far (before a resume included), counted by the budget's clock."""
+        return self.elapsed_before + self._clock() - self.start_time
 
     def out_of_time(self) -> bool:
         budget = self.budget

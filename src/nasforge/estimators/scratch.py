@@ -22,12 +22,14 @@ class ScratchEstimator(Estimator):
     trial_fn = "nasforge.estimators.scratch:run_trial"
 
     def __init__(self, data: dict[str, Any], train: dict[str, Any] | None = None,
-                 space_options: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32") -> None:
+                 space_options: dict[str, Any] | None = None, device: str = "cpu", precision: str = "fp32",
+                 memory_format: str | None = None) -> None:
         self.data = data  # {"dataset", "data_root", "subset", "split_seed", "train_portion"}
         self.train = TrainConfig.from_dict({"epochs": 1, **(train or {})}).as_dict()
         self.space_options = space_options or {}
         self.device = str(device)  # resolved where the trial runs (a Ray worker maps "cuda" to its own GPU)
         self.precision = precision
+        self.memory_format = memory_format  # None: as the space builds it (trial keys of older runs unchanged)
 
     @classmethod
     def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +49,8 @@ class ScratchEstimator(Estimator):
                 "train": train, "device": self.device}
         if self.precision != "fp32":
             spec["precision"] = self.precision
+        if self.memory_format is not None:
+            spec["memory_format"] = self.memory_format
         return spec
 
 
@@ -88,6 +92,7 @@ def run_trial(spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     model = space.build(arch=spec["arch"], **spec.get("build", {}))
     mean, std = tr.stats()
     out = train_model(model, tr, None, train_cfg, mean=mean, std=std, device=device, precision=precision,
+                      memory_format=spec.get("memory_format"),
                       on_epoch=lambda rec: _cut_at_deadline(rec, train_cfg.epochs))
     val = evaluate(model, train_cfg.loader(va, mean, std, train=False, device=device), precision)
     return {"score": val["accuracy"], "val_loss": val["loss"], "train_accuracy": out["final"].get("train_accuracy"),

@@ -62,7 +62,7 @@ def model_cost(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
     if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() == 0:
         raise UserError("model_cost needs an example batch: a tensor with a leading batch dimension "
                         "(or a tuple of such tensors), e.g. torch.zeros(1, 3, 32, 32)")
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     was_training = model.training
     model.eval()
     try:
@@ -90,3 +90,45 @@ def model_cost(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
 def count_flops(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     """Forward FLOPs of `model` on the batch `example` (multiply-add = 2; conv, linear and matmul only)."""
     return model_cost(model, example).flops
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **_: Any) -> int:
+    """FLOPs of aten.convolution_backward: one forward's worth per requested input/weight gradient.
+
+    torch's own formula (torch.utils.flop_counter.conv_backward_flop) ignores `groups` for the weight
+    gradient and so overcounts a depthwise conv's backward by a factor of C; a forward conv costs
+    2 * B * C_out * (C_in / groups) * prod(kernel) * prod(output spatial), and `w_shape` already holds
+    C_in / groups."""
+    import math
+
+    spatial = x_shape[2:] if transposed else grad_out_shape[2:]
+    fwd = 2 * grad_out_shape[0] * math.prod(spatial) * math.prod(w_shape)
+    return fwd * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def step_flop_counter() -> FlopCounterMode:
+    """A FlopCounterMode for whole training steps (forward and backward), with the convolution-backward
+    formula corrected for grouped and depthwise convolutions (see `_conv_backward_flops`) and the CPU's
+    fused attention counted. Use as ``with counter: step()``, then ``counter.get_total_flops()``."""
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.convolution_backward: _conv_backward_flops, **_CPU_ATTENTION})
+
+
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *_: Any, out_shape=None, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *_: Any, out_shape=None,
+                             **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+#: torch 2.13's FlopCounterMode has formulas for the CUDA attention kernels only; the CPU's fused kernel
+#: (what F.scaled_dot_product_attention runs in nasforge.ops.attention) does the same two products
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops}

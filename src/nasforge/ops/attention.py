@@ -6,7 +6,7 @@ The arithmetic lives in plain functions that take their weights as arguments (`p
 passes its own (copied) tensors run the very same operations in the same order; that is what makes a
 subnet's logits identical in both.
 
-MAC convention (what `vit_macs` counts, and what torch's FlopCounterMode counts on these modules, divided
+MAC convention (what `vit_macs` counts, and what nasforge.hardware.flops counts on these modules, divided
 by 2): multiply-accumulates of convolutions, linear layers and the two attention matrix products, for
 every token *including the class token*. With T = (R/p)^2 patch tokens, N = T + 1 tokens, embed e,
 per-Q/K/V width a, MLP hidden m, c classes:
@@ -24,7 +24,10 @@ memory-bound and not counted (as in nasforge.hardware.flops). FLOPs = 2 x MACs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -47,19 +50,48 @@ def patch_tokens(x: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor, cl
 
 
 def attention(x: torch.Tensor, qkv_w: torch.Tensor, qkv_b: torch.Tensor, proj_w: torch.Tensor,
-              proj_b: torch.Tensor, heads: int) -> torch.Tensor:
+              proj_b: torch.Tensor, heads: int, fused: bool = True) -> torch.Tensor:
     """Multi-head self-attention. x [B, N, e]; qkv_w [3a, e] (rows: Q, K, V); proj_w [e, a] -> [B, N, e].
 
-    Each head has width a / heads; scores are scaled by (a / heads)^-1/2 (Vaswani et al. 2017).
+    Each head has width a / heads; scores are scaled by (a / heads)^-1/2 (Vaswani et al. 2017). `fused`: see
+    `attend`.
     """
-    B, N, _ = x.shape
-    a = qkv_w.shape[0] // 3
+    return F.linear(attend(F.linear(x, qkv_w, qkv_b), heads, fused), proj_w, proj_b)
+
+
+_SECOND_ORDER = [0]  # open second_order() contexts
+
+
+@contextlib.contextmanager
+def second_order() -> Iterator[None]:
+    """Within it, attention runs the explicit products even where `fused` asks for torch's fused kernel, which
+    has no double backward: wrap forwards whose gradients are differentiated again (Hessian-vector products,
+    GraSP)."""
+    _SECOND_ORDER[0] += 1
+    try:
+        yield
+    finally:
+        _SECOND_ORDER[0] -= 1
+
+
+def attend(qkv: torch.Tensor, heads: int, fused: bool = True) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V per head: qkv [B, N, 3a] (Q, K, V side by side) -> [B, N, a], d = a / heads.
+
+    With `fused`, fp32 runs torch's F.scaled_dot_product_attention (the same values within float rounding,
+    fewer passes over the N x N scores: 1.05-1.09x on the vit supernet step); lower precisions keep the
+    explicit products, because the fused bf16 backward is slower on the CPU at these token counts
+    (N = 17..65; docs/benchmarks.md, issue 20). `fused=False` is the explicit formulation, bit-identical to
+    nasforge before issue 20. Inside `second_order()` the explicit products always run.
+    """
+    B, N, three_a = qkv.shape
+    a = three_a // 3
     d = a // heads
-    qkv = F.linear(x, qkv_w, qkv_b).view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)  # [3, B, h, N, d]
-    q, k, v = qkv.unbind(0)  # one backward node (three `select`s would each allocate the full gradient)
-    att = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1)
-    o = (att @ v).transpose(1, 2).reshape(B, N, a)
-    return F.linear(o, proj_w, proj_b)
+    q, k, v = qkv.view(B, N, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # one backward node, not three
+    if fused and q.dtype == torch.float32 and not _SECOND_ORDER[0]:
+        o = F.scaled_dot_product_attention(q, k, v)  # scale d^-1/2 by default
+    else:
+        o = torch.softmax((q @ k.transpose(-2, -1)) * (d ** -0.5), dim=-1) @ v
+    return o.transpose(1, 2).reshape(B, N, a)
 
 
 def mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
@@ -98,8 +130,9 @@ def vit_macs(resolution: int, in_channels: int, num_classes: int, patch: int, em
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, embed: int, heads: int, attn: int, hidden: int) -> None:
+    def __init__(self, embed: int, heads: int, attn: int, hidden: int, fused: bool = True) -> None:
         super().__init__()
+        self.fused = fused  # fp32 attention through torch's fused kernel (see `attend`)
         if attn % heads:
             raise ValueError(f"attention width {attn} is not divisible by {heads} heads")
         self.heads, self.embed = heads, embed
@@ -115,7 +148,7 @@ class Block(nn.Module):
         e = self.embed
         h = F.layer_norm(x, (e,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
         x = x + drop_path_sample(attention(h, self.qkv.weight, self.qkv.bias, self.proj.weight, self.proj.bias,
-                                           self.heads), self.drop_path, self.training)
+                                           self.heads, self.fused), self.drop_path, self.training)
         h = F.layer_norm(x, (e,), self.norm2.weight, self.norm2.bias, self.norm2.eps)
         return x + drop_path_sample(mlp(h, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias),
                                     self.drop_path, self.training)
@@ -125,12 +158,13 @@ class VisionTransformer(nn.Module):
     """A DeiT-style ViT with per-block widths (Dosovitskiy et al. 2021; Touvron et al. 2021).
 
     Input [B, in_channels, R, R] with R divisible by `patch`; output logits [B, num_classes] from the class
-    token. `blocks` lists (heads, attention width a, MLP hidden m) per block. Setting `drop_path_prob`
+    token. `blocks` lists (heads, attention width a, MLP hidden m) per block; `fused`: see `attend`. Setting
+    `drop_path_prob`
     (the training engine ramps it over epochs) applies stochastic depth to every residual branch.
     """
 
     def __init__(self, resolution: int, in_channels: int, num_classes: int, patch: int, embed: int,
-                 blocks: list[tuple[int, int, int]]) -> None:
+                 blocks: list[tuple[int, int, int]], fused: bool = True) -> None:
         super().__init__()
         if resolution % patch:
             raise ValueError(f"patch size {patch} does not divide the {resolution}-pixel input")
@@ -140,7 +174,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = nn.Conv2d(in_channels, embed, patch, stride=patch)
         self.cls_token = no_weight_decay(nn.Parameter(torch.zeros(1, 1, embed)))
         self.pos_embed = no_weight_decay(nn.Parameter(torch.zeros(1, tokens, embed)))
-        self.blocks = nn.ModuleList(Block(embed, h, a, m) for h, a, m in blocks)
+        self.blocks = nn.ModuleList(Block(embed, h, a, m, fused) for h, a, m in blocks)
         self.norm = nn.LayerNorm(embed)
         self.head = nn.Linear(embed, num_classes)
         self.block_spec = [tuple(b) for b in blocks]

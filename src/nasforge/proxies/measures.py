@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError, choices_message
+from ..ops.attention import second_order
 
 
 @dataclass
@@ -145,10 +146,11 @@ def grasp(model: nn.Module, batch: ProxyBatch) -> float:
     if not used:
         return 0.0
     g_const = [g[i].detach() for i in used]
-    loss = F.cross_entropy(_logits(model, batch.x), batch.y)
-    g_graph = torch.autograd.grad(loss, [weights[i] for i in used], create_graph=True)
-    z = sum((a * b).sum() for a, b in zip(g_graph, g_const))
-    hg = torch.autograd.grad(z, [weights[i] for i in used], allow_unused=True)
+    with second_order():  # differentiated twice: no fused attention (it has no double backward)
+        loss = F.cross_entropy(_logits(model, batch.x), batch.y)
+        g_graph = torch.autograd.grad(loss, [weights[i] for i in used], create_graph=True)
+        z = sum((a * b).sum() for a, b in zip(g_graph, g_const))
+        hg = torch.autograd.grad(z, [weights[i] for i in used], allow_unused=True)
     return float(sum(float((-weights[i].detach() * h).sum()) for i, h in zip(used, hg) if h is not None))
 
 

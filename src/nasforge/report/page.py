@@ -135,8 +135,16 @@ def _overview(view: RunView) -> dict[str, Any] | None:
                                     ("method", view.method), ("space", view.space),
                                     ("dataset", view.config.get("dataset")), ("seed", view.seed)]
     res = view.result or {}
-    pairs += [("precision", res.get("precision") or view.config.get("precision") or "fp32"),
+    fast = res.get("fast_path") or view.config.get("fast_path") or {}  # what --precision/--memory-format auto chose
+    chosen = fast.get("supernet") or fast.get("network") or {}
+    pairs += [("precision", res.get("precision") or chosen.get("precision") or view.config.get("precision") or "fp32"),
               ("device", res.get("device") or view.config.get("device"))]
+    if fast:
+        pairs.append(("precision, memory format", "; ".join(
+            f"{kind}: {c.get('precision')}, {c.get('memory_format')}"
+            + (", torch.compile" if (c.get("compile") or {}).get("on") else "")
+            + f" (asked: {view.config.get('precision')}, {view.config.get('memory_format')})"
+            for kind, c in fast.items() if isinstance(c, dict))))
     if view.command == "train" and view.result:
         pairs.append(("model", view.result.get("model") or view.result.get("space")))
     for k, v in (res.get("optimised") or {}).items():  # what the method optimised (see SearchResult.optimised)

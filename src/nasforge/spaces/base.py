@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import torch.nn as nn
 
 from .. import options as _options
+from ..accel import FastPath
 from ..errors import ConfigError
 
 Arch = Any  # a JSON value; each space documents its form
@@ -73,6 +74,11 @@ class SearchSpace(ABC):
     #: the build option (`build(arch, **{aux_option: True})`) that adds an auxiliary head, or None; the head
     #: reaches the training engine through nasforge.ops.heads and is left out of `params`
     aux_option: ClassVar[str | None] = None
+    #: what pays on this space's networks, per kind ("supernet": what one-shot methods train; "network": what
+    #: `build` makes, for retraining, `train` and scratch trials): bf16 autocast where the device runs it natively,
+    #: channels_last (nasforge.accel.FastPath). `--precision auto` / `--memory-format auto` resolve from it. A
+    #: kind not declared keeps the previous path (fp32, contiguous). Measured ratios: docs/benchmarks.md.
+    fast_paths: ClassVar[dict[str, FastPath]] = {}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         self.in_channels = in_channels
@@ -104,6 +110,10 @@ class SearchSpace(ABC):
     def supernet(self, **overrides: Any) -> "nn.Module":
         raise ConfigError(f"space '{self.name}' has no weight-sharing supernet; "
                           "use a multi-trial strategy (random, evolution, pnas)")
+
+    def fast_path(self, kind: str) -> FastPath:
+        """The declared FastPath of network `kind` ("supernet" | "network"); the previous path when undeclared."""
+        return self.fast_paths.get(kind, FastPath())
 
     # -- optional capabilities: the defaults say "not applicable" (None), so callers never probe with hasattr --
     def is_degenerate(self, arch: Arch) -> bool | None:

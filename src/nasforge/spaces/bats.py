@@ -57,7 +57,8 @@ class BatsSpace(DartsSpace):
                 "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,
                 "groups": Opt(4, ">=1", help="G of the grouped convs; must divide C"),
                 "shuffle_groups": Opt(4, ">=1", help="channel-shuffle groups; must divide C"),
-                "binarize_1x1": False, "center_weights": False, "learned_scale": False}
+                "binarize_1x1": False, "center_weights": False, "learned_scale": False,
+                "fused": DartsSpace.defaults["fused"]}
     build_options = DartsSpace.build_options + _BINARY_OPTIONS
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:

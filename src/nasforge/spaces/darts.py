@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath, apply_memory_format
 from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
@@ -34,6 +35,7 @@ from ..ops.cnn import OpFactory
 from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
 from ..supernet import DERIVATION_RULES, MixedOp, Supernet
+from ..supernet.grouped import grouped_mixed_ops
 from .base import SearchSpace
 
 OPS: list[str] = list(DARTS_OPS)  # none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3/5x5, dil_conv_3x3/5x5
@@ -58,7 +60,7 @@ DARTS_V2: dict[str, list] = {
 }
 
 _BUILD_OPTIONS = ("C", "layers", "stem_multiplier", "auxiliary")
-_SUPERNET_OPTIONS = ("C", "layers", "nodes", "stem_multiplier", "unique_cells", "track_running_stats")
+_SUPERNET_OPTIONS = ("C", "layers", "nodes", "stem_multiplier", "unique_cells", "track_running_stats", "fused")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -267,12 +269,13 @@ def _empty_node(ref: torch.Tensor, reduction: bool) -> torch.Tensor:
 
 
 def _channels_last(net: nn.Module) -> None:
-    """Store conv weights channels-last (NHWC); the networks' forward converts their input likewise.
+    """Store conv weights channels-last (NHWC) and make the input and the stem's output NHWC (the builders'
+    own format; runs choose theirs with nasforge.accel.apply_memory_format from the space's fast_paths).
 
     On CPU, oneDNN's depthwise convolutions (the bulk of every DARTS op) are much faster in NHWC: on this
     space's supernet (C=16, 8 cells, 28x28, batch 32, one thread) a weighted-mode training step takes
     ~4.8 s instead of ~7.4 s, a sampled one ~0.8 s instead of ~1.0 s. Values are identical either way."""
-    net.to(memory_format=torch.channels_last)
+    apply_memory_format(net, "channels_last")
 
 
 class DartsCell(nn.Module):
@@ -388,7 +391,7 @@ class DartsNetwork(_Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clear_auxiliary(self)
-        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
+        s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index:
@@ -397,11 +400,17 @@ class DartsNetwork(_Backbone):
 
 
 class SearchCell(nn.Module):
-    """A supernet cell: a MixedOp of all 8 ops on each of the 14 edges, non-affine BN everywhere."""
+    """A supernet cell: a MixedOp of all 8 ops on each of the 14 edges, non-affine BN everywhere.
+
+    Weighted mode with ``fused`` (the default) runs the edges grouped by source node
+    (:func:`nasforge.supernet.grouped.grouped_mixed_ops`: one grouped conv per op for all edges leaving a
+    node); ``fused = False`` runs the reference per-edge MixedOp sum, bit-identical to the code before the
+    grouping. Both compute the same values and gradients up to float rounding."""
 
     def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
+                 cell_ops: CellOps = DARTS_CELL_OPS, fused: bool = True) -> None:
         super().__init__()
+        self.fused = fused
         self.reduction = reduction
         self.preprocess0, self.preprocess1 = cell_ops.preprocess(C_pp, C_p, C, reduction_prev, False)
         self.edge_list = cell_edges(nodes)
@@ -411,10 +420,14 @@ class SearchCell(nn.Module):
             for i, _ in self.edge_list)
         self.multiplier = nodes
         self._none = names.index(NONE)
+        # edges leaving each source node (nodes 0 .. nodes; the last node feeds only the output)
+        self._out_edges = [[e for e, (i, _) in enumerate(self.edge_list) if i == src] for src in range(nodes + 1)]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor | None,
                 path: list[int] | None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        if path is None and self.fused:
+            return self._grouped_forward(states, weights)
         total = None
         for e, (i, j) in enumerate(self.edge_list):
             if path is None:
@@ -427,6 +440,17 @@ class SearchCell(nn.Module):
                 states.append(total if total is not None else _empty_node(states[1], self.reduction))
                 total = None
         return torch.cat(states[2:], dim=1)
+
+    def _grouped_forward(self, states: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        """Weighted mode by source node: node i is complete once every node before it has been expanded."""
+        acc: dict[int, torch.Tensor] = {}  # node -> sum of its incoming edge outputs so far
+        for i, out in enumerate(self._out_edges):
+            h = states[i] if i < 2 else acc[i]
+            ys = grouped_mixed_ops(h, [self.edges[e] for e in out], weights[out], self.training)
+            for e, y in zip(out, ys):
+                j = self.edge_list[e][1]
+                acc[j] = acc[j] + y if j in acc else y
+        return torch.cat([acc[j] for j in range(2, len(self._out_edges) + 1)], dim=1)
 
 
 def _disable_running_stats(module: nn.Module) -> None:
@@ -446,8 +470,8 @@ class DartsSupernet(Supernet, _Backbone):
 
     def __init__(self, C: int = 16, layers: int = 8, nodes: int = 4, stem_multiplier: int = 3, in_channels: int = 3,
                  num_classes: int = 10, unique_cells: bool = False, track_running_stats: bool = True,
-                 cell_ops: CellOps = DARTS_CELL_OPS) -> None:
-        _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape, cell_ops=cell_ops), layers, C,
+                 cell_ops: CellOps = DARTS_CELL_OPS, fused: bool = True) -> None:
+        _Backbone.__init__(self, lambda i, *shape: SearchCell(nodes, *shape, cell_ops=cell_ops, fused=fused), layers, C,
                            stem_multiplier, in_channels, num_classes, stem=cell_ops.stem)
         if not track_running_stats:
             _disable_running_stats(self.cells)
@@ -472,7 +496,7 @@ class DartsSupernet(Supernet, _Backbone):
             weights = None
         else:
             paths, weights = None, self.op_weights()
-        s0 = s1 = self.stem(x.contiguous(memory_format=torch.channels_last))
+        s0 = s1 = self.stem(x)
         for cell, g in zip(self.cells, self.cell_groups):
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[g], None if paths is None else paths[g])
         return self.classify(s1)
@@ -554,9 +578,15 @@ class DartsSpace(SearchSpace):
     aux_option = "auxiliary"
     defaults = {"C": Opt(16, ">=1"), "layers": Opt(8, ">=1", help="cells (reductions at 1/3 and 2/3)"),
                 "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,
-                "binary": Opt(False, type=None, help="false, or 'naive': DARTS ops binarized naively (1-bit)")}
+                "binary": Opt(False, type=None, help="false, or 'naive': DARTS ops binarized naively (1-bit)"),
+                "fused": Opt(True, help="supernet weighted mode grouped by source node (false: per-edge reference)")}
     #: build() overrides accepted on top of the space options (the scale of the final network)
     build_options: tuple[str, ...] = _BUILD_OPTIONS
+    # depthwise/separable convs dominate: oneDNN's bf16 backward of those is slower than fp32 on AMX CPUs
+    fast_paths = {"supernet": FastPath(False, True, "darts-space supernet, depthwise convs: bf16 0.64x (manas 0.75x, "
+                                                    "bats 0.90x), NCHW instead of channels_last 0.64x"),
+                  "network": FastPath(False, True, "DARTS network, the supernet's depthwise ops: bf16 not "
+                                                   "taken (slower on the supernet), channels_last as built")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)
@@ -660,7 +690,8 @@ class DartsSpace(SearchSpace):
                              self._option(overrides, "nodes"), self._option(overrides, "stem_multiplier"),
                              self.in_channels, self.num_classes, unique_cells=self._option(overrides, "unique_cells"),
                              track_running_stats=overrides.get("track_running_stats", True),
-                             cell_ops=self.cell_ops(C=self._option(overrides, "C")))
+                             cell_ops=self.cell_ops(C=self._option(overrides, "C")),
+                             fused=bool(self._option(overrides, "fused")))
 
     def parameter_free_count(self, arch: Any) -> int:
         """Parameter-free ops (skip, none, pools) over the genotype's cells (normal + reduce, or every unique cell)."""

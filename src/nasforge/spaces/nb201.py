@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath
 from ..options import Opt
 from ..tables.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, indices_to_ops, ops_to_indices, parse_arch
 from ..ops import NB201_OPS as OP_FACTORIES
@@ -20,38 +21,12 @@ from ..ops import ResNetBasicBlock, is_parameter_free
 from ..registry import SPACES
 from ..errors import ConfigError, choices_message
 from ..supernet import DERIVATION_RULES, MixedOp, Supernet
+from ..supernet.grouped import grouped_batch_norm
 from .base import CategoricalEncoding, SearchSpace
 
 OPS = list(NB201_OPS)
 _SKIP, _CONV1, _CONV3, _POOL = (OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
 _OUT_EDGES = [[e for e, (src, _) in enumerate(NB201_EDGES) if src == i] for i in range(3)]  # edges leaving node i
-
-
-def _grouped_batch_norm(y: torch.Tensor, bns: list[nn.BatchNorm2d], scale: torch.Tensor,
-                        training: bool) -> torch.Tensor:
-    """The non-affine BNs `bns` applied to consecutive channel blocks of `y` in one call, times `scale` per channel.
-
-    Equals concatenating bn_k(block_k) * scale; each BN's running statistics are updated in place exactly
-    as its own forward would.
-    """
-    first = bns[0]
-    if any(bn.momentum is None or bn.momentum != first.momentum or bn.eps != first.eps
-           or type(bn) is not nn.BatchNorm2d for bn in bns):
-        # no common update rule (e.g. cumulative averages), or a BN subclass with its own forward (e.g.
-        # nasforge.distributed.SyncBatchNorm under data parallelism): run each BN on its own block
-        blocks = [bn(block) for bn, block in zip(bns, y.chunk(len(bns), dim=1))]
-        return torch.cat(blocks, dim=1) * scale.view(1, -1, 1, 1)
-    tracked = first.running_mean is not None
-    mean = torch.cat([bn.running_mean for bn in bns]) if tracked else None
-    var = torch.cat([bn.running_var for bn in bns]) if tracked else None
-    out = F.batch_norm(y, mean, var, scale, None, training or not tracked, first.momentum, first.eps)
-    if training and tracked:
-        with torch.no_grad():
-            for bn, m, v in zip(bns, mean.chunk(len(bns)), var.chunk(len(bns))):
-                bn.running_mean.copy_(m)
-                bn.running_var.copy_(v)
-                bn.num_batches_tracked.add_(1)
-    return out
 
 
 class NB201Cell(nn.Module):
@@ -162,7 +137,7 @@ class SearchCell(nn.Module):
             units = [self.edges[e].ops[k] for e in out]  # ReLUConvBN: [relu, conv, bn]
             weight = torch.cat([u[1].weight for u in units]) if len(units) > 1 else units[0][1].weight
             y = F.conv2d(r, weight, padding=pad)
-            ys.append(_grouped_batch_norm(y, [u[2] for u in units], w[:, k].repeat_interleave(C), self.training))
+            ys.append(grouped_batch_norm(y, [u[2] for u in units], w[:, k].repeat_interleave(C), self.training))
         return (ys[0] + ys[1]).view(B, len(out), C, H, W)
 
 
@@ -227,9 +202,7 @@ class NB201Supernet(Supernet, _Skeleton):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self._path["cell"] if self._path is not None else None
         weights = None if path is not None else self.op_weights()["cell"]
-        # channels-last activations: at these small channel counts oneDNN's convs, batch norm and pooling
-        # make a DARTS step ~1.3x faster than NCHW on this project's 2-core CPU; values are unchanged
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        x = self.stem(x)  # memory format: nasforge.accel.apply_memory_format (the space's fast_paths)
         for layer in self.layers:
             x = layer(x, weights, path) if isinstance(layer, SearchCell) else layer(x)
         return self.classify(x)
@@ -275,6 +248,10 @@ class NB201Space(SearchSpace):
     search_optimizer = {"weight_decay": 5e-4, "nesterov": True}  # NAS-Bench-201's training recipe
     table = "nas-bench-201"
     latency_table = "nb201"  # HELP: every cell measured on 27 devices (nasforge.hardware)
+    # dense 3x3 convs: AMX takes them (1 thread; docs/benchmarks.md, "precision and memory format per space")
+    fast_paths = {"supernet": FastPath(True, True, "NB201 supernet, dense 3x3 convs: bf16 1.5-1.95x, "
+                                                   "channels_last 1.21x"),
+                  "network": FastPath(True, True, "NB201 network, dense 3x3 convs: bf16 ~1.7-2x, channels_last 1.17x")}
 
     def sample(self, rng: random.Random) -> str:
         return format_arch([rng.choice(OPS) for _ in NB201_EDGES])

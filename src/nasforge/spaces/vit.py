@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..accel import FastPath
 from ..errors import ConfigError, UserError
 from ..options import Opt
 from ..ops.params import no_weight_decay
@@ -112,7 +113,8 @@ class ViTSpace(SearchSpace):
     (max width of each of Q, K, V) with attn_ratios; mlp_dim 128 with mlp_ratios (ratios default
     [0.25, 0.5, 0.75, 1]); share leading|bilateral|cyclic; identity_shift; style vitas|autoformer;
     private_qk and private_tokens (default: True for vitas, False for autoformer; AutoFormer style also
-    defaults share to leading).
+    defaults share to leading); fused (default true: fp32 attention through torch's fused kernel, see
+    nasforge.ops.attention.attend; false: the explicit products, bit-identical to before issue 20).
     """
 
     name = "vit"
@@ -130,7 +132,9 @@ class ViTSpace(SearchSpace):
                 "share": Opt(None, type=str, choices=SHARES, help="null: bilateral (leading for style autoformer)"),
                 "identity_shift": False, "style": Opt("vitas", choices=STYLES),
                 "private_qk": Opt(None, type=bool, help="null: true for style vitas, false for autoformer"),
-                "private_tokens": Opt(None, type=bool, help="null: true for style vitas, false for autoformer")}
+                "private_tokens": Opt(None, type=bool, help="null: true for style vitas, false for autoformer"),
+                "fused": Opt(True, help="fp32 attention through torch's fused kernel; false: the explicit products "
+                                        "(bit-identical to before issue 20)")}
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, resolution: int = 28, **options: Any) -> None:
         super().__init__(in_channels, num_classes, resolution, **options)
@@ -309,14 +313,38 @@ class ViTSpace(SearchSpace):
                             rows)]
 
     # -- networks -------------------------------------------------------------------------------
+    def fast_path(self, kind: str) -> FastPath:
+        """bf16 pays when every subnet's GEMMs are wide enough for AMX: the narrowest embedding >= 48, attention
+        width >= 64 and MLP >= 96 (AutoFormer's choices: bf16 1.69x on the supernet step, 1.75x standalone,
+        docs/benchmarks.md); the default tiny space (widths down to 16) gains nothing (0.94-1.0x). Channels_last
+        does not apply (no convs but the patch embedding). The same rule for the supernet and standalone networks."""
+        narrow = (min(self.embeds), min(self.attns), min(self.mlps))
+        wide = narrow[0] >= 48 and narrow[1] >= 64 and narrow[2] >= 96
+        return FastPath(wide, False, f"vit, narrowest embed/attention/mlp {narrow[0]}/{narrow[1]}/{narrow[2]}: "
+                        + ("bf16 pays at AutoFormer widths (>= 48/64/96)" if wide
+                           else "bf16 does not pay below AutoFormer widths (48/64/96)"))
+
     def build(self, arch: Any, **overrides: Any) -> VisionTransformer:
-        """The standalone ViT of `arch` (identities dropped), freshly initialised."""
-        if overrides:
-            raise ConfigError(f"unknown build option(s) {sorted(overrides)} for space 'vit' (it has none: the "
-                              "architecture fixes every width)")
+        """The standalone ViT of `arch` (identities dropped), freshly initialised.
+
+        ``width_mult=f`` (the only build option; a number > 0) scales the architecture's embedding, attention
+        and MLP widths by f, each rounded to a multiple of 4 (so every head count divides it): the final
+        network of a leaderboard's size rule. Raises ConfigError for another option or f <= 0."""
+        unknown = sorted(set(overrides) - {"width_mult"})
+        if unknown:
+            raise ConfigError(f"unknown build option(s) {unknown} for space 'vit'; valid: width_mult (the "
+                              "architecture fixes every width; width_mult scales them all)")
         a = self.validate(arch)
-        blocks = [(b["heads"], b["attn"], b["mlp"]) for b in a["blocks"] if b is not None]
-        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], a["embed"], blocks)
+        f = overrides.get("width_mult", 1.0)
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0:
+            raise ConfigError(f"space 'vit' option width_mult must be a number > 0, got {f!r}")
+
+        def w(v: int) -> int:
+            return v if f == 1.0 else max(4, int(round(v * f / 4)) * 4)
+
+        blocks = [(b["heads"], w(b["attn"]), w(b["mlp"])) for b in a["blocks"] if b is not None]
+        return VisionTransformer(self.resolution, self.in_channels, self.num_classes, a["patch"], w(a["embed"]), blocks,
+                                 fused=bool(self.options["fused"]))
 
     def supernet(self, **overrides: Any) -> "SuperTransformer":
         if overrides:
@@ -431,13 +459,13 @@ class SuperTransformer(nn.Module):
     def forward(self, x: torch.Tensor, arch: dict[str, Any], view: str | Offsets = "left") -> torch.Tensor:
         """Logits [B, classes] of subnet `arch` (a validated architecture) on images x [B, C, R, R]."""
         off = self.offsets(arch, view)
-        e = arch["embed"]
+        e, fused = arch["embed"], bool(self.space.options["fused"])
         w = self.embed_weights(arch, off)
         t = patch_tokens(x, w["conv_w"], w["conv_b"], w["cls"], w["pos"], arch["patch"])
         for slot, block in self.active(arch):
             w = self.block_weights(slot, block, e, off)
             h = F.layer_norm(t, (e,), w["norm1_w"], w["norm1_b"], 1e-5)
-            t = t + attention(h, w["qkv_w"], w["qkv_b"], w["proj_w"], w["proj_b"], block["heads"])
+            t = t + attention(h, w["qkv_w"], w["qkv_b"], w["proj_w"], w["proj_b"], block["heads"], fused)
             h = F.layer_norm(t, (e,), w["norm2_w"], w["norm2_b"], 1e-5)
             t = t + mlp(h, w["fc1_w"], w["fc1_b"], w["fc2_w"], w["fc2_b"])
         w = self.head_weights(e, off)

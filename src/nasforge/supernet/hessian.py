@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..ops.attention import second_order
+
 
 def hessian_vector_product(grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
                            vec: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -21,8 +23,9 @@ def dominant_eigenvalue(loss_fn: Callable[[], torch.Tensor], params: Sequence[to
     """Largest-magnitude eigenvalue of d^2 loss / d params^2 by power iteration on HVPs. Parameters the loss
     does not depend on (e.g. the `normal` alphas of a DARTS supernet without normal cells) are left out."""
     params = list(params)
-    loss = loss_fn()
-    used = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    with second_order():  # the loss is differentiated twice: no fused attention (no double backward)
+        loss = loss_fn()
+        used = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     params, grads = [p for p, g in zip(params, used) if g is not None], [g for g in used if g is not None]
     # drawn on the generator's device (CPU by default) so the probe is the same on every device, then moved
     vec = [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]  # host: see above

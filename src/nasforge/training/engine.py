@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import distributed, options, progress
-from ..accel import Precision, rng_state, set_rng_state
+from ..accel import Precision, apply_memory_format, rng_state, set_rng_state
 from ..options import field as option
 from ..data.datasets import ImageDataset
 from ..data.loader import Loader
@@ -168,11 +168,15 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
                 run: RunDir | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                 device: torch.device | str | None = None, precision: str = "fp32",
-                sync_bn: bool = False, teacher: nn.Module | None = None) -> dict[str, Any]:
+                sync_bn: bool = False, teacher: nn.Module | None = None, memory_format: str | None = None,
+                compile: bool = False) -> dict[str, Any]:
     """Train `model` in place on `device`; returns the final metrics, the per-epoch history and the cost.
 
     `device`: where the model and the batches live (default: where the model's parameters are); the model
-    is moved there. `precision`: fp32 | bf16 | fp16 autocast (fp16 with a gradient scaler). Under
+    is moved there. `precision`: fp32 | bf16 | fp16 autocast (fp16 with a gradient scaler); parameters stay
+    fp32. `memory_format`: channels_last | contiguous (nasforge.accel.apply_memory_format) or None (as built).
+    `compile`: run the training forward through ``torch.compile`` (the module's weights are shared, so the
+    checkpoint and the returned model are the eager module; see nasforge.training.compiled). Under
     torchrun every process trains on its shard of each batch of `cfg.batch_size` images and gradients are
     averaged; `sync_bn` computes BatchNorm statistics over the global batch, otherwise rank 0's running
     statistics are broadcast after each step. With `run`, a checkpoint is written after every epoch (by rank
@@ -189,6 +193,8 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
     device = torch.device(device)
     prec = Precision(device, precision)
     model.to(device)
+    apply_memory_format(model, memory_format)
+    step_model = torch.compile(model) if compile else model  # the same parameters, traced once
     rank, world = distributed.rank(), distributed.world_size()
     if sync_bn and world > 1:
         distributed.convert_sync_batchnorm(model)
@@ -229,7 +235,7 @@ def train_model(model: nn.Module, train: ImageDataset, test: ImageDataset | None
             t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
             for step, (x, y) in enumerate(train_loader):
                 with prec.autocast():
-                    logits, aux = forward_with_aux(model, x)  # the shared auxiliary-head mechanism
+                    logits, aux = forward_with_aux(step_model, x)  # the shared auxiliary-head mechanism
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                     if teacher is not None and cfg.kd_lambda > 0:
                         with torch.no_grad():

@@ -44,7 +44,8 @@ def fit(model: nn.Module, train: ImageDataset, test: ImageDataset | None, cfg: T
 
     A real network trains once in `run`. A binary one with 2 stages trains stage 1 (binary activations, real
     weights) in ``run/stage1`` and stage 2 (fully binary) in ``run/stage2``; with 1 stage, fully binary in
-    ``run/stage1``. `cfg.epochs` is per stage. `train_kw` (device, precision, sync_bn) go to train_model.
+    ``run/stage1``. `cfg.epochs` is per stage. `train_kw` (device, precision, memory_format, compile, sync_bn)
+    go to train_model.
     """
     n = stage_count(model, cfg)
     if not is_binary(model):
