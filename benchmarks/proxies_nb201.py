@@ -15,7 +15,8 @@ Protocol (every number is a flag):
 - proxies in two groups, so the cheap, strong ones finish first under scarce CPU: `core` = synflow,
   snip, jacob_cov, nwot, params, flops, kernel_area; `extra` = grasp, zen;
 - ensemble = mean normalised rank of synflow, nwot, jacob_cov (nasforge.proxies.DEFAULT_MEMBERS, chosen
-  from the literature before this benchmark ran); `ensemble_all` = every non-baseline proxy that ran;
+  from the literature before this benchmark ran); `ensemble_all` = every non-baseline proxy that ran at
+  every seed of the data set (listed as its `members`);
 - Spearman rank correlation (ties share ranks; -inf scores rank lowest) with the 200-epoch test accuracy of
   the same data set, per seed, then mean and std over seeds;
 - training-free search (NASWOT protocol, N = `--search-n` 100): `--search-runs` (100) runs, each draws N
@@ -158,6 +159,12 @@ def summarise(args, table, indices: list[int], chunks: dict[tuple[str, int, str]
         n_cells: dict[str, dict[int, int]] = {}
         cost: dict[str, list[float]] = {}
         full_scores: dict[int, dict[str, list]] = {}
+        # ensemble_all: the non-baseline proxies scored at every seed of this data set that has scores, so its
+        # members are the same at every seed (grasp/zen may have run at one seed only)
+        ran = [{p for g in args.groups for p, v in (chunks.get((dataset, s, g)) or {}).get("scores", {}).items() if v}
+               for s in args.seeds]
+        ran = [r for r in ran if r]
+        every_seed = set.intersection(*ran) if ran else set()
         for seed in args.seeds:
             by_index: dict[str, dict[int, float | None]] = {}  # proxy -> cell index -> score (cells done)
             for group in args.groups:
@@ -172,7 +179,7 @@ def summarise(args, table, indices: list[int], chunks: dict[tuple[str, int, str]
                 continue
             groups_of = [set(d) for d in by_index.values()]
             for name, members in (("ensemble", list(DEFAULT_MEMBERS)),
-                                  ("ensemble_all", [p for p in by_index if p not in BASELINES])):
+                                  ("ensemble_all", [p for p in by_index if p not in BASELINES and p in every_seed])):
                 if name == "ensemble_all" and len(members) <= len(DEFAULT_MEMBERS):
                     continue
                 if not all(m in by_index for m in members):
@@ -199,7 +206,8 @@ def summarise(args, table, indices: list[int], chunks: dict[tuple[str, int, str]
         for p in ("ensemble", "ensemble_all"):
             if p in rows:
                 members = DEFAULT_MEMBERS if p == "ensemble" else [m for m in rows if m not in BASELINES and
-                                                                   not m.startswith("ensemble")]
+                                                                   not m.startswith("ensemble") and m in every_seed]
+                rows[p]["members"] = list(members)
                 rows[p]["cpu_s_per_arch"] = round(sum(rows[m].get("cpu_s_per_arch", 0) for m in members), 4)
         out["datasets"][dataset] = {"spearman": rows}
         if dataset == "cifar10" and full_scores:

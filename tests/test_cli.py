@@ -61,3 +61,23 @@ def test_search_then_train_found_arch(cli_ok, tmp_path):
     out = cli_ok("train", "--arch", res["arch_file"], "--dataset", "synthetic", "--epochs", "1",
                  "--space-opt", "C=4", "--out", str(tmp_path), "--name", "t2", "--quiet")
     assert json.loads(out)["arch"] == res["arch"]
+
+
+def test_every_file_out_option_says_it_creates_missing_folders_and_does(cli_ok, tmp_path):
+    """`export --out a/b/m.onnx` created a/b silently; every file output (export, report, compare, proxy score)
+    creates missing folders the same way, like the run folder of `search --out`, and its help says so."""
+    import typer.main
+
+    from nasforge.cli import app
+
+    group = typer.main.get_command(app)
+    options = [("export", "--out"), ("report", "--out"), ("compare", "--out"), ("compare", "--csv")]
+    proxy = group.commands["proxy"].commands["score"]
+    helps = [next(p.help for p in group.commands[c].params if flag in p.opts) for c, flag in options]
+    helps.append(next(p.help for p in proxy.params if "--out" in p.opts))
+    assert all("missing folders are created" in h for h in helps), helps
+    cli_ok("train", "--arch", "baseline", "--dataset", "synthetic", "--epochs", "1", "--subset", "64",
+           "--out", str(tmp_path), "--name", "t", "--quiet")
+    cli_ok("export", str(tmp_path / "t"), "--out", str(tmp_path / "new" / "deeper" / "m.onnx"))
+    cli_ok("report", str(tmp_path / "t"), "--out", str(tmp_path / "new2" / "r.html"))
+    assert (tmp_path / "new" / "deeper" / "m.onnx").is_file() and (tmp_path / "new2" / "r.html").is_file()

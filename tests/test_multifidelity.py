@@ -305,3 +305,53 @@ def test_seconds_budget_stops_issuing_and_keeps_the_best_so_far(monkeypatch):
     res = strat.search(ctx)
     assert len(res.history) == 5 and res.metrics["stopped"] == "seconds"
     assert res.arch == max(res.history, key=lambda h: (h["rung"], h["score"]))["arch"]
+
+
+# -- files a finished multi-fidelity run leaves (new-user faults of issues 22/24) -------------------------------------
+@pytest.mark.parametrize("method, hp", [("asha", {"slots": 3}), ("sh", {}), ("hyperband", {})])
+def test_multifidelity_runs_append_history_jsonl_and_a_resumed_run_ends_with_the_same_file(tmp_path, crash, method, hp):
+    """README: multi-trial runs write history.jsonl, one line per scored trial; the multi-fidelity driver did not."""
+    whole_run = RunDir.create(tmp_path, "search", {}, name="whole")
+    whole = search(method, hp, run=whole_run)
+    lines = [json.loads(x) for x in (whole_run.path / "history.jsonl").read_text().splitlines()]
+    assert lines == json.loads(json.dumps(whole.history)) and len(lines) == whole.metrics["trials"]
+    run = RunDir.create(tmp_path, "search", {}, name="cut")
+    with crash(TrialJournal, "record_rung", 7) as died:  # dies after decision 7 is in the log, before its line
+        with pytest.raises(died):
+            search(method, hp, run=run)
+    cut = (run.path / "history.jsonl").read_text()
+    (run.path / "history.jsonl").write_text(cut + '{"trial": 99, "half-writ')  # a line cut short by the kill
+    search(method, hp, run=RunDir.open(run.path))
+    assert (run.path / "history.jsonl").read_text() == (whole_run.path / "history.jsonl").read_text()
+
+
+def test_a_budget_too_small_for_the_top_rung_says_the_winner_was_never_scored_there(tmp_path, capsys, tables_dir):
+    from nasforge.cli import main
+
+    res = search("sh", budget=1)  # one bracket of 9 configs on 1/3/9 epochs costs 9/9 + 3/3 + 1 = 3 > 1
+    assert res.metrics["best_rung"] < 2
+    (w,) = res.metrics["warnings"]
+    assert "never at the top fidelity (9 epochs)" in w and "raise --trials" in w
+    assert "warnings" not in search("sh", budget=12).metrics  # a budget that reaches the top: no warning
+    capsys.readouterr()
+    try:
+        main(["search", "--space", "nb201", "--method", "sh", "--estimator", "table", "--tables", str(tables_dir),
+              "--trials", "1", "--out", str(tmp_path), "--name", "tiny"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    err = capsys.readouterr().err
+    assert "warning: sh: the recommended architecture was scored only at rung 0 (12 epochs)" in err
+    result = json.loads((tmp_path / "tiny" / "result.json").read_text())
+    assert result["warnings"] == result["search"]["metrics"]["warnings"] and "200 epochs" in result["warnings"][0]
+
+
+def test_a_finished_run_and_its_report_leave_no_sqlite_wal_files(tmp_path, cli_ok, tables_dir):
+    cli_ok("search", "--space", "nb201", "--method", "asha", "--estimator", "table", "--tables", str(tables_dir),
+           "--trials", "2", "--out", str(tmp_path), "--name", "mf")
+    run = tmp_path / "mf"
+    assert (run / "trials.sqlite").is_file()
+    assert not list(run.glob("*-wal")) and not list(run.glob("*-shm"))
+    cli_ok("report", str(run))  # a read-only reader must not leave them either
+    assert not list(run.glob("*-wal")) and not list(run.glob("*-shm"))
+    with TrialJournal(run) as j:  # still a working journal (WAL again while open)
+        assert len(j.rung_log()) == json.loads((run / "result.json").read_text())["search"]["metrics"]["trials"]

@@ -335,6 +335,31 @@ def test_bad_run_directories(tmp_path, run_cli, make, needle, command):
     assert not out.exists()
 
 
+@pytest.mark.skipif(not HAVE_TABLES, reason="needs the NB201 table")
+@pytest.mark.parametrize("damage, needle", [("{\"arch\": [1, 2", "is not valid JSON (Expecting"),
+                                            ("[1, 2]", "holds a JSON list, not an object")])
+def test_report_and_compare_name_an_unreadable_result_json(tmp_path, capsys, damage, needle):
+    """A damaged result.json was read as 'in progress' without a word (issue 24's new-user trial)."""
+    run = Path(nasforge.search({"method": "random", "estimator": "table", "tables": str(TABLES),
+                                "budget": {"trials": 3}}, run_root=tmp_path, run_name="q")["run_dir"])
+    (run / "result.json").write_text(damage)
+    def stderr_of(*args: str) -> str:
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as e:
+            assert e.code in (0, None)
+        return capsys.readouterr().err
+
+    for command in (["report", str(run), "--out", str(tmp_path / "r.html")],
+                    ["compare", str(run), "--out", str(tmp_path / "c.html")]):
+        (line,) = [x for x in stderr_of(*command).splitlines() if x.startswith("warning:")]
+        assert f"{run / 'result.json'}" in line and needle in line and "shown as unfinished" in line
+    assert "Damaged files" in (tmp_path / "r.html").read_text()
+    (run / "result.json").unlink()  # absent (a run in progress): nothing to warn about
+    assert "warning" not in stderr_of("report", str(run), "--out", str(tmp_path / "r2.html"))
+
+
 # ---------------------------------------------------------------------------------------------------
 # a real browser
 # ---------------------------------------------------------------------------------------------------

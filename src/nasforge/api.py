@@ -244,6 +244,10 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         check = result["optimised"].get("on_target")
         if isinstance(check, dict) and check.get("met") is False and resume is None:
             progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
+        if found["metrics"].get("warnings"):  # e.g. a multi-fidelity winner never scored at the top fidelity
+            result["warnings"] = list(found["metrics"]["warnings"])
+            for w in result["warnings"]:
+                progress.warn(w)
         if found["metrics"].get("stopped"):  # --seconds cut the search: say so beside the architecture
             result["stopped"] = found["metrics"]["stopped"]
             result["note"] = _stopped_note(cfg, found)
@@ -311,6 +315,7 @@ def _run_strategy(cfg: dict[str, Any], strategy, space, budget: Budget, train: I
     try:
         return strategy.search(ctx)
     finally:
+        ctx.close()
         if executor is not None and hasattr(executor, "shutdown"):
             executor.shutdown()
 

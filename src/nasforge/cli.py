@@ -36,7 +36,10 @@ def _d(text: str, key: str, table: dict | None = None) -> str:
 out = Console()
 err = Console(stderr=True)
 
-RunRoot = typer.Option("runs", "--out", help="folder that receives the run directory")
+RunRoot = typer.Option("runs", "--out", help="folder that receives the run directory (created if missing)")
+#: every file an --out/--csv names is written the same way: missing folders above it are created (like the run
+#: folder of --out above), after a check that they can be; the help says so rather than creating them silently
+CREATES = "; missing folders are created"
 DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU)"
 PRECISION_HELP = ("auto (default: bf16 where the device runs it natively and the space declares it pays, else fp32; "
                   "recorded in the run) | fp32 | bf16 | fp16 (autocast; fp16 with gradient scaling)")
@@ -289,7 +292,7 @@ def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or 
 
 @app.command()
 def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
-           onnx_file: Path = typer.Option(Path("model.onnx"), "--out", help="ONNX file to write"),
+           onnx_file: Path = typer.Option(Path("model.onnx"), "--out", help="ONNX file to write" + CREATES),
            opset: int = typer.Option(17),
            device: str = typer.Option("cpu", help="checked only: export always runs on the CPU in fp32")) -> None:
     """Export a trained model to ONNX, checked in onnxruntime against PyTorch."""
@@ -298,7 +301,7 @@ def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run directory (finished, or in progress: what exists so far)"),
-           out_file: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)")) -> None:
+           out_file: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)" + CREATES)) -> None:
     """One run as a self-contained HTML page: config, drawn architecture, curves, diagnostics, trials, cost."""
     res = api.report(run_dir, out_file)
     for w in res["warnings"]:
@@ -308,12 +311,14 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory (finished, 
 
 @app.command()
 def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories (any methods, spaces, seeds)"),
-            out_file: Path = typer.Option(Path("compare.html"), "--out", help="HTML file to write"),
-            csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV line per run")) -> None:
+            out_file: Path = typer.Option(Path("compare.html"), "--out", help="HTML file to write" + CREATES),
+            csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV line per run" + CREATES)) -> None:
     """Leaderboard of runs grouped by method (mean +/- std over seeds), accuracy-vs-cost scatter, CSV."""
     from .report.compare import terminal_tables
 
     res = api.compare(run_dirs, out=out_file, csv=csv_file)
+    for w in res["warnings"]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
     for t in terminal_tables(res):
         out.print(t)
     out.print(f"HTML: {res['html']}" + (f"  CSV: {res['csv']}" if res["csv"] else ""), highlight=False, soft_wrap=True)

@@ -46,7 +46,7 @@ def score(
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=8"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps"),
     threads: Optional[int] = typer.Option(1, help="torch threads"),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="also write the result JSON here"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="also write the result JSON here; missing folders are created"),
 ) -> None:
     """Score architectures with zero-cost proxies; prints JSON (scores, protocol, CPU seconds)."""
     from .api import proxy_score

@@ -150,6 +150,12 @@ class SearchContext:
             self._journal = TrialJournal(path)
         return self._journal
 
+    def close(self) -> None:
+        """Close the trial journal, if the search opened one (a finished run then holds one sqlite file)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
     def evaluate(self, archs: list[Arch], *, round: int | None = None) -> list[dict[str, Any] | None]:
         """Score architectures with the estimator; returns one result dict (with "score") per arch.
 

@@ -55,6 +55,7 @@ from ..errors import ConfigError
 from ..options import Opt
 from ..registry import ESTIMATORS
 from ..spaces.base import Arch, SearchSpace
+from ..utils import atomic_write_bytes
 from .base import SearchContext, SearchResult
 from .evolution import RegularizedEvolution
 from .multitrial import MultiTrialStrategy, _score, arch_key, sample_new
@@ -310,6 +311,7 @@ class MultiFidelityStrategy(MultiTrialStrategy):
         log = journal.rung_log()
         if ctx.run is not None:  # trial events after the last recorded decision are logged again
             ctx.run.truncate_metrics(lambda m: m.get("event") != "trial" or m.get("seq", -1) < len(log))
+        self._persisted = self._keep_history_lines(ctx, len(log))
         budget = ctx.budget.trials
         stop = ctx.out_of_time if ctx.budget.seconds is not None else None
         stream = executor.stream(est.trial_fn, journal, progress=ctx._on_trial, stop=stop)
@@ -381,10 +383,26 @@ class MultiFidelityStrategy(MultiTrialStrategy):
                         ctx.checkpoint({"kind": f"multi-fidelity:{self.name}", "decisions": record["seq"] + 1})
                     sched.tell(job, score)
                     self._record_job(job, score)
+                    self._append_history(ctx)  # history.jsonl: one line per decision, as for every multi-trial search
             finally:
                 stream.close()
                 ctx.trial_bar = None
         return self._result(ctx)
+
+    def _keep_history_lines(self, ctx: SearchContext, decisions: int) -> int:
+        """Cut ``history.jsonl`` to the records of the `decisions` the rung log holds (later lines belong to
+        no recorded decision); returns how many lines it keeps. Replaying the log rebuilds the same records,
+        so the lines kept are those the replay would write, and the missing ones are appended as it goes."""
+        if ctx.run is None:
+            return 0
+        path = ctx.run.file(self.HISTORY)
+        text = path.read_text() if path.exists() else ""
+        lines = text.splitlines()
+        cut = not text.endswith("\n") and bool(text)  # a line cut short by a kill mid-write
+        keep = lines[: min(len(lines) - cut, decisions)]
+        if len(keep) < len(lines) and ctx.is_main:
+            atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode())
+        return len(keep)
 
     def _sampler(self, ctx: SearchContext, rng: random.Random) -> Callable[[], Arch | None]:
         space = ctx.space
@@ -439,7 +457,16 @@ class MultiFidelityStrategy(MultiTrialStrategy):
                           "promoted": len(reached[k] & reached[k + 1]) if k + 1 < len(self.levels) else None,
                           "best_score": max(ok) if ok else None})
         best = self.history[-1] if self.history else {}
-        return {"scheduler": self.scheduler_name, "eta": self.hp["eta"], "fidelity_unit": self.unit,
+        warnings = []
+        top = len(self.levels) - 1
+        if best.get("best_rung") is not None and best["best_rung"] < top:
+            why = (f"all {rungs[top]['trials']} trial(s) on the top rung failed" if rungs[top]["trials"] else
+                   "the budget ended before any configuration reached the top rung; raise --trials"
+                   + (" or --seconds" if self.stopped_by_time else ""))
+            warnings.append(f"{self.name}: the recommended architecture was scored only at rung {best['best_rung']} "
+                            f"({self.levels[best['best_rung']]} {self.unit}), never at the top fidelity "
+                            f"({self.levels[top]} {self.unit}): {why}")
+        return {**({"warnings": warnings} if warnings else {}), "scheduler": self.scheduler_name, "eta": self.hp["eta"], "fidelity_unit": self.unit,
                 "rung_levels": self.levels, "rungs": rungs, "budget_used": round(self.cost_done, 6),
                 "budget_issued": round(self.spent, 6), "configs": len({h["config"] for h in self.history}),
                 "best_rung": best.get("best_rung"), **({"rung_signals": self.signals} if self.signals else {})}

@@ -126,14 +126,17 @@ class MultiTrialStrategy(Strategy):
         """Append this round's trial records to ``history.jsonl``, then checkpoint the small state with the
         number of records it covers. Each round writes what is new, not the whole history again (a query-mode
         search of 20k trials otherwise slows quadratically); resume reads the first ``history_len`` records."""
-        if ctx.run is not None and ctx.is_main:
-            new = self.history[self._persisted:]
-            if new:
-                with open(ctx.run.file(self.HISTORY), "a") as f:  # flushed on close; like checkpoint.pt, not fsynced
-                    f.write("".join(json.dumps(to_jsonable(h)) + "\n" for h in new))
-        self._persisted = len(self.history)
+        self._append_history(ctx)
         ctx.checkpoint({"kind": f"multi-trial:{self.name}", "rng": rng.getstate(), "history_len": len(self.history),
                         "round": self.round, "strategy": self.state()})
+
+    def _append_history(self, ctx: SearchContext) -> None:
+        """Append the trial records not yet in ``history.jsonl`` (those past ``self._persisted``)."""
+        if ctx.run is not None and ctx.is_main and len(self.history) > self._persisted:
+            new = self.history[self._persisted:]
+            with open(ctx.run.file(self.HISTORY), "a") as f:  # flushed on close; like checkpoint.pt, not fsynced
+                f.write("".join(json.dumps(to_jsonable(h)) + "\n" for h in new))
+        self._persisted = max(self._persisted, len(self.history))
 
     def _restore_history(self, ctx: SearchContext, state: dict[str, Any]) -> list[dict[str, Any]]:
         """The trial records a checkpoint covers (records appended after it, by the round that was

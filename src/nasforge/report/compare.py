@@ -270,7 +270,8 @@ def compare_context(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
                  csv_path: str | Path | None = None) -> dict[str, Any]:
     """Read every run, then write the HTML page (`out`) and/or the CSV (`csv_path`). Returns
-    ``{"runs": [row], "groups": [group], "html": path|None, "csv": path|None}``.
+    ``{"runs": [row], "groups": [group], "html": path|None, "csv": path|None, "warnings": [str]}`` (a warning
+    per damaged result.json/search.json: such a run counts as unfinished).
 
     Raises UserError (one line, nothing written) if no run is given or any path is not a run directory."""
     if not run_dirs:
@@ -286,7 +287,8 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     rows = [run_row(v) for v in views]
     link_retraining(rows)
     groups = group_rows(rows)
-    result: dict[str, Any] = {"runs": rows, "groups": groups, "html": None, "csv": None}
+    result: dict[str, Any] = {"runs": rows, "groups": groups, "html": None, "csv": None,
+                              "warnings": [w for v in views for w in v.problems]}
     if out is not None:
         from ..utils import atomic_write_bytes
 

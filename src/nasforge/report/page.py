@@ -524,14 +524,16 @@ def build_report(view: RunView) -> dict[str, Any]:
     if not view.metrics and not view.finished:
         sections.insert(1, {"id": "empty", "title": "Nothing logged yet",
                             "items": [note("this run has its configuration but no metrics or result yet")]})
+    if view.problems:
+        sections.insert(1, {"id": "damaged", "title": "Damaged files", "items": [note(p) for p in view.problems]})
     subtitle = " · ".join(str(x) for x in (view.method, view.space, view.config.get("dataset"),
                                            f"seed {view.seed}" if view.seed is not None else None) if x)
     return {"title": f"nasforge report: {view.name}", "heading": view.name, "subtitle": subtitle,
             "status": _status(view), "finished": view.finished, "sections": sections,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "path": str(view.path.resolve()),
-            "warnings": [(dot_missing_message() if not dot_available() else
+            "warnings": list(view.problems) + ([(dot_missing_message() if not dot_available() else
                           "graphviz could not render the architecture; the page shows its DOT source")]
-            if any(p.kind == "graph" and p.svg is None for p in parts) else []}
+            if any(p.kind == "graph" and p.svg is None for p in parts) else [])}
 
 
 def render(template: str, context: dict[str, Any]) -> str:
@@ -547,7 +549,8 @@ def render(template: str, context: dict[str, Any]) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """Write one run's report. `out` defaults to ``RUN_DIR/report.html``. Returns
     ``{"report": path, "run_dir", "status", "sections": [ids], "drawn": bool, "warnings": [str]}`` (a warning
-    when graphviz's `dot` is missing and the architecture is shown as DOT text instead of a drawing).
+    when graphviz's `dot` is missing and the architecture is shown as DOT text instead of a drawing, and one per
+    damaged result.json/search.json).
 
     Raises UserError (one line) before writing anything if `run_dir` is not a run directory."""
     from ..utils import atomic_write_bytes, check_writable

@@ -30,6 +30,23 @@ def _read_json(path: Path) -> Any | None:
         return None  # absent, or being written right now: a report shows what exists
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why an existing JSON file cannot be read (one line), or None when it is absent or reads as an object.
+    The run directory writes its JSON files atomically, so a file that exists and does not parse is damaged
+    (cut short by a full disk, edited by hand), not half-written."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        return f"{path} is not text"
+    except json.JSONDecodeError as e:
+        return f"{path} is not valid JSON ({e.msg} at line {e.lineno})"
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror or type(e).__name__})"
+    return None if isinstance(data, dict) else f"{path} holds a JSON {type(data).__name__}, not an object"
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -70,6 +87,7 @@ class RunView:
     extra_json: dict[str, Any]
     images: list[Path]
     trials: list[Trial]
+    problems: list[str] = field(default_factory=list)  # damaged standard files, one line each (report/compare print them)
 
     # -- reading ---------------------------------------------------------------------------------
     @classmethod
@@ -107,6 +125,11 @@ class RunView:
                    arch_file=_read_json(p / "arch.json"), cost=_read_json(p / "cost.json"), sub_runs=sub_runs,
                    extra_json=extra, images=sorted(p.glob("*.png")), trials=[])
         view.trials = view._trials()
+        for name, what in (("result.json", "the run is shown as unfinished"),
+                           ("search.json", "the search's own result is not shown")):
+            why = _unreadable(p / name)
+            if why is not None:
+                view.problems.append(f"{why}: {what}")
         return view
 
     def _trials(self) -> list[Trial]:

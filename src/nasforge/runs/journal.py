@@ -234,7 +234,20 @@ class TrialJournal:
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
+        """Close the journal. A file journal goes back to a rollback journal first, so a finished run holds
+        one ``trials.sqlite`` and no ``-wal``/``-shm`` files (a read-only reader such as ``nasforge report``
+        would otherwise leave them behind); it is WAL again as soon as a resumed search opens it. If another
+        process holds the database right now, it stays in WAL mode (closing must not wait on a reader)."""
+        if self._conn is None:
+            return
+        if str(self.path) != ":memory:":
+            try:
+                self._conn.execute("PRAGMA busy_timeout=1000")
+                self._conn.execute("PRAGMA journal_mode=DELETE")  # checkpoints the WAL, then removes -wal/-shm
+            except sqlite3.Error:
+                pass
         self._conn.close()
+        self._conn = None
 
     def __enter__(self) -> "TrialJournal":
         return self
