@@ -279,10 +279,11 @@ def test_default_budget_comes_from_the_space_searched_in_the_constraints_units(f
     lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
     cands = select_candidates(space, lut, k=2)["candidates"]
     T = default_budget(lut, cands, 0.6)
-    assert T == pytest.approx(0.6 * lut.bounds(cands)[1]) and T < 0.6 * lut.bounds()[1]
+    lo, hi = lut.bounds(cands)
+    assert T == pytest.approx(lo + 0.6 * (hi - lo)) and T < lut.bounds()[0] + 0.6 * (lut.bounds()[1] - lut.bounds()[0])
     lut.calibration = {"a": 2.0, "b": 1.0}
     Tc = default_budget(lut, cands, 0.6, "calibrated")
-    assert Tc == pytest.approx(0.6 * (2.0 * lut.bounds(cands)[1] + 1.0))
+    assert Tc == pytest.approx(2.0 * (lo + 0.6 * (hi - lo)) + 1.0)
     assert budget_bounds(lut, cands, "calibrated")[0] == pytest.approx(2.0 * lut.bounds(cands)[0] + 1.0)
     assert default_budget(lut, cands, 0.6, "raw") == pytest.approx(T)
     with pytest.raises(ConfigError, match="latency_metric"):
@@ -294,8 +295,22 @@ def test_default_budget_binds_in_a_search(tmp_path, fake_cache):
     m = res["search"]["metrics"]
     run = tmp_path / res["run_dir"].split("/")[-1]
     lut = LayerLatencyTable.from_dict(json.loads((run / "lut_local-cpu-1t.json").read_text()))
-    assert m["budget_ms"] == pytest.approx(0.6 * lut.bounds(m["candidates"])[1])
-    assert m["budget_ms"] < lut.bounds(m["candidates"])[1]  # some network of the searched space is over it
+    lo, hi = lut.bounds(m["candidates"])
+    assert m["budget_ms"] == pytest.approx(lo + 0.6 * (hi - lo))
+    assert lo <= m["budget_ms"] < hi  # feasible, and some network of the searched space is over it
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.6, 1.0])
+def test_default_budget_is_always_feasible(fake_cache, frac):
+    """A budget of frac x the slowest network fell below the fastest one on a real LUT (2.04 < 2.25 ms): the
+    search then had no feasible network. Between the fastest and the slowest it always has one."""
+    space = MobileSpace(**TINY)
+    lut = build_local_lut(space, "local-cpu-1t", LatencyCache(fake_cache, "local-cpu-1t"), measure_fn=fake_measure)
+    cands = select_candidates(space, lut, k=2)["candidates"]
+    lut.fixed += 100.0  # a large fixed cost (stem, head, framework overhead), as on the measured device
+    lo, hi = lut.bounds(cands)
+    assert frac * hi < lo or frac == 1.0  # the previous rule's budget: below every network
+    assert lo <= default_budget(lut, cands, frac) <= hi
 
 
 def test_pareto_front():
@@ -355,7 +370,8 @@ def test_table_mode_on_nb201_is_exact_and_constrained(tmp_path, tables_dir):
     from nasforge.tables.latency import LatencyTable
 
     lat = LatencyTable.load(tables_dir, space="nb201")
-    assert m["budget_ms"] == pytest.approx(0.3 * lat.column("pixel3").max())
+    col = lat.column("pixel3")
+    assert m["budget_ms"] == pytest.approx(col.min() + 0.3 * (col.max() - col.min()))
     assert lat.latency(res["arch"], "pixel3") <= m["budget_ms"]
     assert m["evaluated_over_budget"] == 0 and m["violations_rejected"] > 0 and m["trials"] == 60
     again = api.search(cfg, run_root=tmp_path / "again")

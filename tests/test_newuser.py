@@ -227,8 +227,9 @@ def test_hurricane_constrains_calibrated_latency_and_checks_the_winner_on_the_de
     # the default: the LUT calibrated on whole networks (none was cached, so networks were measured first)
     assert m["latency_metric"] == "calibrated"
     assert m["latency_ms"] == pytest.approx(1.5 * raw.predict(arch) + 0.02, rel=1e-6)
-    # the budget: latency_frac x the slowest network of the space searched (the selected candidates, issue 21)
-    assert m["budget_ms"] == pytest.approx(0.6 * (1.5 * raw.bounds(m["candidates"])[1] + 0.02), rel=1e-6)
+    # the budget: latency_frac of the way from the fastest to the slowest network of the space searched
+    lo, hi = raw.bounds(m["candidates"])
+    assert m["budget_ms"] == pytest.approx(1.5 * (lo + 0.6 * (hi - lo)) + 0.02, rel=1e-6)
     assert m["latency_ms"] <= m["budget_ms"]
     assert json.loads(cache.read_text())["calibrations"]  # the calibration is cached for the next search
     # ... and the winner was measured end to end at the end: met, by this much
@@ -250,7 +251,8 @@ def test_hurricane_constrains_calibrated_latency_and_checks_the_winner_on_the_de
     raw_cfg = {**cfg, "hparams": {**cfg["hparams"], "latency_metric": "raw"}}
     device["slowdown"] = 1.5
     m_raw = api.search(raw_cfg, run_root=tmp_path / "runs", run_name="r")["search"]["metrics"]
-    assert m_raw["budget_ms"] == pytest.approx(0.6 * raw.bounds(m_raw["candidates"])[1], rel=1e-6)
+    lo, hi = raw.bounds(m_raw["candidates"])
+    assert m_raw["budget_ms"] == pytest.approx(lo + 0.6 * (hi - lo), rel=1e-6)
 
 
 def test_calibrated_table_is_the_linear_calibration_of_the_sum():

@@ -6,7 +6,7 @@ search computes):
 
 0. a latency model of the space on the target: a LUT timed here for a local device, the per-(layer, op) table
    fitted from HELP measurements for a table device (``nasforge.hardware.cost``). The latency budget is
-   ``latency_ms``, or ``latency_frac`` x the latency of the slowest network of the selected space (step 1);
+   ``latency_ms``, or ``latency_frac`` of the way from the fastest to the slowest network of the selected space (step 1);
 1. hardware-specific candidates: per layer at most ``top_k`` non-dominated ops (FLOPs vs within-layer
    latency on the target; ``nasforge.hardware.selection``), written to ``candidates_<target>.json``;
 2. a single-path supernet over those candidates (SPOS: each step trains one uniformly sampled path). Two
@@ -61,7 +61,7 @@ _EVAL_EPOCH = 60_000
                                        "a hard latency constraint (target=<device>)")
 class Hurricane(OneShotStrategy):
     """Options (``--set key=value``): ``target`` (latency device), ``top_k`` (candidates kept per layer),
-    ``latency_ms`` / ``latency_frac`` (budget: absolute, or a fraction of the slowest network's latency),
+    ``latency_ms`` / ``latency_frac`` (budget: absolute, or fastest + frac x (slowest - fastest) of the space searched),
     ``latency_metric`` (raw | calibrated LUT), ``order`` (late_first | early_first | joint), ``split`` (share
     of layers in the late group), ``stage_epochs`` ([stage 1, stage 2]), evolution ``population``,
     ``sample_size``, ``evaluations`` (per stage), ``crossover_prob``; ``bn_batches`` / ``eval_batches``
@@ -77,7 +77,7 @@ class Hurricane(OneShotStrategy):
         "target": Opt("local-cpu-1t", choices=TARGET_DEVICES, help="the device latency is optimised for"),
         "top_k": Opt(4, ">=1", help="candidates kept per layer"),
         "latency_ms": Opt(None, ">0", type=float, help="latency budget in ms; null: latency_frac"),
-        "latency_frac": Opt(0.6, "(0, 1]", help="budget as a share of the slowest network's latency"),
+        "latency_frac": Opt(0.6, "(0, 1]", help="budget: fastest + frac x (slowest - fastest) network of the space searched"),
         "latency_metric": Opt("calibrated", choices=LATENCY_METRICS,
                               help="calibrated: LUT fitted to whole networks (hardware.cost); raw: summed op timings"),
         "order": Opt("late_first", choices=ORDERS),
@@ -152,7 +152,7 @@ class Hurricane(OneShotStrategy):
     def _budget(self, model, space, candidates=None) -> float:
         from ..hardware.selection import budget_bounds, default_budget
 
-        # default budget: latency_frac x the slowest network of the space searched (the selected candidates)
+        # default budget: latency_frac of the way from the fastest to the slowest network of the space searched
         lo, _ = budget_bounds(model, candidates, self.hp["latency_metric"])
         T = (float(self.hp["latency_ms"]) if self.hp["latency_ms"] is not None
              else default_budget(model, candidates, self.hp["latency_frac"], self.hp["latency_metric"]))
