@@ -106,7 +106,10 @@ def test_ctrl_c_exits_130_naming_the_run_and_resumes(tmp_path):
             "--subset", "256", "--test-subset", "64", "--epochs", "40", "--batch-size", "64", "--threads", "1",
             "--precision", "fp32", "--out", str(tmp_path / "runs"), "--name", "t", "--quiet"]  # fp32: the slower
     # path keeps the run going for a while after the first checkpoint (bf16 could finish before the signal)
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # SIGINT back to its default in the child: a shell starts background jobs with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler, so the test depended on how the suite was launched
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "checkpoint.pt").exists():
         time.sleep(0.2)
