@@ -50,15 +50,16 @@ def _replacing(path: str | Path) -> Iterator[tuple[int, str]]:
     error, and is removed when it raises: a crash never leaves a half-written file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    tmp = None
+    try:  # mkstemp inside the try: an interrupt landing right after it must not leave the file behind
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         # mkstemp creates 0600; the file gets the mode an ordinary open() would give (0666 minus the umask),
         # so results and reports on a shared file system are as readable as metrics.jsonl
         os.chmod(tmp, 0o666 & ~current_umask())
         yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
