@@ -181,3 +181,33 @@ def test_shallow_supernets_search_their_reduction_cells_only(method, hp):
     eig = dominant_eigenvalue(lambda: F.cross_entropy(sn(x), y), sn.arch_parameters(), iters=3,
                               generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(torch.tensor(eig)) and eig != 0.0
+
+
+@pytest.mark.parametrize("cls,hp", [(SingleDARTS, {}), (SingleDARTS, {"alpha_batch": "other"}), (DARTS, {})])
+def test_arch_warmup_steps_the_weights_alone_until_its_epoch(cls, hp):
+    net = TinySupernet()
+    strat = cls(arch_warmup=1, arch_lr=0.1, **hp)
+    strat.w_params = net.weight_parameters()
+    strat.w_opt = torch.optim.SGD(strat.w_params, lr=0.1)
+    strat.setup(net, None)
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    a0, w0 = net.alphas["cell"].detach().clone(), net.head.weight.detach().clone()
+    strat.on_epoch_start(net, 0, 2, None)  # the warm-up epoch
+    strat.step(net, (x, y), (x, y), None)
+    assert torch.equal(a0, net.alphas["cell"]) and not torch.equal(w0, net.head.weight)
+    strat.on_epoch_start(net, 1, 2, None)
+    strat.step(net, (x, y), (x, y), None)
+    assert not torch.equal(a0, net.alphas["cell"])
+
+
+def test_arch_warmup_in_a_search_and_its_preflight(tmp_path):
+    """Epoch 1 of a search with arch_warmup=1 ends with the initial alphas whatever arch_lr is; epoch 2 moves them.
+    A warm-up as long as the search is refused before a run directory exists."""
+    cfg = {**BASE, "method": "single-darts", "hparams": {"hessian_every": 0, "arch_warmup": 1}}
+    runs = [api.search({**cfg, "hparams": {**cfg["hparams"], "arch_lr": lr}}, run_root=tmp_path / str(lr))
+            for lr in (0.01, 0.1)]
+    (a1, a2), (b1, b2) = ([h["alpha_softmax"] for h in r["search"]["history"]] for r in runs)
+    assert a1 == b1 and a2 != b2
+    with pytest.raises(ConfigError, match="arch_warmup=2 warms the weights up for the whole 2-epoch search"):
+        api.search({**cfg, "hparams": {"arch_warmup": 2}}, run_root=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())

@@ -235,6 +235,10 @@ def test_demo_reports_alpha_movement_and_the_baseline_trained_the_same_way(tmp_p
     assert base["model"] == "baseline" and base["epochs"] == 1
     bcfg = json.loads((Path(base["run_dir"]) / "config.json").read_text())
     assert bcfg["subset"] == 48 and bcfg["train"]["batch_size"] == 32 and bcfg["dataset_options"]["resolution"] == 16
+    # trained the same way: the search's precision and memory format (auto), not a fixed fp32
+    scfg = json.loads((Path(res["search"]["run_dir"]) / "config.json").read_text())
+    assert (bcfg["precision"], bcfg["memory_format"]) == (scfg["precision"], scfg["memory_format"]) == ("auto", "auto")
+    assert move["mean_entropy_per_epoch"] == pytest.approx([h["mean_entropy"] for h in hist])
     # the command prints the measure and both accuracies
     monkeypatch.setattr(api, "demo", lambda overrides, run_root: res)
     out = cli_ok("demo", "--quiet", "--out", str(tmp_path))

@@ -582,7 +582,8 @@ ALPHA_MOVEMENT_TARGET = 0.10
 def alpha_movement(history: list[dict[str, Any]], target: float = ALPHA_MOVEMENT_TARGET) -> dict[str, Any] | None:
     """How far a differentiable search's alphas moved: the mean over edges of the entropy of softmax(alpha)
     (nats) after the first and the last epoch, against its maximum log(K) (K ops per edge; where alphas start,
-    1e-3 * N(0, 1)), and ``drop = (log K - H_last) / log K``; ``met`` is ``drop >= target``.
+    1e-3 * N(0, 1)), and ``drop = (log K - H_last) / log K``; ``met`` is ``drop >= target``;
+    ``mean_entropy_per_epoch`` lists H after every epoch.
     `history`: a search's per-epoch records (``mean_entropy``, ``op_names``). None when the search logged no
     entropies (a method without alphas)."""
     epochs = [h for h in history or [] if isinstance(h, dict) and isinstance(h.get("mean_entropy"), (int, float))]
@@ -595,7 +596,7 @@ def alpha_movement(history: list[dict[str, Any]], target: float = ALPHA_MOVEMENT
     drop = (h_max - last) / h_max
     return {"max_entropy": h_max, "mean_entropy_first_epoch": float(epochs[0]["mean_entropy"]),
             "mean_entropy_final": last, "drop": drop, "target": target, "met": drop >= target,
-            "epochs": len(epochs)}
+            "epochs": len(epochs), "mean_entropy_per_epoch": [float(h["mean_entropy"]) for h in epochs]}
 
 
 def demo(overrides: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT) -> dict[str, Any]:
@@ -613,7 +614,11 @@ def demo(overrides: dict[str, Any] | None = None, *, run_root: str | Path = DEFA
                 "dataset_options": cfg.get("dataset_options") or {}, "data_root": cfg.get("data_root"),
                 "subset": cfg.get("retrain_subset"), "test_subset": cfg.get("test_subset"),
                 "train": dict(cfg["retrain"]), "threads": cfg.get("threads"),
-                "precision": cfg.get("precision", "fp32"), "device": cfg.get("device", "auto")}
+                # the search's precision and memory format (auto resolves them per network, as the retraining
+                # of the found cell does): a baseline in fp32 beside a bf16 cell would not be "trained the same way"
+                "precision": cfg.get("precision", cfgmod.SEARCH_DEFAULTS["precision"]),
+                "memory_format": cfg.get("memory_format", cfgmod.SEARCH_DEFAULTS["memory_format"]),
+                "device": cfg.get("device", "auto")}
     base_cfg = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, {k: v for k, v in base_cfg.items() if v is not None})
     TrainConfig.from_dict(base_cfg["train"])
     res = search(cfg, run_root=run_root, run_name=None)

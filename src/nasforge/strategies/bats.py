@@ -90,6 +90,7 @@ class BATS(DARTS):
 
     def on_epoch_start(self, supernet: Supernet, epoch: int, epochs: int, ctx: SearchContext) -> None:
         self._epoch, self._epochs = epoch, epochs
+        super().on_epoch_start(supernet, epoch, epochs, ctx)  # arch_warmup
         supernet.temperature = self.temperature_at(epoch, epochs)
 
     # -- one step -------------------------------------------------------------------------

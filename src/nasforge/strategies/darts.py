@@ -27,6 +27,8 @@ from ..engine.oneshot import WEIGHT_DEFAULTS, OneShotStrategy, check_loss
 ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((0.5, 0.999), "[0, 1)"),
                                  "arch_weight_decay": Opt(1e-3, ">=0"), "temperature": Opt(1.0, ">0"),
                                  "activation": Opt("softmax", choices=("softmax", "sigmoid")),
+                                 "arch_warmup": Opt(0, ">=0", help="epochs of weight-only training before the alphas "
+                                                    "start to step (PC-DARTS' warm-up); 0: from the first step"),
                                  "derive": "default"}
 
 
@@ -52,6 +54,10 @@ class _Differentiable(OneShotStrategy):
         why = space.unused_alpha_groups()
         if why:
             raise ConfigError(f"strategy '{self.name}' learns every alpha by gradient, but {why}")
+        epochs = (cfg.get("budget") or {}).get("epochs")
+        if epochs is not None and self.hp["arch_warmup"] >= epochs:
+            raise ConfigError(f"{self.name} arch_warmup={self.hp['arch_warmup']} warms the weights up for the whole "
+                              f"{epochs}-epoch search: the alphas would never step (use fewer warm-up epochs)")
 
     def setup(self, supernet: Supernet, ctx: SearchContext) -> None:
         supernet.temperature = float(self.hp["temperature"])
@@ -59,6 +65,13 @@ class _Differentiable(OneShotStrategy):
         self.alphas = supernet.arch_parameters()
         self.a_opt = torch.optim.Adam(self.alphas, lr=self.hp["arch_lr"], betas=tuple(self.hp["arch_betas"]),
                                       weight_decay=self.hp["arch_weight_decay"])
+        self.alphas_step = self.hp["arch_warmup"] == 0
+
+    def on_epoch_start(self, supernet: Supernet, epoch: int, epochs: int, ctx: SearchContext) -> None:
+        """The alphas step from epoch ``arch_warmup`` (0-based) on: before it only the weights train (the
+        warm-up of PC-DARTS, Xu et al. 2020, and P-DARTS: untrained ops give the alphas a gradient that is
+        mostly noise). Called again after a resume, so the flag follows the epoch."""
+        self.alphas_step = epoch >= self.hp["arch_warmup"]
 
     def strategy_state(self) -> dict[str, Any]:
         return {"a_opt": self.a_opt.state_dict()}
@@ -108,6 +121,9 @@ class DARTS(_Differentiable):
 
     def step(self, supernet, batch, second, ctx):
         (x, y), (xv, yv) = batch, second
+        if not self.alphas_step:  # arch_warmup: the weights alone
+            loss, acc = self._weight_step(supernet, x, y)
+            return {"train_loss": loss, "train_accuracy": acc}
         self.a_opt.zero_grad(set_to_none=True)
         if self.hp["order"] == 2:
             val_loss = self.unrolled_alpha_grad(supernet, x, y, xv, yv)
@@ -166,6 +182,9 @@ class SingleDARTS(_Differentiable):
 
     def step(self, supernet, batch, second, ctx):
         x, y = batch
+        if not self.alphas_step:  # arch_warmup: the weights alone
+            loss, acc = self._weight_step(supernet, x, y)
+            return {"train_loss": loss, "train_accuracy": acc}
         if second is not None:  # two-batch ablation: alpha from another training batch, at the same w
             self.a_opt.zero_grad(set_to_none=True)
             self._alpha_grad(supernet, *second)
