@@ -144,16 +144,8 @@ ROWS: dict[str, Row] = {r.name: r for r in (
 )}
 #: methods that learn alphas with Adam: their arch learning rate follows the alpha-step rule (arch_lr_for)
 ALPHA_METHODS = ("darts", "single-darts", "bats")
-#: DARTS' reference alpha-step budget: Adam lr 3e-4 x 50 epochs x 391 steps (25k images, batch 64)
-REFERENCE_ALPHA_TRAVEL = 3e-4 * 50 * 391
-
-
-def arch_lr_for(steps: int) -> float:
-    """Adam's arch learning rate for a search of `steps` alpha steps: Adam moves each alpha by at most about
-    lr per step whatever the gradient's scale, so the reference recipe (lr 3e-4 over 19,550 steps) allows a
-    total travel of ~5.9 per alpha; keep that travel for a shorter search: lr = 5.865 / steps (never below
-    the reference 3e-4). See docs/leaderboard.md ("Why the default job's alphas did not move")."""
-    return max(3e-4, REFERENCE_ALPHA_TRAVEL / max(1, steps))
+# the alpha-travel rule lives beside the optimiser it sizes (the default job's config follows it too)
+from nasforge.strategies.darts import REFERENCE_ALPHA_TRAVEL, arch_lr_for  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------

@@ -222,6 +222,20 @@ def test_alpha_movement_is_the_entropy_drop_as_a_share_of_log_k():
     assert api.alpha_movement([{"event": "epoch", "score": 1}]) is None  # no alphas, no measure
 
 
+def test_demo_config_follows_the_alpha_travel_rule():
+    """configs/demo.yaml's arch_lr is the alpha-travel rule for the steps its alphas take (epochs after any
+    warm-up x search-train batches): changing the search length without re-deriving arch_lr fails here."""
+    from nasforge import config as cfgmod
+    from nasforge.strategies.darts import arch_lr_for
+
+    cfg = cfgmod.load_yaml(api.DEMO_CONFIG)
+    portion = cfg.get("train_portion", cfgmod.SEARCH_DEFAULTS["train_portion"])
+    per_epoch = math.ceil(int(cfg["subset"] * portion) / cfg["batch_size"])
+    steps = (cfg["budget"]["epochs"] - cfg["hparams"].get("arch_warmup", 0)) * per_epoch
+    assert cfg["hparams"]["arch_lr"] == pytest.approx(arch_lr_for(steps), rel=2e-3)
+    assert cfg["hparams"]["hessian_every"] == 0 and cfg["method"] == "single-darts"
+
+
 def test_demo_reports_alpha_movement_and_the_baseline_trained_the_same_way(tmp_path, monkeypatch, cli_ok):
     toy = {"dataset": "synthetic", "dataset_options": {"n_train": 128, "n_test": 32, "resolution": 16},
            "subset": 64, "budget": {"epochs": 2}, "space_options": {"C": 4, "N": 1}, "threads": 1,

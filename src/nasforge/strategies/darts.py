@@ -32,6 +32,18 @@ ARCH_DEFAULTS: dict[str, Any] = {"arch_lr": Opt(3e-4, ">0"), "arch_betas": Opt((
                                  "derive": "default"}
 
 
+#: DARTS' reference alpha travel: Adam lr 3e-4 x 50 epochs x 391 steps (CIFAR-10, 25k images, batch 64; spec 1.2)
+REFERENCE_ALPHA_TRAVEL = 3e-4 * 50 * 391
+
+
+def arch_lr_for(steps: int) -> float:
+    """The alpha-travel rule: Adam's arch learning rate for a search of `steps` alpha steps. Adam moves each
+    alpha by at most about lr per step whatever the gradient's scale, so DARTS' recipe (lr 3e-4 over 19,550
+    steps) allows a total travel of ~5.87 per alpha; a shorter search keeps that travel: lr = 5.865 / steps,
+    never below the reference 3e-4 (docs/leaderboard.md, "The default job")."""
+    return max(3e-4, REFERENCE_ALPHA_TRAVEL / max(1, steps))
+
+
 def alpha_grads(loss: torch.Tensor, alphas: list[torch.Tensor], **kwargs: Any) -> tuple[torch.Tensor | None, ...]:
     """d loss / d alpha for each alpha group; None for a group no cell uses (a DARTS supernet with layers < 3
     has reduction cells only, so its `normal` alphas take no part in the loss)."""
