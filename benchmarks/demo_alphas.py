@@ -61,11 +61,11 @@ def run_variant(name: str, threads: int, run_root: Path) -> dict[str, Any]:
     current = {"epoch": 0}
     original_start = darts.SingleDARTS.on_epoch_start
 
-    def on_epoch_start(self, supernet, epoch, epochs, ctx):  # noqa: ANN001
+    def on_epoch_start(self, supernet, epoch, epochs, ctx):
         current["epoch"] = epoch
         original_start(self, supernet, epoch, epochs, ctx)
 
-    def arch_step(self, optimizer, params):  # noqa: ANN001
+    def arch_step(self, optimizer, params):
         original(self, optimizer, params)
         grads.append(torch.cat([p.grad.detach().flatten().float().clone() for p in params]))
         epochs_of.append(current["epoch"])
@@ -83,7 +83,8 @@ def run_variant(name: str, threads: int, run_root: Path) -> dict[str, Any]:
     for e in range(len(hist)):
         g = g_all[e_all == e]
         if len(g) < 2:  # a warm-up epoch: the alphas did not step
-            snr.append(None), rms.append(None)
+            snr.append(None)
+            rms.append(None)
             continue
         snr.append(round(float((g.mean(0).abs() / g.std(0).clamp_min(1e-12)).median()), 3))
         rms.append(float("%.3g" % float(g.pow(2).mean().sqrt())))
