@@ -17,9 +17,10 @@ keeps the plain ``nn.Conv2d`` path, bit-identical to the code before.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import combinations
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,6 +31,19 @@ _TILE_W = 3
 #: below this many input elements the tiles' extra calls cost more than they save (measured: B 64, C 4-8 at
 #: 5x5-7x7 is 2-5x slower tiled, C >= 8 at 28x28 faster)
 MIN_NUMEL = 1 << 18
+_TILED = [True]  # process-wide switch of the tiled weight gradient (A/B measurement: tiled_weight_grad)
+
+
+@contextmanager
+def tiled_weight_grad(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`depthwise_conv2d` uses (True) or never uses (False) the tiled weight
+    gradient; the previous setting is restored on exit. For A/B measurements in one process
+    (benchmarks/step_speed.py, benchmarks/depthwise_backward.py)."""
+    old, _TILED[0] = _TILED[0], bool(enabled)
+    try:
+        yield
+    finally:
+        _TILED[0] = old
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -145,7 +159,7 @@ def _fast_backward_applies(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, 
     precision autocast, at least MIN_NUMEL input elements, a depthwise conv (groups = C_in = C_out) with an odd kernel wider than 3 whose
     padding is 'same', stride 1 or 2, no dilation, and something to differentiate."""
     kh, kw = w.shape[-2:]
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() >= MIN_NUMEL and w.dtype == torch.float32 and x.dim() == 4
+    return (_TILED[0] and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() >= MIN_NUMEL and w.dtype == torch.float32 and x.dim() == 4
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and (x.requires_grad or w.requires_grad) and torch.is_grad_enabled()
             and not (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != torch.float32)
@@ -279,4 +293,5 @@ def set_fast_depthwise(module: nn.Module, fast: bool) -> nn.Module:
     return module
 
 
-__all__ = ["DepthwiseConv2d", "DepthwiseConvFn", "depthwise_conv2d", "depthwise_weight_grad", "set_fast_depthwise"]
+__all__ = ["DepthwiseConv2d", "DepthwiseConvFn", "depthwise_conv2d", "depthwise_weight_grad", "set_fast_depthwise",
+           "tiled_weight_grad"]
