@@ -19,11 +19,13 @@ def _fmt(t: torch.Tensor, cl: bool) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("k,stride", [(5, 1), (5, 2), (7, 1), (7, 2), (3, 2)])
-@pytest.mark.parametrize("H,W", [(5, 5), (7, 6), (4, 9)])
-def test_gradcheck_float64(k, stride, H, W):
+@pytest.mark.parametrize("H,W,cl", [(5, 5, False), (7, 6, True), (4, 9, False), (9, 10, True), (12, 7, True)])
+def test_gradcheck_float64(k, stride, H, W, cl):
+    """Both formulations: contiguous and small channels-last images fold batch into channels; channels-last
+    images above SMALL_IMAGE pixels (9x10, 12x7) take the column tiles."""
     g = torch.Generator().manual_seed(k * 100 + H * 10 + W + stride)
-    x = torch.randn(2, 3, H, W, dtype=torch.float64, generator=g).requires_grad_()
-    w = torch.randn(3, 1, k, k, dtype=torch.float64, generator=g).requires_grad_()
+    x = _fmt(torch.randn(2, 3, H, W, dtype=torch.float64, generator=g), cl).requires_grad_()
+    w = _fmt(torch.randn(3, 1, k, k, dtype=torch.float64, generator=g), cl).requires_grad_()
     fn = lambda x, w: DepthwiseConvFn.apply(x, w, (stride, stride), (k // 2, k // 2), 3)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, w), eps=1e-6, atol=1e-8)
     assert torch.equal(fn(x, w), F.conv2d(x, w, None, stride, k // 2, 1, 3))  # forward unchanged
@@ -33,7 +35,7 @@ def test_gradcheck_float64(k, stride, H, W):
 def test_weight_grad_matches_torch_fp32_real_shapes(k, stride, cl):
     """Batch 64 at the darts/mobile spaces' sizes: the tiled weight gradient equals torch's to float rounding."""
     g = torch.Generator().manual_seed(0)
-    for C, H in ((16, 28), (24, 7), (40, 4)):
+    for C, H in ((16, 28), (32, 14), (24, 7), (40, 4)):
         x = _fmt(torch.randn(64, C, H, H, generator=g), cl)
         w = _fmt(torch.randn(C, 1, k, k, generator=g), cl)
         y = F.conv2d(x, w, None, stride, k // 2, 1, C)
@@ -85,6 +87,19 @@ def test_routing_only_where_it_pays():
     assert ym.shape == (64, 8, 16, 16) and "DepthwiseConvFn" not in type(ym.grad_fn).__name__
 
 
+def test_tiles_match_torch_on_contiguous_input_too():
+    """The tiled form is exact whatever the layout (the dispatcher sends contiguous tensors elsewhere)."""
+    from nasforge.ops.depthwise import _tiled_weight_grad
+
+    g = torch.Generator().manual_seed(3)
+    for k, s in ((5, 1), (7, 2)):
+        x = torch.randn(8, 6, 13, 13, generator=g)
+        go = torch.randn(F.conv2d(x, torch.zeros(6, 1, k, k), None, s, k // 2, 1, 6).shape, generator=g)
+        ref = torch.ops.aten.convolution_backward(go, x, torch.zeros(6, 1, k, k), None, (s, s), (k // 2,) * 2,
+                                                  (1, 1), False, (0, 0), 6, (False, True, False))[1]
+        torch.testing.assert_close(_tiled_weight_grad(x, go, (k, k), (s, s)), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_plan_covers_every_tap_with_fast_kernel_shapes():
     for k, n, s in itertools.product((5, 7, 9), (1, 2, 3, 4, 7, 14, 28), (1, 2)):
         plan = _plan(k, k, n, n, (s, s))
@@ -121,3 +136,24 @@ def test_space_fused_option_selects_the_path(space, opts):
         assert all(m.fast is fused for m in built.modules() if isinstance(m, DepthwiseConv2d))
     # same parameters and state-dict keys as the nn.Conv2d it replaces
     assert isinstance(dws[0], nn.Conv2d) and "weight" in dws[0].state_dict()
+
+
+def test_depthwise_backward_benchmark_runs_at_toy_size():
+    """benchmarks/depthwise_backward.py (the profile behind docs/benchmarks.md) cannot rot."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nasforge
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(nasforge.__file__).resolve().parents[1])}
+    p = subprocess.run([sys.executable, str(repo / "benchmarks" / "depthwise_backward.py"), "--quick"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(p.stdout)["rows"]
+    tiled = [r for r in rows if "weight_grad_tiled_ms" in r]
+    assert tiled and all(r["k"] > 3 and r["dilation"] == 1 for r in tiled)
+    assert all(r["max_rel_err"] < 1e-5 for r in tiled)
