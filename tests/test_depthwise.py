@@ -157,3 +157,23 @@ def test_depthwise_backward_benchmark_runs_at_toy_size():
     tiled = [r for r in rows if "weight_grad_tiled_ms" in r]
     assert tiled and all(r["k"] > 3 and r["dilation"] == 1 for r in tiled)
     assert all(r["max_rel_err"] < 1e-5 for r in tiled)
+
+
+def test_backward_skips_gradients_nobody_asked_for(monkeypatch):
+    """As torch's conv does: autograd.grad w.r.t. something upstream (DARTS' alpha step) must not compute
+    the conv weights' gradient; .backward() and grad w.r.t. the weight still do."""
+    import nasforge.ops.depthwise as dw
+
+    calls = []
+    real = dw.depthwise_weight_grad
+    monkeypatch.setattr(dw, "depthwise_weight_grad", lambda *a: calls.append(1) or real(*a))
+    alpha = torch.ones((), requires_grad=True)
+    m = DepthwiseConv2d(8, 5)
+    x = torch.randn(64, 8, 32, 32)
+    y = m(x * alpha)
+    (ga,) = torch.autograd.grad(y.sum(), alpha, retain_graph=True)
+    assert calls == [] and torch.isfinite(ga)
+    (gw,) = torch.autograd.grad(y.sum(), m.weight, retain_graph=True)
+    assert calls == [1]
+    y.sum().backward()
+    assert calls == [1, 1] and torch.allclose(m.weight.grad, gw)

@@ -242,31 +242,51 @@ class DepthwiseConvFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-                groups: int) -> torch.Tensor:
+                groups: int, x_node=None, w_node=None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
         ctx.conf = (stride, padding, groups)
+        ctx.nodes = (x_node, w_node)
         return F.conv2d(x, w, None, stride, padding, 1, groups)
+
+    @staticmethod
+    def _needed(ctx, i: int) -> bool:
+        """Whether this backward must produce input i's gradient: it requires grad and (where its autograd
+        node is known) the engine will run that node. torch's own conv skips a gradient nobody asked for
+        (e.g. the weights' in DARTS' alpha step, ``autograd.grad(loss, alphas)``); a custom Function only
+        learns it this way."""
+        if not ctx.needs_input_grad[i]:
+            return False
+        node = ctx.nodes[i]
+        if node is None:
+            return True
+        try:
+            return bool(torch._C._will_engine_execute_node(node))
+        except RuntimeError:  # outside what the engine can answer: compute it
+            return True
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         x, w = ctx.saved_tensors
         stride, padding, groups = ctx.conf
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_x, need_w = DepthwiseConvFn._needed(ctx, 0), DepthwiseConvFn._needed(ctx, 1)
         gw = depthwise_weight_grad(x, grad, tuple(w.shape[-2:]), stride) if need_w else None
-        gx, gw_ref, _ = torch.ops.aten.convolution_backward(grad, x, w, None, stride, padding, (1, 1), False,
-                                                            (0, 0), groups, (need_x, need_w and gw is None, False))
-        if need_w and gw is None:
-            gw = gw_ref
-        elif gw is not None:
+        gx = None
+        if need_x or (need_w and gw is None):
+            gx, gw_ref, _ = torch.ops.aten.convolution_backward(grad, x, w, None, stride, padding, (1, 1), False,
+                                                                (0, 0), groups, (need_x, need_w and gw is None, False))
+            gw = gw_ref if need_w and gw is None else gw
+        if gw is not None:
             gw = gw.contiguous(memory_format=torch.channels_last if _is_channels_last(w) else torch.contiguous_format)
-        return gx, gw, None, None, None
+        return (gx if need_x else None), gw, None, None, None, None, None
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
           dilation: tuple[int, int], groups: int, fast: bool) -> torch.Tensor:
     if fast and _fast_backward_applies(x, w, stride, padding, dilation, groups):
-        return DepthwiseConvFn.apply(x, w, stride, padding, groups)
+        # views give every input a node of its own that the engine can be asked about (DepthwiseConvFn._needed)
+        xv, wv = (t.view_as(t) if t.requires_grad else t for t in (x, w))
+        return DepthwiseConvFn.apply(xv, wv, stride, padding, groups, xv.grad_fn, wv.grad_fn)
     return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
 
