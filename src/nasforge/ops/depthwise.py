@@ -32,6 +32,9 @@ _TILE_W = 3
 #: below this many input elements the tiles' extra calls cost more than they save (measured: B 64, C 4-8 at
 #: 5x5-7x7 is 2-5x slower tiled, C >= 8 at 28x28 faster)
 MIN_NUMEL = 1 << 18
+#: the same for the tiles at stride 2 (channels-last images above SMALL_IMAGE pixels): measured 0.6x at
+#: B 64, C 8, 28x28 and 1.3-1.5x from C 32 (docs/results/depthwise_backward.json)
+MIN_NUMEL_TILED_STRIDED = 1 << 20
 _TILED = [True]  # process-wide switch of the tiled weight gradient (A/B measurement: tiled_weight_grad)
 
 
@@ -224,7 +227,9 @@ def _fast_backward_applies(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, 
     precision autocast, at least MIN_NUMEL input elements, a depthwise conv (groups = C_in = C_out) with an odd kernel wider than 3 whose
     padding is 'same', stride 1 or 2, no dilation, and something to differentiate."""
     kh, kw = w.shape[-2:]
-    return (_TILED[0] and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() >= MIN_NUMEL and w.dtype == torch.float32 and x.dim() == 4
+    tiled_strided = stride != (1, 1) and _is_channels_last(x) and x.shape[-2] * x.shape[-1] > SMALL_IMAGE
+    return (_TILED[0] and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.numel() >= (MIN_NUMEL_TILED_STRIDED if tiled_strided else MIN_NUMEL) and w.dtype == torch.float32 and x.dim() == 4
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and (x.requires_grad or w.requires_grad) and torch.is_grad_enabled()
             and not (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != torch.float32)
