@@ -29,6 +29,9 @@ option, e.g. nb201 without `fused`, runs its one path in both arms).
     .venv/bin/python benchmarks/step_speed.py --write                        # all methods, ~6-8 min idle
     .venv/bin/python benchmarks/step_speed.py --methods darts-nb201 vitas --rounds 5
     .venv/bin/python benchmarks/step_speed.py --quick                        # toy sizes (the test runs this)
+    .venv/bin/python benchmarks/step_speed.py --methods darts-darts hurricane --arms old prev new
+                                     # 'prev': the new default with the plain depthwise convs (before the
+                                     # tiled depthwise backward); speed-ups of each arm over the last
 
 With --write, docs/results/step_speed.json is rewritten after every method and a rerun reuses the methods it
 already holds for the same settings (--fresh measures them again).
