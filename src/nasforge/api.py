@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
-from .preflight import check_search
+from .preflight import check_search, check_sync_bn
 from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
@@ -193,6 +194,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     import_components()
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
+    if resume is None:
+        check_sync_bn(cfg, None, nproc)  # one process: refused before the data loads (the network is checked below)
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
     needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"] or _estimator_uses_data(cfg)
@@ -208,6 +211,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         train, test = _datasets(cfg)
     space = make_space(cfg["space"], train, cfg["space_options"])
     strategy.prepare(space)  # checks that need the space (e.g. vitas' MACs window), before the run dir
+    if resume is None and cfg["sync_bn"]:  # a resumed run may continue in fewer processes: it keeps its record
+        check_sync_bn(cfg, space.build(space.validate(space.sample(random.Random(0)))), nproc)
     teacher = _teacher(cfg)
     if teacher is not None and not strategy.uses_teacher and not cfg["retrain"]:
         raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
@@ -403,13 +408,17 @@ def _costs_of(data: ImageDataset):
 # train / evaluate / export
 # ---------------------------------------------------------------------------------------------
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False) -> dict[str, Any]:
+          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False,
+          nproc: int = 1) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set.
 
     `check_only=True`: every check made before the run directory exists (options, architecture, device,
-    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
+    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first; `nproc`:
+    that N). Raises UserError (ConfigError, DataError) for any bad input."""
     run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
+    if resume is None:
+        check_sync_bn(cfg, None, nproc)
     dataset_options(cfg["dataset"], cfg["dataset_options"])
     if resume is None:
         cfg["arch_from"] = _search_run_of(cfg["arch"])
@@ -422,6 +431,8 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
+    if resume is None:
+        check_sync_bn(cfg, model, nproc)
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
     _resolve_fast_paths(cfg, device, {"network": declared_fast_path(cfg["arch"], tr)})
     net = cfg["fast_path"]["network"]

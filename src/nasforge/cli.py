@@ -274,7 +274,7 @@ def train(
                             "compile": compile, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
-    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
+    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, nproc=nproc, **kw))
     res = _run(api.train, cfg, **kw)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])

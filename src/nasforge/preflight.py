@@ -8,6 +8,7 @@ or executor, so that nothing is silently ignored. Each failure is one `ConfigErr
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -36,6 +37,32 @@ def check_space_scale(space, overrides: dict[str, Any], what: str) -> None:
         raise ConfigError(f"{what}: {e}") from None
     except TypeError as e:  # a keyword the network does not take
         raise ConfigError(f"{what}: {e}") from None
+
+
+def processes(nproc: int = 1) -> int:
+    """How many data-parallel processes this command runs as: torchrun's WORLD_SIZE when launched by it,
+    else `nproc` (the --nproc N a parent checks before it starts them)."""
+    from . import distributed
+
+    return int(os.environ.get("WORLD_SIZE", "1")) if distributed.launched() else max(1, int(nproc or 1))
+
+
+def check_sync_bn(cfg: dict[str, Any], net: Any, nproc: int = 1) -> None:
+    """``sync_bn`` computes BatchNorm statistics over the processes of a data-parallel run; where it would do
+    nothing it is refused rather than ignored: a run of one process, or a network (`net`, an nn.Module
+    built from the run's space or model) without a BatchNorm layer (e.g. a ViT: LayerNorm needs no
+    synchronisation). Raises ConfigError."""
+    if not cfg.get("sync_bn"):
+        return
+    n = processes(nproc)
+    if n <= 1:
+        raise ConfigError("--sync-bn synchronises BatchNorm statistics across data-parallel processes, but this "
+                          "run is a single process; start several with --nproc N (or torchrun), or drop --sync-bn")
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if net is not None and not any(isinstance(m, _BatchNorm) for m in net.modules()):
+        raise ConfigError(f"--sync-bn: the {type(net).__name__} network of this run has no BatchNorm layer, so "
+                          "there is nothing to synchronise; drop --sync-bn")
 
 
 def check_search(cfg: dict[str, Any]):
