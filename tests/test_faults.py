@@ -73,3 +73,70 @@ def test_sync_bn_under_torchrun_is_checked_against_the_world_size(monkeypatch, t
     with pytest.raises(ConfigError, match="single process"):
         check_sync_bn({"sync_bn": True}, None, 1)
     check_sync_bn({"sync_bn": False}, None, 1)  # off: nothing to check
+
+
+# -- a multi-trial budget the space cannot hold ------------------------------------------------------------------------
+def test_a_trial_budget_larger_than_the_space_is_refused_before_work(run_cli, tmp_path):
+    runs = tmp_path / "runs"
+    for method in ("random", "evolution", "bananas", "local-search", "nsga2"):
+        code, out, err = run_cli("search", "--space", "macro", "--method", method, "--estimator", "scratch",
+                                 "--trials", "7000", *SYN, "--subset", "64", "--out", str(runs))
+        _one_line(code, err, "--trials 7000", "6,561", "macro")
+    assert not runs.exists() or not any(runs.iterdir())
+    from nasforge.spaces.macro import MacroSpace
+    from nasforge.spaces.nb201 import NB201Space
+    from nasforge.spaces.darts import DartsSpace
+
+    assert (MacroSpace().size(), NB201Space().size(), DartsSpace().size()) == (6561, 15625, None)
+
+
+def test_a_search_that_runs_out_of_architectures_says_so():
+    from nasforge.engine.base import Budget, SearchContext
+    from nasforge.spaces.pnas import PNASSpace
+    from nasforge.strategies.random_search import RandomSearch
+    from nasforge.surrogates.oracle import OracleEstimator
+
+    ctx = SearchContext(space=PNASSpace(blocks=1, ops="reduced"), budget=Budget(trials=100), seed=0,
+                        estimator=OracleEstimator(seed=0))
+    result = RandomSearch(batch=16).search(ctx)
+    assert result.metrics["trials"] == 36
+    assert any("stopped after 36 of the 100 trials" in w and "pnas" in w for w in result.metrics["warnings"]), result.metrics
+    ctx = SearchContext(space=PNASSpace(blocks=1, ops="reduced"), budget=Budget(trials=36), seed=0,
+                        estimator=OracleEstimator(seed=0))
+    assert "warnings" not in RandomSearch(batch=16).search(ctx).metrics  # the budget was spent: nothing to say
+
+
+class _StuckSampler:
+    """A 2 x 2 categorical space whose sampler keeps drawing the same architecture (as uniform draws do, in
+    effect, once only a few architectures of a space are left unscored)."""
+
+    name = "stuck"
+
+    def sample(self, rng):
+        return "00"
+
+    def validate(self, arch):
+        return arch
+
+    def categorical(self):
+        from nasforge.spaces.base import CategoricalEncoding
+
+        return CategoricalEncoding(positions=2, choices=2, encode=lambda a: [int(c) for c in a],
+                                   decode=lambda c: "".join(str(int(i)) for i in c))
+
+    def size(self):
+        return 4
+
+
+def test_random_proposals_reach_every_architecture_of_a_small_space():
+    """A budget equal to the space's size is spent in full: `--method random --trials 6561 --space macro`
+    stopped at 6,558 (1,000 draws in a row found only scored cells)."""
+    import random
+    from types import SimpleNamespace
+
+    from nasforge.engine.multitrial import sample_distinct
+
+    ctx = SimpleNamespace(space=_StuckSampler())
+    got = sample_distinct(ctx, random.Random(0), set(), 10)
+    assert sorted(got) == ["00", "01", "10", "11"]
+    assert sample_distinct(ctx, random.Random(0), set(got), 1) == []
