@@ -140,3 +140,36 @@ def test_random_proposals_reach_every_architecture_of_a_small_space():
     got = sample_distinct(ctx, random.Random(0), set(), 10)
     assert sorted(got) == ["00", "01", "10", "11"]
     assert sample_distinct(ctx, random.Random(0), set(got), 1) == []
+
+
+# -- latency tables for the input the search will read -----------------------------------------------------------------
+def test_latency_show_and_build_take_the_input_shape_from_the_named_dataset(cli_ok, run_cli, tmp_path, monkeypatch):
+    """`latency build/show` were fixed to 1x28x28 inputs with 10 classes (no --num-classes): a table for a
+    CIFAR-100 search could not be built, and a table built with the defaults was silently never used by a search
+    on other data. Now --dataset reads the shape from the data set the search will read, and the output names it."""
+    from test_hurricane import TINY, fake_measure
+    from nasforge.hardware.lut import LatencyCache, build_local_lut
+    from nasforge.spaces.mobile import MobileSpace
+
+    cache = tmp_path / "lut.json"
+    space = MobileSpace(in_channels=3, resolution=32, num_classes=5, **TINY)
+    build_local_lut(space, "local-cpu-1t", LatencyCache(cache, "local-cpu-1t"), measure_fn=fake_measure)
+    opts = [a for k, v in TINY.items() for a in ("--space-opt", f"{k}={json.dumps(v).replace(' ', '')}")]
+    base = ("latency", "show", "--device", "local-cpu-1t", "--space", "mobile", *opts, "--cache", str(cache), "--json")
+    data = ("--dataset", "synthetic", "--data-opt", "channels=3", "--data-opt", "resolution=32",
+            "--data-opt", "num_classes=5", "--data-opt", "n_train=20", "--data-opt", "n_test=10")
+    shown = json.loads(cli_ok(*base, *data))
+    assert shown["input"] == {"dataset": "synthetic", "in_channels": 3, "resolution": 32, "num_classes": 5}
+    assert [layer["resolution"] for layer in shown["layers"]] == [s.resolution for s in space.layer_specs()]
+    explicit = json.loads(cli_ok(*base, "--in-channels", "3", "--resolution", "32", "--num-classes", "5"))
+    assert explicit["layers"] == shown["layers"] and explicit["input"]["dataset"] is None
+    code, out, err = run_cli(*base)  # the defaults are Fashion-MNIST's 1x28x28, 10 classes: not this table
+    _one_line(code, err, "not built")
+    code, out, err = run_cli(*base, *data, "--resolution", "32")
+    _one_line(code, err, "--dataset synthetic sets the input shape")
+    code, out, err = run_cli(*base, "--num-classes", "1")
+    _one_line(code, err, "--num-classes must be an integer >= 2")
+    from nasforge.hardware.service import DEFAULT_INPUT, input_shape
+
+    assert input_shape() == DEFAULT_INPUT == {"dataset": "fashion-mnist", "in_channels": 1, "resolution": 28,
+                                              "num_classes": 10}
