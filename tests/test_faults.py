@@ -173,3 +173,57 @@ def test_latency_show_and_build_take_the_input_shape_from_the_named_dataset(cli_
 
     assert input_shape() == DEFAULT_INPUT == {"dataset": "fashion-mnist", "in_channels": 1, "resolution": 28,
                                               "num_classes": 10}
+
+
+# -- options accepted and then ignored ----------------------------------------------------------------------------------
+def test_options_a_search_would_ignore_are_refused_before_work(run_cli, tmp_path):
+    """A table search with --dataset cifar100 gave CIFAR-10 table results without a word; --subset, --data-root,
+    --download, --batch-size and --precision were accepted and did nothing; --batch-size was ignored by every
+    multi-trial search (trials take theirs from --estimator-opt)."""
+    runs = tmp_path / "runs"
+    table = ("search", "--method", "random", "--estimator", "table", "--trials", "5", "--tables", str(tmp_path),
+             "--out", str(runs))
+    cases = [
+        ((*table, "--dataset", "cifar100"), ["--dataset does not apply", "table_dataset"]),
+        ((*table, "--subset", "500", "--data-root", str(tmp_path)), ["--subset, --data-root do not apply"]),
+        ((*table, "--download"), ["--download does not apply"]),
+        ((*table, "--batch-size", "32"), ["--batch-size", "multi-trial"]),
+        ((*table, "--precision", "bf16"), ["--precision does not apply"]),
+        ((*table, "--memory-format", "contiguous"), ["--memory-format does not apply"]),
+        ((*table, "--dataset", "synthetic", "--subset", "64", "--retrain-epochs", "1"),
+         ["--subset does not apply", "--retrain-subset"]),
+        (("search", "--method", "random", "--estimator", "proxy", "--trials", "2", "--estimator-opt",
+          "inputs=gaussian", *SYN, "--out", str(runs)), ["--dataset does not apply", "gaussian"]),
+        (("search", "--method", "evolution", "--estimator", "scratch", "--trials", "2", "--batch-size", "32", *SYN,
+          "--out", str(runs)), ["--batch-size", "train.batch_size"]),
+        (("search", "--method", "random", "--estimator", "proxy", "--trials", "2", "--batch-size", "32", *SYN,
+          "--out", str(runs)), ["--batch-size", "--estimator-opt batch_size"]),
+    ]
+    for args, words in cases:
+        code, out, err = run_cli(*args)
+        _one_line(code, err, *words)
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_resumed_run_is_not_refused_for_options_it_was_started_with(tmp_path):
+    """The 'does not apply' checks guard new runs only: a run directory made before them still resumes."""
+    from nasforge.preflight import check_applies
+    from nasforge.registry import STRATEGIES
+    from nasforge.building import import_components
+
+    import_components()
+    cfg = {"estimator": "table", "estimator_options": {}, "retrain": None, "method": "random", "subset": 500,
+           "precision": "auto", "memory_format": "auto", "batch_size": 64, "augment": {"crop_padding": 0,
+           "hflip": False, "cutout": 0}, "dataset": "fashion-mnist", "dataset_options": {}, "data_root": None,
+           "download": False, "split_seed": 0, "train_portion": 0.5}
+    with pytest.raises(ConfigError, match="--subset does not apply"):
+        check_applies(cfg, STRATEGIES.get("random")())
+    run = api.search({"method": "random", "estimator": "proxy", "budget": {"trials": 2}, "dataset": "synthetic",
+                      "subset": 64, "threads": 1, "estimator_options": {"batch_size": 8}},
+                     run_root=tmp_path, run_name="r")
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    stored.update({"estimator_options": {**stored["estimator_options"], "inputs": "gaussian"}})  # as an old run
+    (tmp_path / "r" / "config.json").write_text(json.dumps(stored))
+    (tmp_path / "r" / "result.json").unlink()
+    again = api.search(resume=tmp_path / "r")
+    assert again["arch"] == run["arch"]

@@ -27,7 +27,7 @@ from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
-from .preflight import check_search, check_sync_bn
+from .preflight import check_applies, check_search, check_sync_bn, reads_images
 from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
@@ -195,10 +195,11 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     if resume is None:
+        check_applies(cfg, strategy)  # nothing accepted and then ignored
         check_sync_bn(cfg, None, nproc)  # one process: refused before the data loads (the network is checked below)
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
-    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"] or _estimator_uses_data(cfg)
+    needs_data = reads_images(cfg, strategy)
     if kind == "multi-trial" and (distributed.launched() or nproc > 1):
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
@@ -332,11 +333,6 @@ def _load_table(cfg: dict[str, Any], space):
     from .tables.lookup import open_lookup
 
     return open_lookup(space.table, cfg["tables"], dataset=cfg["table_dataset"])
-
-
-def _estimator_uses_data(cfg: dict[str, Any]) -> bool:
-    """The proxy estimator reads a batch of the dataset (unless its inputs option is "gaussian")."""
-    return cfg["estimator"] == "proxy" and cfg["estimator_options"].get("inputs", "dataset") == "dataset"
 
 
 def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):

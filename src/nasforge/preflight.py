@@ -65,6 +65,61 @@ def check_sync_bn(cfg: dict[str, Any], net: Any, nproc: int = 1) -> None:
                           "there is nothing to synchronise; drop --sync-bn")
 
 
+def search_reads_images(cfg: dict[str, Any], strategy) -> bool:
+    """Whether the search itself reads the dataset's images: a supernet trains on them (one-shot), trials train
+    on them (estimator scratch), or a proxy scores a batch of them (unless its inputs are "gaussian")."""
+    est = cfg["estimator"]
+    return (strategy.mode(est) == "one-shot" or est == "scratch"
+            or (est == "proxy" and (cfg["estimator_options"] or {}).get("inputs", "dataset") == "dataset"))
+
+
+def reads_images(cfg: dict[str, Any], strategy) -> bool:
+    """Whether the run reads the dataset: the search does (search_reads_images), or the found architecture is
+    retrained."""
+    return search_reads_images(cfg, strategy) or bool(cfg["retrain"])
+
+
+#: config keys of the dataset (used by the search or the retraining), with the flag that sets each
+_DATA_FLAGS = (("dataset", "--dataset"), ("dataset_options", "--data-opt"), ("data_root", "--data-root"),
+               ("download", "--download"), ("split_seed", "split_seed"))
+#: config keys of the search's own images
+_SEARCH_DATA_FLAGS = (("subset", "--subset"), ("train_portion", "--train-portion"))
+
+
+def check_applies(cfg: dict[str, Any], strategy) -> None:
+    """A new search's options that would be accepted and then do nothing are refused, one line each: data
+    options of a search that reads no images (a table lookup, gaussian proxy inputs; with retraining only the
+    search's own --subset/--train-portion), the supernet's batch size and augmentation in a multi-trial search
+    (trials take theirs from --estimator-opt), and a precision or memory format where no network is trained
+    (table or proxy estimator without retraining). Not run on resume: a stored config is continued as it was.
+    Raises ConfigError."""
+    est = cfg["estimator"]
+    multi = strategy.mode(est) == "multi-trial"
+    if not search_reads_images(cfg, strategy):
+        keys = _SEARCH_DATA_FLAGS + (() if cfg["retrain"] else _DATA_FLAGS)
+        given = [flag for key, flag in keys if _set_by_user(cfg, key)]
+        if given:
+            what = ("looks architectures up in the benchmark table; its data set is the config key table_dataset: "
+                    "cifar10, cifar100 or ImageNet16-120" if est == "table" else
+                    "scores networks on random gaussian inputs (inputs=gaussian)")
+            retrain = "; the retraining reads --retrain-subset images" if cfg["retrain"] else ""
+            raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply: this search "
+                              f"reads no images (estimator '{est}' {what}){retrain}")
+    if multi:
+        where = {"scratch": "trials train with --estimator-opt train.batch_size=N",
+                 "proxy": "the proxy batch is --estimator-opt batch_size=N"}.get(est, "nothing is trained")
+        for key, flag in (("batch_size", "--batch-size"), ("augment", "augment")):
+            if _set_by_user(cfg, key):
+                raise ConfigError(f"{flag} is the supernet's of a one-shot search; strategy '{cfg['method']}' is "
+                                  f"multi-trial and does not use it ({where}"
+                                  + ("; the retraining's is retrain.batch_size)" if cfg["retrain"] else ")"))
+    if multi and est in ("table", "proxy") and not cfg["retrain"]:
+        for key, flag in (("precision", "--precision"), ("memory_format", "--memory-format")):
+            if cfg.get(key) not in (None, "auto"):
+                raise ConfigError(f"{flag} does not apply: estimator '{est}' trains no network and no retraining "
+                                  "is configured")
+
+
 def check_search(cfg: dict[str, Any]):
     """The strategy instance for `cfg`, once every option has been checked (see the module docstring).
 
