@@ -227,3 +227,26 @@ def test_a_resumed_run_is_not_refused_for_options_it_was_started_with(tmp_path):
     (tmp_path / "r" / "result.json").unlink()
     again = api.search(resume=tmp_path / "r")
     assert again["arch"] == run["arch"]
+
+
+def test_batches_the_data_cannot_fill_are_refused_before_work(run_cli, tmp_path):
+    """`--batch-size 100000` on a 64-image search (32 search-train images) ran one 32-image step per epoch
+    without a word; `--subset 3 --train-portion 0.2` died on "dataset 'synthetic' is empty"."""
+    runs = tmp_path / "runs"
+    nb = ("--space-opt", "C=4", "--space-opt", "N=1", "--out", str(runs), *SYN)
+    cases = [
+        (("search", "--method", "darts", "--epochs", "1", "--subset", "64", "--batch-size", "100000", *nb),
+         ["--batch-size 100000 exceeds the 32 search-train images"]),
+        (("search", "--method", "darts", "--epochs", "1", "--subset", "3", "--train-portion", "0.2", *nb),
+         ["leave 0 search-train and 3 search-val images"]),
+        (("train", "--arch", "baseline", "--epochs", "1", "--subset", "64", "--batch-size", "65", "--out", str(runs),
+          *SYN), ["--batch-size 65 exceeds the 64 training images"]),
+    ]
+    for args, words in cases:
+        code, out, err = run_cli(*args)
+        _one_line(code, err, *words)
+    with pytest.raises(ConfigError, match="retrain batch_size 100 exceeds the 64 retraining images"):
+        api.search({"method": "darts", "budget": {"epochs": 1}, "dataset": "synthetic", "subset": 64,
+                    "batch_size": 32, "space_options": {"C": 4, "N": 1}, "threads": 1, "retrain_subset": 64,
+                    "retrain": {"epochs": 1, "batch_size": 100}}, run_root=runs)
+    assert not runs.exists() or not any(runs.iterdir())

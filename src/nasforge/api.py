@@ -27,7 +27,7 @@ from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
-from .preflight import check_applies, check_search, check_sync_bn, reads_images
+from .preflight import check_applies, check_batches, check_search, check_sync_bn, reads_images
 from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
@@ -210,6 +210,8 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     train = test = None
     if needs_data:
         train, test = _datasets(cfg)
+        if resume is None:
+            check_batches(cfg, cfg["subset"] or len(train), kind == "one-shot")
     space = make_space(cfg["space"], train, cfg["space_options"])
     strategy.prepare(space)  # checks that need the space (e.g. vitas' MACs window), before the run dir
     if resume is None and cfg["sync_bn"]:  # a resumed run may continue in fewer processes: it keeps its record
@@ -425,6 +427,9 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
+    if resume is None and "batch_size" in cfg["train"] and cfg["train"]["batch_size"] > len(tr):
+        raise ConfigError(f"--batch-size {cfg['train']['batch_size']} exceeds the {len(tr)} training images, so every "
+                          f"epoch would be one step of {len(tr)}; use --batch-size {len(tr)} or fewer")
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
     if resume is None:

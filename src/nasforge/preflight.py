@@ -120,6 +120,29 @@ def check_applies(cfg: dict[str, Any], strategy) -> None:
                                   "is configured")
 
 
+def check_batches(cfg: dict[str, Any], n_images: int, one_shot: bool) -> None:
+    """Batch sizes the user asked for that the data cannot fill are refused, not silently cut to the data
+    (an epoch of one short step): the supernet batch against the search-train images of a one-shot search
+    (`n_images`: the training images the search splits, i.e. --subset or the whole set), and an explicit
+    retraining batch against the retraining images. Also refused: a split that leaves a half empty.
+    Raises ConfigError."""
+    if one_shot:
+        cut = int(n_images * cfg["train_portion"])
+        if cut < 1 or n_images - cut < 1:
+            raise ConfigError(f"{n_images} search images x train_portion {cfg['train_portion']} leave {cut} "
+                              f"search-train and {n_images - cut} search-val images; each half needs at least one "
+                              "(raise --subset)")
+        if _set_by_user(cfg, "batch_size") and cfg["batch_size"] > cut:
+            raise ConfigError(f"--batch-size {cfg['batch_size']} exceeds the {cut} search-train images ({n_images} "
+                              f"x train_portion {cfg['train_portion']}), so every epoch would be one step of {cut}; "
+                              f"use --batch-size {cut} or fewer, or a larger --subset")
+    retrain = cfg.get("retrain") or {}
+    n_retrain = cfg.get("retrain_subset") or n_images
+    if "batch_size" in retrain and retrain["batch_size"] > n_retrain:
+        raise ConfigError(f"retrain batch_size {retrain['batch_size']} exceeds the {n_retrain} retraining images; "
+                          f"use {n_retrain} or fewer, or a larger retrain_subset")
+
+
 def check_search(cfg: dict[str, Any]):
     """The strategy instance for `cfg`, once every option has been checked (see the module docstring).
 
