@@ -250,3 +250,36 @@ def test_batches_the_data_cannot_fill_are_refused_before_work(run_cli, tmp_path)
                     "batch_size": 32, "space_options": {"C": 4, "N": 1}, "threads": 1, "retrain_subset": 64,
                     "retrain": {"epochs": 1, "batch_size": 100}}, run_root=runs)
     assert not runs.exists() or not any(runs.iterdir())
+
+
+# -- someone else's (damaged) run directory ------------------------------------------------------------------------------
+def test_a_damaged_train_run_is_one_line_for_evaluate_and_export(run_cli, tmp_path, capsys):
+    """A run directory whose config.json names no dataset or an arch of the wrong type, or whose model.pt holds
+    another network's weights, gave a KeyError / TypeError / RuntimeError traceback (exit 1)."""
+    import shutil
+
+    base = {"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32, "threads": 1,
+            "train": {"epochs": 1, "batch_size": 32}}
+    a = api.train(base, run_root=tmp_path, run_name="a")
+    b = api.train({**base, "space_options": {"width": 8}}, run_root=tmp_path, run_name="b")
+    capsys.readouterr()  # the trainings' progress lines
+    for name, damage in (("no_dataset", lambda c: c.pop("dataset")), ("int_arch", lambda c: c.update(arch=5))):
+        run = tmp_path / name
+        shutil.copytree(a["run_dir"], run)
+        cfg = json.loads((run / "config.json").read_text())
+        damage(cfg)
+        (run / "config.json").write_text(json.dumps(cfg))
+        if name == "int_arch":
+            res = json.loads((run / "result.json").read_text())
+            res.pop("model", None)
+            res.update(space="nb201", arch="x")
+            (run / "result.json").write_text(json.dumps(res))
+        code, out, err = run_cli("evaluate", str(run))
+        _one_line(code, err, "the run directory is damaged")
+    swapped = tmp_path / "swapped"
+    shutil.copytree(a["run_dir"], swapped)
+    shutil.copy(b["model_file"], swapped / "model.pt")
+    for args in (("evaluate", str(swapped)), ("export", str(swapped), "--out", str(tmp_path / "m.onnx"))):
+        code, out, err = run_cli(*args)
+        _one_line(code, err, "does not hold the weights of the run's architecture")
+    assert not (tmp_path / "m.onnx").exists()
