@@ -198,7 +198,7 @@ class MultiTrialStrategy(Strategy):
                                    "rounds": self.round, "best_score": best["best_score"], **self.extra_metrics()}
         if self.stopped_by_time:
             metrics["stopped"] = "seconds"
-        if self.ran_dry and ctx.budget.trials is not None and len(self.history) < ctx.budget.trials:
+        if getattr(self, "ran_dry", False) and ctx.budget.trials is not None and len(self.history) < ctx.budget.trials:
             size = ctx.space.size()
             metrics.setdefault("warnings", []).append(
                 f"{self.name} stopped after {len(self.history)} of the {ctx.budget.trials} trials of its budget: it "
