@@ -376,6 +376,17 @@ def bats(R: Callable) -> list[Claim]:
 # ---------------------------------------------------------------------------------------------------------
 # HURRICANE (spec 2.6)
 # ---------------------------------------------------------------------------------------------------------
+
+def _h2_would_change(h2l: dict | None) -> str:
+    """What would change the H2 verdict: a floor timed under load measures the load; one timed on a quiet
+    machine that still moves most layers says the per-op timings are too close to rank (see the JSON)."""
+    load = (h2l or {}).get("load_avg_at_start", [None])[0]
+    if load is not None and load < 1.5:
+        return (f"the floor was timed on a quiet machine (load {load:.1f}) and the same device's builds still "
+                "disagree in most layers: the candidates' per-op times (0.1-0.4 ms) differ by less than their "
+                "timing noise; more repeats per LUT entry, or devices whose ops differ more")
+    return "quieter timing (the floor is measured under the shared machine's load)"
+
 def hurricane(R: Callable) -> list[Claim]:
     out = []
     loc = R("hurricane_local")
@@ -434,7 +445,7 @@ def hurricane(R: Callable) -> list[Claim]:
                          "selection on within-layer relative latency, non-dominated ops (hardware/selection.py); a layer "
                          "differs only if the cross-device Jaccard is below both devices' test-retest Jaccard", "-",
                          "; ".join(parts), "met" if ok and all(ok) and dom == 0 else "not met",
-                         "quieter timing (the floor is measured under the shared machine's load)"))
+                         _h2_would_change(h2l)))
     else:
         out.append(Claim("H2", "HURRICANE", "candidate sets differ between devices beyond the same-device noise floor",
                          "hurricane_local.json", "top-4 by FLOPs/latency, one LUT per device (before issue 21)", "-",

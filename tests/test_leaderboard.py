@@ -203,7 +203,8 @@ def test_runner_refuses_unknown_rows(capsys):
 def test_dry_run_prints_one_command_per_job(capsys):
     assert lb.main(["--scale", "full", "--seeds", "0", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert all("--epochs 1 " in line or line.endswith("--epochs 1") for line in lines if " train " in line)
+    e = lb.SCALES["full"].retrain_epochs
+    assert all(f"--epochs {e} " in line or line.endswith(f"--epochs {e}") for line in lines if " train " in line)
     assert len(lines) == len(lb.ROWS)
     assert all("--threads 1" in line for line in lines)
     assert all("--clock cpu" in line for line in lines if " search " in line)
