@@ -283,3 +283,14 @@ def test_a_damaged_train_run_is_one_line_for_evaluate_and_export(run_cli, tmp_pa
         code, out, err = run_cli(*args)
         _one_line(code, err, "does not hold the weights of the run's architecture")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_evaluate_test_subset_zero_is_refused_not_read_as_all(run_cli, tmp_path, capsys):
+    """`nasforge evaluate RUN --test-subset 0` evaluated the whole test set (0 was read as "not given")."""
+    run = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32, "threads": 1,
+                     "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="t")
+    capsys.readouterr()
+    for bad in ("0", "1"):
+        code, out, err = run_cli("evaluate", run["run_dir"], "--test-subset", bad)
+        _one_line(code, err, f"test_subset must be an integer >= 2 (images), got {bad}")
+    assert api.evaluate(run["run_dir"], test_subset=2)["images"] == 2

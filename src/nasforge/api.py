@@ -536,11 +536,13 @@ def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = 
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    if test_subset is not None and (isinstance(test_subset, bool) or not isinstance(test_subset, int) or test_subset < 2):
+        raise ConfigError(f"test_subset must be an integer >= 2 (images), got {test_subset!r}")  # 0 never means "all"
     dev = resolve_device(device)
     check_precision(precision, dev)
     set_threads(threads)
     model, state, cfg, test_set = load_trained(run_dir)
-    if test_subset:
+    if test_subset is not None:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
     loader = Loader(test_set, 500, mean=state["mean"], std=state["std"], device=dev)
     model.to(dev)
