@@ -294,3 +294,13 @@ def test_evaluate_test_subset_zero_is_refused_not_read_as_all(run_cli, tmp_path,
         code, out, err = run_cli("evaluate", run["run_dir"], "--test-subset", bad)
         _one_line(code, err, f"test_subset must be an integer >= 2 (images), got {bad}")
     assert api.evaluate(run["run_dir"], test_subset=2)["images"] == 2
+
+
+def test_compare_counts_a_run_named_twice_once(tmp_path, capsys):
+    """`nasforge compare runs/x runs/x` showed one run as "2 (seed repeated)" with a std of 0."""
+    run = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32, "threads": 1,
+                     "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="t")
+    res = api.compare([run["run_dir"], run["run_dir"], tmp_path / "t" / "."], csv=tmp_path / "c.csv")
+    assert len(res["runs"]) == 1 and len(res["groups"]) == 1
+    assert sum("given more than once" in w for w in res["warnings"]) == 2
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 2  # header + the run
