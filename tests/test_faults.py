@@ -184,7 +184,7 @@ def test_options_a_search_would_ignore_are_refused_before_work(run_cli, tmp_path
     table = ("search", "--method", "random", "--estimator", "table", "--trials", "5", "--tables", str(tmp_path),
              "--out", str(runs))
     cases = [
-        ((*table, "--dataset", "cifar100"), ["--dataset does not apply", "table_dataset"]),
+        ((*table, "--dataset", "cifar100"), ["--dataset does not apply", "--table-dataset"]),
         ((*table, "--subset", "500", "--data-root", str(tmp_path)), ["--subset, --data-root do not apply"]),
         ((*table, "--download"), ["--download does not apply"]),
         ((*table, "--batch-size", "32"), ["--batch-size", "multi-trial"]),
@@ -203,6 +203,17 @@ def test_options_a_search_would_ignore_are_refused_before_work(run_cli, tmp_path
         code, out, err = run_cli(*args)
         _one_line(code, err, *words)
     assert not runs.exists() or not any(runs.iterdir())
+    code, out, err = run_cli("search", "--method", "darts", "--epochs", "1", "--table-dataset", "cifar100")
+    _one_line(code, err, "--table-dataset applies only with --tables")
+
+
+def test_the_table_data_set_has_a_flag(cli_ok, tmp_path, tables_dir):
+    """The refusal of --dataset in a table search names --table-dataset: the flag exists and reaches the table."""
+    out = json.loads(cli_ok("search", "--method", "random", "--estimator", "table", "--trials", "3", "--tables",
+                            str(tables_dir), "--table-dataset", "cifar100", "--out", str(tmp_path), "--name", "t",
+                            "--quiet"))
+    res = json.loads((tmp_path / "t" / "result.json").read_text())
+    assert res["search"]["metrics"]["ground_truth"]["dataset"] == "cifar100" and out["arch"] == res["arch"]
 
 
 def test_a_resumed_run_is_not_refused_for_options_it_was_started_with(tmp_path):

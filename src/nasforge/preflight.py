@@ -99,8 +99,7 @@ def check_applies(cfg: dict[str, Any], strategy) -> None:
         keys = _SEARCH_DATA_FLAGS + (() if cfg["retrain"] else _DATA_FLAGS)
         given = [flag for key, flag in keys if _set_by_user(cfg, key)]
         if given:
-            what = ("looks architectures up in the benchmark table; its data set is the config key table_dataset: "
-                    "cifar10, cifar100 or ImageNet16-120" if est == "table" else
+            what = ("looks architectures up in the benchmark table; its data set is --table-dataset" if est == "table" else
                     "scores networks on random gaussian inputs (inputs=gaussian)")
             retrain = "; the retraining reads --retrain-subset images" if cfg["retrain"] else ""
             raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply: this search "
@@ -218,6 +217,6 @@ def check_search(cfg: dict[str, Any]):
         TrainConfig.from_dict(cfg["retrain"])
         check_space_scale(space, cfg["retrain_space_options"], "--retrain-opt")
     if cfg["tables"] is None and _set_by_user(cfg, "table_dataset"):
-        raise ConfigError("table_dataset applies only with --tables")
+        raise ConfigError("--table-dataset applies only with --tables")
     check_train_portion(cfg["train_portion"])
     return strategy
