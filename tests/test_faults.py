@@ -315,3 +315,20 @@ def test_compare_counts_a_run_named_twice_once(tmp_path, capsys):
     assert len(res["runs"]) == 1 and len(res["groups"]) == 1
     assert sum("given more than once" in w for w in res["warnings"]) == 2
     assert len((tmp_path / "c.csv").read_text().splitlines()) == 2  # header + the run
+
+
+def test_gpus_per_trial_without_a_gpu_is_refused_instead_of_waiting_forever(run_cli, tmp_path, monkeypatch):
+    """`--executor ray --gpus-per-trial 0.5` on a machine without a GPU started a local Ray instance whose trials
+    waited for a GPU forever (killed after 120 s, a run directory left behind)."""
+    import torch
+
+    runs = tmp_path / "runs"
+    base = ("search", "--method", "random", "--estimator", "scratch", "--trials", "1", "--executor", "ray",
+            "--workers", "1", "--subset", "64", *SYN, "--out", str(runs))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    code, out, err = run_cli(*base, "--gpus-per-trial", "0.5")
+    _one_line(code, err, "--gpus-per-trial 0.5 needs a CUDA GPU", "this machine has 0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    code, out, err = run_cli(*base, "--gpus-per-trial", "2")
+    _one_line(code, err, "--gpus-per-trial 2 needs 2 CUDA GPUs", "this machine has 1")
+    assert not runs.exists() or not any(runs.iterdir())

@@ -197,6 +197,15 @@ def check_search(cfg: dict[str, Any]):
             from .runs.executors import check_ray_address
 
             check_ray_address(str(address))
+        gpus = (cfg["executor_options"] or {}).get("gpus_per_trial") or 0
+        if cfg["executor"] == "ray" and not address and isinstance(gpus, (int, float)) and gpus > 0:
+            import torch
+
+            have = torch.cuda.device_count()
+            if have < gpus:  # the local Ray instance would wait forever for a GPU no trial can get
+                raise ConfigError(f"--gpus-per-trial {gpus:g} needs {'a CUDA GPU' if gpus <= 1 else f'{gpus:g} CUDA GPUs'}"
+                                  f" for the local Ray instance, and this machine has {have}; drop --gpus-per-trial "
+                                  "or give --ray-address of a cluster with GPUs")
         if cfg["estimator"] == "scratch":
             opts = dict(cfg["estimator_options"])
             unknown = sorted(set(opts) - {"train", "space_options"})
