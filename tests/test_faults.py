@@ -332,3 +332,23 @@ def test_gpus_per_trial_without_a_gpu_is_refused_instead_of_waiting_forever(run_
     code, out, err = run_cli(*base, "--gpus-per-trial", "2")
     _one_line(code, err, "--gpus-per-trial 2 needs 2 CUDA GPUs", "this machine has 1")
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_resume_names_every_flag_it_ignores(tmp_path, capsys):
+    """`search --resume RUN --teacher T` (or --sync-bn, --gpus-per-trial, --table-dataset; `train --resume RUN
+    --teacher T --sync-bn`) dropped the flag without the note the other flags get."""
+    run = api.search({"method": "random", "estimator": "proxy", "budget": {"trials": 2}, "threads": 1,
+                      "estimator_options": {"inputs": "gaussian", "batch_size": 8}}, run_root=tmp_path, run_name="r")
+    (tmp_path / "r" / "result.json").unlink()
+    capsys.readouterr()
+    from nasforge.cli import main
+
+    try:
+        main(["search", "--resume", str(tmp_path / "r"), "--teacher", str(tmp_path), "--sync-bn", "--gpus-per-trial",
+              "1", "--table-dataset", "cifar100", "--quiet"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    note = capsys.readouterr().err
+    for flag in ("--teacher", "--sync-bn", "--gpus-per-trial", "--table-dataset"):
+        assert flag in note, note
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["arch"] == run["arch"]

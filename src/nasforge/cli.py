@@ -191,7 +191,8 @@ def search(
             "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
             "precision": precision, "memory_format": memory_format,
-            "estimator_opt": est_opt})
+            "estimator_opt": est_opt, "gpus_per_trial": gpus_per_trial, "teacher": teacher, "sync_bn": sync_bn,
+            "table_dataset": table_dataset})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         flags = _drop_none({
@@ -264,7 +265,7 @@ def train(
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name, "precision": precision, "memory_format": memory_format,
-            "compile": compile})
+            "compile": compile, "teacher": teacher, "sync_bn": sync_bn})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
