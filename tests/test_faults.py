@@ -352,3 +352,20 @@ def test_resume_names_every_flag_it_ignores(tmp_path, capsys):
     for flag in ("--teacher", "--sync-bn", "--gpus-per-trial", "--table-dataset"):
         assert flag in note, note
     assert json.loads((tmp_path / "r" / "result.json").read_text())["arch"] == run["arch"]
+
+
+def test_more_threads_than_cores_is_one_line(run_cli, tmp_path, monkeypatch):
+    """`--threads 100000` ended in a MemoryError traceback while torch started the threads (exit 1)."""
+    from nasforge import utils
+
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(utils, "usable_cores", lambda: 2)
+    for args in (("search", "--method", "darts", "--epochs", "1", "--dataset", "synthetic", "--threads", "3",
+                  "--out", str(runs)),
+                 ("train", "--arch", "baseline", "--dataset", "synthetic", "--threads", "100000", "--out", str(runs))):
+        code, out, err = run_cli(*args)
+        _one_line(code, err, "exceeds the 2 CPU core(s)", "use --threads 2 or fewer")
+    assert not runs.exists() or not any(runs.iterdir())
+    utils.set_threads(2)  # up to the cores: accepted
+    utils.set_threads(64, check=False)  # threads for a Ray cluster's workers are not held to this machine
+    utils.set_threads(1)

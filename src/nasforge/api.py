@@ -124,7 +124,8 @@ def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     device = resolve_device(cfg.get("device", "auto"))
     check_precision(cfg.get("precision", "fp32"), device)
     check_memory_format(cfg.get("memory_format"))
-    set_threads(cfg["threads"])
+    # a Ray cluster's workers have their own cores: --threads is theirs too, so it is not held to this machine's
+    set_threads(cfg["threads"], check=not (cfg.get("executor_options") or {}).get("address"))
     if check_only:
         return device
     setup_device(device)
