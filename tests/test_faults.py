@@ -369,3 +369,28 @@ def test_more_threads_than_cores_is_one_line(run_cli, tmp_path, monkeypatch):
     utils.set_threads(2)  # up to the cores: accepted
     utils.set_threads(64, check=False)  # threads for a Ray cluster's workers are not held to this machine
     utils.set_threads(1)
+
+
+def test_resuming_a_finished_run_touches_nothing(tmp_path, capsys, relaunches):
+    """`train --resume RUN` / `search --resume RUN` of a finished run reran its end: model.pt was rewritten and the
+    no-op's seconds were added to the run's cost (result.json changed)."""
+    run = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32, "threads": 1,
+                     "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="t")
+    search = api.search({"method": "random", "estimator": "proxy", "budget": {"trials": 2}, "threads": 1,
+                         "estimator_options": {"inputs": "gaussian", "batch_size": 8}}, run_root=tmp_path,
+                        run_name="s")
+    files = {p: p.read_bytes() for d in ("t", "s") for p in (tmp_path / d).iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert api.train(resume=tmp_path / "t") == json.loads((tmp_path / "t" / "result.json").read_text())
+    assert api.search(resume=tmp_path / "s")["arch"] == search["arch"]
+    err = capsys.readouterr().err
+    assert err.count("has finished; nothing to resume") == 2, err
+    from nasforge.cli import main
+
+    try:
+        main(["train", "--resume", str(tmp_path / "t"), "--nproc", "2"])  # starts no processes
+    except SystemExit as e:
+        assert e.code in (0, None)
+    out = capsys.readouterr().out
+    assert relaunches == [] and json.loads(out)["test_accuracy"] == run["test_accuracy"]
+    assert {p: p.read_bytes() for p in files} == files

@@ -104,6 +104,8 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     expected = "search" if defaults is cfgmod.SEARCH_DEFAULTS else "train"
     if command is not None and command != expected:
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
+    if run.file(RunDir.RESULT).is_file():
+        raise _Finished(run)
     clean_temp_files(run)  # leftovers of a write that was killed half-way
     run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
     # runs from before --memory-format: each network keeps the format its builder gave it (as they trained)
@@ -115,6 +117,24 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
         raise ConfigError(f"a resumed run keeps its stored config; only {', '.join(cfgmod.RESUME_OVERRIDABLE)} "
                           f"may change, not {', '.join(other)}")
     return run, cfgmod.resolve(defaults, stored, override)
+
+
+class _Finished(Exception):
+    """--resume of a run that has finished: nothing to run (its result is returned as it is)."""
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__(str(run.path))
+        self.run = run
+
+
+def _finished_result(run: RunDir) -> dict[str, Any]:
+    """The stored result of a finished run, said on stderr, with no file touched (a resume that reran the
+    end of a finished run rewrote its model and added its seconds to the run's cost)."""
+    progress.note(f"{run.path} has finished; nothing to resume (its result is unchanged)")
+    try:
+        return run.result()
+    except ValueError:
+        raise UserError(f"{run.path / RunDir.RESULT} is damaged (not JSON); the run cannot be resumed") from None
 
 
 def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
@@ -193,7 +213,10 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     starting anything: what ``--nproc N`` runs once before it starts N processes (`nproc`: that N).
     Raises UserError (ConfigError, DataError) for any bad input."""
     import_components()
-    run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
+    try:
+        run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
+    except _Finished as done:
+        return _finished_result(done.run)  # also under check_only: --nproc then starts nothing
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
     if resume is None:
         check_applies(cfg, strategy)  # nothing accepted and then ignored
@@ -414,7 +437,10 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     `check_only=True`: every check made before the run directory exists (options, architecture, device,
     teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first; `nproc`:
     that N). Raises UserError (ConfigError, DataError) for any bad input."""
-    run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
+    try:
+        run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
+    except _Finished as done:
+        return _finished_result(done.run)  # also under check_only: --nproc then starts nothing
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
     if resume is None:
         check_sync_bn(cfg, None, nproc)

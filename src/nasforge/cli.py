@@ -52,19 +52,22 @@ _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torc
 _NPROC: list[int | None] = [None]  # this command's --nproc
 
 
-def _maybe_relaunch(nproc: Optional[int], check) -> None:
+def _maybe_relaunch(nproc: Optional[int], check) -> dict[str, Any] | None:
     """--nproc N: check the command once here (`check()`: the API call with check_only=True, so a bad input
     is one line, not N copies and a torchrun traceback), then run this same command as N processes through
-    torch.distributed.run, and exit with its code."""
+    torch.distributed.run, and exit with its code. Returns the stored result, starting nothing, when the check
+    found a finished run to --resume."""
     if nproc is None:
-        return
+        return None
     from . import distributed
 
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched() or nproc == 1:
-        return  # already under torchrun, or nothing to launch
-    check()
+        return None  # already under torchrun, or nothing to launch
+    checked = check()
+    if not checked.get("checked"):
+        return checked  # a finished run: nothing to start
     argv, skip = [], False
     for a in _ARGV:
         if skip:
@@ -218,8 +221,8 @@ def search(
         if test_subset is not None and not cfg.get("retrain"):  # the API tolerates it (configs shared with train)
             raise ConfigError("--test-subset applies only with retraining (--retrain-epochs N or retrain: in the "
                               "config)")
-    _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
-    res = _run(api.search, cfg, **kw)
+    done = _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
+    res = done if done is not None else _run(api.search, cfg, **kw)
     _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",
                 "precision", "cost", "run_dir", "arch_file"])
     if res.get("note") and _rank0():
@@ -279,8 +282,8 @@ def train(
                             "compile": compile, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
-    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, nproc=nproc, **kw))
-    res = _run(api.train, cfg, **kw)
+    done = _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, nproc=nproc, **kw))
+    res = done if done is not None else _run(api.train, cfg, **kw)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])
 
