@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config as cfgmod
 from .data.datasets import check_train_portion, dataset_options
 from .errors import ConfigError
 from .registry import ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
+
+if TYPE_CHECKING:
+    from .engine.base import Strategy
 
 
 def _set_by_user(cfg: dict[str, Any], key: str) -> bool:
@@ -65,7 +68,7 @@ def check_sync_bn(cfg: dict[str, Any], net: Any, nproc: int = 1) -> None:
                           "there is nothing to synchronise; drop --sync-bn")
 
 
-def search_reads_images(cfg: dict[str, Any], strategy) -> bool:
+def search_reads_images(cfg: dict[str, Any], strategy: "Strategy") -> bool:
     """Whether the search itself reads the dataset's images: a supernet trains on them (one-shot), trials train
     on them (estimator scratch), or a proxy scores a batch of them (unless its inputs are "gaussian")."""
     est = cfg["estimator"]
@@ -73,7 +76,7 @@ def search_reads_images(cfg: dict[str, Any], strategy) -> bool:
             or (est == "proxy" and (cfg["estimator_options"] or {}).get("inputs", "dataset") == "dataset"))
 
 
-def reads_images(cfg: dict[str, Any], strategy) -> bool:
+def reads_images(cfg: dict[str, Any], strategy: "Strategy") -> bool:
     """Whether the run reads the dataset: the search does (search_reads_images), or the found architecture is
     retrained."""
     return search_reads_images(cfg, strategy) or bool(cfg["retrain"])
@@ -86,7 +89,7 @@ _DATA_FLAGS = (("dataset", "--dataset"), ("dataset_options", "--data-opt"), ("da
 _SEARCH_DATA_FLAGS = (("subset", "--subset"), ("train_portion", "--train-portion"))
 
 
-def check_applies(cfg: dict[str, Any], strategy) -> None:
+def check_applies(cfg: dict[str, Any], strategy: "Strategy") -> None:
     """A new search's options that would be accepted and then do nothing are refused, one line each: data
     options of a search that reads no images (a table lookup, gaussian proxy inputs; with retraining only the
     search's own --subset/--train-portion), the supernet's batch size and augmentation in a multi-trial search
