@@ -160,10 +160,10 @@ def headline(args, root: Path) -> dict:
     for d in devices:
         models[d] = lut_for("fbnet", opts, d, args.tables, calibrate=10 if d.startswith("local") else 0)[1]
     rows = []
-    for d in (args.only.split(",") if args.only else devices):
-        se = [int(x) for x in args.stage_epochs.split(",")]
+    se = [int(x) for x in args.stage_epochs.split(",")]
+    for seed, d in [(s, d) for s in args.seeds for d in (args.only.split(",") if args.only else devices)]:
         r = run_search(args, "fbnet", opts, {"target": d, "order": "late_first", "stage_epochs": se},
-                       args.seeds[0], sum(se), root, f"headline-{d}-s{args.seeds[0]}")
+                       seed, sum(se), root, f"headline-{d}-s{seed}")
         r["target"] = d
         cross = {}
         for e in devices:
@@ -175,7 +175,7 @@ def headline(args, root: Path) -> dict:
         r["latency_on"] = cross
         rows.append(r)
     return {"devices": devices, "space_options": opts, "runs": rows,
-            "candidate_sets": {r["target"]: r["candidates"] for r in rows}}
+            "candidate_sets": {r["target"]: r["candidates"] for r in rows}}  # per device; the same for every seed
 
 
 def main() -> None:

@@ -29,6 +29,9 @@ option, e.g. nb201 without `fused`, runs its one path in both arms).
     .venv/bin/python benchmarks/step_speed.py --write                        # all methods, ~6-8 min idle
     .venv/bin/python benchmarks/step_speed.py --methods darts-nb201 vitas --rounds 5
     .venv/bin/python benchmarks/step_speed.py --quick                        # toy sizes (the test runs this)
+    .venv/bin/python benchmarks/step_speed.py --methods darts-darts hurricane --arms old prev new
+                                     # 'prev': the new default with the plain depthwise convs (before the
+                                     # tiled depthwise backward); speed-ups of each arm over the last
 
 With --write, docs/results/step_speed.json is rewritten after every method and a rerun reuses the methods it
 already holds for the same settings (--fresh measures them again).
@@ -36,6 +39,7 @@ already holds for the same settings (--fresh measures them again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -84,8 +88,14 @@ def _new_precision() -> str:
 # The arms, as SearchContext fields ("ctx") and space options ("space"), each applied where this checkout and
 # the method's space declare it. "fused" is the per-edge/explicit reference (False) against the fused
 # kernels (True): the vit space's attention today; add the memory-format option here as it lands.
-ARMS: dict[str, dict[str, dict[str, Any]]] = {
+# "prev" is "new" with the depthwise convs as before the tiled weight gradient (`plain_depthwise`: every
+# DepthwiseConv2d module on the plain nn.Conv2d path and nasforge.ops.depthwise.tiled_weight_grad(False)
+# around its steps; the grouped path keeps its polyphase form), i.e. the new default as it was measured
+# before the depthwise-backward branch: `--arms prev new` isolates that change in one interleaved run.
+ARMS: dict[str, dict[str, Any]] = {
     "old": {"ctx": {"precision": "fp32", "memory_format": None}, "space": {"fused": False}},
+    "prev": {"ctx": {"precision": _new_precision(), "memory_format": "auto"}, "space": {"fused": True},
+             "plain_depthwise": True},
     "new": {"ctx": {"precision": _new_precision(), "memory_format": "auto"}, "space": {"fused": True}},
 }
 
@@ -223,9 +233,20 @@ def build_arm(spec: dict[str, Any], arm: dict[str, dict[str, Any]], space_option
     batches = [b for _, b in zip(range(batch_count), train_loader.forever())]
     seconds = [b for _, b in zip(range(batch_count), second.forever())] if second is not None else None
 
+    plain = contextlib.nullcontext
+    if arm.get("plain_depthwise"):
+        try:
+            from nasforge.ops.depthwise import set_fast_depthwise, tiled_weight_grad
+        except ImportError:  # a checkout before the tiled depthwise backward: its convs are the plain ones
+            missing.append("plain_depthwise")
+        else:
+            set_fast_depthwise(supernet, False)
+            plain = lambda: tiled_weight_grad(False)  # noqa: E731
+
     def step(k: int) -> dict[str, float]:
         i = k % len(batches)
-        return strategy.search_step(supernet, batches[i], seconds[i] if seconds else None, ctx)
+        with plain():
+            return strategy.search_step(supernet, batches[i], seconds[i] if seconds else None, ctx)
 
     return {"step": step, "precision": strategy.prec.precision, "memory_format": ctx.memory_format, "ctx": ctx_kw, "space_options": space_kw,
             "not_in_this_checkout": missing}
@@ -274,11 +295,13 @@ def measure(name: str, rounds: int, warmup: int, count_steps: int, quick: bool, 
         }
         out["arms"][a]["achieved_gflops"] = out["arms"][a]["gflop_per_step"] / med
         out["arms"][a]["conv_bn_gbs"] = out["arms"][a]["conv_bn_gbytes_per_step"] / med
-    if len(arms) == 2:
-        old, new = arms
+    if len(arms) >= 2:  # the first arm against the last; with 3 arms also each earlier arm against the last
+        old, new = arms[0], arms[-1]
         out["speedup_cpu"] = statistics.median(o / n for o, n in zip(cpu[old], cpu[new]))
         out["speedup_wall"] = statistics.median(o / n for o, n in zip(wall[old], wall[new]))
         out["target_met"] = out["speedup_cpu"] >= 2.0
+        out["speedup_cpu_vs_last"] = {a: statistics.median(o / n for o, n in zip(cpu[a], cpu[new]))
+                                      for a in arms[:-1]}
     return out
 
 
@@ -287,7 +310,7 @@ def measure(name: str, rounds: int, warmup: int, count_steps: int, quick: bool, 
 # ---------------------------------------------------------------------------------------------
 def _settings(a: argparse.Namespace) -> dict[str, Any]:
     return {"rounds": a.rounds, "warmup": a.warmup, "count_steps": a.count_steps, "quick": a.quick,
-            "threads": a.threads, "seed": a.seed, "arms": ARMS}
+            "threads": a.threads, "seed": a.seed, "arms": {k: ARMS[k] for k in a.arms}, "arm_order": a.arms}
 
 
 def _shares(res: dict[str, Any], peak: dict[str, float]) -> None:
@@ -312,16 +335,22 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="with --write: measure methods the file already holds")
     p.add_argument("--new-precision", default=None,
                    help="the new arm's precision instead of the default's (e.g. fp32: what the kernel options alone buy)")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=["old", "new"],
+                   help="arms in step order; speed-ups are each arm's time over the last arm's (default: old new; "
+                        "'prev new' isolates the tiled depthwise weight gradient)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if len(a.arms) < 2 or len(set(a.arms)) != len(a.arms):
+        p.error("--arms needs at least two distinct arms")
     if a.new_precision:
         ARMS["new"]["ctx"]["precision"] = a.new_precision
+        ARMS["prev"]["ctx"]["precision"] = a.new_precision
     if a.quick:
         a.rounds, a.warmup, a.count_steps, a.peak_reps = min(a.rounds, 2), min(a.warmup, 1), 1, 1
     if a.worker:
         torch.set_num_threads(a.threads)
         print(json.dumps(measure(a.worker, a.rounds, a.warmup, a.count_steps, a.quick, a.seed,
-                                 batch=8 if a.quick else 64)))
+                                 batch=8 if a.quick else 64, arms=tuple(a.arms))))
         return
     settings = _settings(a)
     old = json.loads(a.out.read_text()) if a.write and a.out.exists() and not a.fresh else {}
@@ -337,6 +366,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--worker", name, "--rounds", str(a.rounds), "--warmup", str(a.warmup),
                "--count-steps", str(a.count_steps), "--threads", str(a.threads), "--seed", str(a.seed)]
         cmd += ["--new-precision", a.new_precision] if a.new_precision else []
+        cmd += ["--arms", *a.arms]
         proc = subprocess.run(cmd + (["--quick"] if a.quick else []), capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"step_speed: method {name} failed:\n{proc.stderr[-3000:]}")
@@ -344,8 +374,8 @@ def main() -> None:
         r["load_avg_after"] = os.getloadavg()
         _shares(r, res["peaks"])
         res["methods"][name] = r
-        print(f"{name}: old {r['arms']['old']['cpu_ms_median']:.1f} ms, new {r['arms']['new']['cpu_ms_median']:.1f} "
-              f"ms, x{r['speedup_cpu']:.2f}", file=sys.stderr, flush=True)
+        print(f"{name}: " + ", ".join(f"{k} {v['cpu_ms_median']:.1f} ms" for k, v in r["arms"].items())
+              + f", x{r['speedup_cpu']:.2f}", file=sys.stderr, flush=True)
         if a.write:
             _write(a.out, {**res, "load_avg_end": os.getloadavg()})
     res["load_avg_end"] = os.getloadavg()

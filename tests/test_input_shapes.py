@@ -124,7 +124,7 @@ def test_every_method_searches_any_input(method, shape, tmp_path, monkeypatch):
     space, extra = METHODS[method]
     cfg = {"space": space, "method": method, "space_options": TINY.get(space, {}), "dataset": "synthetic",
            "dataset_options": {"channels": c, "resolution": r, "num_classes": k, "n_train": 96, "n_test": 16},
-           "subset": 64, "batch_size": 32, "threads": 1, "seed": 1, **extra}
+           "subset": 64, "threads": 1, "seed": 1, **({} if "estimator" in extra else {"batch_size": 32}), **extra}
     if method == "hurricane":
         cfg["hparams"] = {**cfg["hparams"], "lut_cache": str(tmp_path / "lut.json")}
     if method in RETRAIN:  # the retraining recipes too (binary two-stage, ViT AdamW, DARTS cells)

@@ -45,7 +45,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
          "retrain": {"epochs": 1, "batch_size": 32}, "retrain_subset": 64, "test_subset": 32},
         run_root=root, run_name="oneshot")["run_dir"])
     out["multitrial"] = Path(nasforge.search(
-        {**TINY, "method": "random", "estimator": "scratch", "budget": {"trials": 2},
+        {**{k: v for k, v in TINY.items() if k != "batch_size"},  # a multi-trial search has no supernet batch
+         "method": "random", "estimator": "scratch", "budget": {"trials": 2},
          "estimator_options": {"train": {"epochs": 1, "batch_size": 32}}}, run_root=root, run_name="multitrial")["run_dir"])
     out["train"] = Path(nasforge.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 32,
                                         "threads": 1, "train": {"epochs": 2, "batch_size": 32}},

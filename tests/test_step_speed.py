@@ -92,3 +92,24 @@ def test_arms_leave_out_options_this_checkout_lacks():
                                            "space": {"C": 8, "no_such_option": True}}, NB201Space)
     assert ctx == {"precision": "fp32"} and space == {"C": 8}
     assert missing == ["ctx.no_such_field=1", "space.no_such_option=True"]
+
+
+def test_prev_arm_runs_the_plain_depthwise_convs(monkeypatch):
+    """`--arms prev new` (the tiled depthwise backward alone): 'prev' runs the new default with the plain
+    depthwise convs; both arms step and are compared against the last."""
+    import nasforge.ops.depthwise as dw
+
+    mod = _load()
+    seen = []
+    real = mod.build_arm
+
+    def spy(spec, arm, *a, **k):
+        out = real(spec, arm, *a, **k)
+        seen.append((arm.get("plain_depthwise", False), out["not_in_this_checkout"]))
+        return out
+
+    monkeypatch.setattr(mod, "build_arm", spy)
+    res = mod.measure("hurricane", 1, 1, 1, True, batch=8, arms=("prev", "new"))
+    assert seen == [(True, []), (False, [])]
+    assert set(res["speedup_cpu_vs_last"]) == {"prev"} and res["speedup_cpu"] > 0
+    assert dw._TILED[0] is True  # the switch is restored after the prev arm's steps

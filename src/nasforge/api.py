@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from .errors import ConfigError, UserError
 from .hardware.binary import model_costs
 from .ops.heads import param_counts
 from .models import MODELS
-from .preflight import check_search
+from .preflight import check_applies, check_batches, check_search, check_sync_bn, reads_images
 from .proxies.service import proxy_score
 from .registry import DATASETS, ESTIMATORS, EXECUTORS, SPACES, STRATEGIES
 from .runs.guard import clean_temp_files, guarded
@@ -103,6 +104,8 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     expected = "search" if defaults is cfgmod.SEARCH_DEFAULTS else "train"
     if command is not None and command != expected:
         raise UserError(f"{run.path} is a '{command}' run; resume it with: nasforge {command} --resume {run.path}")
+    if run.file(RunDir.RESULT).is_file():
+        raise _Finished(run)
     clean_temp_files(run)  # leftovers of a write that was killed half-way
     run.check_checkpoint()  # a crafted or foreign checkpoint is refused before any data loads
     # runs from before --memory-format: each network keeps the format its builder gave it (as they trained)
@@ -116,6 +119,24 @@ def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
     return run, cfgmod.resolve(defaults, stored, override)
 
 
+class _Finished(Exception):
+    """--resume of a run that has finished: nothing to run (its result is returned as it is)."""
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__(str(run.path))
+        self.run = run
+
+
+def _finished_result(run: RunDir) -> dict[str, Any]:
+    """The stored result of a finished run, said on stderr, with no file touched (a resume that reran the
+    end of a finished run rewrote its model and added its seconds to the run's cost)."""
+    progress.note(f"{run.path} has finished; nothing to resume (its result is unchanged)")
+    try:
+        return run.result()
+    except ValueError:
+        raise UserError(f"{run.path / RunDir.RESULT} is damaged (not JSON); the run cannot be resumed") from None
+
+
 def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     """Resolve and check the device and precision (before any run directory exists), join the torchrun
     process group when launched by torchrun, and set the thread count. Raises ConfigError.
@@ -123,7 +144,8 @@ def _runtime(cfg: dict[str, Any], check_only: bool = False) -> torch.device:
     device = resolve_device(cfg.get("device", "auto"))
     check_precision(cfg.get("precision", "fp32"), device)
     check_memory_format(cfg.get("memory_format"))
-    set_threads(cfg["threads"])
+    # a Ray cluster's workers have their own cores: --threads is theirs too, so it is not held to this machine's
+    set_threads(cfg["threads"], check=not (cfg.get("executor_options") or {}).get("address"))
     if check_only:
         return device
     setup_device(device)
@@ -191,11 +213,17 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     starting anything: what ``--nproc N`` runs once before it starts N processes (`nproc`: that N).
     Raises UserError (ConfigError, DataError) for any bad input."""
     import_components()
-    run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
+    try:
+        run, cfg = _config_or_resume(cfgmod.SEARCH_DEFAULTS, config, resume)
+    except _Finished as done:
+        return _finished_result(done.run)  # also under check_only: --nproc then starts nothing
     strategy = check_search(cfg)  # every option checked before data is loaded and a run directory exists
+    if resume is None:
+        check_applies(cfg, strategy)  # nothing accepted and then ignored
+        check_sync_bn(cfg, None, nproc)  # one process: refused before the data loads (the network is checked below)
     budget = Budget(**cfg["budget"])
     kind = strategy.mode(cfg["estimator"])  # one-shot or multi-trial (a strategy may do both, e.g. hurricane)
-    needs_data = kind == "one-shot" or cfg["estimator"] == "scratch" or cfg["retrain"] or _estimator_uses_data(cfg)
+    needs_data = reads_images(cfg, strategy)
     if kind == "multi-trial" and (distributed.launched() or nproc > 1):
         raise ConfigError(f"strategy '{cfg['method']}' evaluates many architectures: run it in one process and "
                           "parallelise trials with --executor ray (torchrun is for one-shot search and train)")
@@ -206,8 +234,12 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     train = test = None
     if needs_data:
         train, test = _datasets(cfg)
+        if resume is None:
+            check_batches(cfg, cfg["subset"] or len(train), kind == "one-shot")
     space = make_space(cfg["space"], train, cfg["space_options"])
     strategy.prepare(space)  # checks that need the space (e.g. vitas' MACs window), before the run dir
+    if resume is None and cfg["sync_bn"]:  # a resumed run may continue in fewer processes: it keeps its record
+        check_sync_bn(cfg, space.build(space.validate(space.sample(random.Random(0)))), nproc)
     teacher = _teacher(cfg)
     if teacher is not None and not strategy.uses_teacher and not cfg["retrain"]:
         raise ConfigError(f"--teacher is used by knowledge distillation, but strategy '{cfg['method']}' does not "
@@ -329,11 +361,6 @@ def _load_table(cfg: dict[str, Any], space):
     return open_lookup(space.table, cfg["tables"], dataset=cfg["table_dataset"])
 
 
-def _estimator_uses_data(cfg: dict[str, Any]) -> bool:
-    """The proxy estimator reads a batch of the dataset (unless its inputs option is "gaussian")."""
-    return cfg["estimator"] == "proxy" and cfg["estimator_options"].get("inputs", "dataset") == "dataset"
-
-
 def _estimator(cfg: dict[str, Any], space, device: torch.device | None = None):
     name = cfg["estimator"]
     cls = ESTIMATORS.get(name)
@@ -403,13 +430,20 @@ def _costs_of(data: ImageDataset):
 # train / evaluate / export
 # ---------------------------------------------------------------------------------------------
 def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAULT_RUN_ROOT,
-          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False) -> dict[str, Any]:
+          resume: str | Path | None = None, run_name: str | None = None, check_only: bool = False,
+          nproc: int = 1) -> dict[str, Any]:
     """Train an architecture (or the baseline) from scratch on the full training set; test on the test set.
 
     `check_only=True`: every check made before the run directory exists (options, architecture, device,
-    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first)."""
-    run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
+    teacher, data, the network builds), then ``{"checked": True}`` (what ``--nproc N`` runs first; `nproc`:
+    that N). Raises UserError (ConfigError, DataError) for any bad input."""
+    try:
+        run, cfg = _config_or_resume(cfgmod.TRAIN_DEFAULTS, config, resume)
+    except _Finished as done:
+        return _finished_result(done.run)  # also under check_only: --nproc then starts nothing
     TrainConfig.from_dict(cfg["train"])  # options checked before any data is read
+    if resume is None:
+        check_sync_bn(cfg, None, nproc)
     dataset_options(cfg["dataset"], cfg["dataset_options"])
     if resume is None:
         cfg["arch_from"] = _search_run_of(cfg["arch"])
@@ -420,8 +454,13 @@ def train(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAUL
     teacher = _teacher(cfg)  # a teacher of another dataset is refused before the data loads
     train_set, test_set = _datasets(cfg)
     tr, te = final_split(train_set, test_set, subset=cfg["subset"], test_subset=cfg["test_subset"])
+    if resume is None and "batch_size" in cfg["train"] and cfg["train"]["batch_size"] > len(tr):
+        raise ConfigError(f"--batch-size {cfg['train']['batch_size']} exceeds the {len(tr)} training images, so every "
+                          f"epoch would be one step of {len(tr)}; use --batch-size {len(tr)} or fewer")
     seed_everything(int(cfg["train"].get("seed", 0)))  # the same initial weights in any process
     model, described = build_model(cfg["arch"], tr, cfg["space_options"])
+    if resume is None:
+        check_sync_bn(cfg, model, nproc)
     tcfg = train_config_for(model, cfg["train"])  # binary networks: Adam + cosine defaults, two stages
     _resolve_fast_paths(cfg, device, {"network": declared_fast_path(cfg["arch"], tr)})
     net = cfg["fast_path"]["network"]
@@ -524,11 +563,13 @@ def evaluate(run_dir: str | Path, test_subset: int | None = None, device: str = 
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    if test_subset is not None and (isinstance(test_subset, bool) or not isinstance(test_subset, int) or test_subset < 2):
+        raise ConfigError(f"test_subset must be an integer >= 2 (images), got {test_subset!r}")  # 0 never means "all"
     dev = resolve_device(device)
     check_precision(precision, dev)
     set_threads(threads)
     model, state, cfg, test_set = load_trained(run_dir)
-    if test_subset:
+    if test_subset is not None:
         test_set = test_set.subset(split_indices(len(test_set), 0, test_subset))
     loader = Loader(test_set, 500, mean=state["mean"], std=state["std"], device=dev)
     model.to(dev)

@@ -17,7 +17,7 @@ import torch.nn as nn
 from .accel import FastPath
 from .data import ImageDataset, load_dataset
 from .data.datasets import stored_dataset_options
-from .errors import UserError
+from .errors import DataError, UserError
 from .models import MODELS, build_named
 from .registry import SPACES
 from .runs.store import RunDir, check_torch_file, load_torch_file
@@ -106,6 +106,14 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
     state (normalisation mean/std), the run's config and the official test set.
     Raises UserError for a search run without a retrained model."""
     run = RunDir.open(run_dir)
+    try:
+        return _load_trained(run)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:  # a damaged or crafted record
+        raise DataError(f"{run.path}: its config.json / result.json do not describe a trained model "
+                        f"({type(e).__name__}: {e}); the run directory is damaged") from None
+
+
+def _load_trained(run: RunDir) -> tuple[nn.Module, dict[str, Any], dict[str, Any], ImageDataset]:
     cfg = run.config()
     res = run.result()
     if cfg.get("command") == "search":
@@ -124,7 +132,11 @@ def load_trained(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any], dict[s
     _, test_set = load_dataset(cfg["dataset"], cfg.get("data_root"), options=stored_dataset_options(cfg))
     model, _ = build_model(spec, test_set, space_options)
     state = load_torch_file(state_file, "model file")  # weights only: a run directory's pickles never run
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:  # missing / unexpected keys or shapes: the file is not this architecture's
+        raise DataError(f"{state_file} does not hold the weights of the run's architecture "
+                        f"({' '.join(line.strip() for line in str(e).splitlines()[1:2])[:160]})") from None
     model.eval()
     return model, state, cfg, test_set
 

@@ -52,19 +52,22 @@ _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torc
 _NPROC: list[int | None] = [None]  # this command's --nproc
 
 
-def _maybe_relaunch(nproc: Optional[int], check) -> None:
+def _maybe_relaunch(nproc: Optional[int], check) -> dict[str, Any] | None:
     """--nproc N: check the command once here (`check()`: the API call with check_only=True, so a bad input
     is one line, not N copies and a torchrun traceback), then run this same command as N processes through
-    torch.distributed.run, and exit with its code."""
+    torch.distributed.run, and exit with its code. Returns the stored result, starting nothing, when the check
+    found a finished run to --resume."""
     if nproc is None:
-        return
+        return None
     from . import distributed
 
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if distributed.launched() or nproc == 1:
-        return  # already under torchrun, or nothing to launch
-    check()
+        return None  # already under torchrun, or nothing to launch
+    checked = check()
+    if not checked.get("checked"):
+        return checked  # a finished run: nothing to start
     argv, skip = [], False
     for a in _ARGV:
         if skip:
@@ -155,6 +158,8 @@ def search(
     ray_address: Optional[str] = typer.Option(None, help="ray: address of an existing cluster"),
     gpus_per_trial: Optional[float] = typer.Option(None, help="ray: GPUs per trial (fractions share a GPU)"),
     tables: Optional[Path] = typer.Option(None, help="benchmark tables folder (NB201, NAS-Bench-Macro)"),
+    table_dataset: Optional[str] = typer.Option(None, help=_d("the table's data set (NB201: cifar10, cifar100, "
+                                                              "imagenet16-120)", "table_dataset")),
     retrain_epochs: Optional[int] = typer.Option(None, help="retrain the found architecture for N epochs"),
     retrain_subset: Optional[int] = typer.Option(None, help=_d("training images of the retraining", "retrain_subset")),
     test_subset: Optional[int] = typer.Option(None, help=_d("test images the retrained network is tested on",
@@ -184,11 +189,13 @@ def search(
             "epochs": epochs, "trials": trials, "seconds": seconds, "clock": clock, "subset": subset,
             "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed, "estimator": estimator, "executor": executor, "workers": workers,
-            "ray_address": ray_address, "tables": tables, "retrain_epochs": retrain_epochs,
+            "ray_address": ray_address, "tables": tables, "table_dataset": table_dataset,
+            "retrain_epochs": retrain_epochs,
             "retrain_subset": retrain_subset, "test_subset": test_subset,
             "set": hp, "space_opt": space_opt, "retrain_opt": retrain_opt, "config": config, "name": name,
             "precision": precision, "memory_format": memory_format,
-            "estimator_opt": est_opt})
+            "estimator_opt": est_opt, "gpus_per_trial": gpus_per_trial, "teacher": teacher, "sync_bn": sync_bn,
+            "table_dataset": table_dataset})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         flags = _drop_none({
@@ -197,6 +204,7 @@ def search(
             "download": download or None, "subset": subset, "train_portion": train_portion,
             "batch_size": batch_size, "seed": seed,
             "estimator": estimator, "executor": executor, "tables": str(tables) if tables else None,
+            "table_dataset": table_dataset,
             "threads": threads, "hparams": _kv(hp), "space_options": _kv(space_opt),
             "estimator_options": _kv(est_opt), "teacher": str(teacher) if teacher else None,
             "retrain_space_options": _kv(retrain_opt),
@@ -213,8 +221,8 @@ def search(
         if test_subset is not None and not cfg.get("retrain"):  # the API tolerates it (configs shared with train)
             raise ConfigError("--test-subset applies only with retraining (--retrain-epochs N or retrain: in the "
                               "config)")
-    _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
-    res = _run(api.search, cfg, **kw)
+    done = _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
+    res = done if done is not None else _run(api.search, cfg, **kw)
     _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",
                 "precision", "cost", "run_dir", "arch_file"])
     if res.get("note") and _rank0():
@@ -260,7 +268,7 @@ def train(
             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "subset": subset,
             "test_subset": test_subset, "set": train_opt, "space_opt": space_opt,
             "config": config, "name": name, "precision": precision, "memory_format": memory_format,
-            "compile": compile})
+            "compile": compile, "teacher": teacher, "sync_bn": sync_bn})
         cfg, kw = _drop_none({"device": device, "threads": threads}) or None, {"resume": resume}
     else:
         train_cfg = _drop_none({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
@@ -274,8 +282,8 @@ def train(
                             "compile": compile, "sync_bn": sync_bn or None})
         file_cfg = cfgmod.load_yaml(config) if config else None
         cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
-    _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, **kw))
-    res = _run(api.train, cfg, **kw)
+    done = _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, nproc=nproc, **kw))
+    res = done if done is not None else _run(api.train, cfg, **kw)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])
 

@@ -20,6 +20,15 @@ Space = typer.Option("mobile", "--space", help="layer-wise space (mobile, fbnet)
 SpaceOpt = typer.Option(None, "--space-opt", help="space option key=value (repeatable)")
 Tables = typer.Option(None, "--tables", help="benchmark tables folder (HELP devices)")
 Cache = typer.Option(None, "--cache", help="LUT cache JSON file (default ~/.cache/nasforge/latency/<device>.json)")
+#: the input the table is for: the dataset the search will read (its shape is read from it), or a shape
+INPUT = "the search's input; default: Fashion-MNIST's 1x28x28, 10 classes (or use --dataset)"
+Dataset = typer.Option(None, "--dataset", help="the dataset the search reads: the table is built for its image "
+                       "shape and classes (instead of --in-channels/--resolution/--num-classes)")
+DataRoot = typer.Option(None, "--data-root", help="folder holding the dataset files (with --dataset)")
+DataOpt = typer.Option(None, "--data-opt", help="dataset option key=value (with --dataset)")
+Resolution = typer.Option(None, "--resolution", help=f"input resolution; {INPUT}")
+InChannels = typer.Option(None, "--in-channels", help=f"input channels; {INPUT}")
+NumClasses = typer.Option(None, "--num-classes", help=f"classes of the classifier head; {INPUT}")
 
 
 def _emit(obj) -> None:
@@ -41,8 +50,9 @@ def devices() -> None:
 
 @latency_app.command("build")
 def build(device: str = Device, space: str = Space, space_opt: Optional[List[str]] = SpaceOpt,
-          resolution: int = typer.Option(28, help="input resolution of the space"),
-          in_channels: int = typer.Option(1, help="input channels"),
+          dataset: Optional[str] = Dataset, data_root: Optional[Path] = DataRoot,
+          data_opt: Optional[List[str]] = DataOpt, resolution: Optional[int] = Resolution,
+          in_channels: Optional[int] = InChannels, num_classes: Optional[int] = NumClasses,
           tables: Optional[Path] = Tables, cache: Optional[Path] = Cache,
           calibrate: int = typer.Option(0, help="also fit a*LUT+b on N random networks measured end to end"),
           repeats: int = typer.Option(7, help="timed replicates per entry (the median is kept)"),
@@ -53,25 +63,34 @@ def build(device: str = Device, space: str = Space, space_opt: Optional[List[str
     from .hardware.service import build_table
 
     _emit(build_table(device, space, cfgmod.parse_assignments(space_opt), in_channels=in_channels,
-                      resolution=resolution, tables=str(tables) if tables else None,
+                      resolution=resolution, num_classes=num_classes, dataset=dataset,
+                      data_root=str(data_root) if data_root else None,
+                      dataset_options=cfgmod.parse_assignments(data_opt), tables=str(tables) if tables else None,
                       cache=str(cache) if cache else None, calibrate=calibrate, seed=seed, warmup=warmup,
                       repeats=repeats, number=number))
 
 
 @latency_app.command("show")
 def show(device: str = Device, space: str = Space, space_opt: Optional[List[str]] = SpaceOpt,
-         resolution: int = typer.Option(28), in_channels: int = typer.Option(1),
+         dataset: Optional[str] = Dataset, data_root: Optional[Path] = DataRoot,
+         data_opt: Optional[List[str]] = DataOpt, resolution: Optional[int] = Resolution,
+         in_channels: Optional[int] = InChannels, num_classes: Optional[int] = NumClasses,
          tables: Optional[Path] = Tables, cache: Optional[Path] = Cache,
          as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Print the stored table (ms per layer and op); measures nothing."""
     from .hardware.service import show_table
 
     res = show_table(device, space, cfgmod.parse_assignments(space_opt), in_channels=in_channels,
-                     resolution=resolution, tables=str(tables) if tables else None, cache=str(cache) if cache else None)
+                     resolution=resolution, num_classes=num_classes, dataset=dataset,
+                     data_root=str(data_root) if data_root else None,
+                     dataset_options=cfgmod.parse_assignments(data_opt), tables=str(tables) if tables else None,
+                     cache=str(cache) if cache else None)
     if as_json:
         _emit(res)
         return
-    t = Table(title=f"{device} / {space}: ms per op (fixed {res['fixed_ms']:.4g} ms; calibration "
+    shape = res["input"]
+    t = Table(title=f"{device} / {space} for {shape['in_channels']}x{shape['resolution']}x{shape['resolution']} "
+                    f"inputs, {shape['num_classes']} classes: ms per op (fixed {res['fixed_ms']:.4g} ms; calibration "
                     f"{res['calibration']})", show_header=True, box=None)
     t.add_column("layer")
     t.add_column("in -> out, stride, res")

@@ -210,3 +210,8 @@ def line(record: dict, run_path=None) -> None:
 def warn(text: str) -> None:
     """One line ``warning: ...`` on stderr (shown with --quiet too: it is about the result, not progress)."""
     print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def note(text: str) -> None:
+    """One line ``note: ...`` on stderr (shown with --quiet too): a fact about the command, not a problem."""
+    print(f"note: {text}", file=sys.stderr, flush=True)

@@ -28,8 +28,24 @@ def seed_everything(seed: int) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 
-def set_threads(n: int | None) -> None:
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None, check: bool = True) -> None:
+    """torch's intra-op thread count (None/0: torch's default). `check`: more threads than the cores this
+    process may use is refused (they only contend, and a huge count ends in a MemoryError while torch starts
+    them); off where the threads are for other machines (a Ray cluster's workers). Raises ConfigError."""
     if n:
+        if check and n > usable_cores():
+            from .errors import ConfigError
+
+            raise ConfigError(f"--threads {n} exceeds the {usable_cores()} CPU core(s) this process may use; "
+                              f"use --threads {usable_cores()} or fewer")
         torch.set_num_threads(n)
 
 

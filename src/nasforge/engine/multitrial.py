@@ -19,6 +19,7 @@ records it covers (so checkpointing costs the same at trial 20,000 as at trial 2
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Any, ClassVar
@@ -64,6 +65,16 @@ class MultiTrialStrategy(Strategy):
     def extra_metrics(self) -> dict[str, Any]:
         return {}
 
+    def preflight(self, space, cfg: dict[str, Any]) -> None:
+        """A trial budget larger than the space can never be spent (a trial is a distinct architecture, each
+        scored once): refused with the space's size rather than stopping short without a word. Subclasses that
+        override this call it (multi-fidelity strategies, whose trials are full-evaluation equivalents, do not)."""
+        trials, size = (cfg.get("budget") or {}).get("trials"), space.size()
+        if trials is not None and size is not None and trials > size:
+            raise ConfigError(f"--trials {trials} exceeds the {size:,} distinct architectures of space "
+                              f"'{space.name}' (strategy '{self.name}' scores each at most once); use --trials {size} "
+                              "or fewer")
+
     # -- shared loop ------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
         if ctx.budget.trials is None and ctx.budget.seconds is None:
@@ -76,6 +87,7 @@ class MultiTrialStrategy(Strategy):
         self.history: list[dict[str, Any]] = []
         self.round = 0
         self.stopped_by_time = False
+        self.ran_dry = False
         self.setup(ctx)
         self._persisted = 0  # history records already appended to history.jsonl
         state = ctx.restore()
@@ -96,6 +108,7 @@ class MultiTrialStrategy(Strategy):
                     remaining = None if ctx.budget.trials is None else ctx.budget.trials - len(self.history)
                     archs = self.propose(ctx, rng, remaining)
                     if not archs:
+                        self.ran_dry = True  # the strategy has nothing new to propose: said in the result
                         break
                     new = list(dict.fromkeys(arch_key(a) for a in archs if arch_key(a) not in self.scores))
                     if remaining is not None and len(new) > remaining:
@@ -185,19 +198,38 @@ class MultiTrialStrategy(Strategy):
                                    "rounds": self.round, "best_score": best["best_score"], **self.extra_metrics()}
         if self.stopped_by_time:
             metrics["stopped"] = "seconds"
+        if getattr(self, "ran_dry", False) and ctx.budget.trials is not None and len(self.history) < ctx.budget.trials:
+            size = ctx.space.size()
+            metrics.setdefault("warnings", []).append(
+                f"{self.name} stopped after {len(self.history)} of the {ctx.budget.trials} trials of its budget: it "
+                "found no architecture left to propose that it had not scored (or that its constraints admit)" + (
+                    f" (space '{ctx.space.name}' holds {size:,})" if size is not None else ""))
         truth = getattr(ctx.estimator, "ground_truth", None)
         if callable(truth):  # benchmark tables: the held-out ground truth of the recommendation only
             metrics["ground_truth"] = truth(ctx.space, best["best_arch"])
         return SearchResult(arch=best["best_arch"], history=self.history, metrics=metrics)
 
 
+#: a categorical space up to this size is enumerated when random draws keep hitting scored architectures
+ENUMERATE_MAX = 100_000
+
+
 def sample_new(ctx: SearchContext, rng: random.Random, seen: set[str], attempts: int = 1000) -> Arch | None:
-    """A random architecture not in `seen`, or None if `attempts` samples found none (a small space is used up)."""
+    """A random architecture not in `seen`, or None when the space is used up. After `attempts` draws in a row
+    found only seen ones, a categorical space of at most ENUMERATE_MAX architectures is enumerated and one of
+    those left is drawn uniformly (so a budget equal to the space's size is spent in full); other spaces give
+    None then."""
     for _ in range(attempts):
         arch = ctx.space.validate(ctx.space.sample(rng))
         if arch_key(arch) not in seen:
             return arch
-    return None
+    enc, size = ctx.space.categorical(), ctx.space.size()
+    if enc is None or size is None or size > ENUMERATE_MAX:
+        return None
+    left = [a for a in (ctx.space.validate(enc.decode(c)) for c in itertools.product(range(enc.choices),
+                                                                                    repeat=enc.positions))
+            if arch_key(a) not in seen]
+    return rng.choice(left) if left else None
 
 
 def sample_distinct(ctx: SearchContext, rng: random.Random, seen: set[str], n: int) -> list[Arch]:

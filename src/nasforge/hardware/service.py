@@ -29,6 +29,44 @@ def _make_space(space: str, options: dict[str, Any] | None = None, in_channels: 
                              **(options or {}))
 
 
+#: the input a table is built for when neither a dataset nor a shape is named: the default dataset's
+#: (Fashion-MNIST: 1 x 28 x 28, 10 classes), as `nasforge search` reads it by default
+DEFAULT_INPUT = {"dataset": "fashion-mnist", "in_channels": 1, "resolution": 28, "num_classes": 10}
+
+
+def input_shape(dataset: str | None = None, data_root: str | None = None,
+                dataset_options: dict[str, Any] | None = None, in_channels: int | None = None,
+                resolution: int | None = None, num_classes: int | None = None) -> dict[str, Any]:
+    """The input a latency table is for: {"dataset", "in_channels", "resolution", "num_classes"}.
+    With `dataset`, read from the data set itself (so the table's entries are the ones a search on that data
+    set looks up); otherwise the explicit shape, each unnamed part from DEFAULT_INPUT.
+    Raises ConfigError when a dataset and a shape are both given, or a shape value is not an integer >= 1
+    (2 for num_classes); DataError when the dataset cannot be read."""
+    from ..errors import ConfigError
+
+    given = {k: v for k, v in (("in_channels", in_channels), ("resolution", resolution),
+                               ("num_classes", num_classes)) if v is not None}
+    if dataset is not None:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"--dataset {dataset} sets the input shape; drop {flags} (or --dataset)")
+        from ..data import load_dataset
+
+        train, _ = load_dataset(dataset, data_root, options=dataset_options)
+        return {"dataset": dataset, "in_channels": train.in_channels, "resolution": train.resolution,
+                "num_classes": train.num_classes}
+    if data_root is not None or dataset_options:
+        raise ConfigError("--data-root / --data-opt apply only with --dataset")
+    for key, v in given.items():
+        low = 2 if key == "num_classes" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {v!r}")
+    out = {**DEFAULT_INPUT, **given}
+    if given:
+        out["dataset"] = None
+    return out
+
+
 def list_devices() -> dict[str, Any]:
     """Every target device name with what it is and which spaces it has latencies for."""
     out = {name: {"kind": "local", "description": d.description, "spaces": "any layer-wise (mobile, fbnet)"}
@@ -41,11 +79,16 @@ def list_devices() -> dict[str, Any]:
 
 
 def build_table(device: str, space: str = "mobile", space_options: dict[str, Any] | None = None, *,
-                in_channels: int = 1, resolution: int = 28, num_classes: int = 10, tables: str | None = None,
+                in_channels: int | None = None, resolution: int | None = None, num_classes: int | None = None,
+                dataset: str | None = None, data_root: str | None = None,
+                dataset_options: dict[str, Any] | None = None, tables: str | None = None,
                 cache: str | None = None, calibrate: int = 0, seed: int = 0, warmup: int = 10, repeats: int = 7,
                 number: int = 10, n_fit: int = 1000, progress=None) -> dict[str, Any]:
-    """Build or update the table; returns a summary (and the calibration / held-out fit report)."""
-    sp = _make_space(space, space_options, in_channels, resolution, num_classes)
+    """Build or update the table of `space` for the input of `dataset` (read from it) or of the explicit
+    shape (:func:`input_shape`; default Fashion-MNIST's 1 x 28 x 28, 10 classes): the entries a search on
+    that input looks up. Returns a summary with that ``input`` (and the calibration / held-out fit report)."""
+    shape = input_shape(dataset, data_root, dataset_options, in_channels, resolution, num_classes)
+    sp = _make_space(space, space_options, shape["in_channels"], shape["resolution"], shape["num_classes"])
     check_target(device, sp)
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
@@ -54,7 +97,7 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
 
         c = LatencyCache(check_writable(cache, "--cache") if cache else default_cache_path(device), device)
         lut = build_local_lut(sp, device, c, warmup=warmup, repeats=repeats, number=number, progress=progress)
-        out: dict[str, Any] = {"device": device, "space": sp.name, "cache": str(c.path),
+        out: dict[str, Any] = {"device": device, "space": sp.name, "input": shape, "cache": str(c.path),
                                "measured_now": lut.meta["measured_now"], "from_cache": lut.meta["from_cache"],
                                "cache_rebuilt_from_corrupt": c.rebuilt_from_corrupt, "bounds_ms": list(lut.bounds())}
         if calibrate:
@@ -66,15 +109,19 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
     from .cost import _fitted, table_dir
 
     table, report = _fitted(table_dir(tables), device, n_fit, seed)
-    return {"device": device, "space": sp.name, "fit": report, "bounds_ms": list(table.bounds()),
+    return {"device": device, "space": sp.name, "input": shape, "fit": report, "bounds_ms": list(table.bounds()),
             "summed_by_construction": device in SUMMED_FBNET_DEVICES}
 
 
 def show_table(device: str, space: str = "mobile", space_options: dict[str, Any] | None = None, *,
-               in_channels: int = 1, resolution: int = 28, num_classes: int = 10, tables: str | None = None,
+               in_channels: int | None = None, resolution: int | None = None, num_classes: int | None = None,
+               dataset: str | None = None, data_root: str | None = None,
+               dataset_options: dict[str, Any] | None = None, tables: str | None = None,
                cache: str | None = None, n_fit: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """The stored table (ms per layer and op, fixed part, calibration). Measures nothing."""
-    sp = _make_space(space, space_options, in_channels, resolution, num_classes)
+    """The stored table (ms per layer and op, fixed part, calibration) for the input of `dataset` or of the
+    explicit shape (as :func:`build_table`). Measures nothing."""
+    shape = input_shape(dataset, data_root, dataset_options, in_channels, resolution, num_classes)
+    sp = _make_space(space, space_options, shape["in_channels"], shape["resolution"], shape["num_classes"])
     check_target(device, sp)
     if not sp.layerwise:
         raise UserError(f"'{sp.name}' has no per-(layer, op) table; use `nasforge latency predict` for an architecture")
@@ -87,7 +134,7 @@ def show_table(device: str, space: str = "mobile", space_options: dict[str, Any]
         from .cost import _fitted, table_dir
 
         lut, _ = _fitted(table_dir(tables), device, n_fit, seed)
-    return {"device": device, "space": sp.name, "fixed_ms": lut.fixed, "calibration": lut.calibration,
+    return {"device": device, "space": sp.name, "input": shape, "fixed_ms": lut.fixed, "calibration": lut.calibration,
             "layers": [{"layer": i, **spec.as_dict(), "ms": e} for i, (spec, e) in enumerate(zip(sp.layer_specs(), lut.entries))],
             "bounds_ms": list(lut.bounds())}
 

@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .depthwise import DepthwiseConv2d
+
 OpFactory = Callable[[int, int, bool], nn.Module]
 
 
@@ -23,16 +25,19 @@ class ReLUConvBN(nn.Sequential):
 
 
 class DilConv(nn.Sequential):
-    """ReLU -> depthwise k x k (dilated) -> pointwise 1x1 -> BN."""
+    """ReLU -> depthwise k x k (dilated) -> pointwise 1x1 -> BN. The depthwise conv is a
+    :class:`~nasforge.ops.depthwise.DepthwiseConv2d` (an ``nn.Conv2d`` with the fast CPU path; ``fast =
+    False`` is the plain conv)."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
                  affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            DepthwiseConv2d(C_in, kernel, stride, padding, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
+        self[1].fp32_under_autocast = False  # follows autocast like the rest of the op, as before
 
 
 class SepConv(nn.Sequential):

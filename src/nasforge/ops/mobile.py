@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .depthwise import DepthwiseConv2d  # noqa: F401  (re-exported: built by every block below)
+
 
 class HSwish(nn.Module):
     """h-swish(x) = x * ReLU6(x + 3) / 6 (MobileNetV3)."""
@@ -52,29 +54,6 @@ class SqueezeExcite(nn.Module):
         s = x.mean(dim=(2, 3), keepdim=True)
         s = self.expand(F.relu(self.reduce(s), inplace=True))
         return x * F.hardsigmoid(s)
-
-
-class DepthwiseConv2d(nn.Conv2d):
-    """A depthwise k x k conv (groups = channels, no bias) ``[B, C, H, W] -> [B, C, H/stride, W/stride]``.
-
-    Under a reduced-precision autocast (bf16/fp16) with ``fp32_under_autocast`` it runs in fp32 (autocast
-    off, input cast up), while the pointwise and dense convs around it follow autocast: oneDNN's bf16
-    depthwise backward is several times slower than fp32 on CPUs (issue 20 profile: 4 vs 15 GFLOP/s), while
-    bf16 pays on the 1x1 convs. Outside autocast it is a plain nn.Conv2d (same parameters, same state dict)."""
-
-    #: the per-op precision rule (class-wide: it is a property of the kernel, not of one layer)
-    fp32_under_autocast: bool = True
-
-    def __init__(self, C: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(C, C, kernel, stride, kernel // 2, groups=C, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        if (self.fp32_under_autocast and torch.is_autocast_enabled(device)
-                and torch.get_autocast_dtype(device) != torch.float32):
-            with torch.autocast(device, enabled=False):
-                return super().forward(x.float())
-        return super().forward(x)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

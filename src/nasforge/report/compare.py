@@ -276,7 +276,15 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     Raises UserError (one line, nothing written) if no run is given or any path is not a run directory."""
     if not run_dirs:
         raise UserError("give at least one run directory to compare")
-    views = [RunView.open(d) for d in run_dirs]
+    unique: dict[Path, str | Path] = {}
+    repeated: list[str] = []
+    for d in run_dirs:  # a run named twice (a typo, overlapping globs) is one run, not a repeated seed
+        key = Path(d).expanduser().resolve()
+        if key in unique:
+            repeated.append(f"{d} is given more than once; it is counted once")
+        else:
+            unique[key] = d
+    views = [RunView.open(d) for d in unique.values()]
     if out is not None and Path(out).is_dir():
         raise UserError(f"--out {out} is a directory; give an .html file name")
     from ..utils import check_writable
@@ -288,7 +296,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     link_retraining(rows)
     groups = group_rows(rows)
     result: dict[str, Any] = {"runs": rows, "groups": groups, "html": None, "csv": None,
-                              "warnings": [w for v in views for w in v.problems]}
+                              "warnings": repeated + [w for v in views for w in v.problems]}
     if out is not None:
         from ..utils import atomic_write_bytes
 

@@ -394,6 +394,9 @@ class RayExecutor(Executor):
         # attempts, so retries are ours
         # num_gpus: Ray reserves that share of a GPU per trial and sets CUDA_VISIBLE_DEVICES, so the trial's
         # device "cuda" is the GPU Ray chose (fractions put several trials on one GPU)
+        if self.gpus_per_trial and ray.cluster_resources().get("GPU", 0) < self.gpus_per_trial:
+            raise UserError(f"gpus_per_trial {self.gpus_per_trial:g}: the Ray cluster has "
+                            f"{ray.cluster_resources().get('GPU', 0):g} GPU(s), so no trial could ever start")
         self._task = ray.remote(num_cpus=1, num_gpus=self.gpus_per_trial, max_retries=0)(_run_on_worker)
         self._ray = ray
         return ray

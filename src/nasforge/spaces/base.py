@@ -145,6 +145,13 @@ class SearchSpace(ABC):
         """The space as one choice per position, if it is one (see CategoricalEncoding); else None."""
         return None
 
+    def size(self) -> int | None:
+        """How many distinct architectures the space holds, when known exactly (a categorical space: choices **
+        positions, e.g. NB201's 15,625 cells); None otherwise (not counted, or astronomically many).
+        Multi-trial search uses it to refuse a trial budget that can never be spent."""
+        encoding = self.categorical()
+        return None if encoding is None else encoding.choices ** encoding.positions
+
     def describe(self, arch: Arch) -> str:
         return str(arch)
 

@@ -32,6 +32,7 @@ from ..options import Opt
 from ..errors import ConfigError, UserError, choices_message
 from ..ops import DARTS_OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path, is_parameter_free
 from ..ops.cnn import OpFactory
+from ..ops.depthwise import set_fast_depthwise
 from ..ops.heads import clear_auxiliary, tap_auxiliary
 from ..registry import SPACES
 from ..supernet import DERIVATION_RULES, MixedOp, Supernet
@@ -475,6 +476,7 @@ class DartsSupernet(Supernet, _Backbone):
                            stem_multiplier, in_channels, num_classes, stem=cell_ops.stem)
         if not track_running_stats:
             _disable_running_stats(self.cells)
+        set_fast_depthwise(self, fused)  # fused=False: plain nn.Conv2d depthwise convs, as before issue 20
         self.init_supernet()
         self.op_names = cell_ops.names
         self.nodes = nodes
@@ -579,7 +581,8 @@ class DartsSpace(SearchSpace):
     defaults = {"C": Opt(16, ">=1"), "layers": Opt(8, ">=1", help="cells (reductions at 1/3 and 2/3)"),
                 "nodes": Opt(4, ">=1"), "stem_multiplier": Opt(3, ">=1"), "unique_cells": False,
                 "binary": Opt(False, type=None, help="false, or 'naive': DARTS ops binarized naively (1-bit)"),
-                "fused": Opt(True, help="supernet weighted mode grouped by source node (false: per-edge reference)")}
+                "fused": Opt(True, help="supernet weighted mode grouped by source node and the fast depthwise convs "
+                                        "(false: the per-edge reference and plain convs, as before issue 20)")}
     #: build() overrides accepted on top of the space options (the scale of the final network)
     build_options: tuple[str, ...] = _BUILD_OPTIONS
     # depthwise/separable convs dominate: oneDNN's bf16 backward of those is slower than fp32 on AMX CPUs
@@ -677,9 +680,10 @@ class DartsSpace(SearchSpace):
             aux_pool_geometry(size)  # fail now, with a clear message, rather than in the first forward
         cell_ops = self.cell_ops(**{k: v for k, v in overrides.items() if k not in _BUILD_OPTIONS},
                                  C=self._option(overrides, "C"))
-        return DartsNetwork(format_arch(parsed), cells, self._option(overrides, "C"),
-                            self._option(overrides, "stem_multiplier"), self.in_channels, self.num_classes,
-                            auxiliary=auxiliary, cell_ops=cell_ops)
+        net = DartsNetwork(format_arch(parsed), cells, self._option(overrides, "C"),
+                           self._option(overrides, "stem_multiplier"), self.in_channels, self.num_classes,
+                           auxiliary=auxiliary, cell_ops=cell_ops)
+        return set_fast_depthwise(net, bool(self.options.get("fused", True)))
 
     def supernet(self, **overrides: Any) -> DartsSupernet:
         unknown = set(overrides) - set(_SUPERNET_OPTIONS)

@@ -37,12 +37,14 @@ def _scale(c: int, width: float) -> int:
 @SPACES.register("fbnet", help="FBNet space as encoded by the HELP latency table: 22 layers x 9 ops "
                                "(k3/k5, e1/e3/e6, g2, skip); latencies known on 27 devices")
 class FBNetSpace(LayerwiseSpace):
-    """Options: width (channel multiplier, default 1.0), stem_stride (2; FBNet's), head (1984)."""
+    """Options: width (channel multiplier, default 1.0), stem_stride (2; FBNet's), head (1984), fused (true)."""
 
     name = "fbnet"
     latency_table = "fbnet"  # HELP measured 5,000 architectures on 27 devices (nasforge.hardware.tablefit)
     defaults = {"width": Opt(1.0, "(0, 4]", help="channel multiplier (the table's encoding does not change)"),
-                "stem_stride": Opt(2, ">=1"), "head": Opt(1984, ">=1")}
+                "stem_stride": Opt(2, ">=1"), "head": Opt(1984, ">=1"),
+                "fused": Opt(True, help="depthwise convs with the fast CPU weight gradient (false: plain "
+                                        "nn.Conv2d, bit-identical to before issue 20)")}
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from ..accel import FastPath
 from ..errors import ConfigError, UserError, choices_message
+from ..ops.depthwise import set_fast_depthwise
 from ..supernet import MixedOp, Supernet
 from .base import SearchSpace
 
@@ -160,6 +161,12 @@ class LayerwiseSpace(SearchSpace):
 
     # -- derived -------------------------------------------------------------------------------------
     @property
+    def _fast_depthwise(self) -> bool:
+        """The space option ``fused`` where a subclass declares it (false: plain nn.Conv2d depthwise convs,
+        bit-identical to before issue 20), else True."""
+        return bool(self.options.get("fused", True))
+
+    @property
     def num_layers(self) -> int:
         return len(self.layer_specs())
 
@@ -216,7 +223,7 @@ class LayerwiseSpace(SearchSpace):
         arch = self.validate(arch)
         stem, head = self._stem_head()
         layers = [self.make_op(o, s.C_in, s.C_out, s.stride) for o, s in zip(arch, self.layer_specs())]
-        return LayerwiseNetwork(stem, layers, head, arch)
+        return set_fast_depthwise(LayerwiseNetwork(stem, layers, head, arch), self._fast_depthwise)
 
     def supernet(self, candidates: list[list[str]] | None = None, **overrides: Any) -> LayerwiseSupernet:
         """Single-path supernet over `candidates` (per layer; default: every op allowed in the layer)."""
@@ -234,7 +241,7 @@ class LayerwiseSpace(SearchSpace):
                 raise ConfigError(f"layer {i}: candidates {c} must be a non-empty subset of {allowed}")
         stem, head = self._stem_head()
         ops = [[self.make_op(o, s.C_in, s.C_out, s.stride) for o in c] for c, s in zip(candidates, self.layer_specs())]
-        return LayerwiseSupernet(stem, ops, candidates, head)
+        return set_fast_depthwise(LayerwiseSupernet(stem, ops, candidates, head), self._fast_depthwise)
 
     def describe(self, arch: Any) -> str:
         return " ".join(self.validate(arch))

@@ -29,7 +29,7 @@ POOLS = {"hurricane": tuple(MOBILE_OPS), "baseline": BASELINE_OPS}
 @SPACES.register("mobile", help="HURRICANE layer-wise space: 32 MBConv/ShuffleNetV2/Xception candidates (+skip) "
                                 "per layer on an FBNet/SPOS-like macro; arch = list of op names")
 class MobileSpace(LayerwiseSpace):
-    """Options: stem, stem_stride, widths, strides, head, ops ('hurricane' | 'baseline' | list), skip."""
+    """Options: stem, stem_stride, widths, strides, head, ops ('hurricane' | 'baseline' | list), skip, fused."""
 
     name = "mobile"
     defaults = {"stem": Opt(16, ">=1", help="stem channels"), "stem_stride": Opt(2, ">=1"),
@@ -37,7 +37,9 @@ class MobileSpace(LayerwiseSpace):
                 "strides": Opt([1, 1, 2, 1, 2, 1, 1, 1], choices=(1, 2), help="stride per searchable layer"),
                 "head": Opt(128, ">=1", help="head channels"),
                 "ops": Opt("hurricane", type=None, help="'hurricane', 'baseline' or a list of op names"),
-                "skip": Opt(True, help="skip (identity) as a candidate where shapes allow")}
+                "skip": Opt(True, help="skip (identity) as a candidate where shapes allow"),
+                "fused": Opt(True, help="depthwise convs with the fast CPU weight gradient (false: plain "
+                                        "nn.Conv2d, bit-identical to before issue 20)")}
 
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)

@@ -73,6 +73,7 @@ class Bananas(MultiTrialStrategy):
 
     def preflight(self, space, cfg: dict[str, Any]) -> None:
         tokenizer_for(space)
+        super().preflight(space, cfg)  # a trial budget the space can hold
 
     def _ensemble(self, seed: int) -> Ensemble:
         hp = self.hp

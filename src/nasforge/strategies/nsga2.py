@@ -69,6 +69,7 @@ class NSGA2Search(MultiTrialStrategy):
     def preflight(self, space, cfg: dict[str, Any]) -> None:
         """Devices with data for the space, crossover only where the space can do it, reachable latency
         bounds (table devices: the fastest architecture of the table)."""
+        super().preflight(space, cfg)  # a trial budget the space can hold
         objmod.check_for_space(self.objectives + [c.objective for c in self.constraints], space)
         if self.hp["crossover_prob"] and space.categorical() is None:
             raise ConfigError(f"nsga2 crossover needs a space with a categorical encoding; '{space.name}' has "

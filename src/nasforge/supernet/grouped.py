@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from ..ops.bats import BatsConv
 from ..ops.binary import sign_ste
 from ..ops.cnn import DilConv, FactorizedReduce, Identity, Pool, SepConv, Zero
+from ..ops.depthwise import depthwise_conv2d
 from .mixed import MixedOp
 
 
@@ -138,42 +139,10 @@ class _Source:
 def depthwise_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int], groups: int | None = None) -> torch.Tensor:
     """``F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)`` for a depthwise
-    (groups None = C) or grouped `w` ``[C_out, C/groups, k, k]``; a dilation-2 conv with 'same' padding runs as a
-    plain conv on the polyphase components of
-    x, because oneDNN's dilated depthwise backward is 7-50x slower than the undilated one on this CPU (issue 20:
-    3x3 d2 stride 2, 64 channels, 28x28: 44 ms against 2.4 ms for the input gradient). Exact rewrite:
-
-    - stride 2: ``out[i] = sum_u w[u] x[2i + 2(u - m)]`` reads only the even pixels, so it is the plain conv
-      (padding m = k // 2) of ``x[::2, ::2]``;
-    - stride 1: output pixel ``2i + a`` reads only pixels of parity a: the four parity images (x zero-padded to
-      even size) go through one plain conv stacked along the batch, then interleave back.
-    """
-    C, k = x.shape[1], w.shape[-1]
-    G = C if groups is None else groups
-    m = k // 2
-    if (dilation != (2, 2) or padding != (2 * m, 2 * m) or w.shape[-2] != k or k % 2 == 0
-            or stride not in ((1, 1), (2, 2))):
-        return F.conv2d(x, w, None, stride, padding, dilation, G)
-    cl = _is_channels_last(x)
-    fmt = torch.channels_last if cl else torch.contiguous_format  # slices and crops keep x's memory format
-    if stride == (2, 2):
-        return F.conv2d(x[:, :, ::2, ::2].contiguous(memory_format=fmt), w, None, 1, m, 1, G)
-    B, _, H, W = x.shape
-    xp = F.pad(x, (0, W % 2, 0, H % 2))
-    H2, W2 = xp.shape[2] // 2, xp.shape[3] // 2
-    if cl:  # rearrange in the NHWC view, so the stacked tensor stays channels-last
-        v = xp.permute(0, 2, 3, 1).reshape(B, H2, 2, W2, 2, C).permute(2, 4, 0, 1, 3, 5)
-        phases = v.reshape(4 * B, H2, W2, C).permute(0, 3, 1, 2)
-    else:
-        phases = xp.reshape(B, C, H2, 2, W2, 2).permute(3, 5, 0, 1, 2, 4).reshape(4 * B, C, H2, W2)
-    y = F.conv2d(phases, w, None, 1, m, 1, G)
-    C = y.shape[1]  # output channels
-    if cl:
-        y = y.permute(0, 2, 3, 1).reshape(2, 2, B, H2, W2, C).permute(2, 3, 0, 4, 1, 5)
-        y = y.reshape(B, 2 * H2, 2 * W2, C).permute(0, 3, 1, 2)
-    else:
-        y = y.reshape(2, 2, B, C, H2, W2).permute(2, 3, 4, 0, 5, 1).reshape(B, C, 2 * H2, 2 * W2)
-    return y if y.shape[2:] == (H, W) else y[:, :, :H, :W].contiguous(memory_format=fmt)
+    (groups None = C) or grouped `w` through :func:`nasforge.ops.depthwise.depthwise_conv2d`: dilated convs
+    in polyphase form and the tiled CPU weight gradient of kernels wider than 3 (the grouped path runs only
+    with the space's ``fused``, so always in the fast form)."""
+    return depthwise_conv2d(x, w, stride, padding, dilation, groups, fast=True)
 
 
 def _dil_conv(x: torch.Tensor, units: Sequence[nn.Module], scale: torch.Tensor | None, training: bool) -> torch.Tensor:
