@@ -17,6 +17,8 @@ tested on the same search-val images. Kendall tau-b between the two per supernet
 tau(vitas) >= tau(autoformer) averaged over the seeds.
 
     .venv/bin/python benchmarks/vitas_ranking.py --seeds 0 1 > docs/results/vitas_ranking.json
+    # add a seed to an earlier run (seeds already there are reused when the settings match)
+    .venv/bin/python benchmarks/vitas_ranking.py --seeds 0 1 2 --reuse old.json > new.json
 """
 from __future__ import annotations
 
@@ -68,7 +70,20 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.2, help="window [0.5 B, B] x largest subnet MACs")
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="an earlier output of this script: its seeds are reused when its settings match")
     args = ap.parse_args()
+    prev: dict = {}
+    if args.reuse is not None:
+        try:
+            earlier = json.loads(args.reuse.read_text())
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: --reuse {args.reuse}: not a readable JSON output of this script ({e})")
+        same = {k: v for k, v in vars(args).items() if k not in ("seeds", "threads", "reuse")}
+        theirs = {k: earlier.get("config", {}).get(k) for k in same}
+        if same != theirs:
+            sys.exit(f"error: --reuse {args.reuse}: its settings {theirs} differ from these {same}")
+        prev = earlier.get("seeds", {})
     torch.set_num_threads(args.threads)
     progress.set_enabled(False)
     t0 = time.perf_counter()
@@ -77,8 +92,12 @@ def main() -> None:
     top = space0.macs(space0.extreme_archs()[1])
     lo, hi = 0.5 * args.budget * top, args.budget * top
     hp = {"flops_min": lo, "flops_max": hi, "candidates": 1, "population": 1, "sample_size": 1, "eval_images": 100}
-    out = {"config": vars(args), "window_macs": [lo, hi], "load_avg_start": os.getloadavg(), "seeds": {}}
+    out = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "window_macs": [lo, hi], "load_avg_start": os.getloadavg(), "seeds": {}}
     for seed in args.seeds:
+        if str(seed) in prev:  # same settings, same seed: the earlier result is this run's result
+            out["seeds"][seed] = prev[str(seed)]
+            print(f"seed {seed}: reused from {args.reuse}", file=sys.stderr)
+            continue
         subnets = sample_subnets(space0, lo, hi, args.subnets, seed)
         tr, va = search_split(train, seed=0, subset=args.subset)
         mean, std = train.stats()
