@@ -144,3 +144,14 @@ def same_supernet():
         return ck_ref, ck
 
     return check
+
+
+@pytest.fixture
+def relaunches(monkeypatch):
+    """Calls of distributed.relaunch (stubbed: no processes start; it 'succeeds')."""
+    from nasforge import distributed
+
+    calls: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(distributed, "relaunch", lambda n, argv: calls.append((n, list(argv))) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    return calls

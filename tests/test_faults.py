@@ -20,17 +20,6 @@ def _one_line(code, err, *words: str) -> None:
         assert w in err, err
 
 
-@pytest.fixture
-def relaunches(monkeypatch):
-    """Calls of distributed.relaunch (stubbed: no processes start; it 'succeeds')."""
-    from nasforge import distributed
-
-    calls: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr(distributed, "relaunch", lambda n, argv: calls.append((n, list(argv))) or 0)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    return calls
-
-
 # -- --sync-bn where it would do nothing ------------------------------------------------------------------------------
 def test_sync_bn_is_refused_where_it_would_do_nothing(run_cli, relaunches, tmp_path):
     runs = str(tmp_path / "runs")

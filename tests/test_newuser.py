@@ -123,17 +123,6 @@ def test_unfinished_run_name_points_at_resume(tmp_path):
 
 
 # -- item 6: --nproc checks first, then relaunches ------------------------------------------------------------------
-@pytest.fixture
-def relaunches(monkeypatch):
-    """Calls of distributed.relaunch (stubbed: no processes start; it 'succeeds')."""
-    from nasforge import distributed
-
-    calls: list[tuple[int, list[str]]] = []
-    monkeypatch.setattr(distributed, "relaunch", lambda n, argv: calls.append((n, list(argv))) or 0)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    return calls
-
-
 def test_nproc_checks_before_it_relaunches(run_cli, relaunches, tmp_path):
     bad = [
         ("search", "--method", "darts", "--epochs", "1", "--set", "nosuch=1", "--nproc", "2"),
