@@ -18,8 +18,8 @@ import pytest
     (["search", "--bogus-flag"], "No such option: --bogus-flag"),
     (["train", "--arch", "nope"], "unknown architecture 'nope'"),
     (["train", "--set", "optimizer=lamb"], "optimizer must be one of sgd, adam, adamw; got 'lamb'"),
-    (["evaluate", "/nonexistent/run"], "is not a nasforge run directory"),
-    (["search", "--resume", "/nonexistent/run"], "is not a nasforge run directory"),
+    (["evaluate", "/nonexistent/run"], "is not a nasforge run directory (it does not exist)"),
+    (["search", "--resume", "/nonexistent/run"], "is not a nasforge run directory (it does not exist)"),
     (["search", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
 ])
 def test_errors_are_one_line_with_exit_2(run_cli, args, needle):
@@ -27,6 +27,54 @@ def test_errors_are_one_line_with_exit_2(run_cli, args, needle):
     assert code == 2
     assert needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _bad_inputs(d):
+    """Files a user may pass where a path or a name is expected: binary, not JSON, not an architecture."""
+    (d / "bin.json").write_bytes(bytes(range(128, 256)))
+    (d / "bad.json").write_text("{not json")
+    (d / "list.json").write_text("[1, 2]")
+    (d / "space.json").write_text('{"space": ["nb201"], "arch": 1}')
+    (d / "cfg.json").write_text('{"space": "nb201", "arch": "x", "space_config": 3}')
+    (d / "bad.yaml").write_text("a: [1,\nb: }\n")
+    (d / "folder").mkdir()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--arch", "{d}/nope.json"], "architecture file {d}/nope.json does not exist"),
+    (["train", "--arch", "nope.json"], "architecture file nope.json does not exist"),
+    (["train", "--arch", "runs/s/arch"], "architecture file runs/s/arch does not exist"),
+    (["train", "--arch", "nope"], "unknown architecture 'nope': give a model name"),  # a bare name: as before
+    (["train", "--arch", "{d}/bin.json"], "architecture file {d}/bin.json is not JSON text"),
+    (["train", "--arch", "{d}/bad.json"], "architecture file {d}/bad.json is not valid JSON"),
+    (["train", "--arch", "{d}/list.json"], "must hold a JSON object with 'space' and 'arch'"),
+    (["train", "--arch", "{d}/space.json"], "'space' must be a space name (a string)"),
+    (["train", "--arch", "{d}/cfg.json"], "'space_config' must be a JSON object"),
+    (["train", "--arch", "{d}/folder"], "{d}/folder is a folder without result.json"),
+    (["proxy", "score", "{d}/nope.json"], "architecture file {d}/nope.json does not exist"),
+    (["proxy", "score", "{d}/bin.json"], "is not JSON text"),
+    (["latency", "predict", "{d}/bin.json", "--device", "pixel3"], "is not JSON text"),
+    (["search", "--config", "{d}/bin.json"], "config file {d}/bin.json is not YAML text"),
+    (["search", "--config", "{d}/folder"], "config file {d}/folder cannot be read"),
+    (["train", "--config", "{d}/bad.yaml"], "is not valid YAML: expected the node content, but found '}}' (line 2"),
+    (["search", "--resume", "{d}/nope"], "{d}/nope is not a nasforge run directory (it does not exist)"),
+    (["train", "--resume", "{d}/bad.json"], "{d}/bad.json is not a nasforge run directory (a file, not a folder)"),
+    (["evaluate", "{d}/folder"], "{d}/folder is not a nasforge run directory (no config.json)"),
+    (["report", "{d}/nope"], "run directory {d}/nope not found"),
+    (["compare", "{d}/bad.json"], "{d}/bad.json is not a directory"),
+    (["search", "--method", "evolution", "--estimator", "table", "--trials", "5", "--tables", "{d}/bad.json"],
+     "is a file, not a folder"),
+])
+def test_paths_and_files_are_one_line_with_exit_2(run_cli, tmp_path, args, needle):
+    """A path that does not exist is said to be missing (not an 'unknown name'); a file that is not what the
+    option reads (binary, not JSON/YAML, not an architecture, a folder) is one line, exit 2, no traceback."""
+    _bad_inputs(tmp_path)
+    code, out, err = run_cli(*[a.format(d=tmp_path) for a in args], "--out", str(tmp_path / "runs")) \
+        if args[0] in ("train", "search") else run_cli(*[a.format(d=tmp_path) for a in args])
+    assert code == 2, err
+    assert needle.format(d=tmp_path) in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # before any work
 
 
 def test_list_shows_every_registered_component(cli_ok):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 from pathlib import Path
 from typing import Any
@@ -45,30 +46,57 @@ def make_space(name: str, data: ImageDataset | None, options: dict[str, Any]) ->
 
 def load_arch(path: str | Path) -> dict[str, Any]:
     """Read an architecture file: {"space", "arch", optional "space_config"} (a result.json works too, and a
-    run directory stands for its result.json). Raises UserError if it is missing or malformed."""
+    run directory stands for its result.json). Raises UserError (one line) if it is missing, unreadable, not
+    JSON text or not such an object."""
     p = Path(path)
     if p.is_dir():
+        if not (p / RunDir.RESULT).is_file():
+            raise UserError(f"{p} is a folder without {RunDir.RESULT}; give an architecture JSON file (arch.json) "
+                            "or a finished search run directory")
         p = p / RunDir.RESULT
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise UserError(f"architecture file {p} not found") from None
+        raise UserError(f"architecture file {p} does not exist") from None
+    except UnicodeDecodeError:
+        raise UserError(f"architecture file {p} is not JSON text (it is not UTF-8; a binary file?)") from None
     except json.JSONDecodeError as e:
         raise UserError(f"architecture file {p} is not valid JSON: {e}") from None
+    except OSError as e:  # unreadable (permissions, a special file): refused before any work
+        raise UserError(f"architecture file {p} cannot be read: {e.strerror or type(e).__name__}") from None
+    return check_arch_record(data, f"architecture file {p}")
+
+
+def check_arch_record(data: Any, where: str = "the architecture") -> dict[str, Any]:
+    """`data` if it is an architecture record {"space": name, "arch": ..., optional "space_config": {...}};
+    raises UserError naming `where` otherwise (what the space then says about "arch" itself is its own check)."""
     if not isinstance(data, dict) or "space" not in data or "arch" not in data:
-        raise UserError(f"architecture file {p} must hold a JSON object with 'space' and 'arch'")
+        raise UserError(f"{where} must hold a JSON object with 'space' and 'arch'")
+    if not isinstance(data["space"], str):
+        raise UserError(f"{where}: 'space' must be a space name (a string), got {data['space']!r:.80}")
+    if not isinstance(data.get("space_config", {}), dict):
+        raise UserError(f"{where}: 'space_config' must be a JSON object of space options, got "
+                        f"{data['space_config']!r:.80}")
     return data
+
+
+def _looks_like_path(text: str) -> bool:
+    """A name with a path separator or a .json ending is meant as a file, never as a model name."""
+    return "/" in text or (os.sep in text) or bool(os.altsep and os.altsep in text) or text.lower().endswith(".json")
 
 
 def arch_spec(arch: str | dict[str, Any] | Path) -> dict[str, Any] | str:
     """What `arch` names: a fixed model's name (returned as is), an architecture dict (as is), or the
-    content of an architecture file. Raises UserError for anything else."""
+    content of an architecture file. Raises UserError for anything else: "does not exist" for a missing
+    file path (one with a path separator or a .json ending), "unknown architecture" for another name."""
     import_components()
     if isinstance(arch, str) and arch in MODELS:
         return arch
     if isinstance(arch, dict):
-        return arch
+        return check_arch_record(arch)
     if not Path(str(arch)).exists():
+        if _looks_like_path(str(arch)):
+            raise UserError(f"architecture file {arch} does not exist")
         raise UserError(f"unknown architecture '{arch}': give a model name ({', '.join(MODELS.names())}) "
                         "or the path of an architecture JSON file (arch.json or result.json of a search)")
     return load_arch(arch)

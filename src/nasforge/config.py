@@ -128,13 +128,27 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _yaml_problem(e: Exception) -> str:
+    """A YAML parse error on one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(e).split())
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The options mapping of a YAML config file ({} for an empty file). Raises ConfigError (one line) for a
+    missing, unreadable, non-text or invalid file, or one whose top level is not a mapping."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not YAML text (it is not UTF-8; a binary file?)") from None
+    except OSError as e:  # a folder, unreadable: one line before any work, not a trace
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or type(e).__name__}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -156,17 +156,20 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
-        """Open an existing run to resume it."""
+        """Open an existing run to resume it. Raises UserError (one line) for a path that does not exist, a file,
+        or a folder without config.json."""
         path = Path(path)
         if not (path / cls.CONFIG).is_file():
-            raise UserError(f"{path} is not a nasforge run directory (no {cls.CONFIG})")
+            why = ("it does not exist" if not path.exists() else "a file, not a folder" if not path.is_dir()
+                   else f"no {cls.CONFIG}")
+            raise UserError(f"{path} is not a nasforge run directory ({why})")
         return cls(path)
 
     # -- contents -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         try:
             return json.loads((self.path / self.CONFIG).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8 text
             raise UserError(f"cannot read {self.path / self.CONFIG}: {e}") from None
 
     def log(self, **record: Any) -> None:

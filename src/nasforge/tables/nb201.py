@@ -182,7 +182,9 @@ def _resolve_files(dir_or_files: PathLike | Iterable[PathLike]) -> dict[str, Pat
     if isinstance(dir_or_files, (str, Path)):
         root = Path(dir_or_files).expanduser()
         if not root.is_dir():
-            raise DataError(f"NB201 table directory {root} does not exist; pass the folder holding {ACC_200_FILE} and {ACC_12_FILE}")
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise DataError(f"NB201 table directory {root} {what}; pass the folder holding {ACC_200_FILE} and "
+                            f"{ACC_12_FILE}")
         for name in _FILE_ORDER:
             path = find_table_file(root, name, "nb201")
             if path is not None:
