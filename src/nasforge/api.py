@@ -67,6 +67,14 @@ def options_of(kind: str, name: str) -> list[tuple[str, str]]:
     return describe(registry.get(name).defaults)
 
 
+def space_size(name: str, options: dict[str, Any] | None = None) -> int | None:
+    """How many distinct architectures space `name` holds with `options` (defaults: the space's; input
+    1x28x28, 10 classes), as `SearchSpace.size` counts them; None if the space does not count them.
+    Raises ConfigError for an unknown space or option."""
+    import_components()
+    return make_space(name, None, dict(options or {})).size()
+
+
 @contextmanager
 def _tracked_cost(run: RunDir) -> Iterator[CostMeter]:
     """Accumulate this process's cost into the run (so a resumed run reports the total)."""

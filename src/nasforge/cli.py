@@ -349,6 +349,10 @@ def list_components(name: Optional[str] = typer.Argument(
             for key, text in api.options_of(kind, name):
                 t.add_row(f"[bold]{key}[/]", escape(text))  # help text is plain: "[a, b]" is an example
             out.print(t)
+            size = api.space_size(name) if kind == "space" else None
+            if size is not None:
+                out.print(f"architectures at these defaults: {size:,} (about {size:.2g})", highlight=False,
+                          soft_wrap=True)
         return
     for kind, entries in api.components().items():
         t = Table(title=kind, title_justify="left", show_header=False, box=None)

@@ -146,9 +146,11 @@ class SearchSpace(ABC):
         return None
 
     def size(self) -> int | None:
-        """How many distinct architectures the space holds, when known exactly (a categorical space: choices **
-        positions, e.g. NB201's 15,625 cells); None otherwise (not counted, or astronomically many).
-        Multi-trial search uses it to refuse a trial budget that can never be spent."""
+        """How many distinct architectures the space holds, exactly (a Python int, however large): a categorical
+        space is choices ** positions (NB201's 15,625 cells); the other spaces override this and say what they
+        count (darts/bats genotypes, pnas cells, mobile/fbnet layer choices, vit subnets). None: a space that
+        does not count its architectures. Multi-trial search uses it to refuse a trial budget that can never be
+        spent; `nasforge list SPACE` prints it."""
         encoding = self.categorical()
         return None if encoding is None else encoding.choices ** encoding.positions
 

@@ -640,6 +640,18 @@ class DartsSpace(SearchSpace):
     def validate(self, arch: Any) -> dict[str, Any]:
         return format_arch(parse_arch(arch, self.options["nodes"], self.op_names))
 
+    def size(self) -> int:
+        """How many distinct genotypes `sample` draws (as the DARTS paper counts them, ~10^18 at the defaults):
+        per cell, node j (j = 2 .. nodes + 1) sums two distinct inputs of 0..j-1 - an unordered pair, C(j, 2),
+        as listing the two [op, input] pairs the other way round is the same node - each through one of the
+        K non-`none` ops, K^2; a cell is the product over its nodes, and the genotype is a normal and a reduce
+        cell (cell^2, also where layers < 3 leaves no normal cell in the network) or, with unique_cells, one
+        cell per layer (cell^layers). The full 14-entry form with `none` edges, which `validate` also accepts,
+        is not counted (no sampler produces it)."""
+        k = sum(1 for o in self.op_names if o != NONE)
+        cell = math.prod(math.comb(j, 2) * k * k for j in range(2, self.options["nodes"] + 2))
+        return cell ** (self.options["layers"] if self.options["unique_cells"] else 2)
+
     def mutate(self, arch: Any, rng: random.Random) -> dict[str, Any]:
         """Change one op or one input of one cell (inputs of a node stay distinct; the full form only changes ops)."""
         out = self.validate(arch)

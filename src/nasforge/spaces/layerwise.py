@@ -12,6 +12,7 @@ gradients. Each layer may have its own candidate list (hardware-specific candida
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -176,6 +177,11 @@ class LayerwiseSpace(SearchSpace):
 
     def sample(self, rng: random.Random) -> list[str]:
         return [rng.choice(c) for c in self.layer_choices()]
+
+    def size(self) -> int:
+        """How many distinct architectures the space holds: the product over layers of the ops that fit each
+        layer (`layer_choices`: the pool filtered by shape, e.g. `skip` only where it is an identity)."""
+        return math.prod(len(c) for c in self.layer_choices())
 
     def validate(self, arch: Any) -> list[str]:
         choices = self.layer_choices()

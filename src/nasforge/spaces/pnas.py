@@ -406,6 +406,19 @@ class PNASSpace(SearchSpace):
     def validate(self, arch: Any) -> list[list[Any]]:
         return cell_to_json(validate_cell(arch, self.op_names, self.max_blocks))
 
+    def size(self) -> int:
+        """How many distinct canonical cells the space holds: cells of b = 1 .. `blocks` blocks (`sample` draws
+        the full `blocks`-block ones, progressive growth also scores the shorter ones). Block k chooses an
+        unordered pair of (input, op) halves from m = (k + 1)·|ops|, m(m + 1)/2 ways (136 for k = 1 and 8
+        ops), so b-block cells number the product over k <= b, and the size is the sum over b. Orderings of
+        independent blocks are not merged (see the module docstring)."""
+        total, cells = 0, 1
+        for k in range(1, self.max_blocks + 1):
+            m = (k + 1) * len(self.op_names)
+            cells *= m * (m + 1) // 2
+            total += cells
+        return total
+
     def canonical(self, arch: Any) -> Cell:
         """The validated cell as tuples (hashable)."""
         return validate_cell(arch, self.op_names, self.max_blocks)

@@ -185,6 +185,15 @@ class ViTSpace(SearchSpace):
         arch = {"patch": rng.choice(self.patch_sizes), "embed": rng.choice(self.embeds), "blocks": blocks}
         return self._canonical(arch)
 
+    def size(self) -> int:
+        """How many distinct architectures the space holds: a patch size and an embed width, and per block slot
+        the identity or one of heads x attention widths x MLP widths (a = H·A·M blocks). Without identity_shift
+        that is P·E·(1 + a)^depth; with it the identities sit last (canonical form), so only the number of
+        active blocks matters for their placement: P·E·sum_{n=0..depth} a^n."""
+        a = len(self.heads) * len(self.attns) * len(self.mlps)
+        per = (sum(a ** n for n in range(self.depth + 1)) if self.identity_shift else (1 + a) ** self.depth)
+        return len(self.patch_sizes) * len(self.embeds) * per
+
     def _canonical(self, arch: dict[str, Any]) -> dict[str, Any]:
         if self.identity_shift:
             active = [b for b in arch["blocks"] if b is not None]
