@@ -16,9 +16,9 @@ import pytest
 import nasforge
 from nasforge.cli import main
 from nasforge.report import browser
-from nasforge.report.compare import compare_runs, mean_std
+from nasforge.report.compare import compare_runs, mean_std, pm
 from nasforge.report.draw import cell_graph, draw_parts
-from nasforge.report.page import pareto_points, write_report
+from nasforge.report.page import fmt, pareto_points, write_report
 from nasforge.spaces.darts import DartsSpace
 from nasforge.spaces.figure import CellFigure, StripFigure, TableFigure
 from nasforge.spaces.macro import MacroSpace
@@ -476,3 +476,35 @@ def test_bats_cells_are_drawn_like_darts_cells():
     assert [(s, d, op) for s, d, op in normal.edges if op] == \
         [({0: "c_{k-2}", 1: "c_{k-1}"}.get(i, str(i - 2)), str(k // 2), op) for k, (op, i) in enumerate(arch["normal"])]
     assert "digraph" in cell_graph(reduce).source
+
+
+def test_compare_terminal_output_reads_at_80_columns(tmp_path, cli_ok, monkeypatch):
+    """At 80 columns the leaderboard and the runs are blocks of "label  value" lines with every number whole
+    (the 9-column table folded `18,289,792` into `18,` / `289` / `,79` and headers into 2-letter slivers); a wide
+    terminal keeps the tables; the CSV does not depend on the width."""
+    import io
+
+    from rich.console import Console
+
+    import nasforge.cli
+
+    root = tmp_path / "runs"
+    made = [Path(nasforge.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 64,
+                                 "threads": 1, "train": {"epochs": e, "batch_size": 32, "seed": s}},
+                                run_root=root, run_name=f"e{e}s{s}")["run_dir"]) for e, s in ((1, 0), (1, 1), (2, 0))]
+    res = nasforge.compare(made, out=None)
+    (g1,) = [g for g in res["groups"] if g["n"] == 2]
+    numbers = [pm(g1["test_accuracy"]), pm(g1["flops"]), fmt(res["runs"][0]["flops"]), fmt(res["runs"][1]["test_accuracy"])]
+    texts = {}
+    for width in (80, 250):
+        monkeypatch.setattr(nasforge.cli, "out", Console(width=width, file=io.StringIO()))
+        cli_ok("compare", *map(str, made), "--out", str(tmp_path / "c.html"), "--csv", str(tmp_path / f"{width}.csv"))
+        texts[width] = nasforge.cli.out.file.getvalue()
+    narrow, wide = texts[80], texts[250]
+    assert max(len(line) for line in narrow.splitlines() if not line.startswith("HTML: ")) <= 80  # paths: whole
+    lines = [" ".join(line.split()) for line in narrow.splitlines()]
+    assert "test acc (retrained) " + pm(g1["test_accuracy"]) in lines and "config train.epochs=2" in lines
+    assert all(any(n in line for line in lines) for n in numbers), narrow
+    assert "┃" not in narrow and "┃" in wide  # the wide terminal keeps the tables, with the same numbers
+    assert all(n in wide for n in numbers)
+    assert (tmp_path / "80.csv").read_text() == (tmp_path / "250.csv").read_text()

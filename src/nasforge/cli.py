@@ -327,7 +327,7 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="run directories (an
     res = api.compare(run_dirs, out=out_file, csv=csv_file)
     for w in res["warnings"]:
         err.print(f"warning: {w}", highlight=False, soft_wrap=True)
-    for t in terminal_tables(res):
+    for t in terminal_tables(res, out.width):  # a narrow terminal gets one block per group / run
         out.print(t)
     out.print(f"HTML: {res['html']}" + (f"  CSV: {res['csv']}" if res["csv"] else ""), highlight=False, soft_wrap=True)
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from rich.markup import escape
+
 from ..errors import UserError
 from . import charts
 from .page import _short, cost_fields, fmt, image, note, render, rung_summary, table, table_accuracy, test_accuracy
@@ -309,30 +311,75 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     return result
 
 
-def terminal_tables(result: dict[str, Any]):
-    """The leaderboard (groups) and the runs as rich tables, for the terminal."""
+def terminal_tables(result: dict[str, Any], width: int | None = None) -> list:
+    """The leaderboard (groups) and the runs for the terminal, as rich renderables: a table each when it fits
+    in `width` columns (None: always), else the same values as one block of "label  value" lines per group or
+    run (a table of 14 columns at 80 columns folds every header and number into slivers). Absent values ("—")
+    are left out of the blocks; the HTML and CSV hold every field."""
     from rich.table import Table
 
     groups, rows = result["groups"], result["runs"]
     cols = _present(groups, rows)
-    g = Table(title="leaderboard by configuration (mean ± std over seeds)", title_justify="left")
     labels = [group_label(grp) for grp in groups]
     show_config = any(x != "—" for x in labels)  # one configuration per method: nothing to tell apart
-    for c in ["method", "space"] + (["config"] if show_config else []) + ["runs"] + [label for _, label in cols]:
-        g.add_column(c, justify="left" if c in ("method", "space", "config") else "right",
-                     overflow="fold", max_width=30 if c == "config" else None)
-    for grp, label in zip(groups, labels):
-        g.add_row(grp["method"], grp["space"], *([label] if show_config else []),
-                  str(grp["n"]) + (" (seed repeated)" if grp["seed_repeats"] else ""), *[pm(grp[k]) for k, _ in cols])
-    r = Table(title="runs", title_justify="left")
+    g_cols = [("method", "method"), ("space", "space")] + ([("config", "config")] if show_config else []) + \
+        [("runs", "runs")] + cols
+    g_rows = [{"method": grp["method"], "space": grp["space"], "config": label,
+               "runs": str(grp["n"]) + (" (seed repeated)" if grp["seed_repeats"] else ""),
+               **{k: pm(grp[k]) for k, _ in cols}} for grp, label in zip(groups, labels)]
+    g_title = "leaderboard by configuration (mean ± std over seeds)"
+    g = Table(title=g_title, title_justify="left")
+    for k, label in g_cols:
+        g.add_column(label, justify="left" if k in ("method", "space", "config") else "right",
+                     overflow="fold", max_width=30 if k == "config" else None)
+    for row in g_rows:
+        g.add_row(*[row[k] for k, _ in g_cols])
     run_cols = [("run", "run"), ("method", "method"), ("seed", "seed")]
     run_cols += [("status", "status")] if any(row["status"] != "finished" for row in rows) else []
     run_cols += [("precision", "precision")] if len({row.get("precision") for row in rows}) > 1 else []
     run_cols += [("arch", "architecture")] + cols
     if any(row.get("search_run") for row in rows):
         run_cols.append(("search_run", "architecture of"))
+    r = Table(title="runs", title_justify="left")
     for k, label in run_cols:
         r.add_column(label, overflow="ellipsis", no_wrap=True, max_width=28 if k == "arch" else None)
-    for row in rows:
-        r.add_row(*[fmt(row.get(k)) for k, _ in run_cols])
-    return g, r
+    r_rows = [{k: fmt(row.get(k)) for k, _ in run_cols} for row in rows]
+    for row in r_rows:
+        r.add_row(*[row[k] for k, _ in run_cols])
+    if width is None:
+        return [g, r]
+    return [t if _natural_width(t) <= width else _blocks(title, fields, records, width)
+            for t, title, fields, records in ((g, g_title, g_cols, g_rows), (r, "runs", run_cols, r_rows))]
+
+
+def _natural_width(table: Any) -> int:
+    """Columns `table` takes when nothing wraps."""
+    import io
+
+    from rich.console import Console
+
+    return Console(width=10_000, file=io.StringIO()).measure(table).maximum
+
+
+def _blocks(title: str, fields: list[tuple[str, str]], records: list[dict[str, str]], width: int) -> Any:
+    """`records` one under the other, one "label  value" line per present field (the first field in bold
+    heads each block); long values (an architecture) wrap, and are cut after three lines."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
+    room = 3 * max(width - max(len(label) for _, label in fields) - 1, 20)
+    for n, rec in enumerate(records):
+        if n:
+            t.add_row("", "")
+        for i, (k, label) in enumerate(fields):
+            value = rec.get(k, "—")
+            if value == "—" and i:
+                continue
+            value = value if len(value) <= room else value[:room - 1] + "…"
+            t.add_row(f"[bold]{label}[/]" if i == 0 else label, f"[bold]{escape(value)}[/]" if i == 0
+                      else escape(value))
+    return Group(Text(title, style="italic"), t)  # the title over the whole width, as a table's title reads
