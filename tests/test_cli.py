@@ -77,6 +77,19 @@ def test_paths_and_files_are_one_line_with_exit_2(run_cli, tmp_path, args, needl
     assert not (tmp_path / "runs").exists()  # before any work
 
 
+def test_an_unknown_table_estimator_option_names_the_valid_ones(run_cli, tables_dir, tmp_path):
+    """It said "TableEstimator.__init__() got an unexpected keyword argument 'proxy'", after the search had
+    started (a run directory made)."""
+    code, _, err = run_cli("search", "--method", "evolution", "--estimator", "table", "--trials", "5", "--tables",
+                           str(tables_dir), "--estimator-opt", "proxy=nwot", "--out", str(tmp_path / "runs"))
+    assert code == 2 and "unknown option(s) ['proxy'] for estimator 'table'; valid: metric" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+    code, _, err = run_cli("search", "--method", "evolution", "--estimator", "table", "--trials", "5", "--tables",
+                           str(tables_dir), "--estimator-opt", "metric=bogus", "--out", str(tmp_path / "runs"))
+    assert code == 2 and "unknown NB201 metric 'bogus'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
 def test_list_shows_every_registered_component(cli_ok):
     out = cli_ok("list")
     for name in ("nb201", "darts", "single-darts", "fashion-mnist", "cifar10", "baseline", "scratch", "local"):

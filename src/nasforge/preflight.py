@@ -216,6 +216,16 @@ def check_search(cfg: dict[str, Any]):
                 raise ConfigError(f"unknown option(s) {unknown} for estimator 'scratch'; valid: space_options, train")
             TrainConfig.from_dict({"epochs": 1, **(opts.get("train") or {})})
             check_space_scale(space, opts.get("space_options") or {}, "estimator option space_options")
+        if cfg["estimator"] == "table":  # the folder and data set are --tables / --table-dataset
+            from .tables.nb201 import check_metric
+
+            opts = dict(cfg["estimator_options"])
+            unknown = sorted(set(opts) - {"metric"})
+            if unknown:
+                raise ConfigError(f"unknown option(s) {unknown} for estimator 'table'; valid: metric (the table's "
+                                  "folder and data set are --tables and --table-dataset)")
+            if "metric" in opts:
+                check_metric(opts["metric"])
         if cfg["estimator"] == "proxy":
             from .estimators.proxy import check_options
 
