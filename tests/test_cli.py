@@ -90,6 +90,25 @@ def test_an_unknown_table_estimator_option_names_the_valid_ones(run_cli, tables_
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
 
 
+def test_train_help_gives_every_option_a_text_and_its_default(cli_ok):
+    """`train --help` listed --dataset, --epochs, --batch-size, --lr, --seed, --config, --resume with no text
+    and no default (search's help has both)."""
+    import re
+
+    from nasforge.training.engine import TrainConfig
+
+    text = " ".join(cli_ok("train", "--help").split())
+    decl = TrainConfig.declaration()
+    for flag, key in (("epochs", "epochs"), ("batch-size", "batch_size"), ("lr", "lr"), ("seed", "seed"),
+                      ("optimizer", "optimizer")):
+        assert re.search(rf"--{flag} <\w+> [^-]*\[default: {re.escape(str(decl[key].default))}\]", text), flag
+    assert "[default: baseline]" in text and "[default: fashion-mnist]" in text
+    for flag in ("--dataset", "--data-root", "--download", "--threads", "--config", "--resume", "--name"):
+        after = text.split(flag, 1)[1].lstrip()
+        after = after.split(" ", 1)[1] if after.startswith("<") else after  # the metavar
+        assert not after.startswith("--"), f"{flag} has no help text"
+
+
 def test_list_shows_every_registered_component(cli_ok):
     out = cli_ok("list")
     for name in ("nb201", "darts", "single-darts", "fashion-mnist", "cifar10", "baseline", "scratch", "local"):

@@ -95,6 +95,11 @@ def train_choices(key: str) -> tuple[str, ...]:
     return tuple(TrainConfig.declaration()[key].choices)
 
 
+def train_default(key: str) -> Any:
+    """The default of training option `key` (e.g. ``epochs``), from its declaration (TrainConfig)."""
+    return TrainConfig.declaration()[key].default
+
+
 def _config_or_resume(defaults: dict[str, Any], config: dict[str, Any] | None,
                       resume: str | Path | None) -> tuple[RunDir | None, dict[str, Any]]:
     """A resumed run takes its stored config (the run directory is the source of truth). A new run's paths

@@ -33,6 +33,11 @@ def _d(text: str, key: str, table: dict | None = None) -> str:
     """Help text with the config default of `key` (flags default to None: "not given, use the config")."""
     value = (table or cfgmod.SEARCH_DEFAULTS).get(key)
     return f"{text} [default: {'all' if value is None else value}]"
+def _t(text: str, key: str) -> str:
+    """Help text with the declared default of training option `key`."""
+    return f"{text} [default: {api.train_default(key)}]"
+
+
 out = Console()
 err = Console(stderr=True)
 
@@ -231,25 +236,27 @@ def search(
 
 @app.command()
 def train(
-    arch: Optional[str] = typer.Option(None, help="'baseline' or an architecture JSON (arch.json / result.json)"),
-    dataset: Optional[str] = typer.Option(None),
-    data_root: Optional[Path] = typer.Option(None),
+    arch: Optional[str] = typer.Option(None, help=_d("a model name (baseline, resnet20, ...: `nasforge list`) or an "
+                                                    "architecture JSON file (a search's arch.json / result.json, or "
+                                                    "its run directory)", "arch", cfgmod.TRAIN_DEFAULTS)),
+    dataset: Optional[str] = typer.Option(None, help=_d("dataset name", "dataset", cfgmod.TRAIN_DEFAULTS)),
+    data_root: Optional[Path] = typer.Option(None, help="folder holding the dataset files"),
     data_opt: Optional[List[str]] = typer.Option(None, "--data-opt", help="dataset option key=value, e.g. resolution=64 (image-folder) or num_classes=5 (synthetic)"),
-    download: bool = typer.Option(False, "--download"),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None),
-    optimizer: Optional[str] = typer.Option(None, help=" | ".join(api.train_choices("optimizer"))),
-    seed: Optional[int] = typer.Option(None),
+    download: bool = typer.Option(False, "--download", help="fetch Fashion-MNIST/MNIST if missing"),
+    epochs: Optional[int] = typer.Option(None, help=_t("training epochs", "epochs")),
+    batch_size: Optional[int] = typer.Option(None, help=_t("batch size", "batch_size")),
+    lr: Optional[float] = typer.Option(None, help=_t("initial learning rate (cosine decay)", "lr")),
+    optimizer: Optional[str] = typer.Option(None, help=_t(" | ".join(api.train_choices("optimizer")), "optimizer")),
+    seed: Optional[int] = typer.Option(None, help=_t("random seed", "seed")),
     subset: Optional[int] = typer.Option(None, help="training images (default: all)"),
     test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
-    threads: Optional[int] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)"),
     teacher: Optional[Path] = typer.Option(None, help="finished train run to distil from (same dataset)"),
-    train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable)"),
+    train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable; keys: `nasforge list training`)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=16"),
-    config: Optional[Path] = typer.Option(None),
-    resume: Optional[Path] = typer.Option(None),
-    name: Optional[str] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
+    resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
+    name: Optional[str] = typer.Option(None, help="run directory name"),
     run_root: Path = RunRoot,
     quiet: bool = typer.Option(False, "--quiet"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
