@@ -425,6 +425,28 @@ def test_latency_cli_show_and_predict_from_a_cache(tmp_path, fake_cache, cli_ok)
     assert got["lut_raw_ms"] == pytest.approx(expect)
 
 
+def test_timing_options_with_a_table_device_are_refused_not_ignored(tmp_path, run_cli):
+    """A table device (HELP's pixel3) times nothing: `--measure` on an NB201 cell returned the table value
+    without a word, and --repeats/--warmup/--number/--calibrate/--cache were dropped; now one line, exit 2,
+    before any table is read."""
+    cell = tmp_path / "cell.json"
+    cell.write_text(json.dumps({"space": "nb201", "arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+"
+                                                         "|skip_connect~0|none~1|avg_pool_3x3~2|"}))
+    net = tmp_path / "fbnet.json"
+    net.write_text(json.dumps({"space": "fbnet", "arch": ["skip"] * 22}))
+    cases = [
+        (["predict", str(cell), "--measure"], "--measure: only for networks timed here"),
+        (["predict", str(net), "--repeats", "3"], "--repeats: only for networks timed here"),
+        (["build", "--space", "fbnet", "--calibrate", "5"], "--calibrate: only for networks timed here"),
+        (["build", "--space", "fbnet", "--warmup", "1", "--cache", str(tmp_path / "c.json")], "--warmup, --cache:"),
+    ]
+    for args, msg in cases:
+        code, _, err = run_cli("latency", *args, "--device", "pixel3", "--tables", str(tmp_path / "none"))
+        err = err.strip()
+        assert code == 2 and msg in err and "'pixel3' is a table device" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_hparam_validation():
     with pytest.raises(UserError, match="split"):
         Hurricane(split=1.5)

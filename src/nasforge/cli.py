@@ -258,7 +258,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
     name: Optional[str] = typer.Option(None, help="run directory name"),
     run_root: Path = RunRoot,
-    quiet: bool = typer.Option(False, "--quiet"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
     memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
@@ -297,7 +297,7 @@ def train(
 
 @app.command()
 def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or search run with retraining)"),
-             test_subset: Optional[int] = typer.Option(None),
+             test_subset: Optional[int] = typer.Option(None, help="test images (default: all)"),
              device: str = typer.Option("auto", help=DEVICE_HELP),
              precision: str = typer.Option("auto", help="auto (default: as the run trained) | fp32 | bf16 | fp16"),
              threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's own)")) -> None:
@@ -308,7 +308,7 @@ def evaluate(run_dir: Path = typer.Argument(..., help="a finished train run (or 
 @app.command()
 def export(run_dir: Path = typer.Argument(..., help="a finished train run"),
            onnx_file: Path = typer.Option(Path("model.onnx"), "--out", help="ONNX file to write" + CREATES),
-           opset: int = typer.Option(17),
+           opset: int = typer.Option(17, help="ONNX opset version"),
            device: str = typer.Option("cpu", help="checked only: export always runs on the CPU in fp32")) -> None:
     """Export a trained model to ONNX, checked in onnxruntime against PyTorch."""
     _emit(api.export(run_dir, onnx_file, opset=opset, device=device))
@@ -372,7 +372,7 @@ def list_components(name: Optional[str] = typer.Argument(
 def demo(run_root: Path = RunRoot, tables: Optional[Path] = typer.Option(None, help="benchmark tables folder"),
          data_root: Optional[Path] = typer.Option(None, help="folder holding Fashion-MNIST (default: the system's)"),
          threads: Optional[int] = typer.Option(None, help="torch threads (default: all cores)"),
-         quiet: bool = typer.Option(False, "--quiet")) -> None:
+         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")) -> None:
     """The default job: Single-DARTS on NB201 with Fashion-MNIST, retrain the cell, train the baseline CNN the
     same way, print both test accuracies and how far the alphas moved."""
     progress.set_enabled(not quiet)

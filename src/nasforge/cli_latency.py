@@ -54,11 +54,13 @@ def build(device: str = Device, space: str = Space, space_opt: Optional[List[str
           data_opt: Optional[List[str]] = DataOpt, resolution: Optional[int] = Resolution,
           in_channels: Optional[int] = InChannels, num_classes: Optional[int] = NumClasses,
           tables: Optional[Path] = Tables, cache: Optional[Path] = Cache,
-          calibrate: int = typer.Option(0, help="also fit a*LUT+b on N random networks measured end to end"),
-          repeats: int = typer.Option(7, help="timed replicates per entry (the median is kept)"),
-          number: int = typer.Option(10, help="calls per replicate"),
-          warmup: int = typer.Option(10, help="untimed calls first"),
-          seed: int = typer.Option(0)) -> None:
+          calibrate: int = typer.Option(0, help="local devices: also fit a*LUT+b on N random networks measured end "
+                                        "to end"),
+          repeats: Optional[int] = typer.Option(None, help="local devices: timed replicates per entry (the median "
+                                                "is kept) [default: 7]"),
+          number: Optional[int] = typer.Option(None, help="local devices: calls per replicate [default: 10]"),
+          warmup: Optional[int] = typer.Option(None, help="local devices: untimed calls first [default: 10]"),
+          seed: int = typer.Option(0, help="seed of the --calibrate networks and of a HELP table fit")) -> None:
     """Build or update the table of a space on a device (measured here, or fitted from HELP)."""
     from .hardware.service import build_table
 
@@ -107,7 +109,10 @@ def predict(arch_file: Path = typer.Argument(..., help="arch.json or result.json
             space: Optional[str] = typer.Option(None, help="expected space of the architecture (checked)"),
             tables: Optional[Path] = Tables, cache: Optional[Path] = Cache,
             measure: bool = typer.Option(False, "--measure", help="also time the whole network here (local devices)"),
-            repeats: int = typer.Option(7), number: int = typer.Option(10), warmup: int = typer.Option(10)) -> None:
+            repeats: Optional[int] = typer.Option(None, help="local devices: timed replicates per entry (the median "
+                                                  "is kept) [default: 7]"),
+            number: Optional[int] = typer.Option(None, help="local devices: calls per replicate [default: 10]"),
+            warmup: Optional[int] = typer.Option(None, help="local devices: untimed calls first [default: 10]")) -> None:
     """Latency of an architecture on a device: LUT raw and calibrated, optionally measured end to end."""
     from .hardware.service import predict_arch
 

@@ -82,14 +82,19 @@ def build_table(device: str, space: str = "mobile", space_options: dict[str, Any
                 in_channels: int | None = None, resolution: int | None = None, num_classes: int | None = None,
                 dataset: str | None = None, data_root: str | None = None,
                 dataset_options: dict[str, Any] | None = None, tables: str | None = None,
-                cache: str | None = None, calibrate: int = 0, seed: int = 0, warmup: int = 10, repeats: int = 7,
-                number: int = 10, n_fit: int = 1000, progress=None) -> dict[str, Any]:
+                cache: str | None = None, calibrate: int = 0, seed: int = 0, warmup: int | None = None,
+                repeats: int | None = None, number: int | None = None, n_fit: int = 1000,
+                progress=None) -> dict[str, Any]:
     """Build or update the table of `space` for the input of `dataset` (read from it) or of the explicit
     shape (:func:`input_shape`; default Fashion-MNIST's 1 x 28 x 28, 10 classes): the entries a search on
-    that input looks up. Returns a summary with that ``input`` (and the calibration / held-out fit report)."""
+    that input looks up. Returns a summary with that ``input`` (and the calibration / held-out fit report).
+    `cache`, `calibrate` and the timing options (warmup 10, repeats 7, number 10 by default) are for local
+    devices; given with a table device they are refused (UserError), as nothing is measured there."""
     shape = input_shape(dataset, data_root, dataset_options, in_channels, resolution, num_classes)
     sp = _make_space(space, space_options, shape["in_channels"], shape["resolution"], shape["num_classes"])
     check_target(device, sp)
+    timing = _timing(device, warmup, repeats, number, cache=cache, calibrate=calibrate)
+    warmup, repeats, number = timing["warmup"], timing["repeats"], timing["number"]
     if is_local(device):
         from .lut import LatencyCache, build_local_lut, calibrate as run_calibration, default_cache_path
 
@@ -139,10 +144,28 @@ def show_table(device: str, space: str = "mobile", space_options: dict[str, Any]
             "bounds_ms": list(lut.bounds())}
 
 
+def _timing(device: str, warmup: int | None, repeats: int | None, number: int | None,
+            **only_local: Any) -> dict[str, int]:
+    """The timing options (defaults warmup 10, repeats 7, number 10) of a run on `device`. A table device times
+    nothing: timing options or other local-only options (`only_local`: flag name -> value, None/False/0 = not
+    given) given with one are refused (UserError), rather than ignored."""
+    if not is_local(device):
+        given = [f"--{k}" for k, v in (("warmup", warmup), ("repeats", repeats), ("number", number)) if v is not None]
+        given += [f"--{k}" for k, v in only_local.items() if v]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for networks timed here; '{device}' is a table device, nothing "
+                            f"is timed (use a local one: {', '.join(LOCAL_DEVICES)})")
+    return {"warmup": 10 if warmup is None else warmup, "repeats": 7 if repeats is None else repeats,
+            "number": 10 if number is None else number}
+
+
 def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None, tables: str | None = None,
-                 cache: str | None = None, measure: bool = False, n_fit: int = 1000, warmup: int = 10,
-                 repeats: int = 7, number: int = 10) -> dict[str, Any]:
-    """Latency of the architecture in `arch_file` (arch.json / result.json) on `device`."""
+                 cache: str | None = None, measure: bool = False, n_fit: int = 1000, warmup: int | None = None,
+                 repeats: int | None = None, number: int | None = None) -> dict[str, Any]:
+    """Latency of the architecture in `arch_file` (arch.json / result.json) on `device`. `warmup` / `repeats` /
+    `number` (default 10 / 7 / 10) time networks here: a local device's LUT entries and `measure`.
+    Raises UserError for a missing or malformed file, a space mismatch, an unknown device, and `measure` or
+    timing options with a table device (nothing is timed there: they would be ignored)."""
     from ..building import load_arch
 
     spec = load_arch(arch_file)
@@ -153,6 +176,7 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     cfg.pop("space", None)
     sp = _make_space(spec["space"], cfg, **kw)
     check_target(device, sp)
+    mkw = _timing(device, warmup, repeats, number, measure=measure)
     arch = sp.validate(spec["arch"])
     out: dict[str, Any] = {"device": device, "space": sp.name, "arch": arch}
     if sp.latency_table in PER_ARCH_TABLES:
@@ -164,7 +188,6 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
         return out
     from .cost import latency_model
 
-    mkw = {"warmup": warmup, "repeats": repeats, "number": number}
     # raw table (both predictions are reported below; calibration comes from `latency build --calibrate N` or a
     # hurricane search)
     model = latency_model(device, sp, tables=tables, cache_path=cache, n_fit=n_fit,
@@ -173,9 +196,6 @@ def predict_arch(arch_file: str | Path, device: str, *, space: str | None = None
     out["lut_calibrated_ms"] = model.calibrated(arch) if model.calibration else None
     out["source"] = model.meta.get("source")
     if measure:
-        if not is_local(device):
-            raise UserError(f"--measure times the network here; '{device}' is a table device (use a local one: "
-                            f"{', '.join(LOCAL_DEVICES)})")
         from .lut import measure_network
 
         out["measured_ms"] = measure_network(sp.build(arch), sp, device, **mkw)
