@@ -109,6 +109,18 @@ def test_train_help_gives_every_option_a_text_and_its_default(cli_ok):
         assert not after.startswith("--"), f"{flag} has no help text"
 
 
+def test_an_unfinished_run_names_the_resume_command(run_cli, tmp_path):
+    """`evaluate` / `export` of a run killed before its result said "resume it with --resume" without the command."""
+    from nasforge import api
+
+    run = api.train({"arch": "baseline", "dataset": "synthetic", "subset": 64, "test_subset": 64, "threads": 1,
+                     "train": {"epochs": 1, "batch_size": 32}}, run_root=tmp_path, run_name="t")["run_dir"]
+    (tmp_path / "t" / "result.json").unlink()
+    for command in ("evaluate", "export"):
+        code, _, err = run_cli(command, run)
+        assert code == 2 and f"the run has not finished; resume it with: nasforge train --resume {run}" in err, err
+
+
 def test_list_shows_every_registered_component(cli_ok):
     out = cli_ok("list")
     for name in ("nb201", "darts", "single-darts", "fashion-mnist", "cifar10", "baseline", "scratch", "local"):

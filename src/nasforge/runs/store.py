@@ -252,7 +252,12 @@ class RunDir:
     def result(self) -> dict[str, Any]:
         p = self.path / self.RESULT
         if not p.is_file():
-            raise UserError(f"{self.path} has no {self.RESULT}: the run has not finished (resume it with --resume)")
+            try:
+                command = self.config().get("command") or "search"
+            except (UserError, AttributeError):  # an unreadable config: the generic hint
+                command = "search|train"
+            raise UserError(f"{self.path} has no {self.RESULT}: the run has not finished; resume it with: "
+                            f"nasforge {command} --resume {self.path}")
         return json.loads(p.read_text())
 
     def file(self, name: str) -> Path:
