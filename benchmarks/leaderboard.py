@@ -399,6 +399,61 @@ def _hurricane_constraint(scale: Scale, out: Path) -> float:
     return median
 
 
+LATENCY_FILE = "latency.json"
+
+
+def remeasure_latency(board: "Board", out: Path, rounds: int = 5) -> dict[str, Any]:
+    """Latency of every finished run's final network, re-measured in this one process (one thread, fp32, eval
+    mode, batch 1 and 32), the runs interleaved: `rounds` rounds, each timing every (run, batch) once
+    (`nasforge.hardware.lut.measure`, 1 replicate of 5 forwards after 3 warm-up forwards), reported as the
+    median over rounds. The jobs measure their own network right after training, beside the other job, so
+    their figures carry whatever else ran then; this pass, run on a quiet machine, makes the latency columns
+    one measurement under one load (the table prefers it; the in-job figures stay in the runs). Writes
+    `out`/latency.json (atomic) with the load average before and after and returns it."""
+    import torch
+
+    from nasforge.building import load_trained
+    from nasforge.hardware.devices import LocalDevice
+    from nasforge.hardware.lut import measure
+
+    torch.set_num_threads(1)
+    nets = []
+    for r in board.records:
+        model, _, _, test_set = load_trained(Path(r["train_run"]))
+        nets.append((r["train_run"], model, (test_set.in_channels, test_set.resolution, test_set.resolution)))
+    samples: dict[str, dict[str, list[float]]] = {run: {"1": [], "32": []} for run, _, _ in nets}
+    load_start = os.getloadavg()
+    for _ in range(rounds):
+        for run, model, shape in nets:
+            for batch in (1, 32):
+                dev = LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
+                samples[run][str(batch)].append(measure(model, shape, dev, warmup=3, repeats=1, number=5)["ms"])
+    doc = {"rounds": rounds, "threads": 1, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+           "runs": {run: {"latency_b1_ms": statistics.median(v["1"]), "latency_b32_ms": statistics.median(v["32"]),
+                          "samples_b1_ms": v["1"], "samples_b32_ms": v["32"]} for run, v in samples.items()}}
+    atomic_write_json(out / LATENCY_FILE, doc)
+    return doc
+
+
+def with_remeasured_latency(records: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """`records` with latency_b1_ms / latency_b32_ms taken from `out`/latency.json where it has the run
+    (`latency_source` says which: "pass" or "in-job"; the in-job figures are kept as `*_in_job`)."""
+    path = out / LATENCY_FILE
+    measured = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    res = []
+    for r in records:
+        r = dict(r)
+        m = measured.get(r.get("train_run"))
+        if m:
+            for k in ("latency_b1_ms", "latency_b32_ms"):
+                r[f"{k}_in_job"] = r.get(k)
+                r[k] = m[k]
+        r["latency_source"] = "pass" if m else "in-job"
+        res.append(r)
+    return res
+
+
 class Board:
     """The finished jobs of one leaderboard folder (leaderboard-runs.json), rewritten atomically per job."""
 
@@ -574,14 +629,15 @@ def table_markdown(summary: list[dict[str, Any]], scale: str) -> str:
 def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, results: Path) -> dict[str, Any]:
     """docs/results/leaderboard.json, the table in docs/leaderboard.md (between the markers; the file is
     created with just the markers if missing) and docs/leaderboard.png."""
-    summary = aggregate(board.records, order)
+    records = with_remeasured_latency(board.records, board.path.parent)
+    summary = aggregate(records, order)
     doc = {"benchmark": "leaderboard", "scale": scale.name, "protocol": {
         "dataset": scale.dataset, "search_subset": scale.search_subset, "search_seconds": scale.search_seconds,
         "oneshot_epochs": scale.oneshot_epochs, "retrain_epochs": scale.retrain_epochs,
         "retrain_subset": scale.retrain_subset, "test_subset": scale.test_subset, "bound": scale.bound,
         "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH},
         "command": " ".join(["python", "benchmarks/leaderboard.py", *sys.argv[1:]]),
-        "rows": summary, "runs": board.records}
+        "rows": summary, "runs": records}
     results.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, doc)
     md = docs / "leaderboard.md"
@@ -592,7 +648,7 @@ def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, resu
     head, rest = text.split(TABLE_START, 1)
     tail = rest.split(TABLE_END, 1)[1]
     atomic_write_bytes(md, (head + TABLE_START + "\n" + table_markdown(summary, scale.name) + TABLE_END + tail).encode())
-    plot(summary, board.records, docs / "leaderboard.png")
+    plot(summary, records, docs / "leaderboard.png")
     return doc
 
 
@@ -771,6 +827,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None, help="default DOCS/results/leaderboard.json")
     p.add_argument("--dry-run", action="store_true", help="print the first commands of each job and exit")
     p.add_argument("--record", action="store_true", help="the record-attempt commands (needs a finished board)")
+    p.add_argument("--report-only", action="store_true", help="with --write: write from the finished runs, run no jobs "
+                   "(e.g. while another process is filling the board)")
+    p.add_argument("--latency", action="store_true", help="re-measure every finished run's latency in one process "
+                   "(runs interleaved; on a quiet machine) into OUT/latency.json, which --write then uses; runs no jobs")
+    p.add_argument("--latency-rounds", type=int, default=5, help="--latency: rounds over all runs (median)")
     p.add_argument("--measure", action="store_true", help="time each row's final network (sizing the budget)")
     p.add_argument("--speedup", type=float, default=1.0, help="--measure: expected speed-up of the real runs over "
                    "this measurement (e.g. 4 when measured under a load of 8 on 2 cores)")
@@ -786,6 +847,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         rates = measure_rates(rows, scale)
         print(json.dumps({"sizing": sizing(rates, scale, seeds=len(args.seeds), speedup=args.speedup)}), flush=True)
+        return 0
+    if args.latency:
+        board = Board(out)
+        if not board.records:
+            p.error(f"no finished leaderboard runs in {out}")
+        if args.latency_rounds < 1:
+            p.error("--latency-rounds must be >= 1")
+        doc = remeasure_latency(board, out, args.latency_rounds)
+        print(json.dumps({k: doc[k] for k in ("rounds", "when", "load_avg_start", "load_avg_end")} |
+                         {"runs": len(doc["runs"])}), flush=True)
+        if args.write:
+            write_outputs(board, list(ROWS), scale, args.docs, args.results or args.docs / "results" / "leaderboard.json")
         return 0
     if args.record:
         for cmd in record_commands(REPO / "runs", out, args.data_root):
@@ -803,6 +876,14 @@ def main(argv: list[str] | None = None) -> int:
                     cmd = train_command(r, scale, s, out, f"{r.name}-s{s}-train", r.model, opts, args.data_root,
                                         args.precision)
                 print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))
+        return 0
+    if args.report_only:
+        if not args.write:
+            p.error("--report-only needs --write")
+        board = Board(out)
+        if not board.records:
+            p.error(f"no finished leaderboard runs in {out}")
+        write_outputs(board, list(ROWS), scale, args.docs, args.results or args.docs / "results" / "leaderboard.json")
         return 0
     t0 = time.time()
     board = run_board(rows, args.seeds, scale, out, args.jobs, args.data_root, args.precision)
