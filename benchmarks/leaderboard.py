@@ -102,6 +102,11 @@ class Scale:
     search_space_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per space, over the row's
     latency_samples: int = 101  # random mobile networks whose median latency is HURRICANE's constraint
     measure_latency: bool = True
+    #: one-shot rows plan their epochs to fill this share of `search_seconds` (from a 1- and a 2-epoch probe of
+    #: the row, measured once per board and recorded in epoch-plan.json); None: every one-shot row plans
+    #: `oneshot_epochs`
+    budget_fill: float | None = 0.9
+    epoch_cap: int | None = None  # the most epochs a plan may give (toy: keeps the test fast)
 
 
 SCALES: dict[str, Scale] = {
@@ -118,7 +123,7 @@ SCALES: dict[str, Scale] = {
                  retrain_subset=None, test_subset=None, bound=60_000, binary_bound=60_000, batch_size=32,
                  search_space_options={"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3},
                                        "bats": {"C": 4, "layers": 3}, "pnas": {"C": 4, "N": 1, "blocks": 2}},
-                 latency_samples=5, measure_latency=True),
+                 latency_samples=5, measure_latency=True, epoch_cap=3),
 }
 
 _NB201 = {"C": 8, "N": 1}
@@ -277,12 +282,15 @@ def search_steps_per_epoch(scale: Scale) -> int:
 
 
 def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data_root: str | None,
-                   precision: str | None, extra_hparams: dict[str, Any] | None = None) -> list[str]:
-    """The `nasforge search` command of (row, seed) under `scale` (no retraining: the runner scales first)."""
+                   precision: str | None, extra_hparams: dict[str, Any] | None = None,
+                   epochs: int | None = None) -> list[str]:
+    """The `nasforge search` command of (row, seed) under `scale` (no retraining: the runner scales first).
+    `epochs`: a one-shot row's planned epochs (default `scale.oneshot_epochs`; see plan_oneshot_epochs)."""
+    epochs = epochs or scale.oneshot_epochs
     space_opts = {**row.space_options, **scale.search_space_options.get(row.space, {})}
     hp = dict(row.hparams)
     if row.method in ALPHA_METHODS:
-        hp.setdefault("arch_lr", round(arch_lr_for(scale.oneshot_epochs * search_steps_per_epoch(scale)), 6))
+        hp.setdefault("arch_lr", round(arch_lr_for(epochs * search_steps_per_epoch(scale)), 6))
     hp.update(extra_hparams or {})
     cmd = [*_nasforge(), "search", "--space", row.space, "--method", row.method, *_data_args(scale, data_root),
            "--subset", str(scale.search_subset), "--seed", str(seed), "--seconds", str(scale.search_seconds),
@@ -293,10 +301,58 @@ def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data
         cmd += ["--estimator", row.estimator, "--trials", str(scale.trials),
                 "--estimator-opt", f"train.epochs={scale.trial_epochs}"]
     else:
-        cmd += ["--epochs", str(scale.oneshot_epochs)]
+        cmd += ["--epochs", str(epochs)]
     if precision:
         cmd += ["--precision", precision]
     return cmd
+
+
+PLAN_FILE = "epoch-plan.json"
+_PLAN_LOCK = threading.Lock()
+
+
+def plan_oneshot_epochs(row: Row, scale: Scale, out: Path, data_root: str | None, precision: str | None,
+                        extra_hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How many epochs one-shot `row` plans so that its search fills `scale.budget_fill` of the budget.
+
+    Measured once per board, then reused by every seed and sitting (`out`/epoch-plan.json, atomic), so a
+    resumed or repeated job runs the same command: the probe is like `--precision auto`'s choice, recorded
+    once. Probe: the row's own search command (seed 0) planned for 1 and for 2 epochs, run to the end
+    (`out`/probes/ROW-e1, -e2: resumable run folders); CPU-seconds per epoch = c2 - c1 (over the epochs
+    the two actually ran), fixed cost (set-up, the method's final phase: ViTAS' evolution, HURRICANE's
+    candidate scoring, random-ws' ranking) = c1 - one epoch. Planned epochs = floor((fill x seconds - fixed)
+    / per epoch), at least 1. Returns the row's plan entry ({"epochs", "per_epoch_cpu_s", "fixed_cpu_s",
+    "probe_cpu_s", ...}). Why: with one epoch count for all (10), MANAS' searches used 86-97 of their 450
+    CPU-seconds and Single-DARTS' 215, so the rows did not get the same budget (docs/leaderboard.md)."""
+    path = out / PLAN_FILE
+    with _PLAN_LOCK:
+        plan = json.loads(path.read_text()) if path.is_file() else {}
+        if row.name in plan:
+            return plan[row.name]
+    probes = out / "probes"
+    probes.mkdir(parents=True, exist_ok=True)
+    costs, ran = [], []
+    for e in (1, 2):
+        run = probes / f"{row.name}-e{e}"
+        res = run_step(search_command(row, scale, 0, probes, run.name, data_root, precision, extra_hparams, epochs=e),
+                       run, probes / f"{row.name}.log")
+        costs.append(float(_cost(run).get("cpu_s") or 0.0))
+        ran.append(int(((res.get("search") or {}).get("metrics") or {}).get("epochs_run") or e))
+    per_epoch = (costs[1] - costs[0]) / (ran[1] - ran[0]) if ran[1] > ran[0] and costs[1] > costs[0] else costs[1] / ran[1]
+    per_epoch = max(per_epoch, 1e-3)
+    fixed = max(0.0, costs[0] - ran[0] * per_epoch)
+    epochs = max(1, int((scale.budget_fill * scale.search_seconds - fixed) // per_epoch))
+    if scale.epoch_cap:
+        epochs = min(epochs, scale.epoch_cap)
+    entry = {"epochs": epochs, "per_epoch_cpu_s": round(per_epoch, 3), "fixed_cpu_s": round(fixed, 3),
+             "probe_cpu_s": costs, "probe_epochs_run": ran, "fill": scale.budget_fill,
+             "search_seconds": scale.search_seconds, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "load_avg": os.getloadavg()}
+    with _PLAN_LOCK:
+        plan = json.loads(path.read_text()) if path.is_file() else {}
+        plan.setdefault(row.name, entry)
+        atomic_write_json(path, plan)
+        return plan[row.name]
 
 
 def train_command(row: Row, scale: Scale, seed: int, out: Path, name: str, arch: str, options: dict[str, Any],
@@ -486,7 +542,12 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
         if row.method == "hurricane":
             extra["latency_ms"] = round(hurricane_constraint(scale, out), 4)
         srun = out / f"{row.name}-s{seed}-search"
-        sres = run_step(search_command(row, scale, seed, out, srun.name, data_root, precision, extra), srun, log)
+        epochs = None
+        if not row.estimator and scale.budget_fill:
+            epochs = plan_oneshot_epochs(row, scale, out, data_root, precision, extra)["epochs"]
+            rec["planned_epochs"] = epochs
+        sres = run_step(search_command(row, scale, seed, out, srun.name, data_root, precision, extra, epochs),
+                        srun, log)
         arch_doc = json.loads((srun / "arch.json").read_text())
         options, n = scale_options(arch_doc, None, bound, data, scale.flops_bound)
         arch_arg = str(srun / "arch.json")
@@ -635,7 +696,9 @@ def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, resu
         "dataset": scale.dataset, "search_subset": scale.search_subset, "search_seconds": scale.search_seconds,
         "oneshot_epochs": scale.oneshot_epochs, "retrain_epochs": scale.retrain_epochs,
         "retrain_subset": scale.retrain_subset, "test_subset": scale.test_subset, "bound": scale.bound,
-        "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH},
+        "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH,
+        "budget_fill": scale.budget_fill,
+        "epoch_plan": json.loads(p.read_text()) if (p := board.path.parent / PLAN_FILE).is_file() else None},
         "command": " ".join(["python", "benchmarks/leaderboard.py", *sys.argv[1:]]),
         "rows": summary, "runs": records}
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -869,7 +932,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 if r.kind == "search":
                     extra = {"latency_ms": "MEDIAN"} if r.method == "hurricane" else None
-                    cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra)
+                    plan = json.loads((out / PLAN_FILE).read_text()) if (out / PLAN_FILE).is_file() else {}
+                    epochs = (plan.get(r.name) or {}).get("epochs") if scale.budget_fill and not r.estimator else None
+                    cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra,
+                                         epochs)
+                    if scale.budget_fill and not r.estimator and epochs is None:
+                        cmd[cmd.index("--epochs") + 1] = "PLANNED"
                 else:
                     opts, _ = scale_options(None, r.model, scale.binary_bound if r.binary else scale.bound, data_shape(scale),
                                             scale.flops_bound)

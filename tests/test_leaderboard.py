@@ -151,6 +151,12 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
         assert r["retrain_cpu_s"] > 0
     sd = next(r for r in board.records if r["row"] == "single-darts")
     assert sd["search_cpu_s"] > 0 and sd["search_precision"] and sd["scale_options"]["N"] == 2
+    # one-shot rows plan their epochs once per board from a 1- and a 2-epoch probe; every seed reuses the plan
+    plan = json.loads((out / lb.PLAN_FILE).read_text())["single-darts"]
+    assert 1 <= plan["epochs"] <= scale.epoch_cap and plan["probe_epochs_run"] == [1, 2]
+    assert sd["planned_epochs"] == plan["epochs"] == sd["epochs_run"]
+    cfg = json.loads((out / "single-darts-s0-search" / "config.json").read_text())
+    assert plan["epochs"] == cfg.get("budget", {}).get("epochs", cfg.get("epochs"))
     # a finished run is reused even when its job is missing from the board (runs outlive the JSON)
     (out / lb.RUNS_FILE).unlink()
     board = lb.run_board(rows, [0], scale, out, jobs=1)
