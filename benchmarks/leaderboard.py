@@ -102,6 +102,11 @@ class Scale:
     search_space_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per space, over the row's
     latency_samples: int = 101  # random mobile networks whose median latency is HURRICANE's constraint
     measure_latency: bool = True
+    #: one-shot rows plan their epochs to fill this share of `search_seconds` (from a 1- and a 2-epoch probe of
+    #: the row, measured once per board and recorded in epoch-plan.json); None: every one-shot row plans
+    #: `oneshot_epochs`
+    budget_fill: float | None = 0.9
+    epoch_cap: int | None = None  # the most epochs a plan may give (toy: keeps the test fast)
 
 
 SCALES: dict[str, Scale] = {
@@ -118,7 +123,7 @@ SCALES: dict[str, Scale] = {
                  retrain_subset=None, test_subset=None, bound=60_000, binary_bound=60_000, batch_size=32,
                  search_space_options={"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3},
                                        "bats": {"C": 4, "layers": 3}, "pnas": {"C": 4, "N": 1, "blocks": 2}},
-                 latency_samples=5, measure_latency=True),
+                 latency_samples=5, measure_latency=True, epoch_cap=3),
 }
 
 _NB201 = {"C": 8, "N": 1}
@@ -277,12 +282,15 @@ def search_steps_per_epoch(scale: Scale) -> int:
 
 
 def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data_root: str | None,
-                   precision: str | None, extra_hparams: dict[str, Any] | None = None) -> list[str]:
-    """The `nasforge search` command of (row, seed) under `scale` (no retraining: the runner scales first)."""
+                   precision: str | None, extra_hparams: dict[str, Any] | None = None,
+                   epochs: int | None = None) -> list[str]:
+    """The `nasforge search` command of (row, seed) under `scale` (no retraining: the runner scales first).
+    `epochs`: a one-shot row's planned epochs (default `scale.oneshot_epochs`; see plan_oneshot_epochs)."""
+    epochs = epochs or scale.oneshot_epochs
     space_opts = {**row.space_options, **scale.search_space_options.get(row.space, {})}
     hp = dict(row.hparams)
     if row.method in ALPHA_METHODS:
-        hp.setdefault("arch_lr", round(arch_lr_for(scale.oneshot_epochs * search_steps_per_epoch(scale)), 6))
+        hp.setdefault("arch_lr", round(arch_lr_for(epochs * search_steps_per_epoch(scale)), 6))
     hp.update(extra_hparams or {})
     cmd = [*_nasforge(), "search", "--space", row.space, "--method", row.method, *_data_args(scale, data_root),
            "--subset", str(scale.search_subset), "--seed", str(seed), "--seconds", str(scale.search_seconds),
@@ -293,10 +301,58 @@ def search_command(row: Row, scale: Scale, seed: int, out: Path, name: str, data
         cmd += ["--estimator", row.estimator, "--trials", str(scale.trials),
                 "--estimator-opt", f"train.epochs={scale.trial_epochs}"]
     else:
-        cmd += ["--epochs", str(scale.oneshot_epochs)]
+        cmd += ["--epochs", str(epochs)]
     if precision:
         cmd += ["--precision", precision]
     return cmd
+
+
+PLAN_FILE = "epoch-plan.json"
+_PLAN_LOCK = threading.Lock()
+
+
+def plan_oneshot_epochs(row: Row, scale: Scale, out: Path, data_root: str | None, precision: str | None,
+                        extra_hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How many epochs one-shot `row` plans so that its search fills `scale.budget_fill` of the budget.
+
+    Measured once per board, then reused by every seed and sitting (`out`/epoch-plan.json, atomic), so a
+    resumed or repeated job runs the same command: the probe is like `--precision auto`'s choice, recorded
+    once. Probe: the row's own search command (seed 0) planned for 1 and for 2 epochs, run to the end
+    (`out`/probes/ROW-e1, -e2: resumable run folders); CPU-seconds per epoch = c2 - c1 (over the epochs
+    the two actually ran), fixed cost (set-up, the method's final phase: ViTAS' evolution, HURRICANE's
+    candidate scoring, random-ws' ranking) = c1 - one epoch. Planned epochs = floor((fill x seconds - fixed)
+    / per epoch), at least 1. Returns the row's plan entry ({"epochs", "per_epoch_cpu_s", "fixed_cpu_s",
+    "probe_cpu_s", ...}). Why: with one epoch count for all (10), MANAS' searches used 86-97 of their 450
+    CPU-seconds and Single-DARTS' 215, so the rows did not get the same budget (docs/leaderboard.md)."""
+    path = out / PLAN_FILE
+    with _PLAN_LOCK:
+        plan = json.loads(path.read_text()) if path.is_file() else {}
+        if row.name in plan:
+            return plan[row.name]
+    probes = out / "probes"
+    probes.mkdir(parents=True, exist_ok=True)
+    costs, ran = [], []
+    for e in (1, 2):
+        run = probes / f"{row.name}-e{e}"
+        res = run_step(search_command(row, scale, 0, probes, run.name, data_root, precision, extra_hparams, epochs=e),
+                       run, probes / f"{row.name}.log")
+        costs.append(float(_cost(run).get("cpu_s") or 0.0))
+        ran.append(int(((res.get("search") or {}).get("metrics") or {}).get("epochs_run") or e))
+    per_epoch = (costs[1] - costs[0]) / (ran[1] - ran[0]) if ran[1] > ran[0] and costs[1] > costs[0] else costs[1] / ran[1]
+    per_epoch = max(per_epoch, 1e-3)
+    fixed = max(0.0, costs[0] - ran[0] * per_epoch)
+    epochs = max(1, int((scale.budget_fill * scale.search_seconds - fixed) // per_epoch))
+    if scale.epoch_cap:
+        epochs = min(epochs, scale.epoch_cap)
+    entry = {"epochs": epochs, "per_epoch_cpu_s": round(per_epoch, 3), "fixed_cpu_s": round(fixed, 3),
+             "probe_cpu_s": costs, "probe_epochs_run": ran, "fill": scale.budget_fill,
+             "search_seconds": scale.search_seconds, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "load_avg": os.getloadavg()}
+    with _PLAN_LOCK:
+        plan = json.loads(path.read_text()) if path.is_file() else {}
+        plan.setdefault(row.name, entry)
+        atomic_write_json(path, plan)
+        return plan[row.name]
 
 
 def train_command(row: Row, scale: Scale, seed: int, out: Path, name: str, arch: str, options: dict[str, Any],
@@ -399,6 +455,61 @@ def _hurricane_constraint(scale: Scale, out: Path) -> float:
     return median
 
 
+LATENCY_FILE = "latency.json"
+
+
+def remeasure_latency(board: "Board", out: Path, rounds: int = 5) -> dict[str, Any]:
+    """Latency of every finished run's final network, re-measured in this one process (one thread, fp32, eval
+    mode, batch 1 and 32), the runs interleaved: `rounds` rounds, each timing every (run, batch) once
+    (`nasforge.hardware.lut.measure`, 1 replicate of 5 forwards after 3 warm-up forwards), reported as the
+    median over rounds. The jobs measure their own network right after training, beside the other job, so
+    their figures carry whatever else ran then; this pass, run on a quiet machine, makes the latency columns
+    one measurement under one load (the table prefers it; the in-job figures stay in the runs). Writes
+    `out`/latency.json (atomic) with the load average before and after and returns it."""
+    import torch
+
+    from nasforge.building import load_trained
+    from nasforge.hardware.devices import LocalDevice
+    from nasforge.hardware.lut import measure
+
+    torch.set_num_threads(1)
+    nets = []
+    for r in board.records:
+        model, _, _, test_set = load_trained(Path(r["train_run"]))
+        nets.append((r["train_run"], model, (test_set.in_channels, test_set.resolution, test_set.resolution)))
+    samples: dict[str, dict[str, list[float]]] = {run: {"1": [], "32": []} for run, _, _ in nets}
+    load_start = os.getloadavg()
+    for _ in range(rounds):
+        for run, model, shape in nets:
+            for batch in (1, 32):
+                dev = LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
+                samples[run][str(batch)].append(measure(model, shape, dev, warmup=3, repeats=1, number=5)["ms"])
+    doc = {"rounds": rounds, "threads": 1, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+           "runs": {run: {"latency_b1_ms": statistics.median(v["1"]), "latency_b32_ms": statistics.median(v["32"]),
+                          "samples_b1_ms": v["1"], "samples_b32_ms": v["32"]} for run, v in samples.items()}}
+    atomic_write_json(out / LATENCY_FILE, doc)
+    return doc
+
+
+def with_remeasured_latency(records: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """`records` with latency_b1_ms / latency_b32_ms taken from `out`/latency.json where it has the run
+    (`latency_source` says which: "pass" or "in-job"; the in-job figures are kept as `*_in_job`)."""
+    path = out / LATENCY_FILE
+    measured = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    res = []
+    for r in records:
+        r = dict(r)
+        m = measured.get(r.get("train_run"))
+        if m:
+            for k in ("latency_b1_ms", "latency_b32_ms"):
+                r[f"{k}_in_job"] = r.get(k)
+                r[k] = m[k]
+        r["latency_source"] = "pass" if m else "in-job"
+        res.append(r)
+    return res
+
+
 class Board:
     """The finished jobs of one leaderboard folder (leaderboard-runs.json), rewritten atomically per job."""
 
@@ -431,7 +542,12 @@ def run_job(row: Row, seed: int, scale: Scale, out: Path, data_root: str | None,
         if row.method == "hurricane":
             extra["latency_ms"] = round(hurricane_constraint(scale, out), 4)
         srun = out / f"{row.name}-s{seed}-search"
-        sres = run_step(search_command(row, scale, seed, out, srun.name, data_root, precision, extra), srun, log)
+        epochs = None
+        if not row.estimator and scale.budget_fill:
+            epochs = plan_oneshot_epochs(row, scale, out, data_root, precision, extra)["epochs"]
+            rec["planned_epochs"] = epochs
+        sres = run_step(search_command(row, scale, seed, out, srun.name, data_root, precision, extra, epochs),
+                        srun, log)
         arch_doc = json.loads((srun / "arch.json").read_text())
         options, n = scale_options(arch_doc, None, bound, data, scale.flops_bound)
         arch_arg = str(srun / "arch.json")
@@ -574,14 +690,17 @@ def table_markdown(summary: list[dict[str, Any]], scale: str) -> str:
 def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, results: Path) -> dict[str, Any]:
     """docs/results/leaderboard.json, the table in docs/leaderboard.md (between the markers; the file is
     created with just the markers if missing) and docs/leaderboard.png."""
-    summary = aggregate(board.records, order)
+    records = with_remeasured_latency(board.records, board.path.parent)
+    summary = aggregate(records, order)
     doc = {"benchmark": "leaderboard", "scale": scale.name, "protocol": {
         "dataset": scale.dataset, "search_subset": scale.search_subset, "search_seconds": scale.search_seconds,
         "oneshot_epochs": scale.oneshot_epochs, "retrain_epochs": scale.retrain_epochs,
         "retrain_subset": scale.retrain_subset, "test_subset": scale.test_subset, "bound": scale.bound,
-        "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH},
+        "binary_bound": scale.binary_bound, "flops_bound": scale.flops_bound, "final_depth": FINAL_DEPTH,
+        "budget_fill": scale.budget_fill,
+        "epoch_plan": json.loads(p.read_text()) if (p := board.path.parent / PLAN_FILE).is_file() else None},
         "command": " ".join(["python", "benchmarks/leaderboard.py", *sys.argv[1:]]),
-        "rows": summary, "runs": board.records}
+        "rows": summary, "runs": records}
     results.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results, doc)
     md = docs / "leaderboard.md"
@@ -592,7 +711,7 @@ def write_outputs(board: Board, order: list[str], scale: Scale, docs: Path, resu
     head, rest = text.split(TABLE_START, 1)
     tail = rest.split(TABLE_END, 1)[1]
     atomic_write_bytes(md, (head + TABLE_START + "\n" + table_markdown(summary, scale.name) + TABLE_END + tail).encode())
-    plot(summary, board.records, docs / "leaderboard.png")
+    plot(summary, records, docs / "leaderboard.png")
     return doc
 
 
@@ -771,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None, help="default DOCS/results/leaderboard.json")
     p.add_argument("--dry-run", action="store_true", help="print the first commands of each job and exit")
     p.add_argument("--record", action="store_true", help="the record-attempt commands (needs a finished board)")
+    p.add_argument("--report-only", action="store_true", help="with --write: write from the finished runs, run no jobs "
+                   "(e.g. while another process is filling the board)")
+    p.add_argument("--latency", action="store_true", help="re-measure every finished run's latency in one process "
+                   "(runs interleaved; on a quiet machine) into OUT/latency.json, which --write then uses; runs no jobs")
+    p.add_argument("--latency-rounds", type=int, default=5, help="--latency: rounds over all runs (median)")
     p.add_argument("--measure", action="store_true", help="time each row's final network (sizing the budget)")
     p.add_argument("--speedup", type=float, default=1.0, help="--measure: expected speed-up of the real runs over "
                    "this measurement (e.g. 4 when measured under a load of 8 on 2 cores)")
@@ -787,6 +911,18 @@ def main(argv: list[str] | None = None) -> int:
         rates = measure_rates(rows, scale)
         print(json.dumps({"sizing": sizing(rates, scale, seeds=len(args.seeds), speedup=args.speedup)}), flush=True)
         return 0
+    if args.latency:
+        board = Board(out)
+        if not board.records:
+            p.error(f"no finished leaderboard runs in {out}")
+        if args.latency_rounds < 1:
+            p.error("--latency-rounds must be >= 1")
+        doc = remeasure_latency(board, out, args.latency_rounds)
+        print(json.dumps({k: doc[k] for k in ("rounds", "when", "load_avg_start", "load_avg_end")} |
+                         {"runs": len(doc["runs"])}), flush=True)
+        if args.write:
+            write_outputs(board, list(ROWS), scale, args.docs, args.results or args.docs / "results" / "leaderboard.json")
+        return 0
     if args.record:
         for cmd in record_commands(REPO / "runs", out, args.data_root):
             print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))
@@ -796,13 +932,26 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 if r.kind == "search":
                     extra = {"latency_ms": "MEDIAN"} if r.method == "hurricane" else None
-                    cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra)
+                    plan = json.loads((out / PLAN_FILE).read_text()) if (out / PLAN_FILE).is_file() else {}
+                    epochs = (plan.get(r.name) or {}).get("epochs") if scale.budget_fill and not r.estimator else None
+                    cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra,
+                                         epochs)
+                    if scale.budget_fill and not r.estimator and epochs is None:
+                        cmd[cmd.index("--epochs") + 1] = "PLANNED"
                 else:
                     opts, _ = scale_options(None, r.model, scale.binary_bound if r.binary else scale.bound, data_shape(scale),
                                             scale.flops_bound)
                     cmd = train_command(r, scale, s, out, f"{r.name}-s{s}-train", r.model, opts, args.data_root,
                                         args.precision)
                 print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))
+        return 0
+    if args.report_only:
+        if not args.write:
+            p.error("--report-only needs --write")
+        board = Board(out)
+        if not board.records:
+            p.error(f"no finished leaderboard runs in {out}")
+        write_outputs(board, list(ROWS), scale, args.docs, args.results or args.docs / "results" / "leaderboard.json")
         return 0
     t0 = time.time()
     board = run_board(rows, args.seeds, scale, out, args.jobs, args.data_root, args.precision)

@@ -465,3 +465,46 @@ def test_a_budget_at_the_fastest_network_still_finishes(tmp_path, fake_cache):
     m = res["search"]["metrics"]
     assert m["evaluated"] == 2 and m["evaluated_over_budget"] == 0  # one per stage
     assert res["arch"] == [min(e, key=e.get) for e in lut.entries]
+
+
+def test_calibration_never_predicts_a_non_positive_latency(tmp_path, monkeypatch):
+    """A line fitted to random networks can cross zero below them: on FBNet x ORT (issue 21's headline) the
+    calibrated LUT predicted -0.006 ms for a net of skips. The fit falls back to the ratio fit then, and a
+    cached calibration that does so is refitted."""
+    from nasforge.hardware import lut as lutmod
+    from nasforge.hardware.cost import latency_model
+    from nasforge.hardware.lut import (LatencyCache, LayerLatencyTable, build_local_lut, calibration_keeps_positive,
+                                       fit_calibration)
+    from nasforge.spaces.layerwise import LayerwiseNetwork
+    from nasforge.spaces.mobile import MobileSpace
+
+    # measured = 2 raw - 15 over raw 10..12: the line predicts -5 ms at raw 5
+    assert fit_calibration([10, 11, 12], [5, 7, 9]) == pytest.approx({"a": 2.0, "b": -15.0})
+    cal = fit_calibration([10, 11, 12], [5, 7, 9], fastest_raw=5.0)
+    assert cal["b"] == 0.0 and cal["a"] > 0 and cal["fit"] == "ratio"
+    assert fit_calibration([10, 11, 12], [5, 7, 9], fastest_raw=8.0)["b"] == pytest.approx(-15.0)  # 1 ms: kept
+    t = LayerLatencyTable("local-cpu-1t", [{"x": 1.0, "y": 4.0}, {"x": 1.0, "y": 4.0}], 0.5, None)
+    assert not calibration_keeps_positive(t, {"a": 2.0, "b": -6.0}) and calibration_keeps_positive(t, {"a": 2.0, "b": -4.0})
+
+    space = MobileSpace(**TINY)
+    cache_path = tmp_path / "lut.json"
+    raw = build_local_lut(space, "local-cpu-1t", LatencyCache(cache_path, "local-cpu-1t"), measure_fn=fake_measure)
+    lo, hi = raw.bounds()
+
+    def on_device(module, shape, dev, **kw):  # whole networks: a steep line with a large negative intercept
+        if isinstance(module, LayerwiseNetwork):
+            return {"ms": 3.0 * raw.predict(module.arch) - 2.9 * lo - 0.1 * (hi - lo) - 1e-3, "iqr_ms": 0.0,
+                    "min_ms": 0.0}
+        return fake_measure(module, shape, dev)
+
+    monkeypatch.setattr(lutmod, "measure", on_device)
+    # a cache written before the check: a calibration that predicts <= 0 ms for the fastest network
+    cache = LatencyCache(cache_path, "local-cpu-1t")
+    cache.data["calibrations"][lutmod.space_key(space)] = {"a": 3.0, "b": -3.0 * lo - 1.0, "n": 10}
+    cache.save()
+    model = latency_model("local-cpu-1t", space, cache_path=cache_path, calibration_networks=10)
+    fastest = [min(e, key=e.get) for e in raw.entries]
+    assert model.predict(fastest) > 0
+    assert model.applied["b"] != -3.0 * lo - 1.0  # refitted, not the cached one
+    rng = __import__("random").Random(0)
+    assert all(model.predict([rng.choice(list(e)) for e in raw.entries]) > 0 for _ in range(200))

@@ -151,6 +151,12 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
         assert r["retrain_cpu_s"] > 0
     sd = next(r for r in board.records if r["row"] == "single-darts")
     assert sd["search_cpu_s"] > 0 and sd["search_precision"] and sd["scale_options"]["N"] == 2
+    # one-shot rows plan their epochs once per board from a 1- and a 2-epoch probe; every seed reuses the plan
+    plan = json.loads((out / lb.PLAN_FILE).read_text())["single-darts"]
+    assert 1 <= plan["epochs"] <= scale.epoch_cap and plan["probe_epochs_run"] == [1, 2]
+    assert sd["planned_epochs"] == plan["epochs"] == sd["epochs_run"]
+    cfg = json.loads((out / "single-darts-s0-search" / "config.json").read_text())
+    assert plan["epochs"] == cfg.get("budget", {}).get("epochs", cfg.get("epochs"))
     # a finished run is reused even when its job is missing from the board (runs outlive the JSON)
     (out / lb.RUNS_FILE).unlink()
     board = lb.run_board(rows, [0], scale, out, jobs=1)
@@ -170,6 +176,16 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
     base = next(r for r in board.records if r["row"] == "baseline-cnn")
     assert by_method["train"]["test_accuracy"]["mean"] == pytest.approx(base["test_accuracy"])
     assert by_method["train"]["params"]["mean"] == base["params"]
+    # the latency pass: every run re-timed in one process, and the table takes its figures (in-job kept)
+    lat = lb.remeasure_latency(board, out, rounds=2)
+    assert set(lat["runs"]) == {r["train_run"] for r in board.records}
+    for m in lat["runs"].values():
+        assert len(m["samples_b1_ms"]) == 2 and m["latency_b1_ms"] > 0 and m["latency_b32_ms"] > 0
+    assert lb.main(["--scale", "toy", "--out", str(out), "--write", "--report-only", "--docs", str(docs)]) == 0
+    written = json.loads((docs / "results" / "leaderboard.json").read_text())
+    for r in written["runs"]:
+        assert r["latency_source"] == "pass" and r["latency_b1_ms"] == lat["runs"][r["train_run"]]["latency_b1_ms"]
+        assert r["latency_b1_ms_in_job"] == next(b for b in board.records if b["row"] == r["row"])["latency_b1_ms"]
     # the record attempt: the searched row by search-time evidence, the long recipe, the 1 M bound
     (cmd,) = lb.record_commands(tmp_path / "rec", out, None)
     assert cmd[cmd.index("--arch") + 1] == str(out / "single-darts-s0-search" / "arch.json")
@@ -198,6 +214,15 @@ def test_runner_refuses_unknown_rows(capsys):
     with pytest.raises(SystemExit) as e:
         lb.main(["--rows", "nope", "--dry-run"])
     assert e.value.code == 2 and "unknown row(s) ['nope']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, msg", [(["--report-only"], "--report-only needs --write"),
+                                       (["--report-only", "--write"], "no finished leaderboard runs"),
+                                       (["--latency"], "no finished leaderboard runs")])
+def test_report_and_latency_passes_refuse_an_empty_board(tmp_path, capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        lb.main(["--scale", "toy", "--out", str(tmp_path / "empty"), "--docs", str(tmp_path / "d"), *argv])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
 def test_dry_run_prints_one_command_per_job(capsys):

@@ -74,7 +74,7 @@ def latency_model(target: str, space, *, tables: str | Path | None = None, cache
         raise ConfigError(f"latency metric must be one of {', '.join(METRICS)}; got {metric!r}")
     check_target(target, space)
     if is_local(target):
-        from .lut import LatencyCache, build_local_lut, calibrate, default_cache_path
+        from .lut import LatencyCache, build_local_lut, calibrate, calibration_keeps_positive, default_cache_path
 
         cache = LatencyCache(cache_path or default_cache_path(target), target, strict=strict_cache)
         with _progress_bar(f"latency table ({target})", progress) as tick:
@@ -83,7 +83,8 @@ def latency_model(target: str, space, *, tables: str | Path | None = None, cache
         if metric == "raw":
             return lut
         n_have = (lut.calibration or {}).get("n")
-        if lut.calibration is None or (n_have is not None and n_have < calibration_networks):
+        if (lut.calibration is None or (n_have is not None and n_have < calibration_networks)
+                or not calibration_keeps_positive(lut, lut.calibration)):  # refit a cached one that went <= 0 ms
             with _progress_bar(f"calibrating on {calibration_networks} whole networks ({target})", None) as tick:
                 report = calibrate(space, lut, cache, n=calibration_networks, **(measure_kw or {}))
                 tick(calibration_networks, calibration_networks)

@@ -357,17 +357,34 @@ def measure_network(model: nn.Module, space, device: str, **kw: Any) -> float:
     return measure(model, (space.in_channels, space.resolution, space.resolution), _local_device(device), **kw)["ms"]
 
 
-def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    """Least-squares a, b of measured ~ a * raw + b (needs >= 2 distinct raw values). A slope <= 0 (timings
-    too noisy to rank the networks) falls back to the ratio fit measured ~ a * raw (b = 0), so a calibrated
-    table stays a table of positive latencies."""
+def fit_calibration(raw: Sequence[float], measured: Sequence[float], fastest_raw: float | None = None) -> dict[str, float]:
+    """Least-squares a, b of measured ~ a * raw + b (needs >= 2 distinct raw values). Falls back to the ratio
+    fit measured ~ a * raw (b = 0), so a calibrated table stays a table of positive latencies, when the slope
+    is <= 0 (timings too noisy to rank the networks) or when a negative intercept would predict <= 0 ms for
+    the space's fastest network (`fastest_raw`, its raw LUT sum in ms: the line fitted to random networks,
+    extrapolated down to the all-cheapest one, e.g. an FBNet of skips, can cross zero)."""
     x, y = np.asarray(raw, float), np.asarray(measured, float)
     if len(x) < 2 or np.ptp(x) == 0:
         raise UserError("a latency calibration needs at least 2 networks with different LUT sums")
     a, b = np.polyfit(x, y, 1)
-    if a <= 0:
+    if a <= 0 or (fastest_raw is not None and a * fastest_raw + b <= 0):
         return {"a": float((x @ y) / (x @ x)), "b": 0.0, "fit": "ratio"}
     return {"a": float(a), "b": float(b)}
+
+
+def calibration_keeps_positive(lut: LayerLatencyTable, cal: dict[str, float] | None) -> bool:
+    """Whether calibration `cal` = {a, b} predicts a positive latency for the fastest network of `lut`'s space
+    (its raw LUT sum; `lut` raw or calibrated). A cache written before this check may hold one that does
+    not; callers refit it."""
+    if not cal:
+        return True
+    return float(cal["a"]) > 0 and float(cal["a"]) * _fastest_raw(lut) + float(cal["b"]) > 0
+
+
+def _fastest_raw(lut: LayerLatencyTable) -> float:
+    lo, _ = lut.bounds()
+    applied = lut.applied
+    return (lo - applied["b"]) / applied["a"] if applied else lo
 
 
 def calibrate(space, lut: LayerLatencyTable, cache: LatencyCache, n: int = 20, seed: int = 0,
@@ -382,7 +399,7 @@ def calibrate(space, lut: LayerLatencyTable, cache: LatencyCache, n: int = 20, s
         archs.append(arch)
         raw.append(lut.raw_predict(arch))
         measured.append(measure_network(space.build(arch), space, lut.device, **measure_kw))
-    cal = fit_calibration(raw, measured)
+    cal = fit_calibration(raw, measured, fastest_raw=_fastest_raw(lut))
     cal_pred = [cal["a"] * r + cal["b"] for r in raw]
     report = {**cal, "n": n, "seed": seed, "archs": archs, "raw": raw, "measured": measured, "calibrated": cal_pred,
               **error_summary(raw, measured, "raw_"), **error_summary(cal_pred, measured, "calibrated_")}
