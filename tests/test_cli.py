@@ -38,6 +38,11 @@ def _bad_inputs(d):
     (d / "cfg.json").write_text('{"space": "nb201", "arch": "x", "space_config": 3}')
     (d / "bad.yaml").write_text("a: [1,\nb: }\n")
     (d / "folder").mkdir()
+    (d / "trained").mkdir()  # a finished `train --arch baseline` run
+    (d / "trained" / "config.json").write_text('{"command": "train"}')
+    (d / "trained" / "result.json").write_text('{"model": "baseline", "test_accuracy": 0.9}')
+    (d / "cut").mkdir()  # a train run killed before its result
+    (d / "cut" / "config.json").write_text('{"command": "train"}')
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -51,6 +56,10 @@ def _bad_inputs(d):
     (["train", "--arch", "{d}/space.json"], "'space' must be a space name (a string)"),
     (["train", "--arch", "{d}/cfg.json"], "'space_config' must be a JSON object"),
     (["train", "--arch", "{d}/folder"], "{d}/folder is a folder without result.json"),
+    (["train", "--arch", "{d}/trained"], "is the result of training the model 'baseline', not a searched "
+                                         "architecture: use --arch baseline"),
+    (["train", "--arch", "{d}/cut"], "{d}/cut is an unfinished train run (no result.json or arch.json yet); "
+                                     "finish it first: nasforge train --resume {d}/cut"),
     (["proxy", "score", "{d}/nope.json"], "architecture file {d}/nope.json does not exist"),
     (["proxy", "score", "{d}/bin.json"], "is not JSON text"),
     (["latency", "predict", "{d}/bin.json", "--device", "pixel3"], "is not JSON text"),
@@ -75,6 +84,19 @@ def test_paths_and_files_are_one_line_with_exit_2(run_cli, tmp_path, args, needl
     assert needle.format(d=tmp_path) in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # before any work
+
+
+def test_a_search_run_whose_retraining_did_not_finish_gives_its_arch_json(tmp_path):
+    """The search part of the run ended (arch.json written) but its retraining was cut: --arch RUN reads arch.json."""
+    from nasforge.building import arch_spec
+
+    run = tmp_path / "s"
+    run.mkdir()
+    (run / "config.json").write_text('{"command": "search"}')
+    arch = {"space": "nb201", "arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|"
+                                      "avg_pool_3x3~2|"}
+    (run / "arch.json").write_text(json.dumps(arch))
+    assert arch_spec(str(run)) == arch
 
 
 def test_an_unknown_table_estimator_option_names_the_valid_ones(run_cli, tables_dir, tmp_path):

@@ -50,10 +50,18 @@ def load_arch(path: str | Path) -> dict[str, Any]:
     JSON text or not such an object."""
     p = Path(path)
     if p.is_dir():
-        if not (p / RunDir.RESULT).is_file():
+        if (p / RunDir.RESULT).is_file():
+            p = p / RunDir.RESULT
+        elif (p / "arch.json").is_file():  # a search whose retraining has not finished: its architecture is known
+            p = p / "arch.json"
+        elif (p / RunDir.CONFIG).is_file():
+            cfg = RunDir(p).config()
+            command = (cfg.get("command") if isinstance(cfg, dict) else None) or "search"
+            raise UserError(f"{p} is an unfinished {command} run (no {RunDir.RESULT} or arch.json yet); finish it "
+                            f"first: nasforge {command} --resume {p}")
+        else:
             raise UserError(f"{p} is a folder without {RunDir.RESULT}; give an architecture JSON file (arch.json) "
                             "or a finished search run directory")
-        p = p / RunDir.RESULT
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
@@ -64,6 +72,9 @@ def load_arch(path: str | Path) -> dict[str, Any]:
         raise UserError(f"architecture file {p} is not valid JSON: {e}") from None
     except OSError as e:  # unreadable (permissions, a special file): refused before any work
         raise UserError(f"architecture file {p} cannot be read: {e.strerror or type(e).__name__}") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), str) and "arch" not in data:
+        raise UserError(f"{p} is the result of training the model '{data['model']}', not a searched architecture: "
+                        f"use --arch {data['model']} (with the run's --space-opt)")
     return check_arch_record(data, f"architecture file {p}")
 
 
