@@ -29,6 +29,10 @@ def test_errors_are_one_line_with_exit_2(run_cli, args, needle):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+#: a run that starts anyway (the fault is back) stays a second's work
+TINY = ("--dataset", "synthetic", "--subset", "64", "--epochs", "1", "--quiet")
+
+
 def _bad_inputs(d):
     """Files a user may pass where a path or a name is expected: binary, not JSON, not an architecture."""
     (d / "bin.json").write_bytes(bytes(range(128, 256)))
@@ -71,6 +75,9 @@ def _bad_inputs(d):
     (["evaluate", "{d}/folder"], "{d}/folder is not a nasforge run directory (no config.json)"),
     (["report", "{d}/nope"], "run directory {d}/nope not found"),
     (["compare", "{d}/bad.json"], "{d}/bad.json is not a directory"),
+    (["train", "--name", " ", *TINY], "--name must be a plain folder name"),  # made a folder named " "
+    (["train", "--name", "run ", *TINY], "--name must be a plain folder name"),
+    (["search", "--name", "a\tb", *TINY], "--name must be a plain folder name"),
     (["search", "--method", "evolution", "--estimator", "table", "--trials", "5", "--tables", "{d}/bad.json"],
      "is a file, not a folder"),
 ])

@@ -117,8 +117,10 @@ class RunDir:
         """The path of a new run named `name` under `root`. Raises UserError when the name is not a plain
         folder name (``../x`` would write outside `root`) or a run of that name exists (an explicit name is
         never silently changed to ``NAME-2``: resume that run, or choose another name)."""
-        if not name or name in (".", "..") or "/" in name or (os.sep != "/" and os.sep in name):
-            raise UserError(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}")
+        if (not name.strip() or name in (".", "..") or "/" in name or (os.sep != "/" and os.sep in name)
+                or name != name.strip() or not name.isprintable()):  # " " or "x\n": a folder no one can type
+            raise UserError(f"--name must be a plain folder name (no '/', not '.' or '..', no surrounding spaces "
+                            f"or control characters), got {name!r}")
         path = Path(root) / name
         if path.exists():
             command = None
