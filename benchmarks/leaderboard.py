@@ -20,7 +20,8 @@ appended to ``--out``/leaderboard-runs.json (atomic rewrite) and never recompute
 jobs at a time (each command one thread). ``--write`` aggregates the runs into docs/results/leaderboard.json,
 the table between the markers of docs/leaderboard.md and docs/leaderboard.png (accuracy vs cost).
 
-    python benchmarks/leaderboard.py --scale toy --out /tmp/lb --write --docs /tmp/lb/docs     # seconds
+    python benchmarks/leaderboard.py --scale toy --rows single-darts baseline-cnn --seeds 0 \
+        --out /tmp/lb --write --docs /tmp/lb/docs     # ~1 min; all 15 rows x 3 seeds: ~5 min idle
     python benchmarks/leaderboard.py --scale smoke --seeds 0 --out /tmp/lbs                   # minutes, real data
     nice -n 10 python benchmarks/leaderboard.py --scale full --seeds 0 1 2 --jobs 2 --write     # ~8 h
     python benchmarks/leaderboard.py --scale full --rows single-darts baseline-cnn --seeds 0 --dry-run
@@ -682,7 +683,7 @@ def table_markdown(summary: list[dict[str, Any]], scale: str) -> str:
         params = _fmt(s['params'], 'int') + (" (over the bound)" if s.get("over_bound") else "")
         lines.append(f"| {s['row']} | {s['n']} | {acc} | {params} | {_fmt(s['flops'], 'ops')} | "
                      f"{_fmt(s['bops'] or None, 'ops')} | {_fmt(s['latency_b1_ms'], 'ms')} | "
-                     f"{_fmt(s['latency_b32_ms'], 'ms')} | {_fmt(s['search_cpu_s'], 's')} | "
+                     f"{_fmt(s['latency_b32_ms'], 'ms')} | {_fmt(s['search_cpu_s'] if s['kind'] == 'search' else None, 's')} | "
                      f"{_fmt(s['retrain_cpu_s'], 's')} | {', '.join(s['precision'])} |")
     return "\n".join(lines) + "\n"
 
@@ -938,6 +939,7 @@ def main(argv: list[str] | None = None) -> int:
                                          epochs)
                     if scale.budget_fill and not r.estimator and epochs is None:
                         cmd[cmd.index("--epochs") + 1] = "PLANNED"
+                        cmd = [a if not a.startswith("arch_lr=") else "arch_lr=RULE(PLANNED)" for a in cmd]
                 else:
                     opts, _ = scale_options(None, r.model, scale.binary_bound if r.binary else scale.bound, data_shape(scale),
                                             scale.flops_bound)

@@ -225,8 +225,8 @@ def test_report_and_latency_passes_refuse_an_empty_board(tmp_path, capsys, argv,
     assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
-def test_dry_run_prints_one_command_per_job(capsys):
-    assert lb.main(["--scale", "full", "--seeds", "0", "--dry-run"]) == 0
+def test_dry_run_prints_one_command_per_job(capsys, tmp_path):
+    assert lb.main(["--scale", "full", "--seeds", "0", "--dry-run", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     e = lb.SCALES["full"].retrain_epochs
     assert all(f"--epochs {e} " in line or line.endswith(f"--epochs {e}") for line in lines if " train " in line)
@@ -235,6 +235,10 @@ def test_dry_run_prints_one_command_per_job(capsys):
     assert all("--clock cpu" in line for line in lines if " search " in line)
     assert sum("--seconds 450" in line for line in lines) == sum(r.kind == "search" for r in lb.ROWS.values())
     assert any("train --arch birealnet" in line for line in lines)
+    # a board without its epoch plan yet: one-shot searches say PLANNED, and so does the alpha-travel arch_lr
+    darts = next(line for line in lines if "--method darts " in line)
+    assert "--epochs PLANNED" in darts and "arch_lr=RULE(PLANNED)" in darts
+    assert "--epochs PLANNED" not in next(line for line in lines if "--method pnas " in line)
 
 
 # -- the default job's alpha-movement measure ------------------------------------------------------------------------
