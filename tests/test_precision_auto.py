@@ -13,6 +13,7 @@ import torch.nn as nn
 from nasforge import accel, api
 from nasforge.accel import FastPath, apply_memory_format, resolve_fast_path
 from nasforge.models import BaselineCNN
+from nasforge.runs.journal import TrialJournal
 from nasforge.spaces.darts import DartsSpace
 from nasforge.spaces.macro import MacroSpace
 from nasforge.spaces.mobile import MobileSpace
@@ -230,3 +231,35 @@ def test_compile_probe_decides_by_speedup_and_amortisation(eager, compiled, comp
     cfg = TrainConfig(epochs=195, batch_size=32)  # 512 // 32 = 16 steps per epoch: 3,120 planned steps
     out = probe.probe_compile(BaselineCNN(1, 10, width=8), train, cfg, CPU, "fp32", "contiguous")
     assert out["on"] is on and out["planned_steps"] == 3120 and "probe" in out["why"]
+
+
+def test_a_search_records_the_precision_that_actually_ran(tmp_path, tables_dir, monkeypatch, cli_ok):
+    """The supernet's precision is recorded only where a supernet trained: scratch trials record the network
+    precision they trained in, a proxy fp32, a table lookup "n/a"; the printed summary and compare agree."""
+    monkeypatch.setattr(accel, "cpu_native_bf16", lambda: True)  # auto: bf16 where a space says it pays
+    monkeypatch.setattr(NB201Space, "fast_paths", {"supernet": NB201Space.fast_paths["supernet"],
+                                                   "network": FastPath(False, True, "test: bf16 does not pay")})
+    base = {"space": "nb201", "space_options": {"C": 4, "N": 1}, "method": "random", "budget": {"trials": 2},
+            "threads": 1, "tables": str(tables_dir)}
+    runs = {"scratch": {"estimator": "scratch", "dataset": "synthetic", "subset": 64,
+                        "estimator_options": {"train": {"epochs": 1, "batch_size": 32}}},
+            "proxy": {"estimator": "proxy", "estimator_options": {"inputs": "gaussian", "batch_size": 8}},
+            "table": {"estimator": "table"}}
+    got = {}
+    for name, extra in runs.items():
+        res = api.search({**base, **extra}, run_root=tmp_path, run_name=name)
+        assert res["fast_path"]["supernet"]["precision"] == "bf16"  # what auto resolved, though no supernet ran
+        got[name] = res["precision"]
+    assert got == {"scratch": "fp32", "proxy": "fp32", "table": "n/a"}
+    with TrialJournal(tmp_path / "scratch") as j:  # the trials trained in fp32 (a spec names only other precisions)
+        assert len(j.all()) == 2 and not any("precision" in t.spec for t in j.all())
+    one_shot = api.search({**base, "method": "random-ws", "budget": {"epochs": 1}, "dataset": "synthetic",
+                           "subset": 64, "batch_size": 32, "tables": None,
+                           "hparams": {"candidates": 2, "eval_batches": 1, "rerank_batches": 1, "top_k": 1}},
+                          run_root=tmp_path, run_name="one-shot")
+    assert one_shot["precision"] == "bf16"  # the supernet trained in it
+    printed = json.loads(cli_ok("search", "--resume", str(tmp_path / "table")))
+    assert printed["precision"] == "n/a"
+    rows = {r["run"]: r["precision"] for r in api.compare([tmp_path / n for n in (*runs, "one-shot")],
+                                                          out=tmp_path / "c.html")["runs"]}
+    assert rows == {**got, "one-shot": "bf16"}

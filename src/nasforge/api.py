@@ -284,8 +284,7 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
         result: dict[str, Any] = {"space": space.name, "space_config": space.config, "arch": arch,
                                   "method": cfg["method"], "seed": cfg["seed"], "search": found,
                                   "optimised": found.get("optimised", {}), "device": str(device),
-                                  "precision": cfg["fast_path"]["supernet"]["precision"],
-                                  "fast_path": cfg["fast_path"]}
+                                  "precision": _search_precision(cfg, kind), "fast_path": cfg["fast_path"]}
         check = result["optimised"].get("on_target")
         if isinstance(check, dict) and check.get("met") is False and resume is None:
             progress.warn(f"the latency budget is a hard constraint, and the found network {check['verdict']}")
@@ -311,6 +310,16 @@ def search(config: dict[str, Any] | None = None, *, run_root: str | Path = DEFAU
     result["arch_file"] = str(run.file("arch.json"))
     run.write_result(result)
     return result
+
+
+def _search_precision(cfg: dict[str, Any], kind: str) -> str:
+    """The precision the search computed in (result.json "precision", printed and compared): the supernet's
+    for a one-shot search; for a multi-trial search its estimator's (Estimator.recorded_precision: scratch
+    trials train in the "network" precision, a proxy scores in fp32, a table lookup computes nothing: "n/a").
+    The retraining records its own under "retrain"."""
+    if kind == "one-shot":
+        return cfg["fast_path"]["supernet"]["precision"]
+    return ESTIMATORS.get(cfg["estimator"]).recorded_precision(cfg["fast_path"]["network"]["precision"])
 
 
 def _binary_costs(space, arch) -> dict[str, Any]:

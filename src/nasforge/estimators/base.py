@@ -19,6 +19,16 @@ class Estimator(ABC):
     trial_fn: ClassVar[str] = ""
     #: cheap estimators (table lookups) always run in the driver, whatever executor is configured
     runs_in_process: ClassVar[bool] = False
+    #: what a search records as its precision when it trains no network in another precision: the default
+    #: for estimators that run untrained networks in fp32 (zero-cost proxies); "n/a" for a lookup
+    trial_precision: ClassVar[str] = "fp32"
+
+    @classmethod
+    def recorded_precision(cls, network_precision: str) -> str:
+        """The precision the trials of this estimator computed in, recorded as the search's precision
+        (result.json "precision"): `network_precision` (the resolved ``fast_path["network"]`` precision, what
+        standalone networks train in) for an estimator that trains networks, else `trial_precision`."""
+        return cls.trial_precision
 
     @abstractmethod
     def trial_spec(self, space: SearchSpace, arch: Arch, seed: int) -> dict[str, Any]:

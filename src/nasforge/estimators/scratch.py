@@ -32,6 +32,11 @@ class ScratchEstimator(Estimator):
         self.memory_format = memory_format  # None: as the space builds it (trial keys of older runs unchanged)
 
     @classmethod
+    def recorded_precision(cls, network_precision: str) -> str:
+        """Trials train standalone networks: in the "network" precision (api passes it as ``precision=``)."""
+        return network_precision
+
+    @classmethod
     def fidelity(cls, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
         """Training epochs: any whole number; the default highest fidelity is the trials' ``train.epochs``."""
         epochs = ((options or {}).get("train") or {}).get("epochs", 1)

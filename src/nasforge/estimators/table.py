@@ -43,6 +43,7 @@ class TableEstimator(Estimator):
     name = "table"
     trial_fn = "nasforge.estimators.table:run_trial"
     runs_in_process = True
+    trial_precision = "n/a"  # a lookup: nothing is computed in any precision
 
     def __init__(self, tables: str | Path | None = None, dataset: str = "cifar10", metric: str = "val_12") -> None:
         path = Path(tables).expanduser() if tables is not None else default_table_dir()
