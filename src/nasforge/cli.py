@@ -53,6 +53,16 @@ MEMORY_FORMAT_HELP = ("auto (default: channels_last where the space declares it 
 COMPILE_HELP = "off (default) | probe (torch.compile when a timed probe shows >= 1.2x over the run) | on"
 NPROC_HELP = "data-parallel processes on this machine, started through torch.distributed.run (= torchrun)"
 SYNC_BN_HELP = "data parallel: BatchNorm statistics over the global batch"
+# options shared by the commands that start a run (search, train): declared once, like RunRoot
+ConfigFile = typer.Option(None, help="YAML config; flags override it")
+Resume = typer.Option(None, help="continue an interrupted run directory")
+RunName = typer.Option(None, help="run directory name")
+Quiet = typer.Option(False, "--quiet", help="no progress bars")
+Device = typer.Option(None, help=DEVICE_HELP)
+Precision = typer.Option(None, help=PRECISION_HELP)
+MemoryFormat = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP)
+SyncBn = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP)
+Nproc = typer.Option(None, help=NPROC_HELP)
 _ARGV: list[str] = []  # the command line, for --nproc to relaunch it under torch.distributed.run
 _NPROC: list[int | None] = [None]  # this command's --nproc
 
@@ -85,6 +95,26 @@ def _maybe_relaunch(nproc: Optional[int], check) -> dict[str, Any] | None:
             continue
         argv.append(a)
     sys.exit(distributed.relaunch(nproc, argv))
+
+
+def _start(quiet: bool, nproc: Optional[int]) -> None:
+    """What every run command does first: progress bars (rank 0 only under torchrun) and its --nproc."""
+    progress.set_enabled(not quiet and _rank0())
+    _NPROC[0] = nproc
+
+
+def _fresh(defaults: dict[str, Any], config: Optional[Path], flags: dict[str, Any], run_root: Path,
+           name: Optional[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, API keywords) of a new run: `defaults`, then the --config YAML, then the flags."""
+    file_cfg = cfgmod.load_yaml(config) if config else None
+    return cfgmod.resolve(defaults, file_cfg, flags), {"run_root": run_root, "run_name": name}
+
+
+def _launch(fn, cfg: dict[str, Any] | None, kw: dict[str, Any], nproc: Optional[int]) -> dict[str, Any]:
+    """Run `fn` (api.search / api.train) here, or with --nproc N check it once and relaunch the command as N
+    processes (_maybe_relaunch); returns its result (a finished run's stored one on --resume)."""
+    done = _maybe_relaunch(nproc, lambda: fn(cfg, check_only=True, nproc=nproc, **kw))
+    return done if done is not None else _run(fn, cfg, **kw)
 
 
 def _emit(result: dict[str, Any], keys: list[str] | None = None) -> None:
@@ -174,20 +204,19 @@ def search(
     hp: Optional[List[str]] = typer.Option(None, "--set", help="strategy hyperparameter key=value (repeatable; keys: `nasforge list METHOD`)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="space option key=value, e.g. C=8 (keys: `nasforge list SPACE`)"),
     retrain_opt: Optional[List[str]] = typer.Option(None, "--retrain-opt", help="final-network option key=value"),
-    config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
-    resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
-    name: Optional[str] = typer.Option(None, help="run directory name"),
+    config: Optional[Path] = ConfigFile,
+    resume: Optional[Path] = Resume,
+    name: Optional[str] = RunName,
     run_root: Path = RunRoot,
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
-    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
-    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
-    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
-    nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
+    quiet: bool = Quiet,
+    device: Optional[str] = Device,
+    precision: Optional[str] = Precision,
+    memory_format: Optional[str] = MemoryFormat,
+    sync_bn: bool = SyncBn,
+    nproc: Optional[int] = Nproc,
 ) -> None:
     """Search an architecture; writes a run directory with result.json."""
-    progress.set_enabled(not quiet and _rank0())
-    _NPROC[0] = nproc
+    _start(quiet, nproc)
     if resume is not None:
         _note_ignored_on_resume("search", resume, {
             "space": space, "method": method, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download,
@@ -221,13 +250,11 @@ def search(
         })
         if retrain_epochs is not None:
             flags["retrain"] = {"epochs": retrain_epochs}
-        file_cfg = cfgmod.load_yaml(config) if config else None
-        cfg, kw = cfgmod.resolve(cfgmod.SEARCH_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
+        cfg, kw = _fresh(cfgmod.SEARCH_DEFAULTS, config, flags, run_root, name)
         if test_subset is not None and not cfg.get("retrain"):  # the API tolerates it (configs shared with train)
             raise ConfigError("--test-subset applies only with retraining (--retrain-epochs N or retrain: in the "
                               "config)")
-    done = _maybe_relaunch(nproc, lambda: api.search(cfg, check_only=True, nproc=nproc, **kw))
-    res = done if done is not None else _run(api.search, cfg, **kw)
+    res = _launch(api.search, cfg, kw, nproc)
     _emit(res, ["arch", "space", "method", "optimised", "stopped", "note", "trials", "table", "retrain", "device",
                 "precision", "cost", "run_dir", "arch_file"])
     if res.get("note") and _rank0():
@@ -254,21 +281,20 @@ def train(
     teacher: Optional[Path] = typer.Option(None, help="finished train run to distil from (same dataset)"),
     train_opt: Optional[List[str]] = typer.Option(None, "--set", help="training option key=value (repeatable; keys: `nasforge list training`)"),
     space_opt: Optional[List[str]] = typer.Option(None, "--space-opt", help="network scale key=value, e.g. C=16"),
-    config: Optional[Path] = typer.Option(None, help="YAML config; flags override it"),
-    resume: Optional[Path] = typer.Option(None, help="continue an interrupted run directory"),
-    name: Optional[str] = typer.Option(None, help="run directory name"),
+    config: Optional[Path] = ConfigFile,
+    resume: Optional[Path] = Resume,
+    name: Optional[str] = RunName,
     run_root: Path = RunRoot,
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
-    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
-    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
-    memory_format: Optional[str] = typer.Option(None, "--memory-format", help=MEMORY_FORMAT_HELP),
+    quiet: bool = Quiet,
+    device: Optional[str] = Device,
+    precision: Optional[str] = Precision,
+    memory_format: Optional[str] = MemoryFormat,
     compile: Optional[str] = typer.Option(None, "--compile", help=COMPILE_HELP),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help=SYNC_BN_HELP),
-    nproc: Optional[int] = typer.Option(None, help=NPROC_HELP),
+    sync_bn: bool = SyncBn,
+    nproc: Optional[int] = Nproc,
 ) -> None:
     """Train an architecture from scratch on the full training set and test it."""
-    progress.set_enabled(not quiet and _rank0())
-    _NPROC[0] = nproc
+    _start(quiet, nproc)
     if resume is not None:
         _note_ignored_on_resume("train", resume, {
             "arch": arch, "dataset": dataset, "data_root": data_root, "data_opt": data_opt, "download": download, "epochs": epochs,
@@ -287,10 +313,8 @@ def train(
                             "teacher": str(teacher) if teacher else None,
                             "device": device, "precision": precision, "memory_format": memory_format,
                             "compile": compile, "sync_bn": sync_bn or None})
-        file_cfg = cfgmod.load_yaml(config) if config else None
-        cfg, kw = cfgmod.resolve(cfgmod.TRAIN_DEFAULTS, file_cfg, flags), {"run_root": run_root, "run_name": name}
-    done = _maybe_relaunch(nproc, lambda: api.train(cfg, check_only=True, nproc=nproc, **kw))
-    res = done if done is not None else _run(api.train, cfg, **kw)
+        cfg, kw = _fresh(cfgmod.TRAIN_DEFAULTS, config, flags, run_root, name)
+    res = _launch(api.train, cfg, kw, nproc)
     _emit(res, ["model", "space", "arch", "test_accuracy", "params", "params_aux", "flops", "bops", "ops", "stages",
                 "epochs", "images_per_s", "cost", "run_dir"])
 

@@ -120,28 +120,32 @@ def synflow(model: nn.Module, batch: ProxyBatch) -> float:
             p.abs_()
     ones = torch.ones((1, *batch.x.shape[1:]), dtype=torch.float64, device=batch.x.device)
     weights = weight_params(net)
-    grads = torch.autograd.grad(_logits(net, ones).sum(), weights, allow_unused=True)
-    total = sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
-    return float(total)
+    return _saliency(weights, torch.autograd.grad(_logits(net, ones).sum(), weights, allow_unused=True))
+
+
+def _saliency(weights: list[torch.Tensor], grads: tuple[torch.Tensor | None, ...]) -> float:
+    """sum |theta * g| over the weights that got a gradient (SynFlow's and SNIP's score)."""
+    return float(sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None))
+
+
+def _loss_grads(model: nn.Module, batch: ProxyBatch) -> tuple[list[torch.Tensor], tuple[torch.Tensor | None, ...]]:
+    """(weights, dL/dweights) of the batch's cross-entropy in train mode (None: a weight the loss does not use)."""
+    model.train()
+    weights = weight_params(model)
+    loss = F.cross_entropy(_logits(model, batch.x), batch.y)
+    return weights, torch.autograd.grad(loss, weights, allow_unused=True)
 
 
 @_register("snip", uses_data=True, paper="Lee et al. 2019 (SNIP)")
 def snip(model: nn.Module, batch: ProxyBatch) -> float:
     """SNIP connection sensitivity: sum |theta * dL/dtheta| (cross-entropy of the batch, train mode)."""
-    model.train()
-    weights = weight_params(model)
-    loss = F.cross_entropy(_logits(model, batch.x), batch.y)
-    grads = torch.autograd.grad(loss, weights, allow_unused=True)
-    return float(sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None))
+    return _saliency(*_loss_grads(model, batch))
 
 
 @_register("grasp", uses_data=True, paper="Wang et al. 2020 (GraSP)")
 def grasp(model: nn.Module, batch: ProxyBatch) -> float:
     """GraSP: sum -theta * (H g) with g = dL/dtheta (one Hessian-vector product; train mode)."""
-    model.train()
-    weights = weight_params(model)
-    loss = F.cross_entropy(_logits(model, batch.x), batch.y)
-    g = torch.autograd.grad(loss, weights, allow_unused=True)
+    weights, g = _loss_grads(model, batch)
     used = [i for i, gi in enumerate(g) if gi is not None]
     if not used:
         return 0.0
