@@ -100,6 +100,14 @@ class SearchContext:
         if self.start_time is None:
             self.start_time = self._clock()
 
+    def tables_folder(self) -> str | None:
+        """The benchmark tables folder of this search (--tables; latency tables of HELP devices): the
+        estimator's (a table lookup), else the run's config, else None."""
+        path = getattr(self.estimator, "path", None)
+        if path is None and self.run is not None:
+            path = self.run.config().get("tables")
+        return path
+
     # -- logging and checkpoints ------------------------------------------------------------
     @property
     def is_main(self) -> bool:

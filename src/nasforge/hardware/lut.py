@@ -280,6 +280,22 @@ class LayerLatencyTable:
         return cls(d["device"], d["layers"], d["fixed_ms"], d.get("calibration"), meta)
 
 
+def load_run_table(path: Path | None) -> LayerLatencyTable | None:
+    """The latency table a run stored at `path` (``lut_<device>.json`` in its directory), or None when there
+    is none (no run directory, or not stored yet): a resumed run continues with the table it started with
+    rather than a re-timed one."""
+    if path is None or not path.exists():
+        return None
+    return LayerLatencyTable.from_dict(json.loads(path.read_text()))
+
+
+def save_run_table(path: Path | None, model: Any) -> None:
+    """Store latency model `model` at `path` for load_run_table, once: a model without ``as_dict`` (a
+    per-architecture benchmark table, read from its files again) and an existing file are left alone."""
+    if path is not None and hasattr(model, "as_dict") and not path.exists():
+        atomic_write_json(path, model.as_dict())
+
+
 def space_key(space) -> str:
     """Identity of a space's layer shapes (what a calibration is valid for)."""
     cfg = {k: v for k, v in space.config.items()}

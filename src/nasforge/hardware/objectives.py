@@ -27,7 +27,6 @@ BOPs by building the network once per architecture) and caches them per architec
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,19 +194,14 @@ class ArchCosts:
         if device not in self._latency:
             from .cost import latency_model
             from .devices import is_local
+            from .lut import load_run_table, save_run_table
 
             stored = Path(self.lut_dir) / f"lut_{device}.json" if self.lut_dir is not None and is_local(device) else None
-            if stored is not None and stored.exists():  # a resumed run uses the table it started with
-                from .lut import LayerLatencyTable
-
-                self._latency[device] = LayerLatencyTable.from_dict(json.loads(stored.read_text()))
-            else:
+            model = load_run_table(stored)
+            if model is None:
                 model = latency_model(device, self.space, tables=self.tables)
-                if stored is not None and hasattr(model, "as_dict"):
-                    from ..utils import atomic_write_json
-
-                    atomic_write_json(stored, model.as_dict())
-                self._latency[device] = model
+                save_run_table(stored, model)
+            self._latency[device] = model
         return self._latency[device]
 
     def _build_costs(self, arch: Any) -> dict[str, float]:

@@ -46,6 +46,7 @@ from ..engine.scoring import fixed_batches, inherited_accuracy
 from ..engine.selection import Selection
 from ..errors import ConfigError, UserError
 from ..hardware.devices import PER_ARCH_TABLES, TARGET_DEVICES, check_target, is_local
+from ..hardware.lut import load_run_table, save_run_table
 from ..options import Opt
 from ..registry import STRATEGIES
 from ..utils import atomic_write_json
@@ -135,12 +136,9 @@ class Hurricane(OneShotStrategy):
         from ..hardware.cost import latency_model
 
         hp = self.hp
-        stored = run.file(f"lut_{hp['target']}.json") if run is not None else None
-        if stored is not None and stored.exists():  # a resumed run uses the table it started with
-            from ..hardware.lut import LayerLatencyTable
-            import json
-
-            return LayerLatencyTable.from_dict(json.loads(stored.read_text()))
+        stored = load_run_table(run.file(f"lut_{hp['target']}.json") if run is not None else None)
+        if stored is not None:
+            return stored
         return latency_model(hp["target"], space, tables=tables, cache_path=hp["lut_cache"], n_fit=hp["n_fit"],
                              metric=hp["latency_metric"],
                              measure_kw={"warmup": hp["lut_warmup"], "repeats": hp["lut_repeats"],
@@ -225,7 +223,7 @@ class Hurricane(OneShotStrategy):
         """Steps 0 and 1: the target's latency model, the budget and the per-layer candidates (fixed for the
         run and stored in the run directory; a resumed run reads them back), then the single-path supernet."""
         hp, space, target = self.hp, ctx.space, self.hp["target"]
-        model = self._latency_model(space, _tables_of(ctx), ctx.run)
+        model = self._latency_model(space, ctx.tables_folder(), ctx.run)
         self.calibration = None
         if hp["calibrate"] and is_local(target) and restored is None:
             from ..hardware.lut import LatencyCache, calibrate, default_cache_path
@@ -233,8 +231,8 @@ class Hurricane(OneShotStrategy):
             cache = LatencyCache(hp["lut_cache"] or default_cache_path(target), target)
             self.calibration = calibrate(space, model, cache, n=hp["calibrate"], seed=ctx.seed,
                                          warmup=hp["lut_warmup"], repeats=hp["lut_repeats"], number=hp["lut_number"])
-        if ctx.run is not None and hasattr(model, "as_dict") and not ctx.run.file(f"lut_{target}.json").exists():
-            atomic_write_json(ctx.run.file(f"lut_{target}.json"), model.as_dict())
+        if ctx.run is not None:
+            save_run_table(ctx.run.file(f"lut_{target}.json"), model)
         if restored is not None:
             self.selection = restored["selection"]
         else:
@@ -366,7 +364,7 @@ class Hurricane(OneShotStrategy):
             metrics["calibration"] = {k: v for k, v in self.calibration.items() if k not in ("archs",)}
         from ..hardware.verify import verify_latency  # the hard constraint, checked on the device itself
 
-        metrics["on_target"] = verify_latency(ctx.space, arch, target, T, model=model, tables=_tables_of(ctx))
+        metrics["on_target"] = verify_latency(ctx.space, arch, target, T, model=model, tables=ctx.tables_folder())
         return metrics
 
     def strategy_state(self) -> dict[str, Any]:
@@ -376,16 +374,6 @@ class Hurricane(OneShotStrategy):
     def load_strategy_state(self, state: dict[str, Any]) -> None:
         self.fixed, self.evaluated = list(state["fixed"]), list(state["evaluated"])
         self.stage_results, self.train_s = list(state["stage_results"]), list(state["train_s"])
-
-
-def _tables_of(ctx: SearchContext):
-    run = ctx.run
-    if run is None:
-        return None
-    try:
-        return run.config().get("tables")
-    except Exception:
-        return None
 
 
 class _ConstrainedEvolution(Evolution):

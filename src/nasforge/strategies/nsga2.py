@@ -86,9 +86,7 @@ class NSGA2Search(MultiTrialStrategy):
 
     # -- search -------------------------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
-        tables = getattr(ctx.estimator, "path", None)
-        if tables is None and ctx.run is not None:
-            tables = ctx.run.config().get("tables")
+        tables = ctx.tables_folder()
         wanted = self.objectives + [c.objective for c in self.constraints]
         self.costs = objmod.ArchCosts(ctx.space, wanted, tables=tables,
                                       lut_dir=ctx.run.path if ctx.run is not None else None)
