@@ -167,3 +167,18 @@ def test_killed_torchrun_search_resumes_to_the_uninterrupted_result(darts_run, t
     assert _equal(resumed["strategy"], uninterrupted["strategy"])
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in epochs if m.get("event") == "epoch"] == [1, 2]  # no duplicated epoch
+
+
+def test_sync_bn_is_differentiated_twice_exactly_and_silently(tmp_path):
+    """Review N14: a double backward through SyncBatchNorm (a Hessian-vector product; the one-shot engine's
+    Hessian diagnostic avoids it with local statistics on the gathered batch, other second-order code may not)
+    put the all_reduce of the statistics' gradient into the graph without a derivative: PyTorch warned
+    "c10d::allreduce_: an autograd kernel was not registered" and the cross-process second-order terms were
+    dropped. The all_reduce of the backward is now itself differentiable: the data-parallel product equals the
+    one-process product on the global batch, with no warning."""
+    p = torchrun(str(REPO / "tests" / "hvp_worker.py"), str(tmp_path))
+    got = json.loads((tmp_path / "hvp.json").read_text())
+    assert not [w for w in got["warnings"] if "autograd kernel" in w], got["warnings"]
+    assert "autograd kernel" not in p.stderr
+    for dp, ref in zip(got["dp"], got["ref"]):
+        np.testing.assert_allclose(dp, ref, rtol=1e-4, atol=1e-5)

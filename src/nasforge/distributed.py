@@ -257,9 +257,11 @@ class _AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = grad.clone()
-        dist.all_reduce(out)
-        return out
+        # through this Function again, not a bare dist.all_reduce: a double backward (create_graph, e.g. a
+        # Hessian-vector product through SyncBatchNorm) then differentiates it too, instead of PyTorch warning
+        # "c10d::allreduce_: an autograd kernel was not registered" and dropping the other ranks' terms.
+        # Without create_graph, backward runs without grad mode and this is the plain all_reduce.
+        return _AllReduceSum.apply(grad)
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
