@@ -832,7 +832,8 @@ def sizing(rates: list[dict[str, Any]], scale: Scale, seeds: int = 3, hours: flo
 RECORD = {"epochs": 200, "bound": 1_000_000, "binary_bound": 500_000}
 
 
-def record_commands(out: Path, board_out: Path, data_root: str | None) -> list[list[str]]:
+def record_commands(out: Path, board_out: Path, data_root: str | None, epochs: int | None = None,
+                    scale: Scale | None = None) -> list[list[str]]:
     """The record attempt: the searched row whose *search-time* evidence is best (search-val accuracy of the
     found architecture as the search reported it; never test accuracy) and the best binary search, trained
     with the long recipe on the full training set under the record bounds. Needs a finished leaderboard."""
@@ -867,14 +868,38 @@ def record_commands(out: Path, board_out: Path, data_root: str | None) -> list[l
         arch_doc = json.loads((Path(best["search_run"]) / "arch.json").read_text())
         options, _ = scale_options(arch_doc, None, bound, {"in_channels": 1, "num_classes": 10, "resolution": 28})
         cmd = [*_nasforge(), "train", "--arch", str(Path(best["search_run"]) / "arch.json"),
-               "--epochs", str(RECORD["epochs"]), "--seed", "0", "--threads", "2", "--out", str(out), "--name", tag,
+               "--epochs", str(epochs or RECORD["epochs"]), "--seed", "0", "--threads", "2", "--out", str(out), "--name", tag,
                *_kv_args("--space-opt", options), "--set", "cutout=8", "--set", "label_smoothing=0.1"]
         if not binary:
             cmd += ["--set", "drop_path=0.1", "--batch-size", "128", "--lr", "0.05"]
-        if data_root:
-            cmd += ["--data-root", data_root]
+        cmd += _data_args(scale or SCALES["full"], data_root)  # the full training set, the official test set
         cmds.append(cmd)
     return cmds
+
+
+def run_record(cmds: list[list[str]], out: Path) -> list[dict[str, Any]]:
+    """Run the record-attempt commands one after the other, each its own run folder under `out` (finished ones
+    reused, an interrupted one resumed with ``--resume``), and write `out`/record.json: per attempt the
+    architecture file, scaled options, test accuracy, parameters, FLOPs/BOPs, epochs, precision and the
+    training's CPU and wall seconds. A failed attempt is recorded with its error; the other still runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for cmd in cmds:
+        name = cmd[cmd.index("--name") + 1]
+        run = out / name
+        entry: dict[str, Any] = {"name": name, "arch": cmd[cmd.index("--arch") + 1], "command": " ".join(cmd[1:])}
+        try:
+            res = run_step(cmd, run, out / f"{name}.log")
+            cost = _cost(run)
+            entry.update({k: res.get(k) for k in ("test_accuracy", "params", "flops", "bops", "epochs", "precision",
+                                                 "memory_format")})
+            entry.update({"train_cpu_s": cost.get("cpu_s"), "train_wall_s": cost.get("wall_s"), "run": str(run)})
+        except Exception as e:  # a failed attempt is recorded, not fatal
+            entry["error"] = str(e)
+        results.append(entry)
+        atomic_write_json(out / "record.json", {"bounds": {"params": RECORD["bound"], "binary_params": RECORD["binary_bound"]},
+                                               "attempts": results})
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -896,6 +921,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", action="store_true", help="re-measure every finished run's latency in one process "
                    "(runs interleaved; on a quiet machine) into OUT/latency.json, which --write then uses; runs no jobs")
     p.add_argument("--latency-rounds", type=int, default=5, help="--latency: rounds over all runs (median)")
+    p.add_argument("--run", action="store_true", help="--record: run the record commands one after the other "
+                   "(each a resumable run folder under --record-out; record.json there sums them up)")
+    p.add_argument("--record-out", type=Path, default=None, help="--record: folder of the record runs (default runs/record)")
+    p.add_argument("--record-epochs", type=int, default=None, help=f"--record: epochs (default {RECORD['epochs']})")
     p.add_argument("--measure", action="store_true", help="time each row's final network (sizing the budget)")
     p.add_argument("--speedup", type=float, default=1.0, help="--measure: expected speed-up of the real runs over "
                    "this measurement (e.g. 4 when measured under a load of 8 on 2 cores)")
@@ -925,8 +954,15 @@ def main(argv: list[str] | None = None) -> int:
             write_outputs(board, list(ROWS), scale, args.docs, args.results or args.docs / "results" / "leaderboard.json")
         return 0
     if args.record:
-        for cmd in record_commands(REPO / "runs", out, args.data_root):
-            print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))
+        if args.record_epochs is not None and args.record_epochs < 1:
+            p.error("--record-epochs must be >= 1")
+        rec_out = args.record_out or REPO / "runs" / "record"
+        cmds = record_commands(rec_out, out, args.data_root, args.record_epochs, scale)
+        if not args.run:
+            for cmd in cmds:
+                print(" ".join(cmd[1:]).replace("-m nasforge", "nasforge"))
+            return 0
+        print(json.dumps({"record": run_record(cmds, rec_out)}), flush=True)
         return 0
     if args.dry_run:
         for s in args.seeds:

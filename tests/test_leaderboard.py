@@ -190,6 +190,18 @@ def test_toy_leaderboard_resumes_a_partial_board_and_agrees_with_compare(tmp_pat
     (cmd,) = lb.record_commands(tmp_path / "rec", out, None)
     assert cmd[cmd.index("--arch") + 1] == str(out / "single-darts-s0-search" / "arch.json")
     assert cmd[cmd.index("--epochs") + 1] == str(lb.RECORD["epochs"]) and "--name" in cmd
+    # ... and run (here 1 epoch on the toy data): record.json sums the attempt up; a second call reuses it
+    rec = tmp_path / "rec"
+    (cmd,) = lb.record_commands(rec, out, None, epochs=1, scale=scale)
+    (attempt,) = lb.run_record([cmd], rec)
+    assert "error" not in attempt, attempt
+    assert attempt["epochs"] == 1 and attempt["test_accuracy"] is not None and attempt["train_cpu_s"] > 0
+    stamp = (rec / attempt["name"] / "result.json").stat().st_mtime_ns
+    assert lb.run_record([cmd], rec)[0]["test_accuracy"] == attempt["test_accuracy"]
+    assert (rec / attempt["name"] / "result.json").stat().st_mtime_ns == stamp
+    assert json.loads((rec / "record.json").read_text())["attempts"][0]["name"] == attempt["name"]
+    assert lb.main(["--scale", "toy", "--out", str(out), "--record", "--run", "--record-out", str(rec),
+                    "--record-epochs", "1"]) == 0  # the CLI path: the finished attempt is reused
 
 
 def test_runner_resumes_an_interrupted_run_with_resume(tmp_path, monkeypatch):
