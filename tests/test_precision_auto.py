@@ -18,6 +18,7 @@ from nasforge.spaces.darts import DartsSpace
 from nasforge.spaces.macro import MacroSpace
 from nasforge.spaces.mobile import MobileSpace
 from nasforge.spaces.nb201 import NB201Space
+from nasforge.spaces.pnas import PNASSpace
 from nasforge.spaces.vit import ViTSpace
 
 CPU = torch.device("cpu")
@@ -46,6 +47,7 @@ def _auto(declared: FastPath) -> tuple[str, str]:
     (ViTSpace(embed_ratios=[0.75, 1.0], qkv_dim=256, attn_ratios=[0.25, 0.5, 1.0], mlp_dim=192,
               mlp_ratios=[0.5, 1.0]), "supernet", True, "contiguous"),  # AutoFormer widths
     (ViTSpace(mlp_dim=192), "network", False, "contiguous"),  # narrow embeddings still sampled: 0.99x
+    (PNASSpace(C=4, N=1, blocks=2), "network", False, "channels_last"),  # max pools: NCHW 4.5-9x slower
     (MacroSpace(), "network", False, "contiguous"),  # undeclared: the previous path
 ], ids=lambda v: getattr(v, "name", str(v)))
 def test_auto_resolves_from_the_space_declaration_and_the_cpu(space, kind, bf16_pays, cl, native):
@@ -103,7 +105,9 @@ def _conv_inputs_channels_last(net: nn.Module, x: torch.Tensor) -> list[bool]:
     lambda: DartsSpace(C=4, layers=2).build(DartsSpace(C=4, layers=2).sample(__import__("random").Random(0))),
     lambda: DartsSpace(C=4, layers=2).supernet(), lambda: MobileSpace().build(MobileSpace().sample(
         __import__("random").Random(0))), lambda: BaselineCNN(1, 10, width=8),
-], ids=["nb201-network", "nb201-supernet", "darts-network", "darts-supernet", "mobile-network", "baseline"])
+    lambda: PNASSpace(C=4, N=1, blocks=2).build(PNASSpace(C=4, N=1, blocks=2).sample(__import__("random").Random(0))),
+], ids=["nb201-network", "nb201-supernet", "darts-network", "darts-supernet", "mobile-network", "baseline",
+        "pnas-network"])
 def test_channels_last_reaches_the_activations_with_one_channel_input(make):
     net = make().eval()
     x = torch.randn(2, 1, 28, 28)
