@@ -77,6 +77,7 @@ class Row:
     estimator: str | None = None  # multi-trial rows: scratch
     binary: bool = False
     note: str = ""
+    min_epochs: int = 1  # one-shot: the fewest epochs the method accepts (HURRICANE's two stages need 2)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("pnas", "search", "pnas", "pnas", space_options={"C": 8, "N": 1, "blocks": 5, "ops": "reduced"},
         estimator="scratch"),
     Row("bats", "search", "bats", "bats", space_options={"C": 12, "layers": 5}, binary=True),
-    Row("hurricane", "search", "mobile", "hurricane", hparams={"target": "local-cpu-1t"},
+    Row("hurricane", "search", "mobile", "hurricane", hparams={"target": "local-cpu-1t"}, min_epochs=2,
         note="latency constraint: median predicted latency of random networks of the space (local-cpu-1t LUT)"),
     Row("vitas", "search", "vit", "vitas"),
     Row("baseline-cnn", "train", model="baseline"),
@@ -318,11 +319,11 @@ def plan_oneshot_epochs(row: Row, scale: Scale, out: Path, data_root: str | None
 
     Measured once per board, then reused by every seed and sitting (`out`/epoch-plan.json, atomic), so a
     resumed or repeated job runs the same command: the probe is like `--precision auto`'s choice, recorded
-    once. Probe: the row's own search command (seed 0) planned for 1 and for 2 epochs, run to the end
-    (`out`/probes/ROW-e1, -e2: resumable run folders); CPU-seconds per epoch = c2 - c1 (over the epochs
-    the two actually ran), fixed cost (set-up, the method's final phase: ViTAS' evolution, HURRICANE's
-    candidate scoring, random-ws' ranking) = c1 - one epoch. Planned epochs = floor((fill x seconds - fixed)
-    / per epoch), at least 1. Returns the row's plan entry ({"epochs", "per_epoch_cpu_s", "fixed_cpu_s",
+    once. Probe: the row's own search command (seed 0) planned for m and for 2m epochs (m = the row's
+    `min_epochs`, 1 but for HURRICANE's two stages), run to the end (`out`/probes/ROW-eM, -e2M: resumable run
+    folders); CPU-seconds per epoch = (c2 - c1) / (the epochs the two actually ran apart), fixed cost (set-up,
+    the method's final phase: ViTAS' evolution, HURRICANE's candidate scoring, random-ws' ranking) = c1 -
+    its epochs. Planned epochs = floor((fill x seconds - fixed) / per epoch), at least m. Returns the row's plan entry ({"epochs", "per_epoch_cpu_s", "fixed_cpu_s",
     "probe_cpu_s", ...}). Why: with one epoch count for all (10), MANAS' searches used 86-97 of their 450
     CPU-seconds and Single-DARTS' 215, so the rows did not get the same budget (docs/leaderboard.md)."""
     path = out / PLAN_FILE
@@ -333,7 +334,7 @@ def plan_oneshot_epochs(row: Row, scale: Scale, out: Path, data_root: str | None
     probes = out / "probes"
     probes.mkdir(parents=True, exist_ok=True)
     costs, ran = [], []
-    for e in (1, 2):
+    for e in (row.min_epochs, 2 * row.min_epochs):
         run = probes / f"{row.name}-e{e}"
         res = run_step(search_command(row, scale, 0, probes, run.name, data_root, precision, extra_hparams, epochs=e),
                        run, probes / f"{row.name}.log")
@@ -342,13 +343,13 @@ def plan_oneshot_epochs(row: Row, scale: Scale, out: Path, data_root: str | None
     per_epoch = (costs[1] - costs[0]) / (ran[1] - ran[0]) if ran[1] > ran[0] and costs[1] > costs[0] else costs[1] / ran[1]
     per_epoch = max(per_epoch, 1e-3)
     fixed = max(0.0, costs[0] - ran[0] * per_epoch)
-    epochs = max(1, int((scale.budget_fill * scale.search_seconds - fixed) // per_epoch))
+    epochs = max(row.min_epochs, int((scale.budget_fill * scale.search_seconds - fixed) // per_epoch))
     if scale.epoch_cap:
         epochs = min(epochs, scale.epoch_cap)
     entry = {"epochs": epochs, "per_epoch_cpu_s": round(per_epoch, 3), "fixed_cpu_s": round(fixed, 3),
              "probe_cpu_s": costs, "probe_epochs_run": ran, "fill": scale.budget_fill,
              "search_seconds": scale.search_seconds, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-             "load_avg": os.getloadavg()}
+             "load_avg": list(os.getloadavg())}
     with _PLAN_LOCK:
         plan = json.loads(path.read_text()) if path.is_file() else {}
         plan.setdefault(row.name, entry)

@@ -222,6 +222,36 @@ def test_runner_resumes_an_interrupted_run_with_resume(tmp_path, monkeypatch):
     assert lb.run_step(["never", "run"], run, tmp_path / "log") == {"ok": 1} and len(seen) == 1
 
 
+def test_epoch_plan_probes_from_the_rows_minimum(tmp_path, monkeypatch):
+    """HURRICANE's two stages refuse 1 epoch: its probe runs 2 and 4 epochs, and the plan never goes below 2;
+    the per-epoch cost comes from the epochs the probes actually ran (a clock-stopped probe counts what ran)."""
+    seen = []
+
+    def fake_run_step(cmd, run, log):
+        e = int(cmd[cmd.index("--epochs") + 1])
+        seen.append(e)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "cost.json").write_text(json.dumps({"cpu_s": 30.0 + 100.0 * e}))
+        return {"search": {"metrics": {"epochs_run": e}}}
+
+    monkeypatch.setattr(lb, "run_step", fake_run_step)
+    scale = lb.SCALES["full"]
+    plan = lb.plan_oneshot_epochs(lb.ROWS["hurricane"], scale, tmp_path, None, None, {"latency_ms": 1.0})
+    assert seen == [2, 4] and plan["per_epoch_cpu_s"] == pytest.approx(100.0) and plan["fixed_cpu_s"] == pytest.approx(30.0)
+    assert plan["epochs"] == int((0.9 * 450 - 30) // 100) == 3
+    assert lb.plan_oneshot_epochs(lb.ROWS["hurricane"], scale, tmp_path, None, None) == plan and seen == [2, 4]  # reused
+
+    def slow(cmd, run, log):  # one epoch costs more than the budget: the 2-epoch probe is stopped after 1
+        e = int(cmd[cmd.index("--epochs") + 1])
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "cost.json").write_text(json.dumps({"cpu_s": 490.0}))
+        return {"search": {"metrics": {"epochs_run": 1}}}
+
+    monkeypatch.setattr(lb, "run_step", slow)
+    assert lb.plan_oneshot_epochs(lb.ROWS["bats"], scale, tmp_path, None, None)["epochs"] == 1
+    assert lb.plan_oneshot_epochs(lb.ROWS["hurricane"], scale, tmp_path / "x", None, None)["epochs"] == 2
+
+
 def test_runner_refuses_unknown_rows(capsys):
     with pytest.raises(SystemExit) as e:
         lb.main(["--rows", "nope", "--dry-run"])
