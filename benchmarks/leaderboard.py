@@ -405,13 +405,19 @@ def _cost(run: Path) -> dict[str, float]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def _latency_device(batch: int):
+    """The latency regime of the table's columns: torch fp32 on one thread of this CPU, eval mode, `batch`."""
+    from nasforge.hardware.devices import LocalDevice
+
+    return LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
+
+
 def measure_latency(run: Path) -> dict[str, float]:
     """Latency of the trained model of `run` on this CPU, one thread, fp32, eval mode: batch 1 and 32
     (median replicate, ms per forward), timed as the project's LUTs are (nasforge.hardware.lut.measure)."""
     import torch
 
     from nasforge.building import load_trained
-    from nasforge.hardware.devices import LocalDevice
     from nasforge.hardware.lut import measure
 
     model, _, _, test_set = load_trained(run)
@@ -420,8 +426,7 @@ def measure_latency(run: Path) -> dict[str, float]:
     with _MEASURE_LOCK:
         out = {}
         for batch in (1, 32):
-            dev = LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
-            out[f"latency_b{batch}_ms"] = measure(model, shape, dev, warmup=3, repeats=5, number=5)["ms"]
+            out[f"latency_b{batch}_ms"] = measure(model, shape, _latency_device(batch), warmup=3, repeats=5, number=5)["ms"]
         torch.set_num_threads(threads)
         return out
 
@@ -471,7 +476,6 @@ def remeasure_latency(board: "Board", out: Path, rounds: int = 5) -> dict[str, A
     import torch
 
     from nasforge.building import load_trained
-    from nasforge.hardware.devices import LocalDevice
     from nasforge.hardware.lut import measure
 
     torch.set_num_threads(1)
@@ -484,8 +488,8 @@ def remeasure_latency(board: "Board", out: Path, rounds: int = 5) -> dict[str, A
     for _ in range(rounds):
         for run, model, shape in nets:
             for batch in (1, 32):
-                dev = LocalDevice(f"local-cpu-1t-b{batch}", "torch", 1, batch, False, "leaderboard")
-                samples[run][str(batch)].append(measure(model, shape, dev, warmup=3, repeats=1, number=5)["ms"])
+                samples[run][str(batch)].append(measure(model, shape, _latency_device(batch), warmup=3, repeats=1,
+                                                        number=5)["ms"])
     doc = {"rounds": rounds, "threads": 1, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
            "runs": {run: {"latency_b1_ms": statistics.median(v["1"]), "latency_b32_ms": statistics.median(v["32"]),
