@@ -970,11 +970,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"record": run_record(cmds, rec_out)}), flush=True)
         return 0
     if args.dry_run:
+        plan = json.loads((out / PLAN_FILE).read_text()) if (out / PLAN_FILE).is_file() else {}
         for s in args.seeds:
             for r in rows:
                 if r.kind == "search":
                     extra = {"latency_ms": "MEDIAN"} if r.method == "hurricane" else None
-                    plan = json.loads((out / PLAN_FILE).read_text()) if (out / PLAN_FILE).is_file() else {}
                     epochs = (plan.get(r.name) or {}).get("epochs") if scale.budget_fill and not r.estimator else None
                     cmd = search_command(r, scale, s, out, f"{r.name}-s{s}-search", args.data_root, args.precision, extra,
                                          epochs)

@@ -398,9 +398,7 @@ def calibration_keeps_positive(lut: LayerLatencyTable, cal: dict[str, float] | N
 
 
 def _fastest_raw(lut: LayerLatencyTable) -> float:
-    lo, _ = lut.bounds()
-    applied = lut.applied
-    return (lo - applied["b"]) / applied["a"] if applied else lo
+    return lut.raw_predict([min(e, key=e.get) for e in lut.entries])  # the all-cheapest network, uncalibrated ms
 
 
 def calibrate(space, lut: LayerLatencyTable, cache: LatencyCache, n: int = 20, seed: int = 0,
